@@ -1,0 +1,37 @@
+# Two commands from a fresh machine: `make demo` and `make test`.
+# torch==2.13.0 is installed first so pip takes the local CPU wheel instead of the CUDA build.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+export MUJOCO_GL ?= egl
+export PYOPENGL_PLATFORM ?= egl
+export SDL_VIDEODRIVER ?= dummy
+export SDL_AUDIODRIVER ?= dummy
+
+.PHONY: install demo test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m iltk.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check iltk teleop tests benchmarks
+	$(BIN)/ruff format --check iltk teleop tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/env_speed.py
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

@@ -1,0 +1,68 @@
+"""``iltk/PointMaze-v0``: a planar point mass goes around a wall to reach a goal.
+
+- **Action space**: ``Box(-1, 1, (2,))``, planar velocity command (scaled to 0.6 m/s).
+- **Observation** (``state``, 6): agent xy position (2), agent xy velocity (2), goal xy (2).
+- **Reward terms** (``info``): ``reward_dist`` = -distance to goal, ``reward_ctrl`` =
+  -0.01 * |action|^2, ``reward_success`` = 1 when successful.
+- **Success**: the agent centre is within 0.05 m of the goal.
+- **Episode end**: success (``terminate_on_success``) or 150 steps (7.5 s at 20 Hz).
+
+Starts are drawn on the left of a wall that spans y in [-0.3, 0.3], goals on the right. The
+scripted expert goes around the wall on the side of the wall's centre line where the agent
+is, so demonstrations from starts near y = 0 are bimodal: the test bed for mode averaging.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from iltk.envs.base import MujocoTaskEnv, velocity_toward
+
+WALL_HALF_Y = 0.3
+VIA_Y = 0.47  # y of the via point beside the wall (wall edge + agent radius + clearance)
+
+
+class PointMazeEnv(MujocoTaskEnv):
+    __doc__ = __doc__
+    xml_file = "point_maze.xml"
+    default_camera = "top"
+    action_dim = 2
+    state_dim = 6
+    max_speed = 0.6
+    success_radius = 0.05
+
+    def _reset_task(self, rng):
+        self.data.qpos[:2] = [rng.uniform(-0.9, -0.65), rng.uniform(-0.15, 0.15)]
+        self._set_mocap("goal", [rng.uniform(0.65, 0.9), rng.uniform(-0.2, 0.2), 0.002])
+
+    def _apply_action(self, action):
+        self.data.ctrl[:] = action * self.max_speed
+
+    def _agent(self):
+        return self.data.qpos[:2].copy()
+
+    def _goal(self):
+        return self.data.mocap_pos[0, :2].copy()
+
+    def _state_obs(self):
+        return np.concatenate([self._agent(), self.data.qvel[:2], self._goal()])
+
+    def _reward_terms(self, action):
+        return {
+            "reward_dist": -float(np.linalg.norm(self._agent() - self._goal())),
+            "reward_ctrl": -0.01 * float(np.sum(np.square(action))),
+            "reward_success": float(self._is_success()),
+        }
+
+    def _is_success(self):
+        return bool(np.linalg.norm(self._agent() - self._goal()) < self.success_radius)
+
+    def expert_action(self):
+        pos, goal = self._agent(), self._goal()
+        if pos[0] < 0.0:
+            # Still left of the wall's centre: head for the via point on this side.
+            side = 1.0 if pos[1] >= 0 else -1.0
+            target = np.array([0.02, side * VIA_Y])
+            direction = target - pos
+            return (direction / max(np.linalg.norm(direction), 1e-6)).astype(np.float32)
+        return velocity_toward(pos, goal, gain=6.0).astype(np.float32)

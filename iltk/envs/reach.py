@@ -1,0 +1,64 @@
+"""``iltk/Reach-v0``: a 3-D end effector moved by velocity commands reaches a random target.
+
+- **Action space**: ``Box(-1, 1, (3,))``, Cartesian velocity command (scaled to 0.5 m/s).
+- **Observation** (``state``, 9): end-effector position (3), velocity (3), target position (3).
+- **Reward terms** (``info``): ``reward_dist`` = -distance to target, ``reward_ctrl`` =
+  -0.01 * |action|^2, ``reward_success`` = 1 when successful.
+- **Success**: the end effector is within 0.03 m of the target.
+- **Episode end**: success (``terminate_on_success``) or 100 steps (5 s at 20 Hz).
+
+Start and target are drawn uniformly in the workspace x, y in [-0.25, 0.25], z in
+[0.05, 0.4], at least 0.1 m apart.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from iltk.envs.base import MujocoTaskEnv, velocity_toward
+
+LOW = np.array([-0.25, -0.25, 0.05])
+HIGH = np.array([0.25, 0.25, 0.4])
+
+
+class ReachEnv(MujocoTaskEnv):
+    __doc__ = __doc__
+    xml_file = "reach.xml"
+    default_camera = "front"
+    action_dim = 3
+    state_dim = 9
+    max_speed = 0.5
+    success_radius = 0.03
+
+    def _reset_task(self, rng):
+        start = rng.uniform(LOW, HIGH)
+        target = rng.uniform(LOW, HIGH)
+        while np.linalg.norm(target - start) < 0.1:
+            target = rng.uniform(LOW, HIGH)
+        self.data.qpos[:3] = start
+        self._set_mocap("target", target)
+
+    def _apply_action(self, action):
+        self.data.ctrl[:] = action * self.max_speed
+
+    def _eef(self):
+        return self.data.qpos[:3].copy()
+
+    def _target(self):
+        return self.data.mocap_pos[0].copy()
+
+    def _state_obs(self):
+        return np.concatenate([self._eef(), self.data.qvel[:3], self._target()])
+
+    def _reward_terms(self, action):
+        return {
+            "reward_dist": -float(np.linalg.norm(self._eef() - self._target())),
+            "reward_ctrl": -0.01 * float(np.sum(np.square(action))),
+            "reward_success": float(self._is_success()),
+        }
+
+    def _is_success(self):
+        return bool(np.linalg.norm(self._eef() - self._target()) < self.success_radius)
+
+    def expert_action(self):
+        return velocity_toward(self._eef(), self._target(), gain=8.0).astype(np.float32)

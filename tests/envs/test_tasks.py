@@ -1,0 +1,161 @@
+"""Contract tests swept over every registered iltk task."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import iltk
+from iltk.envs import TASK_IDS, UnknownTaskError, make_env, make_expert
+
+
+@pytest.mark.parametrize("task_id", TASK_IDS)
+def test_check_env(task_id):
+    env = make_env(task_id)
+    check_env(env.unwrapped, skip_render_check=True)
+    env.close()
+
+
+@pytest.mark.parametrize("task_id", TASK_IDS)
+def test_registered_on_import(task_id):
+    assert task_id in gym.registry
+    assert iltk.__version__
+
+
+@pytest.mark.parametrize("task_id", TASK_IDS)
+def test_same_seed_same_trajectory(task_id):
+    def run(seed):
+        env = make_env(task_id)
+        obs, _ = env.reset(seed=seed)
+        rng = np.random.default_rng(0)
+        traj = [obs]
+        for _ in range(30):
+            obs, *_ = env.step(rng.uniform(-1, 1, env.action_space.shape))
+            traj.append(obs)
+        return np.stack(traj)
+
+    a, b, c = run(7), run(7), run(8)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("task_id", TASK_IDS)
+def test_set_state_reproduces_exactly(task_id):
+    env = make_env(task_id)
+    expert = make_expert(env)
+    env.reset(seed=3)
+    rng = np.random.default_rng(1)
+    for _ in range(15):
+        env.step(np.clip(expert() + rng.normal(0, 0.3, env.action_space.shape), -1, 1))
+    state = env.unwrapped.get_state()
+    actions = rng.uniform(-1, 1, (25,) + env.action_space.shape)
+    first = [env.step(a)[:2] for a in actions]
+    env.unwrapped.set_state(state)
+    second = [env.step(a)[:2] for a in actions]
+    for (o1, r1), (o2, r2) in zip(first, second):
+        np.testing.assert_array_equal(o1, o2)
+        assert r1 == r2
+    with pytest.raises(ValueError, match="state of shape"):
+        env.unwrapped.set_state(state[:-1])
+
+
+@pytest.mark.parametrize("task_id", TASK_IDS)
+def test_reward_is_sum_of_info_terms(task_id):
+    env = make_env(task_id)
+    expert = make_expert(env)
+    env.reset(seed=0)
+    for _ in range(40):
+        obs, reward, terminated, truncated, info = env.step(expert())
+        terms = {k: v for k, v in info.items() if k.startswith("reward_")}
+        assert len(terms) >= 2
+        assert reward == pytest.approx(sum(terms.values()), abs=1e-9)
+        assert isinstance(info["success"], bool)
+        if terminated or truncated:
+            break
+
+
+@pytest.mark.parametrize("task_id", TASK_IDS)
+def test_expert_success_rate(task_id):
+    env = make_env(task_id)
+    expert = make_expert(env)
+    successes = 0
+    for seed in range(20):
+        env.reset(seed=10_000 + seed)
+        done = False
+        while not done:
+            _, _, terminated, truncated, info = env.step(expert())
+            done = terminated or truncated
+        successes += info["success"]
+    assert successes >= 18, f"{task_id}: expert succeeded {successes}/20"
+
+
+@pytest.mark.parametrize("task_id", TASK_IDS)
+def test_expert_labels_off_path_states(task_id):
+    """The expert is a function of the state: same state, same action, wherever it came from."""
+    env = make_env(task_id)
+    expert = make_expert(env)
+    env.reset(seed=5)
+    rng = np.random.default_rng(2)
+    for _ in range(10):
+        env.step(rng.uniform(-1, 1, env.action_space.shape))  # off the expert's path
+    state, label = env.unwrapped.get_state(), expert()
+    assert label.shape == env.action_space.shape and np.all(np.abs(label) <= 1)
+    env.reset(seed=99)
+    env.unwrapped.set_state(state)
+    np.testing.assert_array_equal(expert(), label)
+
+
+@pytest.mark.parametrize("task_id", TASK_IDS)
+def test_pixel_observations(task_id):
+    env = make_env(task_id, obs_mode="pixels", image_size=64)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (64, 64, 3) and obs.dtype == np.uint8
+    assert env.observation_space.contains(obs)
+    expert = make_expert(env)
+    for _ in range(10):
+        later, *_ = env.step(expert())
+    assert not np.array_equal(obs, later), "image did not change when the scene moved"
+    env.close()
+
+    env = make_env(task_id, obs_mode="state+pixels")
+    obs, _ = env.reset(seed=0)
+    assert set(obs) == {"state", "pixels"}
+    assert obs["pixels"].shape == (84, 84, 3)
+    assert obs["state"].shape == env.observation_space["state"].shape
+    env.close()
+
+
+def test_render_rgb_array():
+    env = make_env("iltk/Lift-v0", render_mode="rgb_array", render_width=160, render_height=120)
+    env.reset(seed=0)
+    frame = env.render()
+    assert frame.shape == (120, 160, 3) and frame.dtype == np.uint8 and frame.std() > 5
+    env.close()
+
+
+def test_control_rate_sets_substeps():
+    env = make_env("iltk/Reach-v0", control_freq=10)
+    assert env.unwrapped.n_substeps == 50
+    assert env.unwrapped.metadata["render_fps"] == 10
+
+
+def test_unknown_task_lists_valid_ids():
+    with pytest.raises(UnknownTaskError) as err:
+        make_env("iltk/Pussh-v0")
+    for task_id in TASK_IDS:
+        assert task_id in str(err.value)
+
+
+def test_bad_kwargs_are_explained():
+    with pytest.raises(ValueError, match="obs_mode"):
+        make_env("iltk/Reach-v0", obs_mode="depth")
+    with pytest.raises(ValueError, match="bad keyword arguments"):
+        make_env("iltk/Reach-v0", no_such_option=1)
+
+
+def test_other_gymnasium_ids_work():
+    env = make_env("Pendulum-v1")
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (3,)
+    with pytest.raises(ValueError, match="no scripted expert"):
+        make_expert(env)
