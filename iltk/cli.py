@@ -5,10 +5,16 @@ needs them, so ``iltk --help`` stays fast and the library stays headless.
 
 from __future__ import annotations
 
+import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import tyro
+from tyro.conf import Positional
+
+from iltk.data.format import DatasetError
+from iltk.envs import UnknownTaskError
 
 
 class CliError(Exception):
@@ -33,7 +39,232 @@ class Tasks:
         print("\nAny other gymnasium id (e.g. Reacher-v5) is accepted wherever a task id is.")
 
 
-COMMANDS: dict[str, type] = {"tasks": Tasks}
+@dataclass
+class Collect:
+    """Record scripted-expert demonstrations of a task into an episode file.
+
+    Runs the task's expert through the control loop in parallel envs, with an optional
+    DART noise level (the executed action is noisy, the recorded label is clean). Appends
+    when OUT exists (numbering continues) unless --overwrite.
+    """
+
+    task: str = "iltk/Push-v0"
+    """Task id (iltk/<Name>-v0; see `iltk tasks`)."""
+    episodes: int = 100
+    """Number of episodes to save."""
+    out: Path = Path("datasets/demos.hdf5")
+    """Episode file to write (HDF5)."""
+    num_envs: int = 1
+    """Parallel environments (subprocesses when > 1)."""
+    seed: int = 0
+    """Episode k is reset with seed SEED + k."""
+    success_only: bool = False
+    """Save only successful episodes (collects until EPISODES are saved, at most 3x tries)."""
+    dart_noise: float = 0.0
+    """DART: std of Gaussian noise added to the executed action (labels stay clean)."""
+    obs_mode: str = "state"
+    """Observation mode of iltk tasks: state, pixels or state+pixels."""
+    image_size: int = 84
+    """Camera image side for pixel observations."""
+    overwrite: bool = False
+    """Replace OUT instead of appending to it."""
+
+    def run(self) -> None:
+        from iltk.collect import collect_demos
+
+        kwargs = {}
+        if self.task.startswith("iltk/"):
+            kwargs = {"obs_mode": self.obs_mode, "image_size": self.image_size}
+        if self.episodes < 1:
+            raise CliError("--episodes must be at least 1")
+        res = collect_demos(
+            self.task,
+            self.out,
+            self.episodes,
+            num_envs=self.num_envs,
+            seed=self.seed,
+            success_only=self.success_only,
+            dart_noise=self.dart_noise,
+            env_kwargs=kwargs,
+            overwrite=self.overwrite,
+        )
+        rate = res.successes / max(res.attempted, 1)
+        print(
+            f"saved {res.saved} episodes to {res.path} "
+            f"(expert success {res.successes}/{res.attempted} = {rate:.0%})"
+        )
+
+
+# ------------------------------------------------------------------ iltk dataset ...
+@dataclass
+class DatasetInfo:
+    """Summarize an episode file: episodes, steps, success, sources, keys, action ranges."""
+
+    file: Positional[Path]
+    """The episode file."""
+    json: bool = False
+    """Print the summary as JSON."""
+
+    def run(self) -> None:
+        from iltk.data import DemoFile
+
+        with DemoFile(self.file) as f:
+            info = f.summary()
+        if self.json:
+            print(json.dumps(info, indent=2))
+            return
+        rate = info["success_rate"]
+        print(f"file        {info['file']}")
+        print(f"env         {info['env_name']}  (format v{info['format_version']})")
+        print(
+            f"episodes    {info['episodes']}   steps {info['steps']}   mean length {info['mean_length']:.1f}"
+        )
+        print(f"success     {'n/a' if rate is None else f'{rate:.1%}'}")
+        print(f"sources     {', '.join(f'{k}: {v}' for k, v in info['sources'].items()) or '-'}")
+        print(f"masks       {', '.join(f'{k}: {v}' for k, v in info['masks'].items()) or '-'}")
+        print(f"intervention fraction {info['intervention_fraction']:.3f}")
+        if info["action_min"] is not None:
+            lo = ", ".join(f"{x:+.2f}" for x in info["action_min"])
+            hi = ", ".join(f"{x:+.2f}" for x in info["action_max"])
+            print(f"action range [{lo}] .. [{hi}]")
+        print("keys")
+        for k, v in info["keys"].items():
+            print(f"  {k:<28} {str(tuple(v['shape'])):<16} {v['dtype']}")
+        if info["linked_shards"]:
+            print(
+                f"({info['linked_shards']} episodes live in shard files; 'iltk dataset consolidate' folds them in)"
+            )
+
+
+@dataclass
+class DatasetMerge:
+    """Concatenate the episodes of several files (same env) into a new file."""
+
+    out: Positional[Path]
+    """The merged file to write."""
+    inputs: Positional[list[Path]]
+    """Files to merge, in order."""
+
+    def run(self) -> None:
+        from iltk.data.tools import merge_files
+
+        n = merge_files(self.inputs, self.out)
+        print(f"wrote {n} episodes to {self.out}")
+
+
+@dataclass
+class DatasetSplit:
+    """Write train/valid masks (mask/train, mask/valid) into a file."""
+
+    file: Positional[Path]
+    """The episode file (rewritten atomically)."""
+    valid_fraction: float = 0.1
+    """Fraction of episodes held out for validation."""
+    seed: int = 0
+    """Seed of the random split."""
+
+    def run(self) -> None:
+        from iltk.data.tools import split_file
+
+        masks = split_file(self.file, self.valid_fraction, self.seed)
+        print(f"{self.file}: train {len(masks['train'])} episodes, valid {len(masks['valid'])}")
+
+
+@dataclass
+class DatasetFilter:
+    """Copy the episodes that pass the filters into a new file."""
+
+    file: Positional[Path]
+    """The source episode file."""
+    out: Positional[Path]
+    """The filtered file to write."""
+    success_only: bool = False
+    """Keep only successful episodes."""
+    source: list[str] = field(default_factory=list)
+    """Keep only these sources (human, scripted, policy, dagger, hg-dagger, dart)."""
+    min_length: int = 0
+    """Drop episodes shorter than this."""
+
+    def run(self) -> None:
+        from iltk.data.tools import filter_file
+
+        n = filter_file(
+            self.file,
+            self.out,
+            success_only=self.success_only,
+            sources=self.source,
+            min_length=self.min_length,
+        )
+        print(f"wrote {n} episodes to {self.out}")
+
+
+@dataclass
+class DatasetVerify:
+    """Re-simulate every episode from its seed with its executed actions and report how far
+    the simulation diverges from the recorded states and observations (0 = exact)."""
+
+    file: Positional[Path]
+    """The episode file."""
+    episodes: int = 0
+    """Verify only the first N episodes (0: all)."""
+
+    def run(self) -> int:
+        from iltk.data import DemoFile
+        from iltk.replay import verify_file
+
+        with DemoFile(self.file) as f:
+            demos = f.demos[: self.episodes] if self.episodes else f.demos
+        rows = verify_file(self.file, demos)
+        print(
+            f"{'demo':<10}{'steps':>6}{'init err':>11}{'max state err':>15}{'max obs err':>13}  success rec/replay"
+        )
+        for r in rows:
+            print(
+                f"{r.demo:<10}{r.steps:>6}{r.initial_state_error:>11.2e}{r.max_state_error:>15.2e}"
+                f"{r.max_obs_error:>13.2e}  {r.recorded_success}/{r.replayed_success}"
+            )
+        exact = sum(r.exact for r in rows)
+        print(f"{exact}/{len(rows)} episodes re-simulate exactly")
+        return 0 if exact == len(rows) else 1
+
+
+@dataclass
+class DatasetConsolidate:
+    """Fold a file's shard folder (left by an interrupted recording) into the file itself."""
+
+    file: Positional[Path]
+    """The episode file."""
+
+    def run(self) -> None:
+        from iltk.data import DemoFile, consolidate_file
+
+        with DemoFile(self.file, validate="structure"):
+            pass
+        consolidate_file(self.file)
+        print(f"{self.file}: consolidated")
+
+
+DATASET_COMMANDS: dict[str, type] = {
+    "info": DatasetInfo,
+    "merge": DatasetMerge,
+    "split": DatasetSplit,
+    "filter": DatasetFilter,
+    "verify": DatasetVerify,
+    "consolidate": DatasetConsolidate,
+}
+
+
+@dataclass
+class Dataset:
+    """Inspect and edit episode files: info, merge, split, filter, verify, consolidate
+    (`iltk dataset <command> --help`)."""
+
+    def run(self) -> None:
+        tyro.extras.subcommand_cli_from_dict(DATASET_COMMANDS, prog="iltk dataset", args=["--help"])
+
+
+COMMANDS: dict[str, type] = {"tasks": Tasks, "collect": Collect, "dataset": Dataset}
+GROUPS: dict[str, dict[str, type]] = {"dataset": DATASET_COMMANDS}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,15 +274,20 @@ def main(argv: list[str] | None = None) -> int:
     if argv in (["--version"], ["-V"]):
         print(f"iltk {__version__}")
         return 0
-    cmd = tyro.extras.subcommand_cli_from_dict(
-        COMMANDS,
-        prog="iltk",
-        description=f"iltk {__version__}: imitation learning for robot manipulation in MuJoCo.",
-        args=argv,
-    )
+    if argv and argv[0] in GROUPS and len(argv) > 1:
+        cmd = tyro.extras.subcommand_cli_from_dict(
+            GROUPS[argv[0]], prog=f"iltk {argv[0]}", args=argv[1:]
+        )
+    else:
+        cmd = tyro.extras.subcommand_cli_from_dict(
+            COMMANDS,
+            prog="iltk",
+            description=f"iltk {__version__}: imitation learning for robot manipulation in MuJoCo.",
+            args=argv,
+        )
     try:
         result = cmd.run()
-    except CliError as err:
+    except (CliError, DatasetError, UnknownTaskError, FileNotFoundError) as err:
         print(f"iltk: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

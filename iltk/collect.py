@@ -1,0 +1,91 @@
+"""Scripted collection: the task's expert through the control loop into an episode file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from iltk.controllers import DartNoise, ExpertController
+from iltk.data import DemoWriter, make_env_args
+from iltk.envs import make_vector_env
+from iltk.rollout import Episode, run_episodes
+
+
+@dataclass
+class CollectResult:
+    path: Path
+    saved: int
+    attempted: int
+    successes: int
+
+
+def collect_demos(
+    task: str,
+    out: str | Path,
+    episodes: int,
+    *,
+    num_envs: int = 1,
+    seed: int = 0,
+    success_only: bool = False,
+    dart_noise: float = 0.0,
+    env_kwargs: dict | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    max_attempts_factor: float = 3.0,
+) -> CollectResult:
+    """Run the scripted expert and save ``episodes`` demos to ``out``.
+
+    With ``success_only`` only successful episodes are saved and collection continues
+    (up to ``max_attempts_factor * episodes`` attempts) until ``episodes`` are saved.
+    With ``dart_noise`` > 0 the executed action is the expert's plus N(0, sigma^2) noise and
+    the recorded label (``actions``) is the clean expert action.
+    """
+    env_kwargs = dict(env_kwargs or {})
+    envs = make_vector_env(task, num_envs, **env_kwargs)
+    try:
+        model_xml = envs.call("model_xml")[0]
+        control_freq = envs.call("control_freq")[0]
+    except AttributeError:
+        model_xml, control_freq = "", None
+    writer = DemoWriter(
+        out,
+        make_env_args(task, env_kwargs, control_freq),
+        model_file=model_xml,
+        overwrite=overwrite,
+    )
+    controller = ExpertController()
+    if dart_noise > 0:
+        controller = DartNoise(controller, dart_noise, seed=seed)
+    source = "dart" if dart_noise > 0 else "scripted"
+    saved = attempted = successes = 0
+    futures = []
+    bar = tqdm(total=episodes, desc=f"collect {task}", unit="ep", disable=not progress)
+
+    def on_episode(ep: Episode):
+        nonlocal saved, successes
+        successes += ep.success
+        if success_only and not ep.success:
+            return
+        if saved >= episodes:
+            return
+        futures.append(writer.save(ep, source=source, attrs={"dart_noise": dart_noise}))
+        saved += 1
+        bar.update(1)
+
+    try:
+        next_seed = seed
+        max_attempts = int(max_attempts_factor * episodes) if success_only else episodes
+        while saved < episodes and attempted < max_attempts:
+            todo = min(episodes - saved, max_attempts - attempted)
+            run_episodes(envs, controller, todo, seed=next_seed, on_episode=on_episode)
+            attempted += todo
+            next_seed += todo
+        for f in futures:
+            f.result()
+    finally:
+        bar.close()
+        envs.close()
+        writer.close()
+    return CollectResult(Path(out), saved, attempted, successes)

@@ -1,0 +1,67 @@
+"""The one episode format of iltk (contract 1 of DESIGN.md): a superset of robomimic's.
+
+```
+/data                attrs: total, env_args (JSON), format_version, iltk_version, created
+/data/demo_<i>       attrs: num_samples, source, success, seed, operator, model_file, partial
+    obs/<key>  next_obs/<key>  actions  actions_executed  rewards  dones  states
+    intervention  + further per-step fields (policy_actions, noise, ...)
+/mask/<name>         byte strings of demo names (train, valid, ...)
+```
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+from typing import Any
+
+FORMAT_VERSION = 1
+SOURCES = ("human", "scripted", "policy", "dagger", "hg-dagger", "dart")
+DEMO_RE = re.compile(r"^demo_(\d+)$")
+# per-step datasets every iltk episode has (robomimic files may hold only some)
+STEP_KEYS = ("actions", "actions_executed", "rewards", "dones", "states", "intervention")
+GYM_ENV_TYPE = 2  # robomimic's EnvType.GYM_TYPE
+
+
+class DatasetError(ValueError):
+    """A problem with a dataset file; the message names the file, the demo and the key."""
+
+    def __init__(self, path: Any, message: str, demo: str | None = None, key: str | None = None):
+        where = str(path)
+        if demo is not None:
+            where += f": {demo}"
+        if key is not None:
+            where += f": key '{key}'"
+        super().__init__(f"{where}: {message}")
+        self.path, self.demo, self.key = str(path), demo, key
+
+
+def demo_index(name: str) -> int:
+    match = DEMO_RE.match(name)
+    return int(match.group(1)) if match else -1
+
+
+def sorted_demos(names) -> list[str]:
+    """Demo group names in numeric order (demo_2 before demo_10); other names dropped."""
+    return sorted((n for n in names if DEMO_RE.match(n)), key=demo_index)
+
+
+def make_env_args(
+    env_name: str, env_kwargs: dict[str, Any] | None = None, control_freq: float | None = None
+) -> dict[str, Any]:
+    """The ``data.attrs["env_args"]`` dict (robomimic keys plus iltk's)."""
+    return {
+        "env_name": env_name,
+        "type": GYM_ENV_TYPE,
+        "env_kwargs": dict(env_kwargs or {}),
+        "control_freq": control_freq,
+    }
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=str)

@@ -1,0 +1,117 @@
+"""Whole-file operations: merge, filter, split. Each writes a new file atomically."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from iltk.data.format import DatasetError, dumps
+from iltk.data.reader import DemoFile
+from iltk.data.writer import consolidate_file
+
+
+def _write_atomically(out: Path, build: Callable[[h5py.File], None]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp{uuid.uuid4().hex[:8]}")
+    try:
+        with h5py.File(tmp, "w") as f:
+            build(f)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def copy_demos(
+    sources: list[tuple[DemoFile, str]], out: str | Path, masks: dict[str, list[str]] | None = None
+) -> list[str]:
+    """Write the given demos, renumbered demo_0.., into a new self-contained file."""
+    out = Path(out)
+    if not sources:
+        raise DatasetError(out, "no episodes to write")
+    first = sources[0][0]
+    names = [f"demo_{i}" for i in range(len(sources))]
+
+    def build(f: h5py.File):
+        data = f.create_group("data")
+        for k, v in first.data.attrs.items():
+            data.attrs[k] = v
+        total = 0
+        for (src, demo), name in zip(sources, names):
+            src.h5.copy(src.group(demo), data, name=name)
+            total += src.num_samples(demo)
+        data.attrs["total"] = total
+        for mask, members in (masks or {}).items():
+            f.create_dataset(f"mask/{mask}", data=np.array(members, dtype="S"))
+
+    _write_atomically(out, build)
+    return names
+
+
+def merge_files(inputs: list[str | Path], out: str | Path) -> int:
+    """Concatenate the demos of several files of the same env into ``out``."""
+    files = [DemoFile(p) for p in inputs]
+    try:
+        envs = {f.env_name for f in files if f.env_name}
+        if len(envs) > 1:
+            raise DatasetError(out, f"cannot merge files of different envs: {sorted(envs)}")
+        sources = [(f, d) for f in files for d in f.demos]
+        copy_demos(sources, out)
+        return len(sources)
+    finally:
+        for f in files:
+            f.close()
+
+
+def filter_file(
+    path: str | Path,
+    out: str | Path,
+    *,
+    success_only: bool = False,
+    sources: list[str] | None = None,
+    min_length: int = 0,
+) -> int:
+    with DemoFile(path) as f:
+        keep = []
+        for demo in f.demos:
+            attrs = f.demo_attrs(demo)
+            if success_only and not attrs.get("success", False):
+                continue
+            if sources and attrs.get("source") not in sources:
+                continue
+            if f.num_samples(demo) < min_length:
+                continue
+            keep.append((f, demo))
+        copy_demos(keep, out)
+        return len(keep)
+
+
+def split_file(path: str | Path, valid_fraction: float, seed: int = 0) -> dict[str, list[str]]:
+    """Write ``mask/train`` and ``mask/valid`` into the file (rewritten atomically)."""
+    if not 0.0 < valid_fraction < 1.0:
+        raise ValueError(f"valid fraction must be in (0, 1), got {valid_fraction}")
+    path = Path(path)
+    consolidate_file(path)
+    with DemoFile(path) as f:
+        demos = f.demos
+        if len(demos) < 2:
+            raise DatasetError(path, f"has {len(demos)} demo(s); a split needs at least 2")
+        order = np.random.default_rng(seed).permutation(len(demos))
+        n_valid = min(len(demos) - 1, max(1, int(round(valid_fraction * len(demos)))))
+        valid = sorted((demos[i] for i in order[:n_valid]), key=demos.index)
+        train = [d for d in demos if d not in valid]
+        masks = {**f.masks, "train": train, "valid": valid}
+
+        def build(dst: h5py.File):
+            f.h5.copy(f.data, dst, name="data")
+            for mask, members in masks.items():
+                dst.create_dataset(f"mask/{mask}", data=np.array(members, dtype="S"))
+            dst["data"].attrs["split"] = dumps({"valid_fraction": valid_fraction, "seed": seed})
+
+        _write_atomically(path.with_name(path.name + ".split"), build)
+    os.replace(path.with_name(path.name + ".split"), path)
+    return {"train": train, "valid": valid}
