@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# robomimic 0.3.0 for the format-compatibility tests; --no-deps because its torchvision
+	# requirement would pull a CUDA torch (its dataset module needs only termcolor beyond ours)
+	$(BIN)/python -m pip install --quiet --no-deps robomimic==0.3.0
 	touch $(STAMP)
 
 demo: $(STAMP)

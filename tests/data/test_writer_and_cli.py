@@ -1,0 +1,103 @@
+"""Writer round trips, appends, scripted collection with DART noise, and the dataset CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+from iltk.cli import main as cli_main
+from iltk.collect import collect_demos
+from iltk.data import DatasetError, DemoFile, DemoWriter, make_env_args
+from iltk.envs import make_env, make_expert
+
+
+def test_collect_roundtrip_append_and_verify(tmp_path, capsys):
+    path = tmp_path / "push.hdf5"
+    res = collect_demos("iltk/Push-v0", path, 4, num_envs=2, progress=False)
+    assert res.saved == 4 and res.successes == 4
+    collect_demos("iltk/Push-v0", path, 2, seed=50, progress=False)
+    with DemoFile(path) as f:
+        assert f.demos == [f"demo_{i}" for i in range(6)]
+        assert f.env_name == "iltk/Push-v0" and f.attrs["format_version"] == 1
+        attrs = f.demo_attrs("demo_5")
+        assert attrs["source"] == "scripted" and attrs["success"] and attrs["seed"] == 51
+        assert "<mujoco" in attrs["model_file"]
+        assert f.external_links() == {}  # consolidated on close
+        ep = f.episode("demo_0")
+        assert ep["obs"]["state"].shape[0] == ep["actions"].shape[0] == ep["states"].shape[0]
+        np.testing.assert_array_equal(ep["actions"], ep["actions_executed"])
+    assert cli_main(["dataset", "verify", str(path)]) == 0
+    assert "6/6 episodes re-simulate exactly" in capsys.readouterr().out
+
+
+def test_dart_noise_labels_are_clean(tmp_path):
+    path = tmp_path / "dart.hdf5"
+    collect_demos("iltk/Reach-v0", path, 3, dart_noise=0.3, progress=False)
+    env = make_env("iltk/Reach-v0")
+    expert = make_expert(env)
+    env.reset(seed=0)
+    with DemoFile(path) as f:
+        assert f.demo_attrs("demo_0")["source"] == "dart"
+        ep = f.episode("demo_0")
+    noise = ep["actions_executed"] - ep["actions"]
+    assert np.abs(noise).mean() > 0.05
+    np.testing.assert_allclose(ep["noise"], noise, atol=1e-6 + 1.0)  # executed is clipped
+    for t in range(len(ep["actions"])):  # the label is the expert's action in the visited state
+        env.unwrapped.set_state(ep["states"][t])
+        np.testing.assert_allclose(expert(), ep["actions"][t], atol=1e-6)
+
+
+def test_success_only_and_env_mismatch(tmp_path):
+    path = tmp_path / "maze.hdf5"
+    res = collect_demos(
+        "iltk/PointMaze-v0", path, 3, success_only=True, dart_noise=0.9, progress=False
+    )
+    with DemoFile(path) as f:
+        assert all(f.demo_attrs(d)["success"] for d in f.demos)
+        assert len(f.demos) == res.saved
+    with pytest.raises(DatasetError, match="cannot append episodes of 'iltk/Reach-v0'"):
+        DemoWriter(path, make_env_args("iltk/Reach-v0"))
+
+
+def test_dataset_cli(tmp_path, capsys):
+    a, b = tmp_path / "a.hdf5", tmp_path / "b.hdf5"
+    collect_demos("iltk/Reach-v0", a, 4, progress=False)
+    collect_demos("iltk/Reach-v0", b, 2, dart_noise=0.2, seed=10, progress=False)
+    merged = tmp_path / "m.hdf5"
+    assert cli_main(["dataset", "merge", str(merged), str(a), str(b)]) == 0
+    assert cli_main(["dataset", "split", str(merged), "--valid-fraction", "0.34"]) == 0
+    capsys.readouterr()
+    assert cli_main(["dataset", "info", str(merged), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["episodes"] == 6 and info["sources"] == {"scripted": 4, "dart": 2}
+    assert info["masks"] == {"train": 4, "valid": 2}
+    assert info["keys"]["obs/state"] == {"shape": [9], "dtype": "float32"}
+    out = tmp_path / "f.hdf5"
+    assert cli_main(["dataset", "filter", str(merged), str(out), "--source", "dart"]) == 0
+    with DemoFile(out) as f:
+        assert len(f.demos) == 2
+    other = tmp_path / "maze.hdf5"
+    collect_demos("iltk/PointMaze-v0", other, 1, progress=False)
+    assert cli_main(["dataset", "merge", str(tmp_path / "x.hdf5"), str(a), str(other)]) == 2
+    assert "different envs" in capsys.readouterr().err
+
+
+def test_keep_partial_on_quit(tmp_path):
+    from iltk.controllers import ExpertController
+    from iltk.envs import make_vector_env
+    from iltk.rollout import run_episodes
+
+    envs = make_vector_env("iltk/Push-v0", 1)
+    path = tmp_path / "p.hdf5"
+    with DemoWriter(path, make_env_args("iltk/Push-v0"), background=False) as w:
+        eps = run_episodes(
+            envs,
+            ExpertController(),
+            5,
+            keep_partial=True,
+            after_step=lambda ev: {0: "quit"} if ev.step == 7 else None,
+            on_episode=lambda ep: w.save(ep),
+        )
+    assert len(eps) == 1 and eps[0].partial and eps[0].length == 7
+    with DemoFile(path) as f:
+        assert f.demo_attrs("demo_0")["partial"]
