@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from iltk.data.format import DatasetError
-from iltk.data.reader import DemoFile
+from iltk.data.reader import DemoFile, check_finite
 
 
 @dataclass
@@ -39,10 +39,10 @@ class NormStats:
     def compute(cls, arrays: dict[str, np.ndarray]) -> NormStats:
         out = {}
         for name, arr in arrays.items():
-            arr = np.asarray(arr, dtype=np.float64)
+            arr = np.asarray(arr)
             out[name] = {
-                "mean": arr.mean(0).astype(np.float32),
-                "std": arr.std(0).astype(np.float32),
+                "mean": arr.mean(0, dtype=np.float64).astype(np.float32),
+                "std": arr.std(0, dtype=np.float64).astype(np.float32),
                 "min": arr.min(0).astype(np.float32),
                 "max": arr.max(0).astype(np.float32),
             }
@@ -109,7 +109,9 @@ class DemoDataset:
             raise ValueError(f"split must be 'all', 'train' or 'valid', got {split!r}")
         self.path = Path(path)
         self.device = torch.device(device)
-        with DemoFile(self.path) as f:
+        # what training reads is validated as it loads (lengths, dtypes, NaN/inf); keys it
+        # never reads are left to `iltk dataset info` (a full DemoFile validation)
+        with DemoFile(self.path, validate="none") as f:
             self.env_args = f.env_args
             chosen = (
                 demos
@@ -136,9 +138,28 @@ class DemoDataset:
             per_key: dict[str, list[np.ndarray]] = {k: [] for k in self.obs_keys}
             actions, weights, lengths = [], [], []
             for demo in chosen:
+                a = f.read(demo, "actions")
+                if a.ndim != 2 or a.dtype.kind != "f":
+                    raise DatasetError(
+                        self.path,
+                        f"must be a float (T, action_dim) array, is {a.dtype} {a.shape}",
+                        demo=demo,
+                        key="actions",
+                    )
+                check_finite(self.path, demo, "actions", a)
+                a = a.astype(np.float32, copy=False)
                 for key in self.obs_keys:
-                    per_key[key].append(f.read(demo, f"obs/{key}"))
-                a = f.read(demo, "actions").astype(np.float32)
+                    arr = f.read(demo, f"obs/{key}")
+                    if arr.shape[:1] != a.shape[:1] or arr.dtype.kind not in "biuf":
+                        raise DatasetError(
+                            self.path,
+                            f"has shape {arr.shape} and dtype {arr.dtype}; expected {len(a)} "
+                            "numeric steps like actions",
+                            demo=demo,
+                            key=f"obs/{key}",
+                        )
+                    check_finite(self.path, demo, f"obs/{key}", arr)
+                    per_key[key].append(arr)
                 actions.append(a)
                 g = f.group(demo)
                 inter = g["intervention"][()] if "intervention" in g else np.zeros(len(a), bool)

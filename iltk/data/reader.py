@@ -185,7 +185,8 @@ class DemoFile:
                     demo=demo,
                     key="actions",
                 )
-            for key, (shape, dtype) in self.step_keys(demo).items():
+            keys = self.step_keys(demo)
+            for key, (shape, dtype) in keys.items():
                 if not shape or shape[0] != t:
                     raise DatasetError(
                         self.path,
@@ -255,6 +256,13 @@ class DemoFile:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def check_finite(path, demo: str, key: str, arr: np.ndarray) -> None:
+    """Raise DatasetError naming the first step holding NaN or inf."""
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = int(np.argwhere(~np.isfinite(arr))[0][0])
+        raise DatasetError(path, f"holds NaN or inf (first at step {bad})", demo=demo, key=key)
 
 
 def _attr(value: Any) -> Any:
