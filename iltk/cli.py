@@ -95,6 +95,79 @@ class Collect:
         )
 
 
+def _train_config_cls():
+    from iltk.algos.bc import TrainConfig
+
+    return TrainConfig
+
+
+@dataclass
+class Eval:
+    """Evaluate a policy checkpoint: success rate with a 95% interval, mean return and
+    episode length, per-episode JSON, and optionally a video."""
+
+    checkpoint: Positional[Path]
+    """A checkpoint folder (e.g. runs/NAME/best)."""
+    task: str | None = None
+    """Task id (default: the task the policy was trained for)."""
+    episodes: int = 100
+    """Episodes to run; episode k uses seed SEED + k."""
+    seed: int = 100_000
+    """First episode seed (training data used 0.., so the default is unseen)."""
+    num_envs: int = 2
+    """Parallel environments."""
+    device: str = "auto"
+    """auto, cpu or cuda."""
+    video: Path | None = None
+    """Also render the first two episodes to this mp4."""
+    out: Path | None = None
+    """Per-episode JSON (default: CHECKPOINT/eval.json)."""
+
+    def run(self) -> None:
+        from iltk.evaluate import evaluate_policy, policy_video
+        from iltk.policies import load_policy, resolve_device
+
+        if not (self.checkpoint / "config.json").exists():
+            raise CliError(f"{self.checkpoint}: not a checkpoint folder (no config.json)")
+        policy = load_policy(self.checkpoint, resolve_device(self.device))
+        extra = json.loads((self.checkpoint / "config.json").read_text()).get("extra", {})
+        task = self.task or extra.get("task")
+        if not task:
+            raise CliError("the checkpoint names no task; pass --task")
+        env_kwargs = extra.get("env_kwargs", {}) if task == extra.get("task") else {}
+        from iltk.algos.bc import env_shapes
+
+        state_dim, action_dim, _, _ = env_shapes(task, env_kwargs)
+        if action_dim != policy.config.action_dim or (
+            state_dim is not None
+            and policy.config.state_dim
+            and state_dim != policy.config.state_dim
+        ):
+            raise CliError(
+                f"{task} has observation dim {state_dim} and action dim {action_dim}, but the policy "
+                f"was trained on {policy.config.state_dim} and {policy.config.action_dim}"
+            )
+        from tqdm.auto import tqdm
+
+        with tqdm(total=self.episodes, desc=f"eval {task}", unit="ep") as bar:
+            res = evaluate_policy(
+                policy,
+                task,
+                self.episodes,
+                seed=self.seed,
+                num_envs=self.num_envs,
+                env_kwargs=env_kwargs,
+                progress=bar,
+            )
+        print(res.line())
+        out = self.out or self.checkpoint / "eval.json"
+        out.write_text(json.dumps(res.to_dict(), indent=2))
+        print(f"per-episode results: {out}")
+        if self.video:
+            policy_video(policy, task, self.video, seed=self.seed, env_kwargs=env_kwargs)
+            print(f"video: {self.video}")
+
+
 # ------------------------------------------------------------------ iltk dataset ...
 @dataclass
 class DatasetInfo:
@@ -263,7 +336,45 @@ class Dataset:
         tyro.extras.subcommand_cli_from_dict(DATASET_COMMANDS, prog="iltk dataset", args=["--help"])
 
 
-COMMANDS: dict[str, type] = {"tasks": Tasks, "collect": Collect, "dataset": Dataset}
+def _train_command() -> type:
+    """`iltk train`: TrainConfig (iltk/algos/bc.py) plus a run() method."""
+    cfg_cls = _train_config_cls()
+
+    @dataclass
+    class Train(cfg_cls):
+        __doc__ = cfg_cls.__doc__ + (
+            " Writes OUT/config.json, best/ and last/ checkpoints, metrics.csv, TensorBoard logs "
+            "and loss/success plots; --resume continues from OUT/last."
+        )
+
+        def run(self) -> None:
+            from iltk.algos.bc import train
+
+            if not self.dataset.exists():
+                raise CliError(
+                    f"{self.dataset}: no such dataset file (make one with 'iltk collect')"
+                )
+            res = train(self)
+            final = res["final"] or {}
+            msg = f"trained {self.algo} for {res['steps']} steps on {res['device']} in {res['train_time_s']:.0f}s"
+            if final.get("success_rate") is not None:
+                msg += f"; final success {final['success_rate']:.0%}"
+            print(msg)
+            print(
+                f"checkpoints: {self.out / 'best'} and {self.out / 'last'}; plots in {self.out / 'plots'}"
+            )
+
+    Train.__name__ = Train.__qualname__ = "Train"
+    return Train
+
+
+COMMANDS: dict[str, type] = {
+    "tasks": Tasks,
+    "collect": Collect,
+    "dataset": Dataset,
+    "train": _train_command(),
+    "eval": Eval,
+}
 GROUPS: dict[str, dict[str, type]] = {"dataset": DATASET_COMMANDS}
 
 
@@ -287,7 +398,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     try:
         result = cmd.run()
-    except (CliError, DatasetError, UnknownTaskError, FileNotFoundError) as err:
+    except (
+        CliError,
+        DatasetError,
+        UnknownTaskError,
+        FileNotFoundError,
+        ValueError,
+        RuntimeError,
+    ) as err:
         print(f"iltk: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,459 @@
+"""Supervised policy training: BC (MLP), BC-RNN and ACT from an episode file.
+
+Behaviour cloning (Pomerleau 1989) minimizes the policy's loss on expert (obs, action)
+pairs; BC-RNN (Mandlekar et al. 2021) on windows; ACT (Zhao et al. 2023) on action
+chunks. One loop serves all three: the policy says how it wants its batches
+(``batch_spec``) and the on-device dataset gathers them by index arithmetic.
+
+Outputs in ``out``: ``config.json`` (the resolved settings), ``last/`` and ``best/``
+(checkpoints; ``last/train_state.pt`` resumes), ``metrics.csv``, TensorBoard logs in
+``tb/``, ``plots/loss.png`` and ``plots/success.png``, and ``results.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from iltk.data.dataset import DemoDataset
+from iltk.data.format import DatasetError
+from iltk.envs import make_env, make_vector_env
+from iltk.evaluate import evaluate_policy
+from iltk.policies import Policy, build_config, load_policy, make_policy, resolve_device
+from iltk.policies.act import ACTConfig
+from iltk.policies.bc import BCConfig, BCRNNConfig
+
+ALGOS = ("bc", "bc-rnn", "act")
+DEFAULT_LR = {"bc": 1e-3, "bc-rnn": 1e-3, "act": 3e-4}
+
+
+@dataclass
+class TrainConfig:
+    """Train a policy by supervised imitation on an episode file."""
+
+    algo: Literal["bc", "bc-rnn", "act"] = "bc"
+    """Policy to train: bc (MLP), bc-rnn (LSTM/GRU) or act (chunked transformer)."""
+    dataset: Path = Path("datasets/demos.hdf5")
+    """Episode file to train on."""
+    task: str | None = None
+    """Env for evaluation rollouts (default: the dataset's env). 'none' disables rollouts."""
+    out: Path = Path("runs/train")
+    """Run folder."""
+    steps: int = 5000
+    """Gradient steps."""
+    batch_size: int = 256
+    """Samples (or windows, or chunks) per step."""
+    lr: float | None = None
+    """Peak learning rate (default: 1e-3 for bc and bc-rnn, 3e-4 for act)."""
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    """Learning-rate schedule after the linear warm-up."""
+    warmup_steps: int = 100
+    """Linear warm-up steps."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay."""
+    grad_clip: float = 1.0
+    """Gradient-norm clip (0: none)."""
+    device: str = "auto"
+    """auto (CUDA when present), cpu or cuda."""
+    seed: int = 0
+    """Seed of weights, sampling and the split."""
+    obs_keys: list[str] = field(default_factory=list)
+    """Observation keys to train on (default: all in the file)."""
+    valid_fraction: float = 0.0
+    """Hold out this fraction of demos (default: the file's mask/valid when present)."""
+    intervention_weight: float = 1.0
+    """Weight of steps flagged as human interventions (IWR-style; 1 = uniform)."""
+    eval_every: int = 1000
+    """Steps between evaluations (0: only at the end)."""
+    eval_episodes: int = 20
+    """Rollouts per evaluation (0: none; the best checkpoint then follows valid loss)."""
+    eval_envs: int = 2
+    """Parallel envs for evaluation rollouts."""
+    log_every: int = 50
+    """Steps between log lines."""
+    resume: bool = False
+    """Continue from OUT/last when it exists."""
+    progress: bool = True
+    """Show a progress bar."""
+    bc: BCConfig = field(default_factory=BCConfig)
+    """Settings of --algo bc."""
+    bc_rnn: BCRNNConfig = field(default_factory=BCRNNConfig)
+    """Settings of --algo bc-rnn."""
+    act: ACTConfig = field(default_factory=ACTConfig)
+    """Settings of --algo act."""
+
+    def __post_init__(self):
+        if self.algo not in ALGOS:
+            raise ValueError(f"algo must be one of {ALGOS}, got {self.algo!r}")
+        for name in ("steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if not 0.0 <= self.valid_fraction < 1.0:
+            raise ValueError("valid_fraction must be in [0, 1)")
+
+    def policy_config(self):
+        return {"bc": self.bc, "bc-rnn": self.bc_rnn, "act": self.act}[self.algo]
+
+
+def get_batch(ds: DemoDataset, spec: dict, idx: torch.Tensor) -> dict:
+    if spec["kind"] == "steps":
+        return ds.batch_steps(idx)
+    if spec["kind"] == "windows":
+        return ds.batch_windows(idx, spec["seq_len"], spec.get("frame_stack", 1))
+    if spec["kind"] == "chunks":
+        return ds.batch_chunks(idx, spec["chunk"])
+    raise ValueError(f"unknown batch kind {spec['kind']!r}")
+
+
+def lr_lambda(cfg: TrainConfig):
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / max(cfg.warmup_steps, 1)
+        if cfg.lr_schedule == "constant":
+            return 1.0
+        progress = (step - cfg.warmup_steps) / max(cfg.steps - cfg.warmup_steps, 1)
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return f
+
+
+def env_shapes(task: str, env_kwargs: dict) -> tuple[int | None, int, list[float], list[float]]:
+    """(state dim or None, action dim, action low, action high) of a task."""
+    env = make_env(task, **env_kwargs)
+    try:
+        space = env.observation_space
+        if hasattr(space, "spaces"):
+            state = space.spaces.get("state")
+            state_dim = int(np.prod(state.shape)) if state is not None else None
+        else:
+            state_dim = int(np.prod(space.shape)) if space.dtype != np.uint8 else None
+        act = env.action_space
+        return state_dim, int(np.prod(act.shape)), act.low.tolist(), act.high.tolist()
+    finally:
+        env.close()
+
+
+def dataset_env_kwargs(ds: DemoDataset, task: str) -> dict:
+    if ds.env_args.get("env_name") == task:
+        return dict(ds.env_args.get("env_kwargs") or {})
+    return {}
+
+
+class Trainer:
+    """Holds the state of one training run (used by ``iltk train`` and by DAgger rounds)."""
+
+    def __init__(self, cfg: TrainConfig, policy: Policy | None = None):
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        split = "train" if cfg.valid_fraction > 0 else "all"
+        self.ds = DemoDataset(
+            cfg.dataset,
+            obs_keys=cfg.obs_keys or None,
+            device=self.device,
+            split=split,
+            valid_fraction=cfg.valid_fraction,
+            seed=cfg.seed,
+            intervention_weight=cfg.intervention_weight,
+        )
+        self.valid_ds = None
+        if cfg.valid_fraction > 0:
+            self.valid_ds = DemoDataset(
+                cfg.dataset,
+                obs_keys=cfg.obs_keys or None,
+                device=self.device,
+                split="valid",
+                valid_fraction=cfg.valid_fraction,
+                seed=cfg.seed,
+            )
+        self.task = cfg.task if cfg.task is not None else self.ds.env_args.get("env_name")
+        if self.task in ("none", ""):
+            self.task = None
+        self.env_kwargs = dataset_env_kwargs(self.ds, self.task) if self.task else {}
+        low = high = []
+        if self.task:
+            state_dim, action_dim, low, high = env_shapes(self.task, self.env_kwargs)
+            self.ds.check_compatible(state_dim, action_dim, self.task)
+        if policy is None:
+            pcfg = dataclasses.asdict(cfg.policy_config())
+            pcfg.update(
+                state_dim=self.ds.state_dim,
+                action_dim=self.ds.action_dim,
+                lowdim_keys=self.ds.lowdim_keys,
+                image_shapes={k: list(v) for k, v in self.ds.image_shapes.items()},
+                action_low=low,
+                action_high=high,
+            )
+            policy = make_policy(cfg.algo, build_config(cfg.algo, pcfg))
+            policy.normalizer.set_stats(self.ds.stats.stats)
+        else:
+            self.ds.check_compatible(
+                policy.config.state_dim, policy.config.action_dim, "the policy"
+            )
+        self.policy = policy.to(self.device)
+        self.spec = self.policy.batch_spec()
+        lr = cfg.lr if cfg.lr is not None else DEFAULT_LR[cfg.algo]
+        self.opt = torch.optim.AdamW(self.policy.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg))
+        self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        self.step = 0
+        self.history: dict[str, list] = {"train": [], "eval": []}
+        self.best_score = -math.inf
+        self.eval_envs = None
+
+    # ------------------------------------------------------------------ steps
+    def train_step(self) -> dict[str, float]:
+        self.policy.train()
+        idx = self.ds.sample_indices(self.cfg.batch_size, self.gen)
+        batch = get_batch(self.ds, self.spec, idx)
+        with torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"
+        ):
+            loss, info = self.policy.loss(batch)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip > 0:
+            info["grad_norm"] = float(
+                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.grad_clip)
+            )
+        self.opt.step()
+        self.sched.step()
+        self.step += 1
+        info["lr"] = self.sched.get_last_lr()[0]
+        return info
+
+    @torch.no_grad()
+    def valid_loss(self) -> float | None:
+        if self.valid_ds is None:
+            return None
+        self.policy.eval()
+        gen = torch.Generator(device=self.device).manual_seed(12345)
+        losses = []
+        for _ in range(4):
+            idx = self.valid_ds.sample_indices(self.cfg.batch_size, gen)
+            losses.append(self.policy.loss(get_batch(self.valid_ds, self.spec, idx))[0].item())
+        return float(np.mean(losses))
+
+    def evaluate(self) -> dict:
+        row = {"step": self.step, "valid_loss": self.valid_loss()}
+        if self.task and self.cfg.eval_episodes > 0:
+            if self.eval_envs is None:
+                self.eval_envs = make_vector_env(self.task, self.cfg.eval_envs, **self.env_kwargs)
+            self.policy.eval()
+            res = evaluate_policy(
+                self.policy, self.task, self.cfg.eval_episodes, envs=self.eval_envs
+            )
+            row.update(
+                success_rate=res.success_rate,
+                mean_return=res.mean_return,
+                mean_length=res.mean_length,
+            )
+        return row
+
+    def close(self):
+        if self.eval_envs is not None:
+            self.eval_envs.close()
+            self.eval_envs = None
+
+
+def _save_plots(out: Path, history: dict) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plots = out / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    paths = []
+    tr = history["train"]
+    if tr:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot([r["step"] for r in tr], [r["loss"] for r in tr], label="train")
+        ev = [r for r in history["eval"] if r.get("valid_loss") is not None]
+        if ev:
+            ax.plot([r["step"] for r in ev], [r["valid_loss"] for r in ev], "o-", label="valid")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.set_title("training loss")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(plots / "loss.png", dpi=120)
+        plt.close(fig)
+        paths.append(plots / "loss.png")
+    ev = [r for r in history["eval"] if r.get("success_rate") is not None]
+    if ev:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot([r["step"] for r in ev], [r["success_rate"] for r in ev], "o-")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("step")
+        ax.set_ylabel("success rate")
+        ax.set_title("evaluation success")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(plots / "success.png", dpi=120)
+        plt.close(fig)
+        paths.append(plots / "success.png")
+    return paths
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Run a whole training job; returns the results dict (also in OUT/results.json)."""
+    out = cfg.out
+    out.mkdir(parents=True, exist_ok=True)
+    resume_dir = out / "last"
+    policy = None
+    if cfg.resume and (resume_dir / "train_state.pt").exists():
+        policy = load_policy(resume_dir, resolve_device(cfg.device))
+    trainer = Trainer(cfg, policy)
+    if policy is not None:
+        state = torch.load(
+            resume_dir / "train_state.pt", map_location=trainer.device, weights_only=False
+        )
+        trainer.opt.load_state_dict(state["optimizer"])
+        trainer.sched.load_state_dict(state["scheduler"])
+        trainer.step = state["step"]
+        trainer.history = state["history"]
+        trainer.best_score = state["best_score"]
+        trainer.gen.set_state(
+            state["generator"].to(trainer.gen.device)
+            if trainer.device.type != "cuda"
+            else state["generator"]
+        )
+    resolved = dataclasses.asdict(cfg)
+    resolved["policy_config"] = dataclasses.asdict(trainer.policy.config)
+    resolved["task_resolved"] = trainer.task
+    (out / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    tb = SummaryWriter(str(out / "tb"))
+    csv_path = out / "metrics.csv"
+    new_csv = not csv_path.exists() or not cfg.resume
+    csv_file = csv_path.open("w" if new_csv else "a", newline="")
+    fields = [
+        "step",
+        "kind",
+        "loss",
+        "lr",
+        "grad_norm",
+        "valid_loss",
+        "success_rate",
+        "mean_return",
+        "time_s",
+    ]
+    writer = csv.DictWriter(csv_file, fieldnames=fields, extrasaction="ignore")
+    if new_csv:
+        writer.writeheader()
+    t0 = time.perf_counter()
+
+    def checkpoint(row: dict | None):
+        extra = {
+            "step": trainer.step,
+            "task": trainer.task,
+            "env_kwargs": trainer.env_kwargs,
+            "dataset": str(cfg.dataset),
+        }
+        trainer.policy.save(out / "last", extra)
+        torch.save(
+            {
+                "optimizer": trainer.opt.state_dict(),
+                "scheduler": trainer.sched.state_dict(),
+                "step": trainer.step,
+                "history": trainer.history,
+                "best_score": trainer.best_score,
+                "generator": trainer.gen.get_state(),
+            },
+            out / "last" / "train_state.pt",
+        )
+        if row is not None:
+            score = row.get("success_rate")
+            if score is None:
+                score = (
+                    -row["valid_loss"]
+                    if row.get("valid_loss") is not None
+                    else -row.get("train_loss", 0)
+                )
+            if score >= trainer.best_score:
+                trainer.best_score = score
+                trainer.policy.save(out / "best", {**extra, "score": score})
+
+    def do_eval():
+        row = trainer.evaluate()
+        row["train_loss"] = (
+            trainer.history["train"][-1]["loss"] if trainer.history["train"] else None
+        )
+        trainer.history["eval"].append(row)
+        for k in ("valid_loss", "success_rate", "mean_return"):
+            if row.get(k) is not None:
+                tb.add_scalar(f"eval/{k}", row[k], trainer.step)
+        writer.writerow({**row, "kind": "eval", "time_s": time.perf_counter() - t0})
+        csv_file.flush()
+        checkpoint(row)
+        return row
+
+    bar = tqdm(
+        total=cfg.steps, initial=trainer.step, desc=f"train {cfg.algo}", disable=not cfg.progress
+    )
+    last_eval = None
+    try:
+        running = []
+        while trainer.step < cfg.steps:
+            info = trainer.train_step()
+            running.append(info["loss"])
+            bar.update(1)
+            if trainer.step % cfg.log_every == 0 or trainer.step == cfg.steps:
+                row = {
+                    "step": trainer.step,
+                    "loss": float(np.mean(running)),
+                    "lr": info["lr"],
+                    "grad_norm": info.get("grad_norm"),
+                }
+                running = []
+                trainer.history["train"].append(row)
+                for k, v in info.items():
+                    tb.add_scalar(f"train/{k}", v, trainer.step)
+                writer.writerow({**row, "kind": "train", "time_s": time.perf_counter() - t0})
+                bar.set_postfix(
+                    loss=f"{row['loss']:.4f}",
+                    success="-"
+                    if last_eval is None or last_eval.get("success_rate") is None
+                    else f"{last_eval['success_rate']:.0%}",
+                )
+            if cfg.eval_every and trainer.step % cfg.eval_every == 0 and trainer.step < cfg.steps:
+                last_eval = do_eval()
+        last_eval = do_eval()
+    finally:
+        bar.close()
+        tb.close()
+        csv_file.close()
+        trainer.close()
+    plots = _save_plots(out, trainer.history)
+    results = {
+        "algo": cfg.algo,
+        "steps": trainer.step,
+        "final": last_eval,
+        "best_score": trainer.best_score,
+        "train_time_s": time.perf_counter() - t0,
+        "samples_per_s": trainer.step * cfg.batch_size / max(time.perf_counter() - t0, 1e-9),
+        "plots": [str(p) for p in plots],
+        "device": str(trainer.device),
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    return results
+
+
+__all__ = ["ALGOS", "TrainConfig", "Trainer", "train", "get_batch", "DatasetError"]

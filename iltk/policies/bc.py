@@ -1,0 +1,163 @@
+"""Behaviour cloning policies: ``bc`` (MLP) and ``bc-rnn`` (LSTM / GRU over windows).
+
+Pomerleau 1989 (ALVINN) for BC; Mandlekar et al. 2021 ("What Matters in Learning from
+Offline Human Demonstrations", robomimic) for BC-RNN and the GMM head, whose defaults
+(2 layers, hidden 400, sequence length 10, 5 modes) are ours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from iltk.policies.base import Policy, PolicyConfig, register_policy
+from iltk.policies.nets import ObsEncoder, make_head, mlp
+
+HEADS = ("deterministic", "gaussian", "gmm")
+
+
+@dataclass
+class BCConfig(PolicyConfig):
+    """MLP behaviour cloning."""
+
+    hidden: list[int] = field(default_factory=lambda: [256, 256])
+    """Hidden layer sizes of the MLP."""
+    head: str = "deterministic"
+    """Action head: deterministic, gaussian or gmm."""
+    loss: str = "mse"
+    """Loss of the deterministic head: mse or l1."""
+    gmm_modes: int = 5
+    """Mixture components of the GMM head."""
+    gmm_min_std: float = 1e-4
+    """Minimum std of the GMM components (added to softplus scales, as robomimic)."""
+    dropout: float = 0.0
+    """Dropout after each hidden layer."""
+    stochastic_eval: bool = False
+    """Sample the GMM mode at evaluation (else the most likely mode's mean)."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
+        if self.gmm_modes < 1:
+            raise ValueError("gmm_modes must be >= 1")
+
+
+@register_policy("bc")
+class BCPolicy(Policy):
+    config_cls = BCConfig
+    kind = "step"
+
+    def __init__(self, config: BCConfig):
+        super().__init__(config)
+        self.encoder = ObsEncoder(config, self.normalizer)
+        self.trunk = mlp(self.encoder.out_dim, config.hidden, None, dropout=config.dropout)
+        inp = config.hidden[-1] if config.hidden else self.encoder.out_dim
+        self.head = make_head(
+            config.head,
+            inp,
+            config.action_dim,
+            modes=config.gmm_modes,
+            min_std=config.gmm_min_std,
+            loss=config.loss,
+        )
+
+    def loss(self, batch):
+        h = self.trunk(self.encoder(batch["obs"]))
+        nll = self.head.nll(h, self.normalizer.actions(batch["actions"]))
+        w = batch.get("weights")
+        loss = (nll * w).sum() / w.sum().clamp_min(1e-8) if w is not None else nll.mean()
+        return loss, {"loss": float(loss.detach())}
+
+    @torch.no_grad()
+    def predict(self, obs):
+        h = self.trunk(self.encoder(obs))
+        a = self.head.act(h, deterministic=not self.config.stochastic_eval)
+        return self.normalizer.unactions(a)
+
+
+@dataclass
+class BCRNNConfig(PolicyConfig):
+    """Recurrent behaviour cloning over windows of observations."""
+
+    rnn_type: str = "lstm"
+    """lstm or gru."""
+    rnn_hidden: int = 400
+    """Hidden units per recurrent layer."""
+    rnn_layers: int = 2
+    """Recurrent layers."""
+    seq_len: int = 10
+    """Training window length."""
+    head: str = "gmm"
+    """Action head: deterministic, gaussian or gmm."""
+    loss: str = "mse"
+    """Loss of the deterministic head: mse or l1."""
+    gmm_modes: int = 5
+    """Mixture components of the GMM head."""
+    gmm_min_std: float = 1e-4
+    """Minimum std of the GMM components."""
+    stochastic_eval: bool = False
+    """Sample the GMM mode at evaluation (else the most likely mode's mean)."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.rnn_type not in ("lstm", "gru"):
+            raise ValueError(f"rnn_type must be lstm or gru, got {self.rnn_type!r}")
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
+        if self.seq_len < 1:
+            raise ValueError("seq_len must be >= 1")
+
+
+@register_policy("bc-rnn")
+class BCRNNPolicy(Policy):
+    config_cls = BCRNNConfig
+    kind = "recurrent"
+
+    def __init__(self, config: BCRNNConfig):
+        super().__init__(config)
+        self.encoder = ObsEncoder(config, self.normalizer)
+        rnn = nn.LSTM if config.rnn_type == "lstm" else nn.GRU
+        self.rnn = rnn(self.encoder.out_dim, config.rnn_hidden, config.rnn_layers, batch_first=True)
+        self.head = make_head(
+            config.head,
+            config.rnn_hidden,
+            config.action_dim,
+            modes=config.gmm_modes,
+            min_std=config.gmm_min_std,
+            loss=config.loss,
+        )
+
+    def batch_spec(self):
+        return {"kind": "windows", "seq_len": self.config.seq_len}
+
+    def loss(self, batch):
+        feats = self.encoder(batch["obs"])  # (B, L, F)
+        out, _ = self.rnn(feats)
+        nll = self.head.nll(out, self.normalizer.actions(batch["actions"]))  # (B, L)
+        w = batch["weights"] * batch["mask"]
+        loss = (nll * w).sum() / w.sum().clamp_min(1e-8)
+        return loss, {"loss": float(loss.detach())}
+
+    def init_hidden(self, n: int):
+        shape = (self.config.rnn_layers, n, self.config.rnn_hidden)
+        zeros = torch.zeros(shape, device=self.device)
+        return (zeros, zeros.clone()) if self.config.rnn_type == "lstm" else zeros
+
+    @staticmethod
+    def reset_hidden(hidden, env_ids):
+        if isinstance(hidden, tuple):
+            for h in hidden:
+                h[:, env_ids] = 0
+        else:
+            hidden[:, env_ids] = 0
+        return hidden
+
+    @torch.no_grad()
+    def predict_step(self, obs, hidden):
+        feats = self.encoder(obs).unsqueeze(1)  # (N, 1, F)
+        out, hidden = self.rnn(feats, hidden)
+        a = self.head.act(out[:, 0], deterministic=not self.config.stochastic_eval)
+        return self.normalizer.unactions(a), hidden

@@ -1,0 +1,152 @@
+"""Acting: runners that own a policy's per-episode state across vectorized envs.
+
+``runner.reset(env_ids)`` starts new episodes in those envs (``None``: all);
+``runner.act(obs)`` takes the env's batched observation (numpy array or dict) and returns
+(N, A) numpy actions. The runner owns the RNN hidden state, the open-loop action queue and
+the temporal-ensemble buffer, per env.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from iltk.policies.base import Policy
+
+
+class TemporalEnsembler:
+    """ACT's temporal ensembling for N envs.
+
+    Each step a chunk of K predictions (for steps t..t+K-1) is added; the action for step t
+    averages every stored prediction for t with weights exp(-m*i), where i = 0 is the
+    OLDEST prediction (Zhao et al. 2023, m = 0.01). m > 0 favours older predictions,
+    m < 0 newer ones.
+    """
+
+    def __init__(self, num_envs: int, chunk: int, action_dim: int, m: float):
+        self.n, self.k, self.a, self.m = num_envs, chunk, action_dim, float(m)
+        # hist[:, j] is the chunk predicted j steps ago (j = 0 newest)
+        self.hist = np.zeros((num_envs, chunk, chunk, action_dim), dtype=np.float64)
+        self.count = np.zeros(num_envs, dtype=np.int64)
+
+    def reset(self, env_ids=None) -> None:
+        ids = slice(None) if env_ids is None else np.asarray(env_ids, dtype=np.int64)
+        self.hist[ids] = 0.0
+        self.count[ids] = 0
+
+    def update(self, chunks: np.ndarray) -> np.ndarray:
+        """Add this step's (N, K, A) chunks; return the (N, A) ensembled actions."""
+        self.hist = np.roll(self.hist, 1, axis=1)
+        self.hist[:, 0] = chunks
+        self.count = np.minimum(self.count + 1, self.k)
+        out = np.empty((self.n, self.a))
+        for e in range(self.n):
+            valid = self.count[e]
+            ages = np.arange(valid)  # j: predicted j steps ago, its element j is for now
+            preds = self.hist[e, ages, ages]  # (valid, A), newest first
+            i = valid - 1 - ages  # i = 0 for the oldest prediction
+            w = np.exp(-self.m * i)
+            out[e] = (w[:, None] * preds).sum(0) / w.sum()
+        return out
+
+
+def obs_to_tensors(obs: Any, policy: Policy, device: torch.device) -> dict[str, torch.Tensor]:
+    """Env observation (array or dict) -> the policy's {"state", <image keys>} tensors."""
+    cfg = policy.config
+    if not isinstance(obs, dict):
+        arr = np.asarray(obs)
+        obs = {"pixels": arr} if arr.dtype == np.uint8 and arr.ndim == 4 else {"state": arr}
+    out = {}
+    if cfg.state_dim:
+        missing = [k for k in cfg.lowdim_keys if k not in obs]
+        if missing:
+            raise KeyError(
+                f"observation lacks keys {missing} the policy was trained on ({cfg.lowdim_keys})"
+            )
+        state = np.concatenate(
+            [np.asarray(obs[k], np.float32).reshape(len(obs[k]), -1) for k in cfg.lowdim_keys], 1
+        )
+        if state.shape[1] != cfg.state_dim:
+            raise ValueError(
+                f"observation has {state.shape[1]} state dims but the policy was trained on {cfg.state_dim}"
+            )
+        out["state"] = torch.as_tensor(state, device=device)
+    for k in cfg.image_shapes:
+        out[k] = torch.as_tensor(np.asarray(obs[k]), device=device)
+    return out
+
+
+class PolicyRunner:
+    """Runs a policy in N envs: ``reset(env_ids)`` and ``act(obs) -> (N, A)``.
+
+    Args:
+        policy: a trained policy.
+        num_envs: number of envs acted for at once.
+        temporal_ensemble / n_action_steps / ensemble_m: override the chunk policy's
+            execution settings.
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        num_envs: int = 1,
+        *,
+        temporal_ensemble: bool | None = None,
+        n_action_steps: int | None = None,
+        ensemble_m: float | None = None,
+    ):
+        self.policy = policy.eval()
+        self.n = num_envs
+        self.device = policy.device
+        cfg = policy.config
+        self.low = np.asarray(cfg.action_low, np.float32) if cfg.action_low else None
+        self.high = np.asarray(cfg.action_high, np.float32) if cfg.action_high else None
+        if policy.kind == "recurrent":
+            self.hidden = policy.init_hidden(num_envs)
+        if policy.kind == "chunk":
+            self.ensemble = (
+                cfg.temporal_ensemble if temporal_ensemble is None else temporal_ensemble
+            )
+            self.n_action_steps = n_action_steps or cfg.n_action_steps
+            m = cfg.ensemble_m if ensemble_m is None else ensemble_m
+            self.ensembler = TemporalEnsembler(num_envs, cfg.chunk_size, cfg.action_dim, m)
+            self.queue = np.zeros((num_envs, cfg.chunk_size, cfg.action_dim), np.float32)
+            self.queue_pos = np.full(num_envs, self.n_action_steps)
+
+    def reset(self, env_ids=None) -> None:
+        ids = np.arange(self.n) if env_ids is None else np.asarray(env_ids, dtype=np.int64)
+        if self.policy.kind == "recurrent":
+            self.hidden = self.policy.reset_hidden(
+                self.hidden, torch.as_tensor(ids, device=self.device)
+            )
+        if self.policy.kind == "chunk":
+            self.ensembler.reset(ids)
+            self.queue_pos[ids] = self.n_action_steps
+
+    @torch.no_grad()
+    def act(self, obs) -> np.ndarray:
+        t = obs_to_tensors(obs, self.policy, self.device)
+        kind = self.policy.kind
+        if kind == "step":
+            actions = self.policy.predict(t).float().cpu().numpy()
+        elif kind == "recurrent":
+            a, self.hidden = self.policy.predict_step(t, self.hidden)
+            actions = a.float().cpu().numpy()
+        else:
+            if self.ensemble:
+                chunks = self.policy.predict_chunk(t).float().cpu().numpy()
+                actions = self.ensembler.update(chunks)
+            else:
+                need = self.queue_pos >= self.n_action_steps
+                if need.any():
+                    chunks = self.policy.predict_chunk(t).float().cpu().numpy()
+                    self.queue[need] = chunks[need]
+                    self.queue_pos[need] = 0
+                actions = self.queue[np.arange(self.n), self.queue_pos]
+                self.queue_pos += 1
+        actions = np.asarray(actions, dtype=np.float32)
+        if self.low is not None:
+            actions = np.clip(actions, self.low, self.high)
+        return actions
