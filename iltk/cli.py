@@ -9,6 +9,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import tyro
 from tyro.conf import Positional
@@ -166,6 +167,178 @@ class Eval:
         if self.video:
             policy_video(policy, task, self.video, seed=self.seed, env_kwargs=env_kwargs)
             print(f"video: {self.video}")
+
+
+@dataclass
+class Record:
+    """Record demonstrations with a gamepad or the keyboard in a live MuJoCo window.
+
+    Keyboard: arrows move x/y, W/S move z, Space toggles the gripper, Enter saves the
+    episode and resets, Backspace discards it and resets, R resets without saving, Esc
+    quits. Xbox-layout pad: left stick x/y, right stick vertical z, RT closes the gripper,
+    A saves, B discards, X resets, Start quits (profiles remap the pad). An episode records
+    from its reset. A pad unplugged mid-episode pauses the session until it is back.
+    Ctrl-C or closing the window keeps every saved episode.
+    """
+
+    task: str = "iltk/Lift-v0"
+    """Task id."""
+    out: Path = Path("datasets/demos_human.hdf5")
+    """Episode file (appended to when it exists)."""
+    device: Literal["auto", "gamepad", "keyboard"] = "auto"
+    """Input device: auto uses a pad when one is plugged in, else the keyboard."""
+    profile: str | None = None
+    """Pad mapping: xbox, playstation, generic or a JSON file (default: by the pad's name)."""
+    pad_index: int = 0
+    """Which joystick to use when several are plugged in."""
+    list_devices: bool = False
+    """List the joysticks found, with their suggested profiles, and exit."""
+    calibrate: bool = False
+    """Show live axis and button values of the pad, and exit."""
+    episodes: int = 0
+    """Stop after this many saved episodes (0: until you quit)."""
+    auto_save_after: int = 10
+    """Save automatically after the task reports success for this many steps (0: off)."""
+    dart_noise: float = 0.0
+    """DART: std of Gaussian noise added to the executed action (the label stays clean)."""
+    control_freq: float = 20.0
+    """Control rate in Hz."""
+    operator: str = ""
+    """Your name, stored with every episode."""
+    seed: int = 0
+    """Episode k is reset with seed SEED + k (continue after earlier sessions with a new seed)."""
+    window: tuple[int, int] = (640, 640)
+    """Initial window size (at least 480x480)."""
+    render_size: tuple[int, int] = (320, 240)
+    """Camera image rendered each step, scaled to the window."""
+    keep_partial: bool = False
+    """On quit, keep the episode in progress (flagged partial)."""
+
+    def run(self) -> None:
+        from teleop.devices import DeviceNotFound, describe_joysticks, make_device
+
+        if self.list_devices:
+            pads = describe_joysticks()
+            if not pads:
+                print("no joysticks found (the keyboard is always available: --device keyboard)")
+            for p in pads:
+                print(
+                    f"[{p['index']}] {p['name']}: {p['axes']} axes, {p['buttons']} buttons, "
+                    f"{p['hats']} hats -> profile {p['profile']}"
+                )
+            return
+        if self.calibrate:
+            from teleop.calibrate import calibrate
+
+            try:
+                calibrate(self.pad_index)
+            except RuntimeError as err:
+                raise CliError(str(err)) from None
+            return
+        from teleop.session import TeleopSession
+
+        try:
+            device = make_device(self.device, self.profile, self.pad_index)
+        except DeviceNotFound as err:
+            raise CliError(str(err)) from None
+        session = TeleopSession(
+            self.task,
+            self.out,
+            device,
+            dart_noise=self.dart_noise,
+            control_freq=self.control_freq,
+            auto_save_after=self.auto_save_after,
+            episodes=self.episodes,
+            operator=self.operator,
+            window_size=self.window,
+            render_size=self.render_size,
+            seed=self.seed,
+            keep_partial=self.keep_partial,
+        )
+        res = session.run()
+        print(
+            f"saved {len(res.saved)} episodes to {self.out} ({res.discarded} discarded); "
+            f"control rate {res.achieved_hz:.1f} Hz, {res.missed_deadlines} missed deadlines"
+        )
+
+
+@dataclass
+class Replay:
+    """Replay recorded episodes exactly (from their states), or watch a policy act live.
+
+    Replay keys: Space play/pause, Left/Right step, +/- speed, N/P next/previous episode,
+    Home restart, Esc quit. Policy keys: R resets the episode, Esc quits. With --video
+    nothing is shown: the frames go to an mp4 (headless).
+    """
+
+    file: Positional[Path | None] = None
+    """Episode file to replay."""
+    episode: int | None = None
+    """Episode index to show (default: start at the first; with --video: all)."""
+    policy: Path | None = None
+    """A policy checkpoint to watch instead of a file."""
+    task: str | None = None
+    """Task for --policy (default: the one it was trained on)."""
+    episodes: int = 0
+    """With --policy: stop after this many episodes (0: until Esc; --video: 2)."""
+    seed: int = 100_000
+    """With --policy: first episode seed."""
+    video: Path | None = None
+    """Render to this mp4 instead of opening a window."""
+    window: tuple[int, int] = (640, 640)
+    """Window size."""
+    render_size: tuple[int, int] = (320, 240)
+    """Rendered image size."""
+
+    def run(self) -> None:
+        if self.policy is not None:
+            from iltk.policies import load_policy
+
+            policy = load_policy(self.policy)
+            extra = json.loads((self.policy / "config.json").read_text()).get("extra", {})
+            task = self.task or extra.get("task")
+            if not task:
+                raise CliError("the checkpoint names no task; pass --task")
+            env_kwargs = extra.get("env_kwargs", {}) if task == extra.get("task") else {}
+            if self.video:
+                from iltk.evaluate import policy_video
+
+                eps = policy_video(
+                    policy,
+                    task,
+                    self.video,
+                    episodes=self.episodes or 2,
+                    seed=self.seed,
+                    env_kwargs=env_kwargs,
+                )
+                print(
+                    f"wrote {self.video}: {sum(e.success for e in eps)}/{len(eps)} episodes successful"
+                )
+                return
+            from teleop.viewer import watch_policy
+
+            watch_policy(
+                policy,
+                task,
+                episodes=self.episodes,
+                seed=self.seed,
+                env_kwargs=env_kwargs,
+                window_size=self.window,
+                render_size=self.render_size,
+            )
+            return
+        if self.file is None:
+            raise CliError("give an episode file to replay, or --policy CHECKPOINT")
+        if self.video:
+            from teleop.viewer import replay_video
+
+            eps = None if self.episode is None else [self.episode]
+            replay_video(self.file, self.video, eps, self.render_size)
+            print(f"wrote {self.video}")
+            return
+        from teleop.viewer import replay_window
+
+        replay_window(self.file, self.episode or 0, self.window, self.render_size)
 
 
 # ------------------------------------------------------------------ iltk dataset ...
@@ -374,6 +547,8 @@ COMMANDS: dict[str, type] = {
     "dataset": Dataset,
     "train": _train_command(),
     "eval": Eval,
+    "record": Record,
+    "replay": Replay,
 }
 GROUPS: dict[str, dict[str, type]] = {"dataset": DATASET_COMMANDS}
 

@@ -111,6 +111,7 @@ class RatePacer:
         self.steps = 0
         self.missed = 0
         self.late: list[float] = []
+        self.last_late = 0.0
 
     def wait(self) -> float:
         """Sleep until the next deadline; returns how late (s) the loop was, 0 if on time."""
@@ -125,9 +126,11 @@ class RatePacer:
             self.missed += 1
             self.late.append(lateness)
             self.next_deadline = now + self.period
+            self.last_late = lateness
             return lateness
         time.sleep(-lateness)
         self.next_deadline += self.period
+        self.last_late = 0.0
         return 0.0
 
     def restart(self) -> None:

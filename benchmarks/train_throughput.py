@@ -1,0 +1,222 @@
+"""Training throughput: the on-device dataset against a per-sample DataLoader over HDF5.
+
+For each algo, the same model and batch size train for a fixed number of steps, fed
+either by ``DemoDataset`` (tensors on the device, batches gathered by index arithmetic)
+or by a ``torch.utils.data.DataLoader`` whose ``__getitem__`` reads one sample (a step,
+a window or a chunk) from the HDF5 file, as robomimic and LeRobot load. Reports samples/s
+and the ratio (aim: >= 5x on CPU). On CUDA it also samples GPU utilization (nvidia-smi).
+
+    python benchmarks/train_throughput.py [--steps 100] [--batch 256] [--device auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import h5py  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from iltk.algos.bc import TrainConfig, Trainer  # noqa: E402
+from iltk.collect import collect_demos  # noqa: E402
+
+
+class PerSampleHDF5(torch.utils.data.Dataset):
+    """One HDF5 read per sample: a step (bc), a window (bc-rnn) or a chunk (act)."""
+
+    def __init__(self, path: Path, kind: str, length: int):
+        self.path, self.kind, self.length = path, kind, length
+        self.h5 = None
+        with h5py.File(path, "r") as f:
+            self.index = [
+                (n, t) for n in f["data"] for t in range(f[f"data/{n}"].attrs["num_samples"])
+            ]
+            self.lengths = {n: int(f[f"data/{n}"].attrs["num_samples"]) for n in f["data"]}
+
+    def __len__(self):
+        return len(self.index)
+
+    def __getitem__(self, i):
+        if self.h5 is None:
+            self.h5 = h5py.File(self.path, "r")
+        demo, t = self.index[i]
+        g = self.h5[f"data/{demo}"]
+        end = self.lengths[demo]
+        if self.kind == "steps":
+            return {
+                "obs": {"state": torch.from_numpy(g["obs/state"][t])},
+                "actions": torch.from_numpy(g["actions"][t]),
+                "weights": torch.tensor(1.0),
+            }
+        stop = min(t + self.length, end)
+        act = g["actions"][t:stop]
+        valid = stop - t
+        if valid < self.length:
+            act = np.concatenate([act, np.repeat(act[-1:], self.length - valid, 0)])
+        valid_mask = torch.arange(self.length) < valid
+        if self.kind == "windows":
+            obs = g["obs/state"][t:stop]
+            if valid < self.length:
+                obs = np.concatenate([obs, np.repeat(obs[-1:], self.length - valid, 0)])
+            return {
+                "obs": {"state": torch.from_numpy(obs)},
+                "actions": torch.from_numpy(act),
+                "mask": valid_mask,
+                "weights": valid_mask.float(),
+            }
+        return {
+            "obs": {"state": torch.from_numpy(g["obs/state"][t])},
+            "actions": torch.from_numpy(act),
+            "pad": ~valid_mask,
+            "weights": torch.tensor(1.0),
+        }
+
+
+class GpuSampler:
+    def __init__(self):
+        self.values, self.stop = [], threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                out = subprocess.run(
+                    ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
+                    capture_output=True,
+                    text=True,
+                    timeout=5,
+                )
+                self.values.append(float(out.stdout.split()[0]))
+            except Exception:
+                return
+            time.sleep(0.2)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=2)
+
+
+def time_steps(trainer: Trainer, steps: int, batches=None) -> float:
+    dev = trainer.device
+    for _ in range(3):  # warm-up (allocator, kernels)
+        trainer.train_step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    if batches is None:
+        for _ in range(steps):
+            trainer.train_step()
+    else:
+        it = iter(batches)
+        for _ in range(steps):
+            batch = next(it)
+            batch = torch.utils._pytree.tree_map(lambda x: x.to(dev, non_blocking=True), batch)
+            trainer.policy.train()
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                loss, _ = trainer.policy.loss(batch)
+            trainer.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            trainer.opt.step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--dataset", default=None, help="episode file (default: 200 scripted Push demos)"
+    )
+    parser.add_argument("--algos", nargs="+", default=["bc", "bc-rnn", "act"])
+    parser.add_argument("--out", default="runs/bench/train_throughput.json")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(args.dataset) if args.dataset else Path(tmp) / "push.hdf5"
+        if not args.dataset:
+            collect_demos("iltk/Push-v0", path, 200, num_envs=2, progress=False)
+        rows = []
+        for algo in args.algos:
+            cfg = TrainConfig(
+                algo=algo,
+                dataset=path,
+                out=Path(tmp) / algo,
+                batch_size=args.batch,
+                device=args.device,
+                task="none",
+                progress=False,
+            )
+            trainer = Trainer(cfg)
+            spec = trainer.spec
+            kind = spec["kind"]
+            length = spec.get("seq_len", spec.get("chunk", 1))
+            with GpuSampler() as gpu_fast:
+                t_fast = time_steps(trainer, args.steps)
+            loader = torch.utils.data.DataLoader(
+                PerSampleHDF5(path, kind, length),
+                batch_size=args.batch,
+                shuffle=True,
+                num_workers=args.workers,
+                persistent_workers=args.workers > 0,
+                drop_last=True,
+                pin_memory=trainer.device.type == "cuda",
+            )
+
+            def forever():
+                while True:
+                    yield from loader
+
+            with GpuSampler() as gpu_slow:
+                t_slow = time_steps(trainer, args.steps, forever())
+            row = {
+                "algo": algo,
+                "device": str(trainer.device),
+                "batch": args.batch,
+                "steps": args.steps,
+                "on_device_samples_per_s": args.steps * args.batch / t_fast,
+                "dataloader_samples_per_s": args.steps * args.batch / t_slow,
+                "speedup": t_slow / t_fast,
+                "gpu_util_on_device_pct": float(np.mean(gpu_fast.values))
+                if gpu_fast.values
+                else None,
+                "gpu_util_dataloader_pct": float(np.mean(gpu_slow.values))
+                if gpu_slow.values
+                else None,
+            }
+            rows.append(row)
+            print(
+                f"{algo:<7} {row['device']:<5} on-device {row['on_device_samples_per_s']:>10.0f}/s  "
+                f"DataLoader {row['dataloader_samples_per_s']:>9.0f}/s  speedup {row['speedup']:.1f}x"
+                + (
+                    f"  GPU util {row['gpu_util_on_device_pct']:.0f}% vs {row['gpu_util_dataloader_pct']:.0f}%"
+                    if row["gpu_util_on_device_pct"] is not None
+                    else ""
+                )
+            )
+            trainer.close()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

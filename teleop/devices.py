@@ -1,0 +1,312 @@
+"""Input devices: gamepad / joystick (through a mapping profile) and keyboard.
+
+A device has ``connect()``, ``read(events) -> Command`` and ``close()``. Both devices are
+driven purely by pygame events (``JOYAXISMOTION``, ``JOYBUTTONDOWN``, ``KEYDOWN``, ...): the
+session polls the event queue once per control step and hands the events to the device,
+which keeps its own axis, button and key state. So a timeline of posted events drives a
+whole session headless, exactly as a physical pad would; only the hardware is untested.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pygame
+
+PROFILE_DIR = Path(__file__).parent / "profiles"
+SESSION_EVENTS = ("save", "discard", "reset", "quit")
+
+
+class DeviceNotFound(RuntimeError):
+    """No joystick / gamepad is plugged in."""
+
+
+@dataclass
+class Command:
+    """What the person asks for at one control step.
+
+    Attributes:
+        motion: (3,) x, y, z velocity commands in [-1, 1].
+        gripper: -1 (open) ... +1 (closed).
+        takeover: the takeover button is held (HG-DAgger).
+        triggered: edge-triggered session events this step (save, discard, reset, quit).
+        connected: the device is plugged in.
+    """
+
+    motion: np.ndarray = field(default_factory=lambda: np.zeros(3, np.float32))
+    gripper: float = -1.0
+    takeover: bool = False
+    triggered: set[str] = field(default_factory=set)
+    connected: bool = True
+
+
+def list_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.json"))
+
+
+def load_profile(name_or_path: str) -> dict[str, Any]:
+    """A mapping profile by name (xbox, playstation, generic) or JSON file path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PROFILE_DIR / f"{name_or_path}.json"
+    if not path.exists():
+        raise ValueError(
+            f"unknown gamepad profile {name_or_path!r}; built in: {list_profiles()}, or a JSON file path"
+        )
+    try:
+        profile = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    for key in ("axes", "buttons", "gripper"):
+        if key not in profile:
+            raise ValueError(f"{path}: profile lacks {key!r}")
+    return profile
+
+
+def profile_for(name: str) -> str:
+    """The built-in profile whose ``match`` words appear in a joystick's name."""
+    low = name.lower()
+    for prof in list_profiles():
+        if any(word in low for word in load_profile(prof).get("match", [])):
+            return prof
+    return "generic"
+
+
+def apply_deadzone(value: float, deadzone: float) -> float:
+    """Zero inside the deadzone, rescaled so the output still spans [-1, 1]."""
+    if abs(value) <= deadzone:
+        return 0.0
+    return float(np.sign(value) * (abs(value) - deadzone) / (1.0 - deadzone))
+
+
+def describe_joysticks() -> list[dict[str, Any]]:
+    """The joysticks pygame sees: index, name, axes, buttons, hats, suggested profile."""
+    pygame.joystick.init()
+    out = []
+    for i in range(pygame.joystick.get_count()):
+        js = pygame.joystick.Joystick(i)
+        out.append(
+            {
+                "index": i,
+                "name": js.get_name(),
+                "axes": js.get_numaxes(),
+                "buttons": js.get_numbuttons(),
+                "hats": js.get_numhats(),
+                "profile": profile_for(js.get_name()),
+            }
+        )
+    return out
+
+
+class GamepadDevice:
+    """A gamepad read through a mapping profile.
+
+    Args:
+        profile: profile dict (``load_profile``).
+        index: joystick index to use.
+        virtual: do not require hardware (tests post the events a pad would send).
+    """
+
+    kind = "gamepad"
+
+    def __init__(self, profile: dict[str, Any], index: int = 0, virtual: bool = False):
+        self.profile, self.index, self.virtual = profile, index, virtual
+        self.axes: dict[int, float] = {}
+        self.buttons: dict[int, bool] = {}
+        self.connected = False
+        self.joystick = None
+        self.name = "virtual pad" if virtual else ""
+        self._gripper_toggle = False
+        self._button_events = {v: k for k, v in profile["buttons"].items()}
+
+    def connect(self) -> None:
+        if self.virtual:
+            self.connected = True
+            return
+        pygame.joystick.init()
+        if pygame.joystick.get_count() <= self.index:
+            raise DeviceNotFound(
+                f"no gamepad at index {self.index} ({pygame.joystick.get_count()} found); "
+                "plug one in or use --device keyboard"
+            )
+        self.joystick = pygame.joystick.Joystick(self.index)
+        self.name = self.joystick.get_name()
+        self.connected = True
+
+    def close(self) -> None:
+        self.joystick = None
+        self.connected = False
+
+    def _axis(self, spec: dict[str, Any]) -> float:
+        value = self.axes.get(int(spec["axis"]), 0.0)
+        value = apply_deadzone(value, float(self.profile.get("deadzone", 0.1)))
+        if spec.get("invert"):
+            value = -value
+        return float(np.clip(value * float(spec.get("scale", 1.0)), -1.0, 1.0))
+
+    def read(self, events: list) -> Command:
+        cmd = Command()
+        for ev in events:
+            if ev.type == pygame.JOYDEVICEREMOVED:
+                self.connected = False
+                self.axes.clear()
+                self.buttons.clear()
+            elif ev.type == pygame.JOYDEVICEADDED:
+                if not self.virtual:
+                    try:
+                        self.connect()
+                    except DeviceNotFound:
+                        continue
+                self.connected = True
+            elif ev.type == pygame.JOYAXISMOTION:
+                self.axes[int(ev.axis)] = float(ev.value)
+            elif ev.type in (pygame.JOYBUTTONDOWN, pygame.JOYBUTTONUP):
+                down = ev.type == pygame.JOYBUTTONDOWN
+                self.buttons[int(ev.button)] = down
+                name = self._button_events.get(int(ev.button))
+                if down and name in SESSION_EVENTS:
+                    cmd.triggered.add(name)
+                grip = self.profile["gripper"]
+                if down and grip.get("button") == ev.button and grip.get("mode") == "toggle":
+                    self._gripper_toggle = not self._gripper_toggle
+        cmd.connected = self.connected
+        if not self.connected:
+            return cmd
+        axes = self.profile["axes"]
+        cmd.motion = np.array(
+            [self._axis(axes[k]) if k in axes else 0.0 for k in ("x", "y", "z")], np.float32
+        )
+        grip = self.profile["gripper"]
+        if "axis" in grip:
+            rest = float(grip.get("rest", -1.0))
+            raw = self.axes.get(int(grip["axis"]), rest)
+            # trigger travels from its rest value to +1: map to -1 (open) .. +1 (closed)
+            cmd.gripper = (
+                float(np.clip(2 * (raw - rest) / (1.0 - rest) - 1.0, -1, 1)) if rest < 1 else -1.0
+            )
+        elif grip.get("mode") == "toggle":
+            cmd.gripper = 1.0 if self._gripper_toggle else -1.0
+        else:
+            cmd.gripper = 1.0 if self.buttons.get(int(grip["button"]), False) else -1.0
+        takeover = self.profile["buttons"].get("takeover")
+        cmd.takeover = takeover is not None and self.buttons.get(int(takeover), False)
+        return cmd
+
+
+KEY_BINDINGS = {
+    "arrows": "move x / y",
+    "W / S": "move z up / down",
+    "Space": "toggle the gripper",
+    "T (held)": "take over from the policy (correct)",
+    "Enter": "save the episode and reset",
+    "Backspace": "discard the episode and reset",
+    "R": "reset without saving",
+    "Esc": "quit",
+}
+PAD_BINDINGS = {
+    "left stick": "move x / y",
+    "right stick (vertical)": "move z",
+    "RT": "close the gripper",
+    "RB (held)": "take over from the policy (correct)",
+    "A / B / X": "save / discard / reset",
+    "Start": "quit",
+}
+
+
+class KeyboardDevice:
+    """Keyboard teleoperation with the default bindings in ``KEY_BINDINGS``."""
+
+    kind = "keyboard"
+    name = "keyboard"
+
+    def __init__(self):
+        self.held: set[int] = set()
+        self.gripper_closed = False
+        self.connected = True
+
+    def connect(self) -> None:
+        self.connected = True
+
+    def close(self) -> None:
+        self.held.clear()
+
+    def read(self, events: list) -> Command:
+        cmd = Command()
+        for ev in events:
+            if ev.type == pygame.KEYDOWN:
+                self.held.add(ev.key)
+                if ev.key == pygame.K_SPACE:
+                    self.gripper_closed = not self.gripper_closed
+            elif ev.type == pygame.KEYUP:
+                self.held.discard(ev.key)
+        h = self.held
+
+        def axis(pos, neg):
+            return float((pos in h) - (neg in h))
+
+        cmd.motion = np.array(
+            [
+                axis(pygame.K_RIGHT, pygame.K_LEFT),
+                axis(pygame.K_UP, pygame.K_DOWN),
+                axis(pygame.K_w, pygame.K_s),
+            ],
+            np.float32,
+        )
+        cmd.gripper = 1.0 if self.gripper_closed else -1.0
+        cmd.takeover = pygame.K_t in h
+        return cmd
+
+
+def session_keys(events: list) -> set[str]:
+    """Session events from the keyboard, whatever the device (Enter, Backspace, R, Esc)."""
+    out = set()
+    for ev in events:
+        if ev.type == pygame.QUIT:
+            out.add("quit")
+        elif ev.type == pygame.KEYDOWN:
+            if ev.key in (pygame.K_RETURN, pygame.K_KP_ENTER):
+                out.add("save")
+            elif ev.key == pygame.K_BACKSPACE:
+                out.add("discard")
+            elif ev.key == pygame.K_r:
+                out.add("reset")
+            elif ev.key == pygame.K_ESCAPE:
+                out.add("quit")
+    return out
+
+
+def command_to_action(cmd: Command, action_dim: int) -> np.ndarray:
+    """Map a command to a task action: xy (2), xyz (3), xyz + gripper (4); other sizes get
+    the motion axes first and zeros after."""
+    if action_dim == 4:
+        return np.concatenate([cmd.motion, [cmd.gripper]]).astype(np.float32)
+    out = np.zeros(action_dim, np.float32)
+    n = min(action_dim, 3)
+    out[:n] = cmd.motion[:n]
+    return out
+
+
+def make_device(kind: str, profile: str | None = None, index: int = 0):
+    """``kind``: auto (a pad if one is plugged in, else the keyboard), gamepad or keyboard."""
+    if kind not in ("auto", "gamepad", "keyboard"):
+        raise ValueError(f"device must be auto, gamepad or keyboard, got {kind!r}")
+    if kind == "keyboard":
+        dev = KeyboardDevice()
+        dev.connect()
+        return dev
+    pads = describe_joysticks()
+    if not pads:
+        if kind == "gamepad":
+            raise DeviceNotFound("no gamepad found; plug one in or use --device keyboard")
+        print("teleop: no gamepad found, using the keyboard")
+        dev = KeyboardDevice()
+        dev.connect()
+        return dev
+    name = profile or pads[min(index, len(pads) - 1)]["profile"]
+    dev = GamepadDevice(load_profile(name), index)
+    dev.connect()
+    return dev

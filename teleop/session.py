@@ -1,0 +1,316 @@
+"""Teleop sessions: a person at a device drives, or corrects, a task in a live window.
+
+Recording and interactive correction are one session class on the one control loop
+(``iltk.rollout.run_episodes``) with real-time pacing; they differ only in the controller:
+
+- ``record``: the person's command is executed and is the label (source "human"); with
+  DART noise the executed action is the command plus N(0, sigma^2), the label stays clean.
+- ``hg-dagger``: the policy drives; while the takeover button is held the person does,
+  and those steps are flagged ``intervention`` (Kelly et al. 2019).
+- ``dagger``: the policy drives (or, with probability beta, the person) and the person's
+  command is recorded as the label at every step (Ross et al. 2011).
+
+Saving uses the crash-safe writer: Ctrl-C, closing the window or a crash never loses a
+saved episode. A pad unplugged mid-episode pauses the session until it is plugged back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from iltk.controllers import DartNoise
+from iltk.data import DemoWriter, make_env_args
+from iltk.envs import make_vector_env
+from iltk.rollout import ControlOutput, Episode, RatePacer, StepEvent, run_episodes
+from teleop.devices import (
+    KEY_BINDINGS,
+    PAD_BINDINGS,
+    Command,
+    command_to_action,
+    session_keys,
+)
+from teleop.window import TeleopWindow
+
+MODES = ("record", "hg-dagger", "dagger")
+SOURCE = {"record": "human", "hg-dagger": "hg-dagger", "dagger": "dagger"}
+
+
+@dataclass
+class SessionResult:
+    saved: list[str] = field(default_factory=list)
+    discarded: int = 0
+    steps: int = 0
+    missed_deadlines: int = 0
+    achieved_hz: float = 0.0
+    interventions: int = 0
+
+
+class HumanController:
+    """The person at the device (and, in correction modes, the policy they supervise)."""
+
+    def __init__(self, session: TeleopSession):
+        self.s = session
+
+    def reset(self, env_ids):
+        if self.s.runner is not None:
+            self.s.runner.reset(env_ids)
+
+    def act(self, obs, info, envs) -> ControlOutput:
+        s = self.s
+        cmd = s.poll()
+        while not cmd.connected and "quit" not in s.pending:
+            s.pause_until_reconnected()
+            cmd = s.poll()
+        human = command_to_action(cmd, s.action_dim)[None]
+        fields = {
+            "timestamps": np.array([time.perf_counter()]),
+            "late": np.array([s.pacer.last_late]),
+        }
+        if s.mode == "record":
+            return ControlOutput(executed=human, label=human, fields=fields)
+        policy_action = s.runner.act(obs).astype(np.float32)
+        fields["policy_actions"] = policy_action
+        if s.mode == "hg-dagger":
+            takeover = np.array([bool(cmd.takeover)])
+            s.human_in_control = bool(takeover[0])
+            executed = np.where(takeover[:, None], human, policy_action).astype(np.float32)
+            fields["intervention"] = takeover
+            return ControlOutput(executed=executed, label=executed, fields=fields)
+        # dagger: the person's command is the label at every step
+        human_acts = s.rng.random(1) < s.beta
+        s.human_in_control = bool(human_acts[0])
+        executed = np.where(human_acts[:, None], human, policy_action).astype(np.float32)
+        fields["expert_acted"] = human_acts
+        return ControlOutput(executed=executed, label=human, fields=fields)
+
+
+class TeleopSession:
+    """One recording or correction session.
+
+    Args:
+        task: task id.
+        out: episode file to write (appended to when it exists).
+        device: an input device (``teleop.devices.make_device``).
+        mode: record, hg-dagger or dagger.
+        policy: the policy to correct (hg-dagger, dagger).
+        beta: dagger only: probability that the person's command is executed.
+        dart_noise: record only: std of the Gaussian noise added to executed actions.
+        control_freq: control rate in Hz.
+        auto_save_after: save automatically after this many consecutive successful steps
+            (0: only on the save button).
+        episodes: stop after this many saved episodes (0: until quit).
+        operator: stored with every episode.
+        window_size: initial window size.
+        render_size: camera image size rendered each step (scaled to the window).
+        seed: episode k is reset with seed + k.
+        keep_partial: on quit, keep the episode in progress (flagged partial).
+        event_hook: called with the poll count before every poll (tests post events here).
+        on_saved: called with each saved episode's name (correction retraining hooks here).
+    """
+
+    def __init__(
+        self,
+        task: str,
+        out: str | Path,
+        device,
+        *,
+        mode: str = "record",
+        policy=None,
+        beta: float = 0.0,
+        dart_noise: float = 0.0,
+        control_freq: float = 20.0,
+        auto_save_after: int = 10,
+        episodes: int = 0,
+        operator: str = "",
+        window_size: tuple[int, int] = (640, 640),
+        render_size: tuple[int, int] = (320, 240),
+        seed: int = 0,
+        keep_partial: bool = False,
+        event_hook: Callable[[int], None] | None = None,
+        on_saved: Callable[[str, Episode], None] | None = None,
+    ):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if mode != "record" and policy is None:
+            raise ValueError(f"--mode {mode} needs a policy to correct")
+        if dart_noise and mode != "record":
+            raise ValueError("DART noise applies to recording only")
+        self.task, self.out, self.device, self.mode = task, Path(out), device, mode
+        device.connect()
+        self.beta, self.dart_noise, self.control_freq = (
+            float(beta),
+            float(dart_noise),
+            float(control_freq),
+        )
+        self.auto_save_after, self.episodes, self.operator = auto_save_after, episodes, operator
+        self.seed, self.keep_partial = seed, keep_partial
+        self.event_hook, self.on_saved = event_hook, on_saved
+        self.rng = np.random.default_rng(seed)
+        # what re-simulation needs is stored with the data; render settings are not
+        sim_kwargs = (
+            {"control_freq": control_freq, "terminate_on_success": False}
+            if task.startswith("iltk/")
+            else {}
+        )
+        kwargs = {"render_mode": "rgb_array", **sim_kwargs}
+        if task.startswith("iltk/"):
+            kwargs.update(render_width=render_size[0], render_height=render_size[1])
+        self.envs = make_vector_env(task, 1, asynchronous=False, **kwargs)
+        self.env = self.envs.envs[0]
+        self.action_dim = int(np.prod(self.envs.single_action_space.shape))
+        self.policy = policy
+        self.runner = None
+        if policy is not None:
+            from iltk.policies import PolicyRunner
+
+            self.runner = PolicyRunner(policy, 1)
+        base = self.env.unwrapped
+        self.writer = DemoWriter(
+            self.out,
+            make_env_args(task, sim_kwargs, control_freq),
+            model_file=base.model_xml() if hasattr(base, "model_xml") else "",
+            operator=operator,
+        )
+        self.window = TeleopWindow(window_size, title=f"iltk {mode}: {task}")
+        self.pacer = RatePacer(control_freq)
+        self.pending: set[str] = set()
+        self.polls = 0
+        self.result = SessionResult()
+        self.success_streak = 0
+        self.human_in_control = mode == "record"
+        self.step_times: deque[float] = deque(maxlen=40)
+        self.last_cmd = Command()
+        self.paused_s = 0.0
+
+    # ----------------------------------------------------------------- input
+    def poll(self) -> Command:
+        if self.event_hook is not None:
+            self.event_hook(self.polls)
+        self.polls += 1
+        events = self.window.events()
+        cmd = self.device.read(events)
+        self.pending |= cmd.triggered | session_keys(events)
+        self.last_cmd = cmd
+        return cmd
+
+    def pause_until_reconnected(self) -> None:
+        t0 = time.perf_counter()
+        self.window.show(
+            None, self.hud(), banner="Controller disconnected: plug it back in (Esc quits)"
+        )
+        time.sleep(1 / 30)
+        self.paused_s += time.perf_counter() - t0
+        self.pacer.restart()  # the pause is no missed deadline
+
+    # -------------------------------------------------------------- the loop
+    def hud(self, step: int = 0, success: bool = False, episode: int = 0) -> list[str]:
+        times = list(self.step_times)
+        hz = (
+            (len(times) - 1) / (times[-1] - times[0])
+            if len(times) > 2 and times[-1] > times[0]
+            else 0.0
+        )
+        missed = self.pacer.missed_fraction * 100
+        who = "HUMAN" if self.human_in_control else "POLICY"
+        lines = [
+            f"{self.task}   mode {self.mode}   device {getattr(self.device, 'name', '?')}",
+            f"episode {episode}   step {step}"
+            f"   {'REC' if self.mode == 'record' else who + ' in control'}",
+            f"success {'YES' if success else 'no'}   rate {hz:4.1f}/{self.control_freq:.0f} Hz   missed {missed:.1f}%",
+            f"saved {len(self.result.saved)} episodes -> {self.out.name}",
+        ]
+        if self.dart_noise:
+            lines.append(f"DART noise sigma {self.dart_noise}")
+        return lines
+
+    def after_step(self, ev: StepEvent):
+        now = time.perf_counter()
+        self.step_times.append(now)
+        self.result.steps += 1
+        success = bool(np.asarray(ev.info.get("success", [False]))[0])
+        self.success_streak = self.success_streak + 1 if success else 0
+        frame = self.env.render()
+        bindings = KEY_BINDINGS if getattr(self.device, "kind", "") == "keyboard" else PAD_BINDINGS
+        footer = "   ".join(f"{k}: {v}" for k, v in list(bindings.items())[:4])
+        episode = len(self.result.saved) + self.result.discarded
+        self.window.show(frame, self.hud(int(ev.episode_steps[0]), success, episode), footer=footer)
+        command = None
+        for name in ("quit", "save", "discard", "reset"):
+            if name in self.pending:
+                command = name
+                break
+        self.pending.clear()
+        if command is None and self.auto_save_after and self.success_streak >= self.auto_save_after:
+            command = "save"
+        if self.episodes and len(self.result.saved) >= self.episodes:
+            command = "quit"
+        if command in ("save", "discard", "reset"):
+            self.success_streak = 0
+        return {0: command} if command else None
+
+    def on_episode(self, ep: Episode) -> None:
+        if ep.outcome != "save":
+            self.result.discarded += 1
+            print(f"teleop: episode {ep.index} {ep.outcome}ed ({ep.length} steps)")
+            return
+        ts = ep.fields.get("timestamps")
+        late = ep.fields.get("late")
+        attrs = {
+            "control_freq": self.control_freq,
+            "achieved_hz": float((len(ts) - 1) / (ts[-1] - ts[0]))
+            if ts is not None and len(ts) > 2 and ts[-1] > ts[0]
+            else 0.0,
+            "missed_deadlines": int(np.sum(late > 0)) if late is not None else 0,
+            "max_late_ms": float(late.max() * 1e3) if late is not None and len(late) else 0.0,
+            "dart_noise": self.dart_noise,
+            "mode": self.mode,
+        }
+        if "intervention" in ep.fields:
+            self.result.interventions += int(ep.fields["intervention"].sum())
+        name = self.writer.save(ep, source=SOURCE[self.mode], attrs=attrs).result()
+        self.result.saved.append(name)
+        print(
+            f"teleop: saved {name} ({ep.length} steps, success={ep.success}{', partial' if ep.partial else ''})"
+        )
+        if self.on_saved is not None:
+            self.on_saved(name, ep)
+
+    def run(self) -> SessionResult:
+        controller = HumanController(self)
+        if self.dart_noise > 0:
+            controller = DartNoise(controller, self.dart_noise, seed=self.seed)
+        try:
+            run_episodes(
+                self.envs,
+                controller,
+                0,
+                seed=self.seed,
+                on_episode=self.on_episode,
+                after_step=self.after_step,
+                pacer=self.pacer,
+                keep_partial=self.keep_partial,
+            )
+        except KeyboardInterrupt:
+            print("teleop: interrupted; saved episodes are kept")
+        finally:
+            self.close()
+        self.result.missed_deadlines = self.pacer.missed
+        times = list(self.step_times)
+        self.result.achieved_hz = (
+            (len(times) - 1) / (times[-1] - times[0]) if len(times) > 2 else 0.0
+        )
+        return self.result
+
+    def close(self) -> None:
+        try:
+            self.writer.close()
+        finally:
+            self.window.close()
+            self.envs.close()
+            self.device.close()

@@ -1,0 +1,239 @@
+"""The viewer: exact replay of recorded episodes, and policies acting live.
+
+Replay sets the simulator to each recorded state (``set_state(states[t])``) and renders
+it, so what is shown is exactly what was recorded, whatever the code that made the file.
+Keys: Space play/pause, Right/Left step (while paused), +/- speed, N/P next/previous
+episode, Home restart, Esc quit. Watching a policy runs the one control loop in real time;
+R resets the episode. ``--video`` renders either to an mp4 headless.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pygame
+
+from iltk.data import DatasetError, DemoFile
+from iltk.envs import make_env
+from teleop.window import TeleopWindow
+
+SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+class EpisodePlayer:
+    """Headless core of the replay viewer: episode ``k`` of a file, frame by frame."""
+
+    def __init__(self, path: str | Path, render_size: tuple[int, int] = (320, 240)):
+        self.path = Path(path)
+        self.file = DemoFile(self.path)
+        if not self.file.demos:
+            raise DatasetError(self.path, "holds no episodes")
+        env_name = self.file.env_name
+        if not env_name:
+            raise DatasetError(self.path, "names no env (data.attrs['env_args']); cannot replay")
+        kwargs = dict(self.file.env_args.get("env_kwargs") or {})
+        size = (
+            {"render_width": render_size[0], "render_height": render_size[1]}
+            if env_name.startswith("iltk/")
+            else {"width": render_size[0], "height": render_size[1]}
+        )
+        self.env = make_env(env_name, render_mode="rgb_array", **{**kwargs, **size})
+        if not hasattr(self.env.unwrapped, "set_state") or not env_name.startswith("iltk/"):
+            raise DatasetError(self.path, f"exact replay needs an iltk task, not {env_name!r}")
+        self.env.reset(seed=0)
+        self.fps = float(self.file.env_args.get("control_freq") or 20.0)
+        self.load(0)
+
+    def load(self, k: int) -> None:
+        self.k = int(np.clip(k, 0, len(self.file.demos) - 1))
+        self.demo = self.file.demos[self.k]
+        g = self.file.group(self.demo)
+        if "states" not in g:
+            raise DatasetError(
+                self.path, "has no recorded states to replay", demo=self.demo, key="states"
+            )
+        self.states = self.file.read(self.demo, "states")
+        expected = self.env.unwrapped.state_size
+        if self.states.shape[1] != expected:
+            raise DatasetError(
+                self.path,
+                f"states have {self.states.shape[1]} values but {self.file.env_name} "
+                f"has {expected}: recorded with another model",
+                demo=self.demo,
+                key="states",
+            )
+        self.actions = self.file.read(self.demo, "actions")
+        self.rewards = (
+            self.file.read(self.demo, "rewards") if "rewards" in g else np.zeros(len(self.states))
+        )
+        self.attrs = self.file.demo_attrs(self.demo)
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+    def frame(self, t: int) -> np.ndarray:
+        self.env.unwrapped.set_state(self.states[t])
+        return self.env.render()
+
+    def hud(self, t: int, speed: float, playing: bool) -> list[str]:
+        a = ", ".join(f"{x:+.2f}" for x in self.actions[t])
+        return [
+            f"{self.path.name}   {self.demo} ({self.k + 1}/{len(self.file.demos)})   "
+            f"source {self.attrs.get('source', '?')}   success {self.attrs.get('success', '?')}",
+            f"step {t + 1}/{len(self)}   {'playing' if playing else 'paused'}   speed {speed:g}x",
+            f"action [{a}]   reward {self.rewards[t]:+.3f}",
+        ]
+
+    def close(self) -> None:
+        self.env.close()
+        self.file.close()
+
+
+def replay_video(
+    path, out: str | Path, episodes: list[int] | None = None, render_size=(320, 240)
+) -> Path:
+    """Render recorded episodes (exact replay of their states) to an mp4."""
+    from iltk.video import write_video
+
+    player = EpisodePlayer(path, render_size)
+    try:
+        frames = []
+        for k in episodes if episodes is not None else range(len(player.file.demos)):
+            player.load(k)
+            frames += [player.frame(t) for t in range(len(player))]
+        return write_video(out, frames, player.fps)
+    finally:
+        player.close()
+
+
+def replay_window(
+    path,
+    episode: int = 0,
+    window_size=(640, 640),
+    render_size=(320, 240),
+    max_ticks: int = 0,
+    event_hook=None,
+) -> None:
+    """The interactive replay viewer (``max_ticks`` > 0 stops after that many frames: tests)."""
+    player = EpisodePlayer(path, render_size)
+    player.load(episode)
+    window = TeleopWindow(window_size, title=f"iltk replay: {player.path.name}")
+    t, speed_i, playing, ticks = 0, SPEEDS.index(1.0), True, 0
+    try:
+        while True:
+            if event_hook is not None:
+                event_hook(ticks)
+            for ev in window.events():
+                if ev.type == pygame.QUIT or (
+                    ev.type == pygame.KEYDOWN and ev.key == pygame.K_ESCAPE
+                ):
+                    return
+                if ev.type != pygame.KEYDOWN:
+                    continue
+                if ev.key == pygame.K_SPACE:
+                    playing = not playing
+                elif ev.key == pygame.K_RIGHT:
+                    t, playing = min(t + 1, len(player) - 1), False
+                elif ev.key == pygame.K_LEFT:
+                    t, playing = max(t - 1, 0), False
+                elif ev.key in (pygame.K_PLUS, pygame.K_EQUALS, pygame.K_KP_PLUS):
+                    speed_i = min(speed_i + 1, len(SPEEDS) - 1)
+                elif ev.key in (pygame.K_MINUS, pygame.K_KP_MINUS):
+                    speed_i = max(speed_i - 1, 0)
+                elif ev.key in (pygame.K_n, pygame.K_PAGEDOWN):
+                    player.load(player.k + 1)
+                    t = 0
+                elif ev.key in (pygame.K_p, pygame.K_PAGEUP):
+                    player.load(player.k - 1)
+                    t = 0
+                elif ev.key == pygame.K_HOME:
+                    t = 0
+            window.show(
+                player.frame(t),
+                player.hud(t, SPEEDS[speed_i], playing),
+                footer="Space play/pause  Left/Right step  +/- speed  N/P episode  Esc quit",
+            )
+            ticks += 1
+            if max_ticks and ticks >= max_ticks:
+                return
+            if playing:
+                if t < len(player) - 1:
+                    t += 1
+                elif player.k < len(player.file.demos) - 1:
+                    player.load(player.k + 1)
+                    t = 0
+                else:
+                    playing = False
+            time.sleep(1.0 / (player.fps * SPEEDS[speed_i]))
+    finally:
+        window.close()
+        player.close()
+
+
+def watch_policy(
+    policy,
+    task: str,
+    *,
+    episodes: int = 0,
+    seed: int = 100_000,
+    env_kwargs=None,
+    window_size=(640, 640),
+    render_size=(320, 240),
+    event_hook=None,
+) -> list:
+    """A policy acting live in a window through the control loop; R resets, Esc quits."""
+    from iltk.controllers import PolicyController
+    from iltk.envs import make_vector_env
+    from iltk.policies import PolicyRunner
+    from iltk.rollout import RatePacer, run_episodes
+
+    kwargs = dict(env_kwargs or {})
+    if task.startswith("iltk/"):
+        kwargs.update(render_width=render_size[0], render_height=render_size[1])
+    envs = make_vector_env(task, 1, asynchronous=False, render_mode="rgb_array", **kwargs)
+    env = envs.envs[0]
+    fps = float(env.metadata.get("render_fps", 20))
+    window = TeleopWindow(window_size, title=f"iltk policy: {task}")
+    ticks = [0]
+    successes = []
+
+    def after_step(ev):
+        if event_hook is not None:
+            event_hook(ticks[0])
+        ticks[0] += 1
+        command = None
+        for e in window.events():
+            if e.type == pygame.QUIT or (e.type == pygame.KEYDOWN and e.key == pygame.K_ESCAPE):
+                command = "quit"
+            elif e.type == pygame.KEYDOWN and e.key == pygame.K_r:
+                command = command or "reset"
+        success = bool(np.asarray(ev.info.get("success", [False]))[0])
+        window.show(
+            env.render(),
+            [
+                f"{task}   policy acting   episode {ev.episodes_done + 1}",
+                f"step {int(ev.episode_steps[0])}   success {'YES' if success else 'no'}   "
+                f"successes so far {sum(successes)}/{len(successes)}",
+            ],
+            footer="R reset   Esc quit",
+        )
+        return {0: command} if command else None
+
+    try:
+        return run_episodes(
+            envs,
+            PolicyController(PolicyRunner(policy, 1)),
+            episodes,
+            seed=seed,
+            after_step=after_step,
+            pacer=RatePacer(fps),
+            record_states=False,
+            on_episode=lambda ep: successes.append(ep.success),
+        )
+    except KeyboardInterrupt:
+        return []
+    finally:
+        window.close()
+        envs.close()

@@ -1,0 +1,48 @@
+"""Child process for the SIGINT test: a keyboard session that saves an episode every
+8 polls and prints SAVED <demo> after each save, until interrupted."""
+
+import sys
+
+import pygame
+
+from teleop.devices import KeyboardDevice
+from teleop.session import TeleopSession
+
+
+def main():
+    out = sys.argv[1]
+
+    def hook(tick):
+        if tick == 0:
+            print("READY", flush=True)
+        pygame.event.post(
+            pygame.event.Event(
+                pygame.KEYDOWN,
+                key=pygame.K_RIGHT if tick % 2 else pygame.K_UP,
+                mod=0,
+                unicode="",
+                scancode=0,
+            )
+        )
+        if tick % 8 == 7:
+            pygame.event.post(
+                pygame.event.Event(
+                    pygame.KEYDOWN, key=pygame.K_RETURN, mod=0, unicode="", scancode=0
+                )
+            )
+
+    session = TeleopSession(
+        "iltk/Reach-v0",
+        out,
+        KeyboardDevice(),
+        auto_save_after=0,
+        control_freq=50,
+        event_hook=hook,
+        on_saved=lambda name, ep: print(f"SAVED {name}", flush=True),
+    )
+    session.run()
+    print("EXITED", flush=True)
+
+
+if __name__ == "__main__":
+    main()

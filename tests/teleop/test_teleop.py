@@ -1,0 +1,226 @@
+"""Whole teleop sessions driven headless by posted pygame events."""
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pygame
+import pytest
+
+from iltk.data import DemoFile
+from iltk.envs import make_env
+from teleop.devices import GamepadDevice, KeyboardDevice, load_profile
+from teleop.session import TeleopSession
+from teleop.viewer import EpisodePlayer, replay_video, replay_window
+
+sys.path.insert(0, str(Path(__file__).parent))
+from timeline import Timeline, joy_axis, joy_button, key, tap  # noqa: E402
+
+
+def run_session(tmp_path, device, schedule, task="iltk/Reach-v0", **kw):
+    out = tmp_path / "rec.hdf5"
+    timeline = Timeline(schedule)
+    session = TeleopSession(
+        task, out, device, auto_save_after=0, control_freq=100, event_hook=timeline, **kw
+    )
+    result = session.run()
+    return out, result, timeline
+
+
+def test_gamepad_session(tmp_path):
+    xbox = load_profile(
+        "xbox"
+    )  # A=0 save, B=1 discard, Start=7 quit, left stick 0/1, right stick 4
+    schedule = {
+        0: [joy_axis(0, 1.0)],  # left stick right: +x
+        10: [joy_axis(0, 0.0), joy_axis(1, -1.0)],  # left stick up (inverted axis): +y
+        20: [joy_button(0), joy_button(0, False)],  # A: save
+        21: [joy_axis(1, 0.0), joy_axis(4, -1.0)],  # right stick up: +z
+        30: [joy_button(1)],  # B: discard
+        32: [pygame.event.Event(pygame.JOYDEVICEREMOVED, instance_id=0)],
+        40: [pygame.event.Event(pygame.JOYDEVICEADDED, device_index=0)],
+        45: [joy_axis(0, -1.0)],  # -x
+        50: [joy_button(0)],  # A: save
+        55: [joy_button(7)],  # Start: quit
+    }
+    out, result, timeline = run_session(tmp_path, GamepadDevice(xbox, virtual=True), schedule)
+    assert len(result.saved) == 2 and result.discarded == 1
+    with DemoFile(out) as f:
+        assert f.demos == ["demo_0", "demo_1"]
+        first, second = f.episode("demo_0"), f.episode("demo_1")
+        assert f.demo_attrs("demo_0")["source"] == "human"
+    a = first["actions"]
+    assert len(a) == 21
+    np.testing.assert_array_equal(a[:10], np.tile([1, 0, 0], (10, 1)))
+    np.testing.assert_array_equal(a[10:21], np.tile([0, 1, 0], (11, 1)))
+    pos = first["obs"]["state"][:, :3]
+    # at 100 Hz, 10 steps at full stick are 10 * 0.01 s * 0.5 m/s = 5 cm
+    assert pos[10, 0] - pos[0, 0] > 0.035 and abs(pos[10, 1] - pos[0, 1]) < 0.005  # moved +x only
+    assert pos[20, 1] - pos[10, 1] > 0.035 and abs(pos[20, 0] - pos[12, 0]) < 0.005  # then +y
+    # the discarded episode's +z commands are nowhere but the step before the unplug
+    b = second["actions"]
+    assert (b[:, 2] > 0).sum() <= 1
+    np.testing.assert_array_equal(b[-6:], np.tile([-1, 0, 0], (6, 1)))
+    # the pause: polls went on while unplugged, but no steps were taken
+    assert set(range(33, 41)) <= set(timeline.ticks_seen)
+    assert len(b) == 1 + (50 - 40 + 1)
+
+
+def test_keyboard_session_with_gripper(tmp_path):
+    schedule = {
+        0: [key(pygame.K_RIGHT)],
+        6: [key(pygame.K_RIGHT, False), key(pygame.K_w)],
+        9: tap(pygame.K_SPACE),  # close the gripper
+        12: [key(pygame.K_w, False), *tap(pygame.K_RETURN)],  # save
+        14: [key(pygame.K_LEFT)],
+        18: tap(pygame.K_BACKSPACE),  # discard
+        20: tap(pygame.K_r),  # reset without saving
+        22: [key(pygame.K_LEFT, False), key(pygame.K_DOWN)],
+        26: tap(pygame.K_RETURN),
+        28: tap(pygame.K_ESCAPE),
+    }
+    out, result, _ = run_session(tmp_path, KeyboardDevice(), schedule, task="iltk/Lift-v0")
+    assert len(result.saved) == 2 and result.discarded == 2
+    with DemoFile(out) as f:
+        a = f.read("demo_0", "actions")
+        b = f.read("demo_1", "actions")
+    np.testing.assert_array_equal(a[:6, :3], np.tile([1, 0, 0], (6, 1)))
+    np.testing.assert_array_equal(a[6:12, :3], np.tile([0, 0, 1], (6, 1)))
+    assert (a[:9, 3] == -1).all() and (a[9:, 3] == 1).all()  # Space closed the gripper at step 9
+    assert len(b) == 26 - 21 + 1
+    np.testing.assert_array_equal(b[1:, :2], np.tile([0, -1], (len(b) - 1, 1)))
+
+
+def test_dart_noise_while_recording(tmp_path):
+    schedule = {0: [key(pygame.K_RIGHT)], 15: tap(pygame.K_RETURN), 16: tap(pygame.K_ESCAPE)}
+    out, result, _ = run_session(tmp_path, KeyboardDevice(), schedule, dart_noise=0.3, seed=3)
+    with DemoFile(out) as f:
+        ep = f.episode("demo_0")
+        assert f.demo_attrs("demo_0")["dart_noise"] == 0.3
+    np.testing.assert_array_equal(ep["actions"], np.tile([1, 0, 0], (16, 1)))  # clean label
+    assert np.abs(ep["actions_executed"] - ep["actions"]).mean() > 0.05  # noisy execution
+    assert "timestamps" in ep and "late" in ep
+
+
+def test_auto_save_after_success(tmp_path):
+    env = make_env("iltk/Reach-v0")
+    env.reset(seed=0)
+    target, eef = env.unwrapped._target(), env.unwrapped._eef()
+    # drive straight at the target with the keyboard-equivalent pad axes, then hold still
+    d = target - eef
+    steps_x = int(abs(d[0]) / 0.5 / 0.01)
+    out = tmp_path / "auto.hdf5"
+    pad = GamepadDevice(load_profile("xbox"), virtual=True)
+    schedule = {
+        0: [joy_axis(0, float(np.sign(d[0])))],
+        steps_x: [joy_axis(0, 0.0)],
+        400: [joy_button(7)],
+    }
+    session = TeleopSession(
+        "iltk/Reach-v0",
+        out,
+        pad,
+        auto_save_after=3,
+        control_freq=100,
+        event_hook=Timeline(schedule),
+        episodes=1,
+    )
+    # make the target reachable by x motion alone
+    session.env.unwrapped.data.mocap_pos[0] = [target[0], eef[1], eef[2]]
+    session.envs.reset = _reset_keeping_target(
+        session.envs.reset, session.env, [target[0], eef[1], eef[2]]
+    )
+    result = session.run()
+    assert len(result.saved) == 1
+    with DemoFile(out) as f:
+        assert f.demo_attrs("demo_0")["success"]
+
+
+def _reset_keeping_target(reset, env, target):
+    def wrapped(*args, **kwargs):
+        out = reset(*args, **kwargs)
+        env.unwrapped.data.mocap_pos[0] = target
+        import mujoco
+
+        mujoco.mj_forward(env.unwrapped.model, env.unwrapped.data)
+        return out
+
+    return wrapped
+
+
+def test_sigint_keeps_saved_episodes(tmp_path):
+    out = tmp_path / "sig.hdf5"
+    child = Path(__file__).parent / "session_child.py"
+    proc = subprocess.Popen(
+        [sys.executable, str(child), str(out)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**__import__("os").environ, "SDL_VIDEODRIVER": "dummy"},
+    )
+    lines = []
+    while len([line for line in lines if line.startswith("SAVED")]) < 3:
+        line = proc.stdout.readline()
+        assert line, "child exited early"
+        lines.append(line.strip())
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=60)
+    lines += rest.splitlines()
+    saved = [line.split()[1] for line in lines if line.startswith("SAVED")]
+    assert "EXITED" in lines
+    with DemoFile(out) as f:
+        assert set(saved) <= set(f.demos) and len(f.demos) == len(saved)
+    assert not Path(str(out) + ".episodes").exists()  # consolidated on the way out
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    from iltk.collect import collect_demos
+
+    path = tmp_path_factory.mktemp("rep") / "lift.hdf5"
+    collect_demos("iltk/Lift-v0", path, 2, progress=False)
+    return path
+
+
+def test_replay_matches_direct_rendering(recorded):
+    player = EpisodePlayer(recorded, (160, 120))
+    env = make_env("iltk/Lift-v0", render_mode="rgb_array", render_width=160, render_height=120)
+    env.reset(seed=123)
+    with DemoFile(recorded) as f:
+        states = f.read("demo_1", "states")
+    player.load(1)
+    for t in (0, len(states) // 2, len(states) - 1):
+        env.unwrapped.set_state(states[t])
+        np.testing.assert_array_equal(player.frame(t), env.render())
+    assert not np.array_equal(player.frame(0), player.frame(len(states) - 1))
+    player.close()
+
+
+def test_replay_window_and_video(recorded, tmp_path):
+    schedule = {
+        2: tap(pygame.K_SPACE),
+        3: tap(pygame.K_RIGHT),
+        4: tap(pygame.K_n),
+        6: tap(pygame.K_ESCAPE),
+    }
+    replay_window(recorded, 0, max_ticks=50, event_hook=Timeline(schedule))
+    video = replay_video(recorded, tmp_path / "r.mp4", [0])
+    import imageio.v2 as imageio
+
+    frames = imageio.mimread(video)
+    with DemoFile(recorded) as f:
+        assert len(frames) == f.num_samples("demo_0")
+
+
+def test_window_shows_hud(tmp_path):
+    from teleop.window import TeleopWindow
+
+    w = TeleopWindow((300, 300))
+    assert w.size == (480, 480)  # never below 480x480
+    w.show(np.full((120, 160, 3), 90, np.uint8), ["episode 3   step 7"], banner="PAUSED")
+    snap = w.snapshot()
+    assert snap.shape == (480, 480, 3) and len(np.unique(snap.reshape(-1, 3), axis=0)) > 3
+    w.close()
