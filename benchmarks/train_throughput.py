@@ -180,9 +180,9 @@ def main():
                 pin_memory=trainer.device.type == "cuda",
             )
 
-            def forever():
+            def forever(dl=loader):
                 while True:
-                    yield from loader
+                    yield from dl
 
             with GpuSampler() as gpu_slow:
                 t_slow = time_steps(trainer, args.steps, forever())
