@@ -16,6 +16,7 @@ saved episode. A pad unplugged mid-episode pauses the session until it is plugge
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import deque
 from collections.abc import Callable
@@ -187,6 +188,12 @@ class TeleopSession:
         self.step_times: deque[float] = deque(maxlen=40)
         self.last_cmd = Command()
         self.paused_s = 0.0
+        self.render_s = 0.0  # running estimate of one render + draw
+        self.frames_skipped = 0
+        self.submitted = 0
+        # create the GL context and draw once now, not inside the first paced step
+        self.envs.reset(seed=seed)
+        self.window.show(self.env.render(), self.hud())
 
     # ----------------------------------------------------------------- input
     def poll(self) -> Command:
@@ -223,7 +230,8 @@ class TeleopSession:
             f"episode {episode}   step {step}"
             f"   {'REC' if self.mode == 'record' else who + ' in control'}",
             f"success {'YES' if success else 'no'}   rate {hz:4.1f}/{self.control_freq:.0f} Hz   missed {missed:.1f}%",
-            f"saved {len(self.result.saved)} episodes -> {self.out.name}",
+            f"saved {len(self.result.saved)} episodes -> {self.out.name}"
+            + (f"   frames skipped {self.frames_skipped}" if self.frames_skipped else ""),
         ]
         if self.dart_noise:
             lines.append(f"DART noise sigma {self.dart_noise}")
@@ -235,11 +243,27 @@ class TeleopSession:
         self.result.steps += 1
         success = bool(np.asarray(ev.info.get("success", [False]))[0])
         self.success_streak = self.success_streak + 1 if success else 0
-        frame = self.env.render()
-        bindings = KEY_BINDINGS if getattr(self.device, "kind", "") == "keyboard" else PAD_BINDINGS
-        footer = "   ".join(f"{k}: {v}" for k, v in list(bindings.items())[:4])
-        episode = len(self.result.saved) + self.result.discarded
-        self.window.show(frame, self.hud(int(ev.episode_steps[0]), success, episode), footer=footer)
+        # The control deadline has priority over the display: when the next deadline is
+        # closer than a render takes, keep the last frame on screen this step.
+        deadline = self.pacer.next_deadline
+        if deadline is not None and deadline - now < 1.2 * self.render_s:
+            self.frames_skipped += 1
+            # decay the estimate so one slow frame (a first draw, a hiccup) cannot stop
+            # rendering for good: the next attempt re-measures it
+            self.render_s *= 0.95
+        else:
+            t0 = time.perf_counter()
+            frame = self.env.render()
+            bindings = (
+                KEY_BINDINGS if getattr(self.device, "kind", "") == "keyboard" else PAD_BINDINGS
+            )
+            footer = "   ".join(f"{k}: {v}" for k, v in list(bindings.items())[:4])
+            episode = len(self.result.saved) + self.result.discarded
+            self.window.show(
+                frame, self.hud(int(ev.episode_steps[0]), success, episode), footer=footer
+            )
+            spent = time.perf_counter() - t0
+            self.render_s = spent if self.render_s == 0 else 0.8 * self.render_s + 0.2 * spent
         command = None
         for name in ("quit", "save", "discard", "reset"):
             if name in self.pending:
@@ -248,13 +272,16 @@ class TeleopSession:
         self.pending.clear()
         if command is None and self.auto_save_after and self.success_streak >= self.auto_save_after:
             command = "save"
-        if self.episodes and len(self.result.saved) >= self.episodes:
+        if self.episodes and self.submitted >= self.episodes:
             command = "quit"
         if command in ("save", "discard", "reset"):
             self.success_streak = 0
         return {0: command} if command else None
 
     def on_episode(self, ep: Episode) -> None:
+        # episode boundaries are the loop's natural pause: collect garbage here, not
+        # whenever the collector happens to trigger in the middle of a paced step
+        gc.collect(1)
         if ep.outcome != "save":
             self.result.discarded += 1
             print(f"teleop: episode {ep.index} {ep.outcome}ed ({ep.length} steps)")
@@ -273,18 +300,30 @@ class TeleopSession:
         }
         if "intervention" in ep.fields:
             self.result.interventions += int(ep.fields["intervention"].sum())
-        name = self.writer.save(ep, source=SOURCE[self.mode], attrs=attrs).result()
-        self.result.saved.append(name)
-        print(
-            f"teleop: saved {name} ({ep.length} steps, success={ep.success}{', partial' if ep.partial else ''})"
-        )
-        if self.on_saved is not None:
-            self.on_saved(name, ep)
+        # the save runs on the writer's thread; the loop does not wait for the disk
+        future = self.writer.save(ep, source=SOURCE[self.mode], attrs=attrs)
+        self.submitted += 1
+
+        def done(fut, ep=ep):
+            if fut.exception() is not None:
+                print(f"teleop: SAVE FAILED: {fut.exception()}")
+                return
+            name = fut.result()
+            self.result.saved.append(name)
+            flags = ", partial" if ep.partial else ""
+            print(f"teleop: saved {name} ({ep.length} steps, success={ep.success}{flags})")
+            if self.on_saved is not None:
+                self.on_saved(name, ep)
+
+        future.add_done_callback(done)
 
     def run(self) -> SessionResult:
         controller = HumanController(self)
         if self.dart_noise > 0:
             controller = DartNoise(controller, self.dart_noise, seed=self.seed)
+        gc.collect()
+        gc_was_enabled = gc.isenabled()
+        gc.disable()  # no collector pauses inside paced steps (see on_episode)
         try:
             run_episodes(
                 self.envs,
@@ -299,6 +338,8 @@ class TeleopSession:
         except KeyboardInterrupt:
             print("teleop: interrupted; saved episodes are kept")
         finally:
+            if gc_was_enabled:
+                gc.enable()
             self.close()
         self.result.missed_deadlines = self.pacer.missed
         times = list(self.step_times)
