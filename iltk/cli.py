@@ -341,6 +341,131 @@ class Replay:
         replay_window(self.file, self.episode or 0, self.window, self.render_size)
 
 
+def _dagger_command() -> type:
+    from iltk.algos.dagger import DaggerConfig
+
+    @dataclass
+    class Dagger(DaggerConfig):
+        __doc__ = DaggerConfig.__doc__ + (
+            " Round 0 trains on expert demos; each round runs the beta-mixture (dagger) or the "
+            "policy under a simulated takeover gate (hg-dagger), labels with the expert, "
+            "aggregates into OUT/data.hdf5, retrains and evaluates; success against expert "
+            "labels goes to OUT/rounds.csv and OUT/success_vs_labels.png."
+        )
+
+        def run(self) -> None:
+            from iltk.algos.dagger import run_dagger
+
+            rows = run_dagger(self)
+            last = rows[-1]
+            print(
+                f"{self.variant}: {last['expert_labels']} expert labels, final success "
+                f"{last['success_rate']:.0%}; policy in {self.out / 'policy'}, log in {self.out / 'rounds.csv'}"
+            )
+
+    Dagger.__name__ = Dagger.__qualname__ = "Dagger"
+    return Dagger
+
+
+def _dart_command() -> type:
+    from iltk.algos.dart import DartConfig
+
+    @dataclass
+    class Dart(DartConfig):
+        __doc__ = DartConfig.__doc__ + (
+            " Each round re-estimates the noise covariance as the learner's error covariance on "
+            "the states the noisy supervisor visited, demonstrates under that noise (labels stay "
+            "clean), aggregates, retrains and evaluates."
+        )
+
+        def run(self) -> None:
+            from iltk.algos.dart import run_dart
+
+            rows = run_dart(self)
+            last = rows[-1]
+            print(
+                f"dart: {last['expert_labels']} labels, noise std {last['noise_std']}, final success "
+                f"{last['success_rate']:.0%}; policy in {self.out / 'policy'}"
+            )
+
+    Dart.__name__ = Dart.__qualname__ = "Dart"
+    return Dart
+
+
+@dataclass
+class Correct:
+    """Correct a policy at the gamepad (or keyboard) in a live window.
+
+    hg-dagger: the policy drives; hold the takeover button (pad: RB, keyboard: T) to drive
+    yourself; those steps are flagged as interventions; release to hand back. dagger: the
+    policy drives (or you, with probability --beta) and your stick is recorded as the label
+    at every step. Saving, discarding and resetting use the recording bindings (Enter /
+    Backspace / R / Esc; pad A / B / X / Start). --retrain-every N retrains in a background
+    process every N saved episodes and swaps the new policy in at the next episode.
+    """
+
+    policy: Path
+    """The checkpoint to correct (e.g. runs/NAME/best)."""
+    task: str | None = None
+    """Task (default: the one the policy was trained on)."""
+    out: Path = Path("datasets/corrections.hdf5")
+    """Episode file for the corrections (appended to)."""
+    mode: Literal["hg-dagger", "dagger"] = "hg-dagger"
+    """hg-dagger (take over while a button is held) or dagger (label every step)."""
+    beta: float = 0.0
+    """dagger: probability that your command, not the policy's, is executed."""
+    device: Literal["auto", "gamepad", "keyboard"] = "auto"
+    """Input device."""
+    profile: str | None = None
+    """Pad mapping (xbox, playstation, generic or a JSON file)."""
+    retrain_every: int = 0
+    """Retrain in the background every N saved episodes (0: never)."""
+    retrain_steps: int = 1000
+    """Gradient steps per background retraining."""
+    episodes: int = 0
+    """Stop after this many saved episodes (0: until you quit)."""
+    control_freq: float = 20.0
+    """Control rate in Hz."""
+    operator: str = ""
+    """Your name, stored with every episode."""
+    seed: int = 0
+    """Episode k is reset with seed SEED + k."""
+
+    def run(self) -> None:
+        from iltk.policies import load_policy
+        from teleop.devices import DeviceNotFound, make_device
+        from teleop.session import TeleopSession
+
+        policy = load_policy(self.policy)
+        extra = json.loads((self.policy / "config.json").read_text()).get("extra", {})
+        task = self.task or extra.get("task")
+        if not task:
+            raise CliError("the checkpoint names no task; pass --task")
+        try:
+            device = make_device(self.device, self.profile)
+        except DeviceNotFound as err:
+            raise CliError(str(err)) from None
+        session = TeleopSession(
+            task,
+            self.out,
+            device,
+            mode=self.mode,
+            policy=policy,
+            beta=self.beta,
+            control_freq=self.control_freq,
+            auto_save_after=0,
+            episodes=self.episodes,
+            operator=self.operator,
+            seed=self.seed,
+            retrain_every=self.retrain_every,
+            retrain_steps=self.retrain_steps,
+        )
+        res = session.run()
+        print(
+            f"saved {len(res.saved)} episodes to {self.out}; {res.interventions} intervention steps"
+        )
+
+
 # ------------------------------------------------------------------ iltk dataset ...
 @dataclass
 class DatasetInfo:
@@ -549,6 +674,9 @@ COMMANDS: dict[str, type] = {
     "eval": Eval,
     "record": Record,
     "replay": Replay,
+    "correct": Correct,
+    "dagger": _dagger_command(),
+    "dart": _dart_command(),
 }
 GROUPS: dict[str, dict[str, type]] = {"dataset": DATASET_COMMANDS}
 

@@ -115,3 +115,59 @@ class BetaMixture:
             "expert_acted": use_expert,
         }
         return ControlOutput(executed=executed, label=exp.label, fields=fields)
+
+
+class HGDaggerGate:
+    """HG-DAgger (Kelly et al. 2019) with a simulated human gate.
+
+    The policy acts; the supervisor takes over when the policy strays and hands control
+    back once it has recovered. The documented rule: the disagreement
+    ``d = |pi(s) - pi*(s)|_2 / sqrt(action_dim)`` (RMS per action dimension) above
+    ``takeover`` hands control to the supervisor; it stays there until ``d`` has been below
+    ``handback`` for ``hold`` consecutive steps. Steps under supervisor control are
+    flagged ``intervention``; their label is the supervisor's action (the label of other
+    steps is the policy's own action, and HG-DAgger trains on the interventions only).
+    """
+
+    def __init__(
+        self,
+        expert: Controller,
+        policy: Controller,
+        takeover: float = 0.3,
+        handback: float = 0.1,
+        hold: int = 5,
+    ):
+        if not 0 <= handback <= takeover:
+            raise ValueError("need 0 <= handback <= takeover")
+        self.expert, self.policy = expert, policy
+        self.takeover, self.handback, self.hold = float(takeover), float(handback), int(hold)
+        self.in_control = np.zeros(0, dtype=bool)
+        self.calm = np.zeros(0, dtype=np.int64)
+
+    def reset(self, env_ids):
+        self.expert.reset(env_ids)
+        self.policy.reset(env_ids)
+        if len(self.in_control):
+            self.in_control[env_ids] = False
+            self.calm[env_ids] = 0
+
+    def act(self, obs, info, envs) -> ControlOutput:
+        exp = self.expert.act(obs, info, envs)
+        pol = self.policy.act(obs, info, envs)
+        n, a = exp.label.shape
+        if len(self.in_control) != n:
+            self.in_control = np.zeros(n, dtype=bool)
+            self.calm = np.zeros(n, dtype=np.int64)
+        d = np.linalg.norm(pol.executed - exp.label, axis=1) / np.sqrt(a)
+        self.calm = np.where(d < self.handback, self.calm + 1, 0)
+        start = ~self.in_control & (d > self.takeover)
+        stop = self.in_control & (self.calm >= self.hold)
+        self.in_control = (self.in_control | start) & ~stop
+        executed = np.where(self.in_control[:, None], exp.executed, pol.executed).astype(np.float32)
+        label = np.where(self.in_control[:, None], exp.label, pol.executed).astype(np.float32)
+        fields = {
+            "intervention": self.in_control.copy(),
+            "policy_actions": pol.executed.astype(np.float32),
+            "disagreement": d.astype(np.float32),
+        }
+        return ControlOutput(executed=executed, label=label, fields=fields)

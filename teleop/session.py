@@ -59,8 +59,16 @@ class HumanController:
         self.s = session
 
     def reset(self, env_ids):
-        if self.s.runner is not None:
-            self.s.runner.reset(env_ids)
+        s = self.s
+        if s.next_policy is not None:  # a retrained policy takes over at an episode start
+            from iltk.policies import PolicyRunner
+
+            s.policy, s.next_policy = s.next_policy, None
+            s.runner = PolicyRunner(s.policy, 1)
+            s.policy_version += 1
+            print(f"teleop: retrained policy v{s.policy_version} swapped in")
+        if s.runner is not None:
+            s.runner.reset(env_ids)
 
     def act(self, obs, info, envs) -> ControlOutput:
         s = self.s
@@ -112,7 +120,12 @@ class TeleopSession:
         seed: episode k is reset with seed + k.
         keep_partial: on quit, keep the episode in progress (flagged partial).
         event_hook: called with the poll count before every poll (tests post events here).
-        on_saved: called with each saved episode's name (correction retraining hooks here).
+        on_saved: called with each saved episode's name.
+        retrain_every: correction modes: retrain the policy on the file every N saved
+            episodes, in a background process (the window never freezes), and swap the new
+            policy in at the next episode start (0: never).
+        retrain_steps: gradient steps of each background retraining.
+        run_dir: where retraining runs write their checkpoints.
     """
 
     def __init__(
@@ -135,6 +148,9 @@ class TeleopSession:
         keep_partial: bool = False,
         event_hook: Callable[[int], None] | None = None,
         on_saved: Callable[[str, Episode], None] | None = None,
+        retrain_every: int = 0,
+        retrain_steps: int = 1000,
+        run_dir: str | Path | None = None,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -191,6 +207,14 @@ class TeleopSession:
         self.render_s = 0.0  # running estimate of one render + draw
         self.frames_skipped = 0
         self.submitted = 0
+        self.retrain_every, self.retrain_steps = int(retrain_every), int(retrain_steps)
+        self.run_dir = Path(run_dir) if run_dir else self.out.with_name(self.out.stem + "_retrain")
+        self.retrain_proc = None
+        self.retrain_round = 0
+        self.policy_version = 0
+        self.next_policy = None
+        if self.retrain_every and mode == "record":
+            raise ValueError("--retrain-every applies to correction sessions (hg-dagger, dagger)")
         # create the GL context and draw once now, not inside the first paced step
         self.envs.reset(seed=seed)
         self.window.show(self.env.render(), self.hud())
@@ -235,6 +259,11 @@ class TeleopSession:
         ]
         if self.dart_noise:
             lines.append(f"DART noise sigma {self.dart_noise}")
+        if self.mode != "record":
+            lines.append(
+                f"policy v{getattr(self, 'policy_version', 0)}"
+                + ("   retraining..." if getattr(self, "retrain_proc", None) else "")
+            )
         return lines
 
     def after_step(self, ev: StepEvent):
@@ -264,6 +293,7 @@ class TeleopSession:
             )
             spent = time.perf_counter() - t0
             self.render_s = spent if self.render_s == 0 else 0.8 * self.render_s + 0.2 * spent
+        self.poll_retrain()
         command = None
         for name in ("quit", "save", "discard", "reset"):
             if name in self.pending:
@@ -316,6 +346,76 @@ class TeleopSession:
                 self.on_saved(name, ep)
 
         future.add_done_callback(done)
+        if self.retrain_every and self.submitted % self.retrain_every == 0:
+            self.start_retrain()
+
+    # ------------------------------------------------------------ retraining
+    def start_retrain(self) -> None:
+        """Retrain on the file in a child process (warm start from the current policy)."""
+        import os
+        import subprocess
+        import sys
+
+        if self.retrain_proc is not None:
+            return  # one at a time; the next save will ask again
+        self.writer.flush()
+        self.retrain_round += 1
+        current = self.run_dir / f"v{self.policy_version}"
+        self.policy.save(current, {"task": self.task, "env_kwargs": {}})
+        target = self.run_dir / f"retrain_{self.retrain_round}"
+        cmd = [
+            sys.executable,
+            "-m",
+            "iltk.cli",
+            "train",
+            "--dataset",
+            str(self.out),
+            "--task",
+            self.task,
+            "--init",
+            str(current),
+            "--out",
+            str(target),
+            "--steps",
+            str(self.retrain_steps),
+            "--eval-episodes",
+            "0",
+            "--no-progress",
+            "--device",
+            "cpu",
+            "--uncorrected-weight",
+            "0" if self.mode == "hg-dagger" else "1",
+        ]
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+        }  # leave a core to the loop
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.run_dir / f"retrain_{self.retrain_round}.log").open("w")
+        self.retrain_proc = (
+            subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env),
+            target,
+            log,
+        )
+        print(f"teleop: retraining in the background -> {target}")
+
+    def poll_retrain(self, wait: bool = False) -> None:
+        if self.retrain_proc is None:
+            return
+        proc, target, log = self.retrain_proc
+        if wait:
+            proc.wait()
+        if proc.poll() is None:
+            return
+        log.close()
+        self.retrain_proc = None
+        if proc.returncode != 0:
+            print(f"teleop: retraining failed (see {log.name}); keeping the current policy")
+            return
+        from iltk.policies import load_policy
+
+        self.next_policy = load_policy(target / "last")
 
     def run(self) -> SessionResult:
         controller = HumanController(self)
@@ -349,6 +449,10 @@ class TeleopSession:
         return self.result
 
     def close(self) -> None:
+        if self.retrain_proc is not None:
+            self.retrain_proc[0].terminate()
+            self.retrain_proc[2].close()
+            self.retrain_proc = None
         try:
             self.writer.close()
         finally:

@@ -74,6 +74,11 @@ class TrainConfig:
     """Hold out this fraction of demos (default: the file's mask/valid when present)."""
     intervention_weight: float = 1.0
     """Weight of steps flagged as human interventions (IWR-style; 1 = uniform)."""
+    uncorrected_weight: float = 1.0
+    """Weight of steps of hg-dagger episodes where the policy was in control (0: train on
+    the interventions only, as HG-DAgger does)."""
+    init: Path | None = None
+    """Warm start from this checkpoint (its policy type wins over --algo)."""
     eval_every: int = 1000
     """Steps between evaluations (0: only at the end)."""
     eval_episodes: int = 20
@@ -168,6 +173,7 @@ class Trainer:
             valid_fraction=cfg.valid_fraction,
             seed=cfg.seed,
             intervention_weight=cfg.intervention_weight,
+            uncorrected_weight=cfg.uncorrected_weight,
         )
         self.valid_ds = None
         if cfg.valid_fraction > 0:
@@ -187,6 +193,8 @@ class Trainer:
         if self.task:
             state_dim, action_dim, low, high = env_shapes(self.task, self.env_kwargs)
             self.ds.check_compatible(state_dim, action_dim, self.task)
+        if policy is None and cfg.init is not None:
+            policy = load_policy(cfg.init, self.device)
         if policy is None:
             pcfg = dataclasses.asdict(cfg.policy_config())
             pcfg.update(
@@ -205,7 +213,7 @@ class Trainer:
             )
         self.policy = policy.to(self.device)
         self.spec = self.policy.batch_spec()
-        lr = cfg.lr if cfg.lr is not None else DEFAULT_LR[cfg.algo]
+        lr = cfg.lr if cfg.lr is not None else DEFAULT_LR[self.policy.name]
         self.opt = torch.optim.AdamW(self.policy.parameters(), lr=lr, weight_decay=cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg))
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)

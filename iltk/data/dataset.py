@@ -90,6 +90,9 @@ class DemoDataset:
         seed: seed of the train/valid split.
         intervention_weight: per-sample weight of steps flagged ``intervention`` (IWR-style
             weighting of HG-DAgger corrections); other steps weigh 1.
+        uncorrected_weight: weight of the steps of ``hg-dagger`` episodes where the policy,
+            not the supervisor, was in control (HG-DAgger aggregates only interventions: 0).
+            Zero-weight steps are never sampled.
         demos: an explicit list of demo names (overrides ``split``).
     """
 
@@ -103,6 +106,7 @@ class DemoDataset:
         valid_fraction: float = 0.0,
         seed: int = 0,
         intervention_weight: float = 1.0,
+        uncorrected_weight: float = 1.0,
         demos: list[str] | None = None,
     ):
         if split not in ("all", "train", "valid"):
@@ -163,7 +167,10 @@ class DemoDataset:
                 actions.append(a)
                 g = f.group(demo)
                 inter = g["intervention"][()] if "intervention" in g else np.zeros(len(a), bool)
-                weights.append(np.where(inter, intervention_weight, 1.0).astype(np.float32))
+                source = g.attrs.get("source", "")
+                source = source.decode() if isinstance(source, bytes) else source
+                base = uncorrected_weight if source == "hg-dagger" else 1.0
+                weights.append(np.where(inter, intervention_weight, base).astype(np.float32))
                 lengths.append(len(a))
         self.demos = list(chosen)
         self.image_keys = [
@@ -195,6 +202,10 @@ class DemoDataset:
         self.ep_start = (ends - lengths_t).to(dev)
         self.ep_end = ends.to(dev)
         self.step_episode = torch.repeat_interleave(torch.arange(len(lengths)), lengths_t).to(dev)
+        # sampling draws only from steps that carry weight
+        self.pool = torch.nonzero(self.weights > 0).squeeze(1)
+        if len(self.pool) == 0:
+            raise DatasetError(self.path, "no step carries training weight (all were filtered out)")
 
     # ------------------------------------------------------------- properties
     def __len__(self) -> int:

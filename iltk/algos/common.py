@@ -1,0 +1,146 @@
+"""Plain functions shared by the interactive algorithms (DAgger, HG-DAgger, DART)."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from iltk.algos.bc import TrainConfig, Trainer
+from iltk.policies import Policy, PolicyRunner
+from iltk.policies.act import ACTConfig
+from iltk.policies.bc import BCConfig, BCRNNConfig
+from iltk.rollout import Episode
+
+
+@dataclass
+class LearnerSettings:
+    """How the learner is trained each round (a subset of `iltk train`'s settings)."""
+
+    steps_per_round: int = 2000
+    """Gradient steps per round."""
+    warm_start: bool = True
+    """Continue from the previous round's policy (else retrain from scratch)."""
+    batch_size: int = 256
+    """Training batch size."""
+    lr: float | None = None
+    """Learning rate (default: the algo's)."""
+    device: str = "auto"
+    """auto, cpu or cuda."""
+    bc: BCConfig = field(default_factory=BCConfig)
+    """Settings of --algo bc."""
+    bc_rnn: BCRNNConfig = field(default_factory=BCRNNConfig)
+    """Settings of --algo bc-rnn."""
+    act: ACTConfig = field(default_factory=ACTConfig)
+    """Settings of --algo act."""
+
+
+def fit(
+    algo: str,
+    learner: LearnerSettings,
+    dataset: Path,
+    task: str,
+    seed: int,
+    *,
+    init: Policy | None = None,
+    uncorrected_weight: float = 1.0,
+    intervention_weight: float = 1.0,
+    progress: bool = False,
+) -> Policy:
+    """Train a policy on ``dataset`` for ``learner.steps_per_round`` steps and return it."""
+    cfg = TrainConfig(
+        algo=algo,
+        dataset=dataset,
+        task=task,
+        out=Path("."),
+        steps=learner.steps_per_round,
+        batch_size=learner.batch_size,
+        lr=learner.lr,
+        device=learner.device,
+        seed=seed,
+        eval_episodes=0,
+        progress=False,
+        bc=learner.bc,
+        bc_rnn=learner.bc_rnn,
+        act=learner.act,
+        uncorrected_weight=uncorrected_weight,
+        intervention_weight=intervention_weight,
+    )
+    trainer = Trainer(cfg, policy=init)
+    try:
+        for _ in tqdm(range(cfg.steps), desc="  train", leave=False, disable=not progress):
+            trainer.train_step()
+    finally:
+        trainer.close()
+    return trainer.policy.eval()
+
+
+@torch.no_grad()
+def policy_errors(policy: Policy, episodes: list[Episode]) -> np.ndarray:
+    """The learner's action minus the label, at every recorded step (runner per episode,
+    so recurrent and chunked policies see their episodes in order)."""
+    out = []
+    for ep in episodes:
+        runner = PolicyRunner(policy, 1)
+        runner.reset()
+        keys = list(ep.obs)
+        for t in range(ep.length):
+            obs = {k: ep.obs[k][t : t + 1] for k in keys}
+            obs = obs if len(keys) > 1 or keys[0] not in ("state", "pixels") else obs[keys[0]]
+            out.append(runner.act(obs)[0] - ep.actions[t])
+    return np.asarray(out)
+
+
+class RoundLog:
+    """Per-round rows, written as JSON and CSV after every round, and a plot at the end."""
+
+    def __init__(self, out: Path, config):
+        self.out = out
+        self.rows: list[dict] = []
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(
+            json.dumps(dataclasses.asdict(config), indent=2, default=str)
+        )
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        (self.out / "rounds.json").write_text(json.dumps(self.rows, indent=2))
+        with (self.out / "rounds.csv").open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(self.rows[-1]))
+            w.writeheader()
+            for r in self.rows:
+                w.writerow({k: r.get(k) for k in self.rows[-1]})
+
+    def plot(self, title: str) -> Path:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        ax.plot(
+            [r["expert_labels"] for r in self.rows], [r["success_rate"] for r in self.rows], "o-"
+        )
+        for r in self.rows:
+            ax.annotate(
+                str(r["round"]),
+                (r["expert_labels"], r["success_rate"]),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
+        ax.set(
+            xlabel="expert labels (steps)", ylabel="success rate", title=title, ylim=(-0.02, 1.02)
+        )
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = self.out / "success_vs_labels.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return path

@@ -1,0 +1,204 @@
+"""DAgger (Ross, Gordon & Bagnell 2011) and HG-DAgger (Kelly et al. 2019), automated.
+
+Round 0 trains on ``initial_demos`` expert demonstrations. Each later round k:
+
+- DAgger: run the mixture pi_k = beta_k * expert + (1 - beta_k) * policy (per step), label
+  EVERY visited state with the expert's action, aggregate, retrain;
+- HG-DAgger: the policy acts and a simulated human gate (``iltk.controllers.HGDaggerGate``)
+  hands control to the expert while the policy strays; only the steps under expert control
+  (flagged ``intervention``) are aggregated by default, optionally up-weighted (IWR-style).
+
+Every round is one run of the control loop; episodes are written in the standard format
+(``actions`` = label, ``actions_executed`` = what ran) to ``OUT/data.hdf5``. Success is
+logged against the number of expert labels: all steps for DAgger, the initial demos plus
+the intervention steps for HG-DAgger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from iltk.algos.common import LearnerSettings, RoundLog, fit
+from iltk.controllers import BetaMixture, ExpertController, HGDaggerGate, PolicyController
+from iltk.data import DemoWriter, make_env_args
+from iltk.envs import make_vector_env
+from iltk.evaluate import evaluate_policy
+from iltk.policies import PolicyRunner
+from iltk.rollout import run_episodes
+
+
+@dataclass
+class DaggerConfig:
+    """Interactive imitation with a scripted supervisor: DAgger or HG-DAgger."""
+
+    task: str = "iltk/Push-v0"
+    """Task id."""
+    expert: Literal["scripted"] = "scripted"
+    """Who labels: the task's scripted expert (at the gamepad: `iltk correct`)."""
+    variant: Literal["dagger", "hg-dagger"] = "dagger"
+    """dagger (expert labels every visited state) or hg-dagger (expert takes over when the
+    policy strays; only interventions are aggregated)."""
+    rounds: int = 10
+    """Interactive rounds after round 0."""
+    episodes_per_round: int = 10
+    """Episodes collected per round."""
+    initial_demos: int = 10
+    """Expert demonstrations of round 0."""
+    beta_schedule: Literal["linear", "exponential", "constant"] = "exponential"
+    """DAgger's probability that the expert acts in round k: linear 1 - k/rounds,
+    exponential beta^k, constant beta."""
+    beta: float = 0.5
+    """Base of the exponential schedule, or the constant value."""
+    takeover: float = 0.3
+    """HG-DAgger gate: RMS action disagreement above which the expert takes over."""
+    handback: float = 0.1
+    """HG-DAgger gate: disagreement below which control returns to the policy..."""
+    hold: int = 5
+    """...after this many consecutive steps."""
+    aggregate: Literal["interventions", "all"] = "interventions"
+    """HG-DAgger: train on the intervention steps only, or on every step."""
+    intervention_weight: float = 1.0
+    """HG-DAgger: weight of intervention steps (IWR-style up-weighting when > 1)."""
+    eval_episodes: int = 20
+    """Evaluation episodes per round (unseen seeds)."""
+    num_envs: int = 2
+    """Parallel environments."""
+    seed: int = 0
+    """Seed of everything."""
+    out: Path = Path("runs/dagger")
+    """Run folder: data.hdf5, round_<k>/ checkpoints, rounds.json/csv, success_vs_labels.png."""
+    algo: Literal["bc", "bc-rnn", "act"] = "bc"
+    """Policy trained each round: bc, bc-rnn or act."""
+    learner: LearnerSettings = field(default_factory=LearnerSettings)
+    """How the policy is trained each round."""
+
+    def __post_init__(self):
+        if self.rounds < 0 or self.episodes_per_round < 1 or self.initial_demos < 1:
+            raise ValueError("need rounds >= 0, episodes_per_round >= 1 and initial_demos >= 1")
+        if not 0.0 <= self.beta <= 1.0:
+            raise ValueError("beta must be in [0, 1]")
+
+
+def beta_at(cfg: DaggerConfig, k: int) -> float:
+    """The expert-mixing probability of round k >= 1."""
+    if cfg.beta_schedule == "linear":
+        return max(0.0, 1.0 - k / max(cfg.rounds, 1))
+    if cfg.beta_schedule == "exponential":
+        return cfg.beta**k
+    return cfg.beta
+
+
+def run_dagger(cfg: DaggerConfig, progress: bool = True) -> list[dict]:
+    """Run all rounds; returns the per-round rows (also in OUT/rounds.json)."""
+    log = RoundLog(cfg.out, cfg)
+    envs = make_vector_env(cfg.task, cfg.num_envs)
+    eval_envs = make_vector_env(cfg.task, cfg.num_envs)
+    data = cfg.out / "data.hdf5"
+    model_xml = envs.call("model_xml")[0]
+    writer = DemoWriter(
+        data,
+        make_env_args(cfg.task, {}, envs.call("control_freq")[0]),
+        model_file=model_xml,
+        overwrite=True,
+    )
+    hg = cfg.variant == "hg-dagger"
+    uncorrected = 0.0 if hg and cfg.aggregate == "interventions" else 1.0
+    labels = 0
+    interventions = 0
+    policy = None
+    try:
+        for k in range(cfg.rounds + 1):
+            seed = cfg.seed + 10_000 * k
+            if k == 0:
+                controller, beta, source = ExpertController(), 1.0, "scripted"
+            else:
+                runner = PolicyRunner(policy, envs.num_envs)
+                if hg:
+                    controller = HGDaggerGate(
+                        ExpertController(),
+                        PolicyController(runner),
+                        cfg.takeover,
+                        cfg.handback,
+                        cfg.hold,
+                    )
+                    beta, source = float("nan"), "hg-dagger"
+                else:
+                    beta = beta_at(cfg, k)
+                    controller = BetaMixture(
+                        ExpertController(), PolicyController(runner), beta, seed=seed
+                    )
+                    source = "dagger"
+            n_eps = cfg.initial_demos if k == 0 else cfg.episodes_per_round
+            futures = []
+            eps = run_episodes(
+                envs,
+                controller,
+                n_eps,
+                seed=seed,
+                on_episode=lambda ep, s=source, fs=futures: fs.append(writer.save(ep, source=s)),
+            )
+            for f in futures:
+                f.result()
+            steps = sum(e.length for e in eps)
+            round_interventions = sum(
+                int(e.fields["intervention"].sum()) for e in eps if "intervention" in e.fields
+            )
+            if k == 0 or not hg:
+                labels += steps
+            else:
+                labels += round_interventions
+                interventions += round_interventions
+            policy = fit(
+                cfg.algo,
+                cfg.learner,
+                data,
+                cfg.task,
+                cfg.seed + k,
+                init=policy if cfg.learner.warm_start else None,
+                uncorrected_weight=uncorrected,
+                intervention_weight=cfg.intervention_weight,
+                progress=progress,
+            )
+            policy.save(cfg.out / f"round_{k}", {"task": cfg.task, "round": k, "env_kwargs": {}})
+            res = evaluate_policy(
+                policy, cfg.task, cfg.eval_episodes, seed=1_000_000, envs=eval_envs
+            )
+            row = {
+                "round": k,
+                "beta": beta,
+                "episodes": n_eps,
+                "steps": steps,
+                "expert_labels": labels,
+                "rollout_success": float(np.mean([e.success for e in eps])),
+                "intervention_fraction": round_interventions / steps
+                if hg and k > 0
+                else (1.0 if k == 0 else None),
+                "expert_controlled_steps": interventions if hg else None,
+                "success_rate": res.success_rate,
+                "ci95_lo": res.ci95[0],
+                "ci95_hi": res.ci95[1],
+                "mean_return": res.mean_return,
+            }
+            log.add(row)
+            if progress:
+                extra = (
+                    f"interventions {row['intervention_fraction']:.0%}"
+                    if hg and k > 0
+                    else f"beta {beta:.2f}"
+                )
+                print(
+                    f"{cfg.variant} round {k:>2}: {labels:>6} expert labels, {extra}, "
+                    f"success {res.success_rate:.0%} ({res.ci95[0]:.0%}-{res.ci95[1]:.0%})"
+                )
+    finally:
+        envs.close()
+        eval_envs.close()
+        writer.close()
+    if policy is not None:
+        policy.save(cfg.out / "policy", {"task": cfg.task, "env_kwargs": {}})
+    log.plot(f"{cfg.variant} on {cfg.task}")
+    return log.rows

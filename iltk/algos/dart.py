@@ -1,0 +1,145 @@
+"""DART: Disturbances for Augmenting Robot Trajectories (Laskey et al. 2017).
+
+The supervisor demonstrates under injected noise, ``executed = pi*(x) + N(0, Sigma)``, and
+the recorded label stays the clean ``pi*(x)``: the data then covers the states the
+learner's own errors lead to, with the corrective labels. Sigma is chosen to match the
+learner's errors: after each round it is re-estimated as the maximum-likelihood
+covariance of the learner's error on the states the noisy supervisor visited,
+
+    Sigma_{k+1} = scale * mean_t (pi_theta(x_t) - pi*(x_t)) (pi_theta(x_t) - pi*(x_t))^T,
+
+(the Gaussian case of the lecture's psi_{k+1} = argmin E[-sum_t log pi*(pi_theta(x_t) | x_t, psi)]).
+Round 0 uses ``init_noise`` (0: clean demonstrations).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from iltk.algos.common import LearnerSettings, RoundLog, fit, policy_errors
+from iltk.controllers import DartNoise, ExpertController
+from iltk.data import DemoWriter, make_env_args
+from iltk.envs import make_vector_env
+from iltk.evaluate import evaluate_policy
+from iltk.rollout import run_episodes
+
+
+@dataclass
+class DartConfig:
+    """DART with a scripted supervisor."""
+
+    task: str = "iltk/Push-v0"
+    """Task id."""
+    rounds: int = 5
+    """Rounds after round 0, each with a re-estimated noise covariance."""
+    episodes_per_round: int = 10
+    """Episodes demonstrated per round."""
+    initial_demos: int = 10
+    """Demonstrations of round 0."""
+    init_noise: float = 0.0
+    """Noise std of round 0 (0: clean demonstrations)."""
+    scale: float = 1.0
+    """Multiplier of the estimated covariance (Laskey et al. scale it by alpha / T)."""
+    max_std: float = 1.0
+    """Cap on the noise std per action dimension (keeps the supervisor able to succeed)."""
+    eval_episodes: int = 20
+    """Evaluation episodes per round (unseen seeds)."""
+    num_envs: int = 2
+    """Parallel environments."""
+    seed: int = 0
+    """Seed of everything."""
+    out: Path = Path("runs/dart")
+    """Run folder: data.hdf5, round_<k>/ checkpoints, rounds.json/csv, success_vs_labels.png."""
+    algo: Literal["bc", "bc-rnn", "act"] = "bc"
+    """Policy trained each round: bc, bc-rnn or act."""
+    learner: LearnerSettings = field(default_factory=LearnerSettings)
+    """How the policy is trained each round."""
+
+
+def estimate_covariance(errors: np.ndarray, scale: float = 1.0, max_std: float = 1.0) -> np.ndarray:
+    """The MLE covariance of zero-mean Gaussian errors, scaled, with each std capped."""
+    errors = np.asarray(errors, dtype=np.float64)
+    cov = scale * errors.T @ errors / max(len(errors), 1)
+    std = np.sqrt(np.clip(np.diag(cov), 1e-12, None))
+    cap = np.minimum(std, max_std) / std
+    return cov * np.outer(cap, cap)
+
+
+def run_dart(cfg: DartConfig, progress: bool = True) -> list[dict]:
+    log = RoundLog(cfg.out, cfg)
+    envs = make_vector_env(cfg.task, cfg.num_envs)
+    eval_envs = make_vector_env(cfg.task, cfg.num_envs)
+    data = cfg.out / "data.hdf5"
+    writer = DemoWriter(
+        data,
+        make_env_args(cfg.task, {}, envs.call("control_freq")[0]),
+        model_file=envs.call("model_xml")[0],
+        overwrite=True,
+    )
+    action_dim = int(np.prod(envs.single_action_space.shape))
+    cov = np.eye(action_dim) * cfg.init_noise**2
+    labels = 0
+    policy = None
+    last_eps = []
+    try:
+        for k in range(cfg.rounds + 1):
+            if k > 0:
+                # the learner's error on the states the (noisy) supervisor visited last round
+                cov = estimate_covariance(policy_errors(policy, last_eps), cfg.scale, cfg.max_std)
+            n_eps = cfg.initial_demos if k == 0 else cfg.episodes_per_round
+            controller = DartNoise(ExpertController(), cov, seed=cfg.seed + k)
+            futures = []
+            eps = run_episodes(
+                envs,
+                controller,
+                n_eps,
+                seed=cfg.seed + 10_000 * k,
+                on_episode=lambda ep, fs=futures: fs.append(writer.save(ep, source="dart")),
+            )
+            for f in futures:
+                f.result()
+            last_eps = eps
+            labels += sum(e.length for e in eps)
+            policy = fit(
+                cfg.algo,
+                cfg.learner,
+                data,
+                cfg.task,
+                cfg.seed + k,
+                init=policy if cfg.learner.warm_start else None,
+                progress=progress,
+            )
+            policy.save(cfg.out / f"round_{k}", {"task": cfg.task, "round": k, "env_kwargs": {}})
+            res = evaluate_policy(
+                policy, cfg.task, cfg.eval_episodes, seed=1_000_000, envs=eval_envs
+            )
+            row = {
+                "round": k,
+                "episodes": n_eps,
+                "expert_labels": labels,
+                "noise_std": np.sqrt(np.diag(cov)).round(4).tolist(),
+                "noise_trace": float(np.trace(cov)),
+                "supervisor_success": float(np.mean([e.success for e in eps])),
+                "success_rate": res.success_rate,
+                "ci95_lo": res.ci95[0],
+                "ci95_hi": res.ci95[1],
+                "mean_return": res.mean_return,
+            }
+            log.add(row)
+            if progress:
+                print(
+                    f"dart round {k:>2}: noise std {row['noise_std']}, {labels:>6} labels, supervisor "
+                    f"success {row['supervisor_success']:.0%}, learner success {res.success_rate:.0%}"
+                )
+    finally:
+        envs.close()
+        eval_envs.close()
+        writer.close()
+    if policy is not None:
+        policy.save(cfg.out / "policy", {"task": cfg.task, "env_kwargs": {}})
+    log.plot(f"DART on {cfg.task}")
+    return log.rows

@@ -1,0 +1,212 @@
+"""DAgger, HG-DAgger and DART: controllers, schedules, covariance, and tiny whole runs."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from iltk.algos.common import LearnerSettings
+from iltk.algos.dagger import DaggerConfig, beta_at, run_dagger
+from iltk.algos.dart import DartConfig, estimate_covariance, run_dart
+from iltk.cli import main as cli_main
+from iltk.controllers import BetaMixture, HGDaggerGate
+from iltk.data import DemoFile
+from iltk.data.dataset import DemoDataset
+from iltk.envs import make_env, make_expert
+from iltk.rollout import ControlOutput
+
+
+class Fixed:
+    """A controller returning scripted actions, one row per call."""
+
+    def __init__(self, actions):
+        self.actions = [np.asarray(a, np.float32).reshape(1, -1) for a in actions]
+        self.t = 0
+
+    def reset(self, env_ids):
+        pass
+
+    def act(self, obs, info, envs):
+        a = self.actions[min(self.t, len(self.actions) - 1)]
+        self.t += 1
+        return ControlOutput(executed=a, label=a)
+
+
+def test_hg_dagger_gate_takes_over_and_hands_back():
+    expert = Fixed([[0.0]] * 12)
+    # policy: agrees, strays (0.5) for 3 steps, then agrees again
+    policy = Fixed(
+        [[0.0], [0.0], [0.5], [0.5], [0.5], [0.05], [0.05], [0.05], [0.0], [0.0], [0.0], [0.0]]
+    )
+    gate = HGDaggerGate(expert, policy, takeover=0.3, handback=0.1, hold=3)
+    flags, executed = [], []
+    for _ in range(12):
+        out = gate.act(None, {}, None)
+        flags.append(bool(out.fields["intervention"][0]))
+        executed.append(float(out.executed[0, 0]))
+    # takes over at step 2; calm from step 5; hands back once calm for 3 steps (step 7)
+    assert flags == [False, False, True, True, True, True, True, False, False, False, False, False]
+    assert all(e == 0.0 for e, f in zip(executed, flags) if f)  # the expert acted
+    assert executed[1] == 0.0 and executed[8] == 0.0
+    gate.reset(np.array([0]))
+    assert not gate.in_control.any()
+
+
+def test_beta_mixture_labels_with_the_expert():
+    for beta, expected in ((1.0, 1.0), (0.0, -1.0)):
+        mix = BetaMixture(Fixed([[1.0]] * 5), Fixed([[-1.0]] * 5), beta)
+        out = mix.act(None, {}, None)
+        assert out.executed[0, 0] == expected and out.label[0, 0] == 1.0
+        assert out.fields["policy_actions"][0, 0] == -1.0
+
+
+def test_beta_schedules():
+    lin = DaggerConfig(beta_schedule="linear", rounds=4)
+    exp = DaggerConfig(beta_schedule="exponential", beta=0.5)
+    const = DaggerConfig(beta_schedule="constant", beta=0.3)
+    assert [beta_at(lin, k) for k in (1, 2, 4)] == [0.75, 0.5, 0.0]
+    assert [beta_at(exp, k) for k in (1, 2, 3)] == [0.5, 0.25, 0.125]
+    assert beta_at(const, 7) == 0.3
+
+
+def test_dart_covariance_estimate():
+    rng = np.random.default_rng(0)
+    true = np.array([[0.04, 0.01], [0.01, 0.09]])
+    errors = rng.multivariate_normal(np.zeros(2), true, size=20000)
+    np.testing.assert_allclose(estimate_covariance(errors), true, atol=0.005)
+    np.testing.assert_allclose(estimate_covariance(errors, scale=2.0), 2 * true, atol=0.01)
+    capped = estimate_covariance(errors, max_std=0.1)
+    assert np.sqrt(np.diag(capped)).max() <= 0.1 + 1e-9
+
+
+TINY = LearnerSettings(steps_per_round=60, batch_size=64)
+
+
+def test_dagger_run_labels_every_state_with_the_expert(tmp_path):
+    rows = run_dagger(
+        DaggerConfig(
+            task="iltk/Reach-v0",
+            rounds=2,
+            episodes_per_round=3,
+            initial_demos=3,
+            eval_episodes=2,
+            out=tmp_path,
+            learner=TINY,
+            num_envs=1,
+        ),
+        progress=False,
+    )
+    assert [r["round"] for r in rows] == [0, 1, 2]
+    assert rows[0]["beta"] == 1.0 and rows[1]["beta"] == 0.5
+    assert rows[-1]["expert_labels"] == sum(r["steps"] for r in rows)
+    assert (tmp_path / "success_vs_labels.png").exists() and (
+        tmp_path / "policy" / "model.safetensors"
+    ).exists()
+    env = make_env("iltk/Reach-v0")
+    expert = make_expert(env)
+    env.reset(seed=0)
+    with DemoFile(tmp_path / "data.hdf5") as f:
+        sources = [f.demo_attrs(d)["source"] for d in f.demos]
+        assert sources == ["scripted"] * 3 + ["dagger"] * 6
+        ep = f.episode("demo_5")
+    assert "policy_actions" in ep and "expert_acted" in ep
+    for t in range(len(ep["actions"])):
+        env.unwrapped.set_state(ep["states"][t])
+        np.testing.assert_allclose(expert(), ep["actions"][t], atol=1e-6)
+    acted = ep["expert_acted"].astype(bool)
+    np.testing.assert_allclose(
+        ep["actions_executed"][~acted], ep["policy_actions"][~acted], atol=1e-6
+    )
+
+
+def test_hg_dagger_run_aggregates_interventions(tmp_path):
+    rows = run_dagger(
+        DaggerConfig(
+            task="iltk/Reach-v0",
+            variant="hg-dagger",
+            rounds=1,
+            episodes_per_round=3,
+            initial_demos=2,
+            eval_episodes=2,
+            out=tmp_path,
+            learner=TINY,
+            num_envs=1,
+            takeover=0.05,
+            handback=0.01,
+        ),
+        progress=False,
+    )
+    with DemoFile(tmp_path / "data.hdf5") as f:
+        hg = [d for d in f.demos if f.demo_attrs(d)["source"] == "hg-dagger"]
+        inter = np.concatenate([f.read(d, "intervention") for d in hg])
+        scripted_steps = sum(f.num_samples(d) for d in f.demos if d not in hg)
+    assert len(hg) == 3 and inter.any()
+    assert rows[1]["expert_labels"] == scripted_steps + int(inter.sum())
+    ds = DemoDataset(tmp_path / "data.hdf5", uncorrected_weight=0.0)
+    assert len(ds.pool) == scripted_steps + int(inter.sum())  # only labels are sampled
+
+
+def test_dart_run_injects_estimated_noise(tmp_path):
+    rows = run_dart(
+        DartConfig(
+            task="iltk/Reach-v0",
+            rounds=1,
+            episodes_per_round=3,
+            initial_demos=3,
+            eval_episodes=2,
+            out=tmp_path,
+            learner=TINY,
+            num_envs=1,
+        ),
+        progress=False,
+    )
+    assert rows[0]["noise_trace"] == 0.0 and rows[1]["noise_trace"] > 0.0
+    with DemoFile(tmp_path / "data.hdf5") as f:
+        ep = f.episode(f.demos[-1])
+    assert np.abs(ep["actions_executed"] - ep["actions"]).mean() > 0.001  # noisy execution
+
+
+def test_cli_dagger_and_dart_smoke(tmp_path, capsys):
+    common = [
+        "--task",
+        "iltk/Reach-v0",
+        "--rounds",
+        "1",
+        "--episodes-per-round",
+        "2",
+        "--initial-demos",
+        "2",
+        "--eval-episodes",
+        "2",
+        "--num-envs",
+        "1",
+        "--learner.steps-per-round",
+        "20",
+        "--learner.batch-size",
+        "32",
+    ]
+    assert (
+        cli_main(
+            [
+                "dagger",
+                *common,
+                "--out",
+                str(tmp_path / "d"),
+                "--beta-schedule",
+                "linear",
+                "--algo",
+                "bc-rnn",
+                "--learner.bc-rnn.rnn-hidden",
+                "16",
+            ]
+        )
+        == 0
+    )
+    assert (
+        cli_main(["dagger", *common, "--out", str(tmp_path / "h"), "--variant", "hg-dagger"]) == 0
+    )
+    assert cli_main(["dart", *common, "--out", str(tmp_path / "t")]) == 0
+    out = capsys.readouterr().out
+    assert "dagger:" in out and "hg-dagger:" in out and "dart:" in out
+    rows = json.loads(Path(tmp_path / "d" / "rounds.json").read_text())
+    assert rows[1]["beta"] == 0.0 and len(rows) == 2

@@ -1,0 +1,116 @@
+"""Correcting a policy at the gamepad: HG-DAgger takeover, DAgger labelling, retraining."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pygame
+import pytest
+
+from iltk.algos.bc import TrainConfig, train
+from iltk.collect import collect_demos
+from iltk.data import DemoFile
+from iltk.policies import load_policy
+from teleop.devices import GamepadDevice, load_profile
+from teleop.session import TeleopSession
+
+sys.path.insert(0, str(Path(__file__).parent))
+from timeline import Timeline, joy_axis, joy_button  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def reach_policy(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pol")
+    collect_demos("iltk/Reach-v0", d / "reach.hdf5", 5, progress=False)
+    train(
+        TrainConfig(
+            dataset=d / "reach.hdf5", out=d / "run", steps=50, eval_episodes=0, progress=False
+        )
+    )
+    return d / "run" / "last"
+
+
+def test_hg_dagger_takeover(tmp_path, reach_policy):
+    schedule = {
+        0: [joy_axis(0, -1.0)],  # the person pushes -x (only counts while in control)
+        5: [joy_button(5)],  # RB held: take over
+        15: [joy_button(5, down=False)],  # released: hand back
+        20: [joy_button(0)],  # A: save
+        21: [joy_button(7)],  # Start: quit
+    }
+    session = TeleopSession(
+        "iltk/Reach-v0",
+        tmp_path / "c.hdf5",
+        GamepadDevice(load_profile("xbox"), virtual=True),
+        mode="hg-dagger",
+        policy=load_policy(reach_policy),
+        control_freq=100,
+        auto_save_after=0,
+        event_hook=Timeline(schedule),
+    )
+    result = session.run()
+    assert len(result.saved) == 1 and result.interventions == 10
+    with DemoFile(tmp_path / "c.hdf5") as f:
+        ep = f.episode("demo_0")
+        assert f.demo_attrs("demo_0")["source"] == "hg-dagger"
+    inter = ep["intervention"]
+    assert inter.tolist() == [False] * 5 + [True] * 10 + [False] * 6
+    np.testing.assert_array_equal(ep["actions_executed"][inter], np.tile([-1, 0, 0], (10, 1)))
+    np.testing.assert_array_equal(ep["actions"][inter], np.tile([-1, 0, 0], (10, 1)))
+    np.testing.assert_allclose(ep["actions_executed"][~inter], ep["policy_actions"][~inter])
+
+
+def test_dagger_mode_records_the_stick_as_label(tmp_path, reach_policy):
+    schedule = {0: [joy_axis(1, -1.0)], 8: [joy_button(0)], 9: [joy_button(7)]}
+    session = TeleopSession(
+        "iltk/Reach-v0",
+        tmp_path / "d.hdf5",
+        GamepadDevice(load_profile("xbox"), virtual=True),
+        mode="dagger",
+        policy=load_policy(reach_policy),
+        beta=0.0,
+        control_freq=100,
+        auto_save_after=0,
+        event_hook=Timeline(schedule),
+    )
+    session.run()
+    with DemoFile(tmp_path / "d.hdf5") as f:
+        ep = f.episode("demo_0")
+    np.testing.assert_array_equal(ep["actions"], np.tile([0, 1, 0], (9, 1)))  # the person's label
+    np.testing.assert_allclose(ep["actions_executed"], ep["policy_actions"])  # the policy acted
+
+
+def test_retrain_in_background_swaps_the_policy(tmp_path, reach_policy):
+    state = {}
+
+    def hook(tick):
+        if tick == 0:
+            pygame.event.post(joy_button(5))  # take over for the whole first episode
+            pygame.event.post(joy_axis(0, 1.0))
+        if tick == 10:
+            pygame.event.post(joy_button(0))  # save -> retrain starts
+        if tick == 12:
+            state["proc"] = session.retrain_proc is not None
+            session.poll_retrain(wait=True)  # the person waits for it
+        if tick == 14:
+            pygame.event.post(joy_button(0))  # save again -> the next episode uses the new policy
+        if tick == 16:
+            pygame.event.post(joy_button(7))
+
+    session = TeleopSession(
+        "iltk/Reach-v0",
+        tmp_path / "r.hdf5",
+        GamepadDevice(load_profile("xbox"), virtual=True),
+        mode="hg-dagger",
+        policy=load_policy(reach_policy),
+        control_freq=100,
+        auto_save_after=0,
+        event_hook=hook,
+        retrain_every=1,
+        retrain_steps=20,
+        run_dir=tmp_path / "retrain",
+    )
+    session.run()
+    assert state["proc"]
+    assert session.policy_version >= 1
+    assert (tmp_path / "retrain" / "retrain_1" / "last" / "model.safetensors").exists()
