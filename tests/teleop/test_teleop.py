@@ -224,3 +224,32 @@ def test_window_shows_hud(tmp_path):
     snap = w.snapshot()
     assert snap.shape == (480, 480, 3) and len(np.unique(snap.reshape(-1, 3), axis=0)) > 3
     w.close()
+
+
+def test_calibrate_shows_live_values():
+    from teleop.calibrate import calibrate
+
+    schedule = {
+        1: [joy_axis(0, 0.5), joy_axis(4, -1.0)],
+        2: [joy_button(3)],
+        4: tap(pygame.K_ESCAPE),
+    }
+    values = calibrate(virtual=True, max_ticks=20, event_hook=Timeline(schedule))
+    assert values["axes"] == {0: 0.5, 4: -1.0} and values["buttons"] == {3: True}
+
+
+def test_profiles_and_deadzone():
+    from teleop.devices import apply_deadzone, list_profiles, profile_for
+
+    assert {"xbox", "playstation", "generic"} <= set(list_profiles())
+    assert profile_for("Xbox 360 Controller") == "xbox"
+    assert profile_for("Sony Interactive Entertainment Wireless Controller") == "playstation"
+    assert profile_for("Logitech Dual Action") == "generic"
+    assert apply_deadzone(0.1, 0.12) == 0.0 and apply_deadzone(1.0, 0.12) == 1.0
+    assert 0 < apply_deadzone(0.5, 0.12) < 0.5
+    pad = GamepadDevice(load_profile("xbox"), virtual=True)
+    pad.connect()
+    cmd = pad.read([joy_axis(5, 1.0), joy_axis(1, 0.05)])  # RT fully pressed, stick in the deadzone
+    assert cmd.gripper == 1.0 and cmd.motion[1] == 0.0
+    cmd = pad.read([joy_axis(5, -1.0)])
+    assert cmd.gripper == -1.0

@@ -1,0 +1,307 @@
+"""Compounding errors: BC against DAgger, HG-DAgger and DART, and the horizon experiment.
+
+Part 1 (MuJoCo tasks, scripted supervisor): success against the number of expert labels.
+BC is trained on growing sets of expert demonstrations; DAgger, HG-DAgger and DART start
+from a few demonstrations and add rounds. Every point is evaluated on unseen seeds and
+averaged over seeds. Reported: each method's best success, the labels it needed to match
+BC's best success (aim: DAgger and DART within half of BC's labels on at least one task),
+and HG-DAgger's expert-controlled steps and intervention fraction.
+
+Part 2 (tabular chain MDP, ``iltk.envs.tabular``): the expected cost of BC and of DAgger
+against the horizon H, with the fitted log-log slopes (theory: 2 for BC, 1 for DAgger).
+
+    python benchmarks/compounding_errors.py [--tasks iltk/Lift-v0 iltk/Push-v0] [--seeds 0 1 2]
+    python benchmarks/compounding_errors.py --quick      # a few minutes, one seed, Lift only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np  # noqa: E402
+
+from iltk.algos.bc import TrainConfig, train  # noqa: E402
+from iltk.algos.common import LearnerSettings  # noqa: E402
+from iltk.algos.dagger import DaggerConfig, run_dagger  # noqa: E402
+from iltk.algos.dart import DartConfig, run_dart  # noqa: E402
+from iltk.collect import collect_demos  # noqa: E402
+from iltk.data import DemoFile  # noqa: E402
+from iltk.data.tools import copy_demos  # noqa: E402
+from iltk.envs.tabular import ChainMDP, TabularLearner  # noqa: E402
+from iltk.evaluate import evaluate_policy  # noqa: E402
+from iltk.policies import load_policy  # noqa: E402
+
+METHODS = ("bc", "dagger", "hg-dagger", "dart")
+EVAL_SEED = 1_000_000
+
+
+def bc_curve(task, seed, demo_counts, steps, eval_eps, out: Path) -> list[dict]:
+    pool = out / "pool.hdf5"
+    collect_demos(
+        task,
+        pool,
+        max(demo_counts),
+        seed=seed * 100_000,
+        overwrite=True,
+        progress=False,
+        num_envs=2,
+    )
+    rows = []
+    with DemoFile(pool) as f:
+        for n in demo_counts:
+            subset = out / f"bc_{n}.hdf5"
+            copy_demos([(f, d) for d in f.demos[:n]], subset)
+            labels = sum(f.num_samples(d) for d in f.demos[:n])
+            run = out / f"bc_{n}"
+            train(
+                TrainConfig(
+                    dataset=subset, out=run, steps=steps, eval_episodes=0, progress=False, seed=seed
+                )
+            )
+            res = evaluate_policy(
+                load_policy(run / "last"), task, eval_eps, seed=EVAL_SEED, num_envs=2
+            )
+            rows.append({"demos": n, "expert_labels": labels, "success_rate": res.success_rate})
+            print(
+                f"  bc      seed {seed} demos {n:>3}: {labels:>6} labels, success {res.success_rate:.0%}"
+            )
+    return rows
+
+
+def interactive_curve(method, task, seed, args, out: Path) -> list[dict]:
+    learner = LearnerSettings(steps_per_round=args.steps_per_round)
+    common = dict(
+        task=task,
+        rounds=args.rounds,
+        episodes_per_round=args.episodes_per_round,
+        initial_demos=args.initial_demos,
+        eval_episodes=args.eval_episodes,
+        seed=seed,
+        out=out / method,
+        learner=learner,
+    )
+    if method == "dart":
+        rows = run_dart(DartConfig(**common), progress=False)
+    else:
+        rows = run_dagger(
+            DaggerConfig(variant=method, beta_schedule="exponential", **common), progress=False
+        )
+    for r in rows:
+        extra = (
+            f", interventions {r['intervention_fraction']:.0%}"
+            if method == "hg-dagger" and r["round"]
+            else ""
+        )
+        print(
+            f"  {method:<9} seed {seed} round {r['round']}: {r['expert_labels']:>6} labels, "
+            f"success {r['success_rate']:.0%}{extra}"
+        )
+    return rows
+
+
+def mean_curve(curves: list[list[dict]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = min(len(c) for c in curves)
+    labels = np.array([[c[i]["expert_labels"] for i in range(n)] for c in curves], float)
+    succ = np.array([[c[i]["success_rate"] for i in range(n)] for c in curves], float)
+    return labels.mean(0), succ.mean(0), succ.std(0)
+
+
+def labels_to_reach(labels: np.ndarray, succ: np.ndarray, target: float) -> float | None:
+    hits = np.flatnonzero(succ >= target - 1e-9)
+    return float(labels[hits[0]]) if hits.size else None
+
+
+def part1(args, out: Path) -> dict:
+    results = {}
+    for task in args.tasks:
+        name = task.split("/")[-1].split("-")[0].lower()
+        curves: dict[str, list] = {m: [] for m in METHODS}
+        for seed in args.seeds:
+            seed_dir = out / name / f"seed{seed}"
+            seed_dir.mkdir(parents=True, exist_ok=True)
+            curves["bc"].append(
+                bc_curve(task, seed, args.bc_demos, args.bc_steps, args.eval_episodes, seed_dir)
+            )
+            for m in METHODS[1:]:
+                curves[m].append(interactive_curve(m, task, seed, args, seed_dir))
+        summary = {}
+        bc_labels, bc_succ, _ = mean_curve(curves["bc"])
+        bc_best = float(bc_succ.max())
+        bc_best_labels = float(bc_labels[int(bc_succ.argmax())])
+        for m in METHODS:
+            labels, succ, std = mean_curve(curves[m])
+            reach = labels_to_reach(labels, succ, bc_best)
+            summary[m] = {
+                "labels": labels.tolist(),
+                "success_mean": succ.tolist(),
+                "success_std": std.tolist(),
+                "best_success": float(succ.max()),
+                "labels_at_best": float(labels[int(succ.argmax())]),
+                "labels_to_reach_bc_best": reach,
+                "fraction_of_bc_labels": (reach / bc_best_labels) if reach is not None else None,
+            }
+            if m == "hg-dagger":
+                fr = [r["intervention_fraction"] for c in curves[m] for r in c if r["round"] > 0]
+                summary[m]["mean_intervention_fraction"] = float(np.mean(fr)) if fr else None
+                summary[m]["expert_controlled_steps"] = float(
+                    np.mean([c[-1]["expert_controlled_steps"] for c in curves[m]])
+                )
+            if m == "dagger":
+                summary[m]["expert_controlled_steps"] = float(labels[-1])  # every step is labelled
+        results[task] = {
+            "bc_best_success": bc_best,
+            "bc_best_labels": bc_best_labels,
+            "methods": summary,
+            "raw": curves,
+        }
+    return results
+
+
+def part2(args) -> dict:
+    """BC and DAgger on the chain MDP: mean cost over many rollouts, per horizon."""
+    horizons = args.horizons
+    out = {"eps": args.chain_eps, "horizons": horizons, "bc": [], "dagger": []}
+    for h in horizons:
+        mdp = ChainMDP(h)
+        rng = np.random.default_rng(h)
+        learner = TabularLearner(mdp.n_states, args.chain_eps)
+        expert_policy = np.array([float(mdp.expert(s)) for s in range(mdp.n_states)])
+        # BC: labels on the expert's path only
+        states, _ = mdp.rollout(expert_policy, rng)
+        bc_policy = learner.fit(states, [mdp.expert(s) for s in states])
+        # DAgger: aggregate the learner's own states, labelled by the expert
+        data_s, policy = list(states), bc_policy
+        for _ in range(args.chain_rounds):
+            for _ in range(args.chain_rollouts):
+                data_s += mdp.rollout(policy, rng)[0]
+            policy = learner.fit(data_s, [mdp.expert(s) for s in data_s])
+        out["bc"].append(
+            float(np.mean([mdp.rollout(bc_policy, rng)[1] for _ in range(args.chain_trials)]))
+        )
+        out["dagger"].append(
+            float(np.mean([mdp.rollout(policy, rng)[1] for _ in range(args.chain_trials)]))
+        )
+    logh = np.log(horizons)
+    for m in ("bc", "dagger"):
+        y = np.log(np.maximum(out[m], 1e-9))
+        out[f"{m}_slope"] = float(np.polyfit(logh, y, 1)[0])
+    return out
+
+
+def plot(results1: dict, results2: dict, out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(results1)
+    fig, axes = plt.subplots(1, n + 1, figsize=(5.2 * (n + 1), 3.8))
+    axes = np.atleast_1d(axes)
+    for ax, (task, res) in zip(axes, results1.items()):
+        for m in METHODS:
+            s = res["methods"][m]
+            ax.errorbar(
+                s["labels"],
+                s["success_mean"],
+                yerr=s["success_std"],
+                marker="o",
+                capsize=3,
+                label=m,
+            )
+        ax.axhline(res["bc_best_success"], color="grey", ls=":", lw=1)
+        ax.set(
+            title=task, xlabel="expert labels (steps)", ylabel="success rate", ylim=(-0.02, 1.02)
+        )
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    ax = axes[-1]
+    h = results2["horizons"]
+    ax.loglog(h, results2["bc"], "o-", label=f"BC (slope {results2['bc_slope']:.2f})")
+    ax.loglog(h, results2["dagger"], "s-", label=f"DAgger (slope {results2['dagger_slope']:.2f})")
+    ax.set(
+        title=f"chain MDP, eps={results2['eps']}",
+        xlabel="horizon H",
+        ylabel="expected cost (steps lost)",
+    )
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "compounding_errors.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tasks", nargs="+", default=["iltk/Lift-v0", "iltk/Push-v0"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--bc-demos", type=int, nargs="+", default=[5, 10, 20, 40])
+    parser.add_argument("--bc-steps", type=int, default=3000)
+    parser.add_argument("--initial-demos", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--episodes-per-round", type=int, default=5)
+    parser.add_argument("--steps-per-round", type=int, default=1500)
+    parser.add_argument("--eval-episodes", type=int, default=50)
+    parser.add_argument("--horizons", type=int, nargs="+", default=[10, 20, 40, 80, 160, 320])
+    parser.add_argument(
+        "--chain-eps", type=float, default=0.002, help="learner error rate (keep eps*H < 1)"
+    )
+    parser.add_argument(
+        "--chain-trials", type=int, default=4000, help="evaluation rollouts per horizon"
+    )
+    parser.add_argument("--chain-rounds", type=int, default=5, help="DAgger rounds")
+    parser.add_argument("--chain-rollouts", type=int, default=200, help="DAgger rollouts per round")
+    parser.add_argument("--quick", action="store_true", help="Lift only, one seed, fewer episodes")
+    parser.add_argument("--out", default="runs/bench/compounding")
+    args = parser.parse_args()
+    if args.quick:
+        args.tasks, args.seeds, args.eval_episodes, args.chain_trials = (
+            ["iltk/Lift-v0"],
+            [0],
+            20,
+            300,
+        )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    r2 = part2(args)
+    print(f"chain MDP (eps {args.chain_eps}): horizon {r2['horizons']}")
+    print(f"  BC cost     {[round(c, 2) for c in r2['bc']]}  log-log slope {r2['bc_slope']:.2f}")
+    print(
+        f"  DAgger cost {[round(c, 2) for c in r2['dagger']]}  log-log slope {r2['dagger_slope']:.2f}"
+    )
+    r1 = part1(args, out)
+    png = plot(r1, r2, out)
+    print(
+        f"\n{'task':<16}{'method':<11}{'best':>6}{'labels@best':>13}{'labels to BC best':>19}{'x BC':>7}{'interv.':>9}"
+    )
+    for task, res in r1.items():
+        for m, s in res["methods"].items():
+            reach = s["labels_to_reach_bc_best"]
+            frac = s["fraction_of_bc_labels"]
+            inter = s.get("mean_intervention_fraction")
+            print(
+                f"{task:<16}{m:<11}{s['best_success']:>6.0%}{s['labels_at_best']:>13.0f}"
+                f"{'-' if reach is None else f'{reach:.0f}':>19}{'-' if frac is None else f'{frac:.2f}':>7}"
+                f"{'-' if inter is None else f'{inter:.0%}':>9}"
+            )
+    (out / "compounding_errors.json").write_text(
+        json.dumps(
+            {"tasks": r1, "chain": r2, "args": vars(args), "wall_s": time.perf_counter() - t0},
+            indent=2,
+        )
+    )
+    print(f"wrote {out / 'compounding_errors.json'} and {png} ({time.perf_counter() - t0:.0f}s)")
+
+
+if __name__ == "__main__":
+    main()
