@@ -41,20 +41,34 @@ ALGOS = ("bc", "bc-gmm", "bc-rnn", "act")
 
 
 def train_config(algo: str, args, dataset: Path, out: Path, seed: int) -> TrainConfig:
-    common = dict(dataset=dataset, out=out, eval_episodes=0, progress=False, seed=seed, device=args.device)
+    common = dict(
+        dataset=dataset, out=out, eval_episodes=0, progress=False, seed=seed, device=args.device
+    )
     if algo == "bc":
         return TrainConfig(algo="bc", steps=args.steps_bc, **common)
     if algo == "bc-gmm":
         return TrainConfig(algo="bc", steps=args.steps_bc, bc=BCConfig(head="gmm"), **common)
     if algo == "bc-rnn":
-        return TrainConfig(algo="bc-rnn", steps=args.steps_rnn, batch_size=args.batch_rnn,
-                           bc_rnn=BCRNNConfig(rnn_hidden=args.rnn_hidden), **common)
-    return TrainConfig(algo="act", steps=args.steps_act, batch_size=args.batch_act,
-                       act=ACTConfig(d_model=args.act_dim, dim_feedforward=4 * args.act_dim), **common)
+        return TrainConfig(
+            algo="bc-rnn",
+            steps=args.steps_rnn,
+            batch_size=args.batch_rnn,
+            bc_rnn=BCRNNConfig(rnn_hidden=args.rnn_hidden),
+            **common,
+        )
+    return TrainConfig(
+        algo="act",
+        steps=args.steps_act,
+        batch_size=args.batch_act,
+        act=ACTConfig(d_model=args.act_dim, dim_feedforward=4 * args.act_dim),
+        **common,
+    )
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tasks", nargs="+", default=list(TASK_IDS))
     parser.add_argument("--algos", nargs="+", default=list(ALGOS), choices=ALGOS)
     parser.add_argument("--demos", type=int, nargs="+", default=[25, 50, 100])
@@ -81,7 +95,9 @@ def main():
         for seed in args.seeds:
             pool = out / name / f"seed{seed}" / "pool.hdf5"
             if not pool.exists():
-                collect_demos(task, pool, max(args.demos), seed=seed * 100_000, num_envs=2, progress=False)
+                collect_demos(
+                    task, pool, max(args.demos), seed=seed * 100_000, num_envs=2, progress=False
+                )
             with DemoFile(pool) as f:
                 for n in args.demos:
                     subset = pool.with_name(f"demos_{n}.hdf5")
@@ -93,15 +109,30 @@ def main():
                         run = pool.parent / f"{algo}_{n}"
                         t0 = time.perf_counter()
                         res = train(train_config(algo, args, subset, run, seed))
-                        ev = evaluate_policy(load_policy(run / "last"), task, args.eval_episodes,
-                                             seed=1_000_000, num_envs=2)
-                        cell = {"task": task, "algo": algo, "demos": n, "seed": seed,
-                                "success_rate": ev.success_rate, "ci95": ev.ci95,
-                                "train_s": res["train_time_s"], "wall_s": time.perf_counter() - t0}
+                        ev = evaluate_policy(
+                            load_policy(run / "last"),
+                            task,
+                            args.eval_episodes,
+                            seed=1_000_000,
+                            num_envs=2,
+                        )
+                        cell = {
+                            "task": task,
+                            "algo": algo,
+                            "demos": n,
+                            "seed": seed,
+                            "success_rate": ev.success_rate,
+                            "ci95": ev.ci95,
+                            "train_s": res["train_time_s"],
+                            "wall_s": time.perf_counter() - t0,
+                        }
                         cells.append(cell)
                         results_path.write_text(json.dumps({"cells": cells}, indent=2))
-                        print(f"{task:<18} {algo:<7} demos {n:>3} seed {seed}: success {ev.success_rate:.0%} "
-                              f"({cell['wall_s']:.0f}s)", flush=True)
+                        print(
+                            f"{task:<18} {algo:<7} demos {n:>3} seed {seed}: success {ev.success_rate:.0%} "
+                            f"({cell['wall_s']:.0f}s)",
+                            flush=True,
+                        )
     report(cells, out)
     print(f"done in {time.perf_counter() - t_start:.0f}s")
 
@@ -112,16 +143,24 @@ def report(cells: list[dict], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tasks = sorted({c["task"] for c in cells}, key=lambda t: TASK_IDS.index(t) if t in TASK_IDS else 99)
+    tasks = sorted(
+        {c["task"] for c in cells}, key=lambda t: TASK_IDS.index(t) if t in TASK_IDS else 99
+    )
     demos = sorted({c["demos"] for c in cells})
     algos = [a for a in ALGOS if any(c["algo"] == a for c in cells)]
 
     def stat(task, algo, n):
-        vals = [c["success_rate"] for c in cells if (c["task"], c["algo"], c["demos"]) == (task, algo, n)]
+        vals = [
+            c["success_rate"]
+            for c in cells
+            if (c["task"], c["algo"], c["demos"]) == (task, algo, n)
+        ]
         return (float(np.mean(vals)), float(np.std(vals)), len(vals)) if vals else None
 
-    lines = ["| task | algo | " + " | ".join(f"{n} demos" for n in demos) + " |",
-             "|---|---|" + "---|" * len(demos)]
+    lines = [
+        "| task | algo | " + " | ".join(f"{n} demos" for n in demos) + " |",
+        "|---|---|" + "---|" * len(demos),
+    ]
     for task in tasks:
         for algo in algos:
             row = []
@@ -141,8 +180,14 @@ def report(cells: list[dict], out: Path) -> None:
         for algo in algos:
             pts = [(n, stat(task, algo, n)) for n in demos if stat(task, algo, n)]
             if pts:
-                ax.errorbar([p[0] for p in pts], [p[1][0] for p in pts], yerr=[p[1][1] for p in pts],
-                            marker="o", capsize=3, label=algo)
+                ax.errorbar(
+                    [p[0] for p in pts],
+                    [p[1][0] for p in pts],
+                    yerr=[p[1][1] for p in pts],
+                    marker="o",
+                    capsize=3,
+                    label=algo,
+                )
         ax.set(title=task, xlabel="demos", ylabel="success rate", ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

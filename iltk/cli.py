@@ -136,18 +136,9 @@ class Eval:
         if not task:
             raise CliError("the checkpoint names no task; pass --task")
         env_kwargs = extra.get("env_kwargs", {}) if task == extra.get("task") else {}
-        from iltk.algos.bc import env_shapes
+        from iltk.evaluate import check_policy_task
 
-        state_dim, action_dim, _, _ = env_shapes(task, env_kwargs)
-        if action_dim != policy.config.action_dim or (
-            state_dim is not None
-            and policy.config.state_dim
-            and state_dim != policy.config.state_dim
-        ):
-            raise CliError(
-                f"{task} has observation dim {state_dim} and action dim {action_dim}, but the policy "
-                f"was trained on {policy.config.state_dim} and {policy.config.action_dim}"
-            )
+        check_policy_task(policy, task, env_kwargs)
         from tqdm.auto import tqdm
 
         with tqdm(total=self.episodes, desc=f"eval {task}", unit="ep") as bar:
@@ -300,6 +291,9 @@ class Replay:
             if not task:
                 raise CliError("the checkpoint names no task; pass --task")
             env_kwargs = extra.get("env_kwargs", {}) if task == extra.get("task") else {}
+            from iltk.evaluate import check_policy_task
+
+            check_policy_task(policy, task, env_kwargs)
             if self.video:
                 from iltk.evaluate import policy_video
 
@@ -441,6 +435,9 @@ class Correct:
         task = self.task or extra.get("task")
         if not task:
             raise CliError("the checkpoint names no task; pass --task")
+        from iltk.evaluate import check_policy_task
+
+        check_policy_task(policy, task)
         try:
             device = make_device(self.device, self.profile)
         except DeviceNotFound as err:

@@ -15,6 +15,21 @@ from iltk.policies import Policy, PolicyRunner
 from iltk.rollout import run_episodes
 
 
+def check_policy_task(policy: Policy, task: str, env_kwargs: dict | None = None) -> None:
+    """Raise ValueError when the task's observation or action size differs from the policy's."""
+    from iltk.algos.bc import env_shapes
+
+    state_dim, action_dim, _, _ = env_shapes(task, dict(env_kwargs or {}))
+    cfg = policy.config
+    if action_dim != cfg.action_dim or (
+        state_dim is not None and cfg.state_dim and state_dim != cfg.state_dim
+    ):
+        raise ValueError(
+            f"{task} has observation dim {state_dim} and action dim {action_dim}, but the policy "
+            f"was trained on {cfg.state_dim} and {cfg.action_dim}"
+        )
+
+
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson score interval of a binomial proportion (95% for z = 1.96)."""
     if n == 0:

@@ -451,7 +451,7 @@ def train(cfg: TrainConfig) -> dict:
         trainer.close()
     plots = _save_plots(out, trainer.history)
     results = {
-        "algo": cfg.algo,
+        "algo": trainer.policy.name,
         "steps": trainer.step,
         "final": last_eval,
         "best_score": trainer.best_score,

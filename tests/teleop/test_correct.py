@@ -114,3 +114,43 @@ def test_retrain_in_background_swaps_the_policy(tmp_path, reach_policy):
     assert state["proc"]
     assert session.policy_version >= 1
     assert (tmp_path / "retrain" / "retrain_1" / "last" / "model.safetensors").exists()
+
+
+def test_cli_refuses_mismatched_policy_and_task(reach_policy, tmp_path, capsys):
+    from iltk.cli import main as cli_main
+
+    assert (
+        cli_main(
+            [
+                "correct",
+                "--policy",
+                str(reach_policy),
+                "--task",
+                "iltk/Lift-v0",
+                "--out",
+                str(tmp_path / "x.hdf5"),
+                "--device",
+                "keyboard",
+            ]
+        )
+        == 2
+    )
+    assert "action dim 4, but the policy was trained on 9 and 3" in capsys.readouterr().err
+    assert (
+        cli_main(
+            [
+                "replay",
+                "--policy",
+                str(reach_policy),
+                "--task",
+                "iltk/Push-v0",
+                "--video",
+                str(tmp_path / "v.mp4"),
+            ]
+        )
+        == 2
+    )
+    assert "iltk/Push-v0 has observation dim 11" in capsys.readouterr().err
+    assert cli_main(["replay", str(tmp_path / "missing.hdf5")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert not (tmp_path / "x.hdf5").exists()  # nothing was written
