@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +27,9 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from baselines import PerSampleHDF5  # noqa: E402
 
 from iltk.controllers import ExpertController  # noqa: E402
 from iltk.data import DemoWriter, make_env_args  # noqa: E402
@@ -92,39 +96,6 @@ def bare_h5py_load(path: Path):
     return obs, act
 
 
-class PerSampleWindows(torch.utils.data.Dataset):
-    """robomimic-style: an index of (demo, t) and an HDF5 read per sample."""
-
-    def __init__(self, path: Path, seq_len: int, chunk: bool):
-        self.path, self.seq_len, self.chunk = path, seq_len, chunk
-        self.h5 = None
-        with h5py.File(path, "r") as f:
-            self.index = [
-                (n, t) for n in f["data"] for t in range(f[f"data/{n}"].attrs["num_samples"])
-            ]
-            self.lengths = {n: f[f"data/{n}"].attrs["num_samples"] for n in f["data"]}
-
-    def __len__(self):
-        return len(self.index)
-
-    def __getitem__(self, i):
-        if self.h5 is None:
-            self.h5 = h5py.File(self.path, "r")
-        demo, t = self.index[i]
-        end = self.lengths[demo]
-        stop = min(t + self.seq_len, end)
-        g = self.h5[f"data/{demo}"]
-        act = g["actions"][t:stop]
-        pad = self.seq_len - (stop - t)
-        if pad:
-            act = np.concatenate([act, np.repeat(act[-1:], pad, 0)])
-        obs = g["obs/state"][t] if self.chunk else g["obs/state"][t:stop]
-        if not self.chunk and pad:
-            obs = np.concatenate([obs, np.repeat(obs[-1:], pad, 0)])
-        mask = np.arange(self.seq_len) < (stop - t)
-        return torch.from_numpy(np.asarray(obs)), torch.from_numpy(act), torch.from_numpy(mask)
-
-
 def bench_sampling(path: Path, ds: DemoDataset, batch: int, iters: int, workers: int) -> list[dict]:
     rows = []
     for kind, length in (("windows", 10), ("chunks", 20)):
@@ -136,7 +107,7 @@ def bench_sampling(path: Path, ds: DemoDataset, batch: int, iters: int, workers:
         fast = iters * batch / (time.perf_counter() - t0)
         assert b["actions"].shape == (batch, length, ds.action_dim)
         loader = torch.utils.data.DataLoader(
-            PerSampleWindows(path, length, chunk=kind == "chunks"),
+            PerSampleHDF5(path, kind, length),
             batch_size=batch,
             shuffle=True,
             num_workers=workers,

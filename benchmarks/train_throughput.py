@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -22,63 +23,14 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).parent))
+from baselines import PerSampleHDF5  # noqa: E402
+
 from iltk.algos.bc import TrainConfig, Trainer  # noqa: E402
 from iltk.collect import collect_demos  # noqa: E402
-
-
-class PerSampleHDF5(torch.utils.data.Dataset):
-    """One HDF5 read per sample: a step (bc), a window (bc-rnn) or a chunk (act)."""
-
-    def __init__(self, path: Path, kind: str, length: int):
-        self.path, self.kind, self.length = path, kind, length
-        self.h5 = None
-        with h5py.File(path, "r") as f:
-            self.index = [
-                (n, t) for n in f["data"] for t in range(f[f"data/{n}"].attrs["num_samples"])
-            ]
-            self.lengths = {n: int(f[f"data/{n}"].attrs["num_samples"]) for n in f["data"]}
-
-    def __len__(self):
-        return len(self.index)
-
-    def __getitem__(self, i):
-        if self.h5 is None:
-            self.h5 = h5py.File(self.path, "r")
-        demo, t = self.index[i]
-        g = self.h5[f"data/{demo}"]
-        end = self.lengths[demo]
-        if self.kind == "steps":
-            return {
-                "obs": {"state": torch.from_numpy(g["obs/state"][t])},
-                "actions": torch.from_numpy(g["actions"][t]),
-                "weights": torch.tensor(1.0),
-            }
-        stop = min(t + self.length, end)
-        act = g["actions"][t:stop]
-        valid = stop - t
-        if valid < self.length:
-            act = np.concatenate([act, np.repeat(act[-1:], self.length - valid, 0)])
-        valid_mask = torch.arange(self.length) < valid
-        if self.kind == "windows":
-            obs = g["obs/state"][t:stop]
-            if valid < self.length:
-                obs = np.concatenate([obs, np.repeat(obs[-1:], self.length - valid, 0)])
-            return {
-                "obs": {"state": torch.from_numpy(obs)},
-                "actions": torch.from_numpy(act),
-                "mask": valid_mask,
-                "weights": valid_mask.float(),
-            }
-        return {
-            "obs": {"state": torch.from_numpy(g["obs/state"][t])},
-            "actions": torch.from_numpy(act),
-            "pad": ~valid_mask,
-            "weights": torch.tensor(1.0),
-        }
 
 
 class GpuSampler:

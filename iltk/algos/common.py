@@ -13,10 +13,13 @@ import torch
 from tqdm.auto import tqdm
 
 from iltk.algos.bc import TrainConfig, Trainer
+from iltk.data import DemoWriter, make_env_args
+from iltk.envs import make_vector_env
+from iltk.evaluate import evaluate_policy
 from iltk.policies import Policy, PolicyRunner
 from iltk.policies.act import ACTConfig
 from iltk.policies.bc import BCConfig, BCRNNConfig
-from iltk.rollout import Episode
+from iltk.rollout import Controller, Episode, run_episodes
 
 
 @dataclass
@@ -144,3 +147,67 @@ class RoundLog:
         fig.savefig(path, dpi=120)
         plt.close(fig)
         return path
+
+
+class RoundRunner:
+    """What every interactive round shares: the collection and evaluation envs, the
+    aggregate episode file (``OUT/data.hdf5``), checkpoints and the per-round log."""
+
+    EVAL_SEED = 1_000_000  # evaluation seeds never used for collection
+
+    def __init__(self, task: str, num_envs: int, out: Path, config):
+        self.task, self.out = task, out
+        self.log = RoundLog(out, config)
+        self.envs = make_vector_env(task, num_envs)
+        self.eval_envs = make_vector_env(task, num_envs)
+        self.data = out / "data.hdf5"
+        self.writer = DemoWriter(
+            self.data,
+            make_env_args(task, {}, self.envs.call("control_freq")[0]),
+            model_file=self.envs.call("model_xml")[0],
+            overwrite=True,
+        )
+
+    @property
+    def action_dim(self) -> int:
+        return int(np.prod(self.envs.single_action_space.shape))
+
+    def collect(
+        self, controller: Controller, episodes: int, seed: int, source: str
+    ) -> list[Episode]:
+        """Run ``episodes`` episodes and append them to the aggregate file (saved on return)."""
+        futures = []
+        eps = run_episodes(
+            self.envs,
+            controller,
+            episodes,
+            seed=seed,
+            on_episode=lambda ep: futures.append(self.writer.save(ep, source=source)),
+        )
+        for f in futures:
+            f.result()
+        return eps
+
+    def finish_round(self, k: int, policy: Policy, eval_episodes: int, row: dict) -> dict:
+        """Checkpoint round k, evaluate it on unseen seeds, log the row (returned, completed)."""
+        policy.save(self.out / f"round_{k}", {"task": self.task, "round": k, "env_kwargs": {}})
+        res = evaluate_policy(
+            policy, self.task, eval_episodes, seed=self.EVAL_SEED, envs=self.eval_envs
+        )
+        row.update(
+            success_rate=res.success_rate,
+            ci95_lo=res.ci95[0],
+            ci95_hi=res.ci95[1],
+            mean_return=res.mean_return,
+        )
+        self.log.add(row)
+        return row
+
+    def close(self, policy: Policy | None, title: str) -> None:
+        self.envs.close()
+        self.eval_envs.close()
+        self.writer.close()
+        if policy is not None:
+            policy.save(self.out / "policy", {"task": self.task, "env_kwargs": {}})
+        if self.log.rows:
+            self.log.plot(title)

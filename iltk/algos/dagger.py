@@ -22,13 +22,9 @@ from typing import Literal
 
 import numpy as np
 
-from iltk.algos.common import LearnerSettings, RoundLog, fit
+from iltk.algos.common import LearnerSettings, RoundRunner, fit
 from iltk.controllers import BetaMixture, ExpertController, HGDaggerGate, PolicyController
-from iltk.data import DemoWriter, make_env_args
-from iltk.envs import make_vector_env
-from iltk.evaluate import evaluate_policy
 from iltk.policies import PolicyRunner
-from iltk.rollout import run_episodes
 
 
 @dataclass
@@ -94,21 +90,10 @@ def beta_at(cfg: DaggerConfig, k: int) -> float:
 
 def run_dagger(cfg: DaggerConfig, progress: bool = True) -> list[dict]:
     """Run all rounds; returns the per-round rows (also in OUT/rounds.json)."""
-    log = RoundLog(cfg.out, cfg)
-    envs = make_vector_env(cfg.task, cfg.num_envs)
-    eval_envs = make_vector_env(cfg.task, cfg.num_envs)
-    data = cfg.out / "data.hdf5"
-    model_xml = envs.call("model_xml")[0]
-    writer = DemoWriter(
-        data,
-        make_env_args(cfg.task, {}, envs.call("control_freq")[0]),
-        model_file=model_xml,
-        overwrite=True,
-    )
+    rr = RoundRunner(cfg.task, cfg.num_envs, cfg.out, cfg)
     hg = cfg.variant == "hg-dagger"
     uncorrected = 0.0 if hg and cfg.aggregate == "interventions" else 1.0
-    labels = 0
-    interventions = 0
+    labels = interventions = 0
     policy = None
     try:
         for k in range(cfg.rounds + 1):
@@ -116,33 +101,18 @@ def run_dagger(cfg: DaggerConfig, progress: bool = True) -> list[dict]:
             if k == 0:
                 controller, beta, source = ExpertController(), 1.0, "scripted"
             else:
-                runner = PolicyRunner(policy, envs.num_envs)
+                pol = PolicyController(PolicyRunner(policy, rr.envs.num_envs))
                 if hg:
                     controller = HGDaggerGate(
-                        ExpertController(),
-                        PolicyController(runner),
-                        cfg.takeover,
-                        cfg.handback,
-                        cfg.hold,
+                        ExpertController(), pol, cfg.takeover, cfg.handback, cfg.hold
                     )
                     beta, source = float("nan"), "hg-dagger"
                 else:
                     beta = beta_at(cfg, k)
-                    controller = BetaMixture(
-                        ExpertController(), PolicyController(runner), beta, seed=seed
-                    )
+                    controller = BetaMixture(ExpertController(), pol, beta, seed=seed)
                     source = "dagger"
             n_eps = cfg.initial_demos if k == 0 else cfg.episodes_per_round
-            futures = []
-            eps = run_episodes(
-                envs,
-                controller,
-                n_eps,
-                seed=seed,
-                on_episode=lambda ep, s=source, fs=futures: fs.append(writer.save(ep, source=s)),
-            )
-            for f in futures:
-                f.result()
+            eps = rr.collect(controller, n_eps, seed, source)
             steps = sum(e.length for e in eps)
             round_interventions = sum(
                 int(e.fields["intervention"].sum()) for e in eps if "intervention" in e.fields
@@ -155,7 +125,7 @@ def run_dagger(cfg: DaggerConfig, progress: bool = True) -> list[dict]:
             policy = fit(
                 cfg.algo,
                 cfg.learner,
-                data,
+                rr.data,
                 cfg.task,
                 cfg.seed + k,
                 init=policy if cfg.learner.warm_start else None,
@@ -163,27 +133,23 @@ def run_dagger(cfg: DaggerConfig, progress: bool = True) -> list[dict]:
                 intervention_weight=cfg.intervention_weight,
                 progress=progress,
             )
-            policy.save(cfg.out / f"round_{k}", {"task": cfg.task, "round": k, "env_kwargs": {}})
-            res = evaluate_policy(
-                policy, cfg.task, cfg.eval_episodes, seed=1_000_000, envs=eval_envs
+            row = rr.finish_round(
+                k,
+                policy,
+                cfg.eval_episodes,
+                {
+                    "round": k,
+                    "beta": beta,
+                    "episodes": n_eps,
+                    "steps": steps,
+                    "expert_labels": labels,
+                    "rollout_success": float(np.mean([e.success for e in eps])),
+                    "intervention_fraction": round_interventions / steps
+                    if hg and k > 0
+                    else (1.0 if k == 0 else None),
+                    "expert_controlled_steps": interventions if hg else None,
+                },
             )
-            row = {
-                "round": k,
-                "beta": beta,
-                "episodes": n_eps,
-                "steps": steps,
-                "expert_labels": labels,
-                "rollout_success": float(np.mean([e.success for e in eps])),
-                "intervention_fraction": round_interventions / steps
-                if hg and k > 0
-                else (1.0 if k == 0 else None),
-                "expert_controlled_steps": interventions if hg else None,
-                "success_rate": res.success_rate,
-                "ci95_lo": res.ci95[0],
-                "ci95_hi": res.ci95[1],
-                "mean_return": res.mean_return,
-            }
-            log.add(row)
             if progress:
                 extra = (
                     f"interventions {row['intervention_fraction']:.0%}"
@@ -192,13 +158,8 @@ def run_dagger(cfg: DaggerConfig, progress: bool = True) -> list[dict]:
                 )
                 print(
                     f"{cfg.variant} round {k:>2}: {labels:>6} expert labels, {extra}, "
-                    f"success {res.success_rate:.0%} ({res.ci95[0]:.0%}-{res.ci95[1]:.0%})"
+                    f"success {row['success_rate']:.0%} ({row['ci95_lo']:.0%}-{row['ci95_hi']:.0%})"
                 )
     finally:
-        envs.close()
-        eval_envs.close()
-        writer.close()
-    if policy is not None:
-        policy.save(cfg.out / "policy", {"task": cfg.task, "env_kwargs": {}})
-    log.plot(f"{cfg.variant} on {cfg.task}")
-    return log.rows
+        rr.close(policy, f"{cfg.variant} on {cfg.task}")
+    return rr.log.rows

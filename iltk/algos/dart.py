@@ -20,12 +20,8 @@ from typing import Literal
 
 import numpy as np
 
-from iltk.algos.common import LearnerSettings, RoundLog, fit, policy_errors
+from iltk.algos.common import LearnerSettings, RoundRunner, fit, policy_errors
 from iltk.controllers import DartNoise, ExpertController
-from iltk.data import DemoWriter, make_env_args
-from iltk.envs import make_vector_env
-from iltk.evaluate import evaluate_policy
-from iltk.rollout import run_episodes
 
 
 @dataclass
@@ -70,18 +66,9 @@ def estimate_covariance(errors: np.ndarray, scale: float = 1.0, max_std: float =
 
 
 def run_dart(cfg: DartConfig, progress: bool = True) -> list[dict]:
-    log = RoundLog(cfg.out, cfg)
-    envs = make_vector_env(cfg.task, cfg.num_envs)
-    eval_envs = make_vector_env(cfg.task, cfg.num_envs)
-    data = cfg.out / "data.hdf5"
-    writer = DemoWriter(
-        data,
-        make_env_args(cfg.task, {}, envs.call("control_freq")[0]),
-        model_file=envs.call("model_xml")[0],
-        overwrite=True,
-    )
-    action_dim = int(np.prod(envs.single_action_space.shape))
-    cov = np.eye(action_dim) * cfg.init_noise**2
+    """Run all rounds; returns the per-round rows (also in OUT/rounds.json)."""
+    rr = RoundRunner(cfg.task, cfg.num_envs, cfg.out, cfg)
+    cov = np.eye(rr.action_dim) * cfg.init_noise**2
     labels = 0
     policy = None
     last_eps = []
@@ -92,54 +79,35 @@ def run_dart(cfg: DartConfig, progress: bool = True) -> list[dict]:
                 cov = estimate_covariance(policy_errors(policy, last_eps), cfg.scale, cfg.max_std)
             n_eps = cfg.initial_demos if k == 0 else cfg.episodes_per_round
             controller = DartNoise(ExpertController(), cov, seed=cfg.seed + k)
-            futures = []
-            eps = run_episodes(
-                envs,
-                controller,
-                n_eps,
-                seed=cfg.seed + 10_000 * k,
-                on_episode=lambda ep, fs=futures: fs.append(writer.save(ep, source="dart")),
-            )
-            for f in futures:
-                f.result()
-            last_eps = eps
-            labels += sum(e.length for e in eps)
+            last_eps = rr.collect(controller, n_eps, cfg.seed + 10_000 * k, "dart")
+            labels += sum(e.length for e in last_eps)
             policy = fit(
                 cfg.algo,
                 cfg.learner,
-                data,
+                rr.data,
                 cfg.task,
                 cfg.seed + k,
                 init=policy if cfg.learner.warm_start else None,
                 progress=progress,
             )
-            policy.save(cfg.out / f"round_{k}", {"task": cfg.task, "round": k, "env_kwargs": {}})
-            res = evaluate_policy(
-                policy, cfg.task, cfg.eval_episodes, seed=1_000_000, envs=eval_envs
+            row = rr.finish_round(
+                k,
+                policy,
+                cfg.eval_episodes,
+                {
+                    "round": k,
+                    "episodes": n_eps,
+                    "expert_labels": labels,
+                    "noise_std": np.sqrt(np.diag(cov)).round(4).tolist(),
+                    "noise_trace": float(np.trace(cov)),
+                    "supervisor_success": float(np.mean([e.success for e in last_eps])),
+                },
             )
-            row = {
-                "round": k,
-                "episodes": n_eps,
-                "expert_labels": labels,
-                "noise_std": np.sqrt(np.diag(cov)).round(4).tolist(),
-                "noise_trace": float(np.trace(cov)),
-                "supervisor_success": float(np.mean([e.success for e in eps])),
-                "success_rate": res.success_rate,
-                "ci95_lo": res.ci95[0],
-                "ci95_hi": res.ci95[1],
-                "mean_return": res.mean_return,
-            }
-            log.add(row)
             if progress:
                 print(
                     f"dart round {k:>2}: noise std {row['noise_std']}, {labels:>6} labels, supervisor "
-                    f"success {row['supervisor_success']:.0%}, learner success {res.success_rate:.0%}"
+                    f"success {row['supervisor_success']:.0%}, learner success {row['success_rate']:.0%}"
                 )
     finally:
-        envs.close()
-        eval_envs.close()
-        writer.close()
-    if policy is not None:
-        policy.save(cfg.out / "policy", {"task": cfg.task, "env_kwargs": {}})
-    log.plot(f"DART on {cfg.task}")
-    return log.rows
+        rr.close(policy, f"DART on {cfg.task}")
+    return rr.log.rows

@@ -19,11 +19,9 @@ HEADS = ("deterministic", "gaussian", "gmm")
 
 
 @dataclass
-class BCConfig(PolicyConfig):
-    """MLP behaviour cloning."""
+class HeadConfig(PolicyConfig):
+    """The action-head settings BC and BC-RNN share."""
 
-    hidden: list[int] = field(default_factory=lambda: [256, 256])
-    """Hidden layer sizes of the MLP."""
     head: str = "deterministic"
     """Action head: deterministic, gaussian or gmm."""
     loss: str = "mse"
@@ -32,8 +30,6 @@ class BCConfig(PolicyConfig):
     """Mixture components of the GMM head."""
     gmm_min_std: float = 1e-4
     """Minimum std of the GMM components (added to softplus scales, as robomimic)."""
-    dropout: float = 0.0
-    """Dropout after each hidden layer."""
     stochastic_eval: bool = False
     """Sample the GMM mode at evaluation (else the most likely mode's mean)."""
 
@@ -43,6 +39,16 @@ class BCConfig(PolicyConfig):
             raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
         if self.gmm_modes < 1:
             raise ValueError("gmm_modes must be >= 1")
+
+
+@dataclass
+class BCConfig(HeadConfig):
+    """MLP behaviour cloning."""
+
+    hidden: list[int] = field(default_factory=lambda: [256, 256])
+    """Hidden layer sizes of the MLP."""
+    dropout: float = 0.0
+    """Dropout after each hidden layer."""
 
 
 @register_policy("bc")
@@ -79,9 +85,11 @@ class BCPolicy(Policy):
 
 
 @dataclass
-class BCRNNConfig(PolicyConfig):
+class BCRNNConfig(HeadConfig):
     """Recurrent behaviour cloning over windows of observations."""
 
+    head: str = "gmm"
+    """Action head: deterministic, gaussian or gmm (robomimic's BC-RNN uses gmm)."""
     rnn_type: str = "lstm"
     """lstm or gru."""
     rnn_hidden: int = 400
@@ -90,23 +98,11 @@ class BCRNNConfig(PolicyConfig):
     """Recurrent layers."""
     seq_len: int = 10
     """Training window length."""
-    head: str = "gmm"
-    """Action head: deterministic, gaussian or gmm."""
-    loss: str = "mse"
-    """Loss of the deterministic head: mse or l1."""
-    gmm_modes: int = 5
-    """Mixture components of the GMM head."""
-    gmm_min_std: float = 1e-4
-    """Minimum std of the GMM components."""
-    stochastic_eval: bool = False
-    """Sample the GMM mode at evaluation (else the most likely mode's mean)."""
 
     def __post_init__(self):
         super().__post_init__()
         if self.rnn_type not in ("lstm", "gru"):
             raise ValueError(f"rnn_type must be lstm or gru, got {self.rnn_type!r}")
-        if self.head not in HEADS:
-            raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
         if self.seq_len < 1:
             raise ValueError("seq_len must be >= 1")
 
