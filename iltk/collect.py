@@ -9,7 +9,7 @@ from tqdm.auto import tqdm
 
 from iltk.controllers import DartNoise, ExpertController
 from iltk.data import DemoWriter, make_env_args
-from iltk.envs import make_vector_env
+from iltk.envs import make_env, make_expert, make_vector_env
 from iltk.rollout import Episode, run_episodes
 
 
@@ -43,6 +43,13 @@ def collect_demos(
     the recorded label (``actions``) is the clean expert action.
     """
     env_kwargs = dict(env_kwargs or {})
+    if episodes < 1:
+        raise ValueError(f"episodes must be at least 1, got {episodes}")
+    probe = make_env(task, **env_kwargs)
+    try:
+        make_expert(probe)  # fails, before any file is touched, for envs without an expert
+    finally:
+        probe.close()
     envs = make_vector_env(task, num_envs, **env_kwargs)
     try:
         model_xml = envs.call("model_xml")[0]

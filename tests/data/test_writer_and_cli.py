@@ -101,3 +101,10 @@ def test_keep_partial_on_quit(tmp_path):
     assert len(eps) == 1 and eps[0].partial and eps[0].length == 7
     with DemoFile(path) as f:
         assert f.demo_attrs("demo_0")["partial"]
+
+
+def test_collect_refuses_envs_without_expert_before_writing(tmp_path, capsys):
+    out = tmp_path / "p.hdf5"
+    assert cli_main(["collect", "--task", "Pendulum-v1", "--out", str(out), "--episodes", "2"]) == 2
+    assert "no scripted expert" in capsys.readouterr().err
+    assert not out.exists()
