@@ -1,7 +1,8 @@
 """``iltk/PointMaze-v0``: a planar point mass goes around a wall to reach a goal.
 
 - **Action space**: ``Box(-1, 1, (2,))``, planar velocity command (scaled to 0.6 m/s).
-- **Observation** (``state``, 6): agent xy position (2), agent xy velocity (2), goal xy (2).
+- **Observation** (``state``, 8): agent xy position (2), agent xy velocity (2), goal xy (2),
+  goal minus agent (2).
 - **Reward terms** (``info``): ``reward_dist`` = -distance to goal, ``reward_ctrl`` =
   -0.01 * |action|^2, ``reward_success`` = 1 when successful.
 - **Success**: the agent centre is within 0.05 m of the goal.
@@ -27,7 +28,7 @@ class PointMazeEnv(MujocoTaskEnv):
     xml_file = "point_maze.xml"
     default_camera = "top"
     action_dim = 2
-    state_dim = 6
+    state_dim = 8
     max_speed = 0.6
     success_radius = 0.05
 
@@ -45,7 +46,9 @@ class PointMazeEnv(MujocoTaskEnv):
         return self.data.mocap_pos[0, :2].copy()
 
     def _state_obs(self):
-        return np.concatenate([self._agent(), self.data.qvel[:2], self._goal()])
+        return np.concatenate(
+            [self._agent(), self.data.qvel[:2], self._goal(), self._goal() - self._agent()]
+        )
 
     def _reward_terms(self, action):
         return {

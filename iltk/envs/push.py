@@ -1,8 +1,9 @@
 """``iltk/Push-v0``: a planar pusher pushes a block into a target region.
 
 - **Action space**: ``Box(-1, 1, (2,))``, pusher planar velocity command (scaled to 0.3 m/s).
-- **Observation** (``state``, 11): pusher xy (2), pusher xy velocity (2), block xy (2),
-  block yaw as (cos, sin) (2), goal xy (2), block speed (1).
+- **Observation** (``state``, 15): pusher xy (2), pusher xy velocity (2), block xy (2),
+  block yaw as (cos, sin) (2), goal xy (2), block speed (1), block minus pusher (2), goal
+  minus block (2).
 - **Reward terms** (``info``): ``reward_block_goal`` = -distance block to goal,
   ``reward_pusher_block`` = -0.1 * distance pusher to block, ``reward_ctrl`` =
   -0.01 * |action|^2, ``reward_success`` = 1 when successful.
@@ -28,7 +29,7 @@ class PushEnv(MujocoTaskEnv):
     xml_file = "push.xml"
     default_camera = "top"
     action_dim = 2
-    state_dim = 11
+    state_dim = 15
     max_speed = 0.3
     success_radius = 0.03
 
@@ -67,6 +68,8 @@ class PushEnv(MujocoTaskEnv):
                 [np.cos(yaw), np.sin(yaw)],
                 self._goal(),
                 [np.linalg.norm(self.data.qvel[2:4])],
+                self._block() - self._pusher(),
+                self._goal() - self._block(),
             ]
         )
 

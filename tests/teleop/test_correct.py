@@ -150,7 +150,7 @@ def test_cli_refuses_mismatched_policy_and_task(reach_policy, tmp_path, capsys):
         )
         == 2
     )
-    assert "iltk/Push-v0 has observation dim 11" in capsys.readouterr().err
+    assert "iltk/Push-v0 has observation dim 15" in capsys.readouterr().err
     assert cli_main(["replay", str(tmp_path / "missing.hdf5")]) == 2
     assert "no such file" in capsys.readouterr().err
     assert not (tmp_path / "x.hdf5").exists()  # nothing was written
