@@ -188,6 +188,19 @@ class Trainer:
         self.task = cfg.task if cfg.task is not None else self.ds.env_args.get("env_name")
         if self.task in ("none", ""):
             self.task = None
+        if cfg.task is None and self.task is not None:
+            import gymnasium as gym
+
+            from iltk.envs import register_tasks
+
+            register_tasks()
+            if self.task not in gym.registry:
+                # e.g. a robomimic file recorded in robosuite: train without rollouts
+                print(
+                    f"note: the dataset's env {self.task!r} is not a gymnasium id here; training "
+                    "without evaluation rollouts (pass --task to evaluate in another env)"
+                )
+                self.task = None
         self.env_kwargs = dataset_env_kwargs(self.ds, self.task) if self.task else {}
         low = high = []
         if self.task:

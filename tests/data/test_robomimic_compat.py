@@ -102,3 +102,35 @@ def test_robomimic_layout_loads_in_iltk(tmp_path):
     x = torch.cat([ds.state, torch.ones(len(ds), 1)], 1)
     sol = torch.linalg.lstsq(x, torch.atanh(ds.actions.clamp(-0.999, 0.999))).solution
     assert torch.allclose(x @ sol, torch.atanh(ds.actions.clamp(-0.999, 0.999)), atol=1e-3)
+
+
+def test_robomimic_layout_trains_with_the_cli(tmp_path, capsys):
+    from iltk.cli import main as cli_main
+    from iltk.policies import load_policy
+
+    path = tmp_path / "robomimic_low_dim.hdf5"
+    write_robomimic_layout(path)
+    out = tmp_path / "run"
+    assert (
+        cli_main(
+            [
+                "train",
+                "--dataset",
+                str(path),
+                "--out",
+                str(out),
+                "--steps",
+                "30",
+                "--obs-keys",
+                "robot0_eef_pos",
+                "object",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert "not a gymnasium id here" in capsys.readouterr().out
+    policy = load_policy(out / "best")
+    assert (
+        policy.config.lowdim_keys == ["robot0_eef_pos", "object"] and policy.config.action_dim == 7
+    )
