@@ -286,7 +286,7 @@ class TeleopSession:
             bindings = (
                 KEY_BINDINGS if getattr(self.device, "kind", "") == "keyboard" else PAD_BINDINGS
             )
-            footer = "   ".join(f"{k}: {v}" for k, v in list(bindings.items())[:4])
+            footer = "   ".join(f"{k}: {v}" for k, v in bindings.items())
             episode = len(self.result.saved) + self.result.discarded
             self.window.show(
                 frame, self.hud(int(ev.episode_steps[0]), success, episode), footer=footer

@@ -72,9 +72,21 @@ class TeleopWindow:
             for t in texts:
                 self.screen.blit(t, (8 + pad, y))
                 y += t.get_height()
-        if footer:
-            t = self.font.render(footer, True, (200, 200, 200))
-            self.screen.blit(t, (8, self.size[1] - t.get_height() - 8))
+        if footer:  # wrapped to the window's width, bottom-aligned
+            lines, line = [], ""
+            for word in footer.split("   "):
+                trial = f"{line}   {word}" if line else word
+                if line and self.font.size(trial)[0] > self.size[0] - 16:
+                    lines.append(line)
+                    line = word
+                else:
+                    line = trial
+            lines.append(line)
+            y = self.size[1] - 8
+            for text in reversed(lines):
+                t = self.font.render(text, True, (200, 200, 200))
+                y -= t.get_height()
+                self.screen.blit(t, (8, y))
         if banner:
             t = self.big.render(banner, True, banner_color)
             bg = pygame.Surface((t.get_width() + 24, t.get_height() + 16), pygame.SRCALPHA)
