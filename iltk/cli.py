@@ -204,6 +204,8 @@ class Record:
     """Camera image rendered each step, scaled to the window."""
     keep_partial: bool = False
     """On quit, keep the episode in progress (flagged partial)."""
+    keep_timeouts: bool = False
+    """Save episodes that reach the task's time limit (default: discard them)."""
 
     def run(self) -> None:
         from teleop.devices import DeviceNotFound, describe_joysticks, make_device
@@ -245,6 +247,7 @@ class Record:
             render_size=self.render_size,
             seed=self.seed,
             keep_partial=self.keep_partial,
+            keep_timeouts=self.keep_timeouts,
         )
         res = session.run()
         print(

@@ -126,6 +126,8 @@ class TeleopSession:
             policy in at the next episode start (0: never).
         retrain_steps: gradient steps of each background retraining.
         run_dir: where retraining runs write their checkpoints.
+        keep_timeouts: save episodes that hit the task's time limit (by default only the
+            episodes the person saves, or that auto-save after success, are kept).
     """
 
     def __init__(
@@ -151,6 +153,7 @@ class TeleopSession:
         retrain_every: int = 0,
         retrain_steps: int = 1000,
         run_dir: str | Path | None = None,
+        keep_timeouts: bool = False,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -207,6 +210,7 @@ class TeleopSession:
         self.render_s = 0.0  # running estimate of one render + draw
         self.frames_skipped = 0
         self.submitted = 0
+        self.keep_timeouts = keep_timeouts
         self.retrain_every, self.retrain_steps = int(retrain_every), int(retrain_steps)
         self.run_dir = Path(run_dir) if run_dir else self.out.with_name(self.out.stem + "_retrain")
         self.retrain_proc = None
@@ -302,6 +306,13 @@ class TeleopSession:
         self.pending.clear()
         if command is None and self.auto_save_after and self.success_streak >= self.auto_save_after:
             command = "save"
+        if command is None and bool(np.asarray(ev.truncated)[0]) and not self.keep_timeouts:
+            # nobody chose to keep it: a time-out is not a demonstration
+            command = "discard"
+            print(
+                "teleop: time limit reached, episode discarded (save it before the limit, "
+                "or pass --keep-timeouts)"
+            )
         if self.episodes and self.submitted >= self.episodes:
             command = "quit"
         if command in ("save", "discard", "reset"):

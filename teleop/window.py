@@ -20,7 +20,13 @@ class TeleopWindow:
         pygame.font.init()
         pygame.joystick.init()
         self.size = (max(size[0], MIN_SIZE), max(size[1], MIN_SIZE))
-        self.screen = pygame.display.set_mode(self.size, pygame.RESIZABLE)
+        try:
+            self.screen = pygame.display.set_mode(self.size, pygame.RESIZABLE)
+        except pygame.error as err:
+            raise RuntimeError(
+                f"cannot open a window ({err}). On a machine without a display use --video where "
+                "offered, or set SDL_VIDEODRIVER=dummy to run the window offscreen"
+            ) from None
         pygame.display.set_caption(title)
         self.font = pygame.font.Font(None, 22)
         self.big = pygame.font.Font(None, 34)

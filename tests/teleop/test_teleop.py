@@ -253,3 +253,22 @@ def test_profiles_and_deadzone():
     assert cmd.gripper == 1.0 and cmd.motion[1] == 0.0
     cmd = pad.read([joy_axis(5, -1.0)])
     assert cmd.gripper == -1.0
+
+
+def test_timeouts_are_discarded_unless_kept(tmp_path):
+    schedule = {230: tap(pygame.K_ESCAPE)}  # Reach times out after 100 steps: two time-outs
+    out, result, _ = run_session(tmp_path, KeyboardDevice(), schedule)
+    assert result.saved == [] and result.discarded == 2
+    out2 = tmp_path / "keep.hdf5"
+    session = TeleopSession(
+        "iltk/Reach-v0",
+        out2,
+        KeyboardDevice(),
+        auto_save_after=0,
+        control_freq=100,
+        event_hook=Timeline({130: tap(pygame.K_ESCAPE)}),
+        keep_timeouts=True,
+    )
+    assert len(session.run().saved) == 1
+    with DemoFile(out2) as f:
+        assert f.num_samples("demo_0") == 100 and not f.demo_attrs("demo_0")["success"]
