@@ -126,8 +126,9 @@ class TeleopSession:
             policy in at the next episode start (0: never).
         retrain_steps: gradient steps of each background retraining.
         run_dir: where retraining runs write their checkpoints.
-        keep_timeouts: save episodes that hit the task's time limit (by default only the
-            episodes the person saves, or that auto-save after success, are kept).
+        keep_timeouts: record mode: save episodes that hit the task's time limit (by default
+            only the episodes the person saves, or that auto-save after success, are kept).
+            Correction sessions always keep them: their labels are the person's.
     """
 
     def __init__(
@@ -306,7 +307,12 @@ class TeleopSession:
         self.pending.clear()
         if command is None and self.auto_save_after and self.success_streak >= self.auto_save_after:
             command = "save"
-        if command is None and bool(np.asarray(ev.truncated)[0]) and not self.keep_timeouts:
+        if (
+            command is None
+            and self.mode == "record"
+            and not self.keep_timeouts
+            and bool(np.asarray(ev.truncated)[0])
+        ):
             # nobody chose to keep it: a time-out is not a demonstration
             command = "discard"
             print(
