@@ -42,6 +42,9 @@ EVAL_SEED = 1_000_000
 
 
 def bc_curve(task, seed, demo_counts, steps, eval_eps, out: Path) -> list[dict]:
+    cache = out / "bc_curve.json"
+    if cache.exists():  # finished earlier (runs are resumable)
+        return json.loads(cache.read_text())
     pool = out / "pool.hdf5"
     collect_demos(
         task,
@@ -86,7 +89,10 @@ def interactive_curve(method, task, seed, args, out: Path) -> list[dict]:
         out=out / method,
         learner=learner,
     )
-    if method == "dart":
+    done = out / method / "rounds.json"
+    if done.exists() and len(json.loads(done.read_text())) == args.rounds + 1:
+        rows = json.loads(done.read_text())  # finished earlier (runs are resumable)
+    elif method == "dart":
         rows = run_dart(DartConfig(**common), progress=False)
     else:
         rows = run_dagger(
