@@ -7,6 +7,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -42,6 +43,38 @@ class LearnerSettings:
     """Settings of --algo bc-rnn."""
     act: ACTConfig = field(default_factory=ACTConfig)
     """Settings of --algo act."""
+
+
+@dataclass
+class RoundConfig:
+    """Settings every interactive run (DAgger, HG-DAgger, DART) shares."""
+
+    task: str = "iltk/Push-v0"
+    """Task id."""
+    rounds: int = 5
+    """Interactive rounds after round 0."""
+    episodes_per_round: int = 10
+    """Episodes collected per round."""
+    initial_demos: int = 10
+    """Expert demonstrations of round 0."""
+    eval_episodes: int = 20
+    """Evaluation episodes per round (unseen seeds)."""
+    num_envs: int = 2
+    """Parallel environments."""
+    seed: int = 0
+    """Seed of everything."""
+    out: Path = Path("runs/interactive")
+    """Run folder: data.hdf5, round_<k>/ checkpoints, rounds.json/csv, success_vs_labels.png."""
+    algo: Literal["bc", "bc-rnn", "act"] = "bc"
+    """Policy trained each round: bc, bc-rnn or act."""
+    learner: LearnerSettings = field(default_factory=LearnerSettings)
+    """How the policy is trained each round."""
+
+    def __post_init__(self):
+        if self.rounds < 0 or self.episodes_per_round < 1 or self.initial_demos < 1:
+            raise ValueError("need rounds >= 0, episodes_per_round >= 1 and initial_demos >= 1")
+        if self.eval_episodes < 0 or self.num_envs < 1:
+            raise ValueError("need eval_episodes >= 0 and num_envs >= 1")
 
 
 def fit(

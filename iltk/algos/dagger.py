@@ -16,34 +16,30 @@ the intervention steps for HG-DAgger.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from iltk.algos.common import LearnerSettings, RoundRunner, fit
+from iltk.algos.common import RoundConfig, RoundRunner, fit
 from iltk.controllers import BetaMixture, ExpertController, HGDaggerGate, PolicyController
 from iltk.policies import PolicyRunner
 
 
 @dataclass
-class DaggerConfig:
+class DaggerConfig(RoundConfig):
     """Interactive imitation with a scripted supervisor: DAgger or HG-DAgger."""
 
-    task: str = "iltk/Push-v0"
-    """Task id."""
+    rounds: int = 10
+    """Interactive rounds after round 0."""
+    out: Path = Path("runs/dagger")
+    """Run folder: data.hdf5, round_<k>/ checkpoints, rounds.json/csv, success_vs_labels.png."""
     expert: Literal["scripted"] = "scripted"
     """Who labels: the task's scripted expert (at the gamepad: `iltk correct`)."""
     variant: Literal["dagger", "hg-dagger"] = "dagger"
     """dagger (expert labels every visited state) or hg-dagger (expert takes over when the
     policy strays; only interventions are aggregated)."""
-    rounds: int = 10
-    """Interactive rounds after round 0."""
-    episodes_per_round: int = 10
-    """Episodes collected per round."""
-    initial_demos: int = 10
-    """Expert demonstrations of round 0."""
     beta_schedule: Literal["linear", "exponential", "constant"] = "exponential"
     """DAgger's probability that the expert acts in round k: linear 1 - k/rounds,
     exponential beta^k, constant beta."""
@@ -59,22 +55,9 @@ class DaggerConfig:
     """HG-DAgger: train on the intervention steps only, or on every step."""
     intervention_weight: float = 1.0
     """HG-DAgger: weight of intervention steps (IWR-style up-weighting when > 1)."""
-    eval_episodes: int = 20
-    """Evaluation episodes per round (unseen seeds)."""
-    num_envs: int = 2
-    """Parallel environments."""
-    seed: int = 0
-    """Seed of everything."""
-    out: Path = Path("runs/dagger")
-    """Run folder: data.hdf5, round_<k>/ checkpoints, rounds.json/csv, success_vs_labels.png."""
-    algo: Literal["bc", "bc-rnn", "act"] = "bc"
-    """Policy trained each round: bc, bc-rnn or act."""
-    learner: LearnerSettings = field(default_factory=LearnerSettings)
-    """How the policy is trained each round."""
 
     def __post_init__(self):
-        if self.rounds < 0 or self.episodes_per_round < 1 or self.initial_demos < 1:
-            raise ValueError("need rounds >= 0, episodes_per_round >= 1 and initial_demos >= 1")
+        super().__post_init__()
         if not 0.0 <= self.beta <= 1.0:
             raise ValueError("beta must be in [0, 1]")
 

@@ -14,46 +14,32 @@ Round 0 uses ``init_noise`` (0: clean demonstrations).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
-from iltk.algos.common import LearnerSettings, RoundRunner, fit, policy_errors
+from iltk.algos.common import RoundConfig, RoundRunner, fit, policy_errors
 from iltk.controllers import DartNoise, ExpertController
 
 
 @dataclass
-class DartConfig:
+class DartConfig(RoundConfig):
     """DART with a scripted supervisor."""
 
-    task: str = "iltk/Push-v0"
-    """Task id."""
-    rounds: int = 5
-    """Rounds after round 0, each with a re-estimated noise covariance."""
-    episodes_per_round: int = 10
-    """Episodes demonstrated per round."""
-    initial_demos: int = 10
-    """Demonstrations of round 0."""
+    out: Path = Path("runs/dart")
+    """Run folder: data.hdf5, round_<k>/ checkpoints, rounds.json/csv, success_vs_labels.png."""
     init_noise: float = 0.0
     """Noise std of round 0 (0: clean demonstrations)."""
     scale: float = 1.0
     """Multiplier of the estimated covariance (Laskey et al. scale it by alpha / T)."""
     max_std: float = 1.0
     """Cap on the noise std per action dimension (keeps the supervisor able to succeed)."""
-    eval_episodes: int = 20
-    """Evaluation episodes per round (unseen seeds)."""
-    num_envs: int = 2
-    """Parallel environments."""
-    seed: int = 0
-    """Seed of everything."""
-    out: Path = Path("runs/dart")
-    """Run folder: data.hdf5, round_<k>/ checkpoints, rounds.json/csv, success_vs_labels.png."""
-    algo: Literal["bc", "bc-rnn", "act"] = "bc"
-    """Policy trained each round: bc, bc-rnn or act."""
-    learner: LearnerSettings = field(default_factory=LearnerSettings)
-    """How the policy is trained each round."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.init_noise < 0 or self.scale <= 0 or self.max_std <= 0:
+            raise ValueError("need init_noise >= 0, scale > 0 and max_std > 0")
 
 
 def estimate_covariance(errors: np.ndarray, scale: float = 1.0, max_std: float = 1.0) -> np.ndarray:
