@@ -251,7 +251,12 @@ def main():
     parser.add_argument("--tasks", nargs="+", default=["iltk/Lift-v0", "iltk/Push-v0"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--bc-demos", type=int, nargs="+", default=[5, 10, 20, 40])
-    parser.add_argument("--bc-steps", type=int, default=3000)
+    parser.add_argument(
+        "--bc-steps",
+        type=int,
+        default=6000,
+        help="BC's gradient steps (the interactive learners warm-start, 1500 steps a round)",
+    )
     parser.add_argument("--initial-demos", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--episodes-per-round", type=int, default=5)

@@ -88,7 +88,7 @@ class PushEnv(MujocoTaskEnv):
         """Walk around the block to a point behind it on the block-goal line, then push.
 
         Navigation keeps outside a clearance disc around the block (radius ``CLEAR``),
-        circling it on the shorter side; pushing steers the pusher back onto the line
+        circling it counter-clockwise; pushing steers the pusher back onto the line
         through the block centre, so a turned block is corrected or re-approached.
         """
         pusher, block, goal = self._pusher(), self._block(), self._goal()
@@ -108,11 +108,10 @@ class PushEnv(MujocoTaskEnv):
                 command = (approach - pusher) * 15.0
             else:
                 radial = rel / max(r, 1e-6)
+                # always counter-clockwise: choosing the shorter side would make the field
+                # jump where both sides are equally short (pusher in front of the block),
+                # and a learner that averages the two there stalls in front of the block
                 tangent = np.array([-radial[1], radial[0]])
-                to_approach = approach - block
-                # rotate on the side that reaches the approach angle sooner
-                if radial[0] * to_approach[1] - radial[1] * to_approach[0] < 0:
-                    tangent = -tangent
                 command = tangent + radial * (CLEAR + 0.02 - r) * 20.0
         norm = np.linalg.norm(command)
         if norm > 1.0:

@@ -28,10 +28,14 @@ class HeadConfig(PolicyConfig):
     """Loss of the deterministic head: mse or l1."""
     gmm_modes: int = 5
     """Mixture components of the GMM head."""
-    gmm_min_std: float = 1e-4
-    """Minimum std of the GMM components (added to softplus scales, as robomimic)."""
+    gmm_min_std: float = 0.05
+    """Minimum std of the GMM components, in normalized action units (added to the softplus
+    scales, as robomimic). robomimic's 1e-4 lets the likelihood collapse onto deterministic
+    scripted labels (PointMaze, 100 demos, 5000 steps: 2% success with the likeliest mode, 28% sampling
+    the mode, against 95% at 0.05)."""
     stochastic_eval: bool = False
-    """Sample the GMM mode at evaluation (else the most likely mode's mean)."""
+    """Sample the GMM mode at evaluation, as robomimic's low-noise evaluation (default: the
+    likeliest mode's mean, which flips between modes less)."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -45,7 +49,7 @@ class HeadConfig(PolicyConfig):
 class BCConfig(HeadConfig):
     """MLP behaviour cloning."""
 
-    hidden: list[int] = field(default_factory=lambda: [256, 256])
+    hidden: list[int] = field(default_factory=lambda: [256, 256, 256])
     """Hidden layer sizes of the MLP."""
     dropout: float = 0.0
     """Dropout after each hidden layer."""

@@ -117,11 +117,11 @@ def gmm_log_prob(
 class GMMHead(nn.Module):
     """robomimic's GMM head: K modes, softplus scales plus a minimum std, low-noise eval.
 
-    At evaluation (``low_noise_eval``) a mode is drawn from the mixture weights and its
-    mean is returned (robomimic sets the scales to 1e-4, which amounts to the same).
+    Acting returns a mode's mean: the likeliest mode's (``deterministic``) or one drawn from
+    the mixture weights, which is robomimic's low-noise evaluation (scales set to 1e-4).
     """
 
-    def __init__(self, inp: int, action_dim: int, modes: int = 5, min_std: float = 1e-4):
+    def __init__(self, inp: int, action_dim: int, modes: int = 5, min_std: float = 0.05):
         super().__init__()
         self.k, self.a, self.min_std = modes, action_dim, min_std
         self.out = nn.Linear(inp, modes * (2 * action_dim + 1))
