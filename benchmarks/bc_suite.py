@@ -74,7 +74,7 @@ def main():
     parser.add_argument("--demos", type=int, nargs="+", default=[25, 50, 100])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--eval-episodes", type=int, default=100)
-    parser.add_argument("--steps-bc", type=int, default=5000)
+    parser.add_argument("--steps-bc", type=int, default=20000)
     parser.add_argument("--steps-rnn", type=int, default=3000)
     parser.add_argument("--steps-act", type=int, default=3000)
     parser.add_argument("--batch-rnn", type=int, default=64)
