@@ -143,6 +143,7 @@ def part1(args, out: Path) -> dict:
         for m in METHODS:
             labels, succ, std = mean_curve(curves[m])
             reach = labels_to_reach(labels, succ, bc_best)
+            near = labels_to_reach(labels, succ, bc_best - args.tolerance)
             summary[m] = {
                 "labels": labels.tolist(),
                 "success_mean": succ.tolist(),
@@ -151,6 +152,12 @@ def part1(args, out: Path) -> dict:
                 "labels_at_best": float(labels[int(succ.argmax())]),
                 "labels_to_reach_bc_best": reach,
                 "fraction_of_bc_labels": (reach / bc_best_labels) if reach is not None else None,
+                "labels_to_within_tolerance": near,
+                "fraction_within_tolerance": (near / bc_best_labels) if near is not None else None,
+                # equal-label comparison: this method's success interpolated at BC's budgets
+                "success_at_bc_labels": np.interp(
+                    bc_labels, labels, succ, left=np.nan, right=np.nan
+                ).tolist(),
             }
             if m == "hg-dagger":
                 fr = [r["intervention_fraction"] for c in curves[m] for r in c if r["round"] > 0]
@@ -161,6 +168,7 @@ def part1(args, out: Path) -> dict:
             if m == "dagger":
                 summary[m]["expert_controlled_steps"] = float(labels[-1])  # every step is labelled
         results[task] = {
+            "bc_labels": bc_labels.tolist(),
             "bc_best_success": bc_best,
             "bc_best_labels": bc_best_labels,
             "methods": summary,
@@ -244,6 +252,36 @@ def plot(results1: dict, results2: dict, out: Path) -> Path:
     return path
 
 
+def table(results1: dict, tolerance: float) -> str:
+    """Markdown: per task and method, best success, labels to reach BC's best (exactly and
+    within the tolerance, as a fraction of BC's labels at its best), success at BC's label
+    budgets, HG-DAgger's interventions."""
+
+    def num(x, fmt):
+        return "-" if x is None or (isinstance(x, float) and np.isnan(x)) else format(x, fmt)
+
+    lines = []
+    for task, res in results1.items():
+        budgets = " / ".join(f"{b:.0f}" for b in res["bc_labels"])
+        lines += [
+            f"\n{task}: BC's best {res['bc_best_success']:.0%} at {res['bc_best_labels']:.0f} labels",
+            f"| method | best | labels at best | labels to BC's best (x BC) | "
+            f"to within {tolerance:.0%} (x BC) | success at {budgets} labels | "
+            "expert-controlled steps | interventions |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for m, s in res["methods"].items():
+            at = " / ".join(num(v, ".0%") for v in s["success_at_bc_labels"])
+            lines.append(
+                f"| {m} | {s['best_success']:.0%} | {s['labels_at_best']:.0f} | "
+                f"{num(s['labels_to_reach_bc_best'], '.0f')} ({num(s['fraction_of_bc_labels'], '.2f')}) | "
+                f"{num(s['labels_to_within_tolerance'], '.0f')} ({num(s['fraction_within_tolerance'], '.2f')}) | "
+                f"{at} | {num(s.get('expert_controlled_steps'), '.0f')} | "
+                f"{num(s.get('mean_intervention_fraction'), '.0%')} |"
+            )
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -262,6 +300,12 @@ def main():
     parser.add_argument("--episodes-per-round", type=int, default=5)
     parser.add_argument("--steps-per-round", type=int, default=1500)
     parser.add_argument("--eval-episodes", type=int, default=50)
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.05,
+        help="also report the labels to come within this of BC's best (evaluation noise)",
+    )
     parser.add_argument("--horizons", type=int, nargs="+", default=[10, 20, 40, 80, 160, 320])
     parser.add_argument(
         "--chain-eps", type=float, default=0.002, help="learner error rate (keep eps*H < 1)"
@@ -292,19 +336,9 @@ def main():
     )
     r1 = part1(args, out)
     png = plot(r1, r2, out)
-    print(
-        f"\n{'task':<16}{'method':<11}{'best':>6}{'labels@best':>13}{'labels to BC best':>19}{'x BC':>7}{'interv.':>9}"
-    )
-    for task, res in r1.items():
-        for m, s in res["methods"].items():
-            reach = s["labels_to_reach_bc_best"]
-            frac = s["fraction_of_bc_labels"]
-            inter = s.get("mean_intervention_fraction")
-            print(
-                f"{task:<16}{m:<11}{s['best_success']:>6.0%}{s['labels_at_best']:>13.0f}"
-                f"{'-' if reach is None else f'{reach:.0f}':>19}{'-' if frac is None else f'{frac:.2f}':>7}"
-                f"{'-' if inter is None else f'{inter:.0%}':>9}"
-            )
+    md = table(r1, args.tolerance)
+    print(md)
+    (out / "compounding_errors.md").write_text(md.lstrip() + "\n")
     (out / "compounding_errors.json").write_text(
         json.dumps(
             {"tasks": r1, "chain": r2, "args": vars(args), "wall_s": time.perf_counter() - t0},
