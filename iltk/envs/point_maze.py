@@ -9,8 +9,11 @@
 - **Episode end**: success (``terminate_on_success``) or 150 steps (7.5 s at 20 Hz).
 
 Starts are drawn on the left of a wall that spans y in [-0.3, 0.3], goals on the right. The
-scripted expert goes around the wall on the side of the wall's centre line where the agent
-is, so demonstrations from starts near y = 0 are bimodal: the test bed for mode averaging.
+scripted expert goes around the wall above or below it: within ``SIDE_BAND`` of the wall's
+centre line (where every start lies) on a side drawn at random each episode, beyond it on
+the agent's side. Demonstrations are therefore truly bimodal (from the same state half of
+them go up, half down): the test bed for mode averaging, which sends a deterministic
+regressor straight into the wall.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from iltk.envs.base import MujocoTaskEnv, velocity_toward
 
 WALL_HALF_Y = 0.3
 VIA_Y = 0.47  # y of the via point beside the wall (wall edge + agent radius + clearance)
+SIDE_BAND = 0.2  # within this |y| the expert keeps the side it drew for the episode
 
 
 class PointMazeEnv(MujocoTaskEnv):
@@ -35,6 +39,8 @@ class PointMazeEnv(MujocoTaskEnv):
     def _reset_task(self, rng):
         self.data.qpos[:2] = [rng.uniform(-0.9, -0.65), rng.uniform(-0.15, 0.15)]
         self._set_mocap("goal", [rng.uniform(0.65, 0.9), rng.uniform(-0.2, 0.2), 0.002])
+        # the expert's side, in the sim state (userdata) so that set_state carries it
+        self.data.userdata[0] = rng.choice([-1.0, 1.0])
 
     def _apply_action(self, action):
         self.data.ctrl[:] = action * self.max_speed
@@ -64,7 +70,10 @@ class PointMazeEnv(MujocoTaskEnv):
         pos, goal = self._agent(), self._goal()
         if pos[0] < 0.0:
             # Still left of the wall's centre: head for the via point on this side.
-            side = 1.0 if pos[1] >= 0 else -1.0
+            if abs(pos[1]) < SIDE_BAND:
+                side = 1.0 if self.data.userdata[0] >= 0 else -1.0
+            else:
+                side = 1.0 if pos[1] >= 0 else -1.0
             target = np.array([0.02, side * VIA_Y])
             direction = target - pos
             return (direction / max(np.linalg.norm(direction), 1e-6)).astype(np.float32)

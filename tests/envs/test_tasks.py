@@ -1,6 +1,7 @@
 """Contract tests swept over every registered iltk task."""
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
@@ -159,3 +160,25 @@ def test_other_gymnasium_ids_work():
     assert obs.shape == (3,)
     with pytest.raises(ValueError, match="no scripted expert"):
         make_expert(env)
+
+
+def test_point_maze_demos_are_bimodal():
+    """From one start state the expert goes above the wall in some episodes and below it in
+    others; the side drawn at reset lives in the sim state, so set_state carries it."""
+    env = make_env("iltk/PointMaze-v0")
+    u, expert = env.unwrapped, make_expert(env)
+    env.reset(seed=0)
+    qpos0, mocap0 = u.data.qpos.copy(), u.data.mocap_pos.copy()
+    sides = set()
+    for seed in range(12):
+        env.reset(seed=seed)
+        u.data.qpos[:], u.data.qvel[:], u.data.mocap_pos[:] = qpos0, 0.0, mocap0
+        mujoco.mj_forward(u.model, u.data)
+        label = expert()
+        side = float(np.sign(label[1]))
+        sides.add(side)
+        state = u.get_state()
+        env.reset(seed=seed + 100)
+        u.set_state(state)
+        np.testing.assert_array_equal(expert(), label)
+    assert sides == {-1.0, 1.0}
