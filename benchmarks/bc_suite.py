@@ -9,10 +9,12 @@ pays for mode averaging (the gap is reported).
 
 The full grid is heavy on a 2-core CPU (the recurrent and transformer policies dominate);
 ``--tasks``, ``--algos``, ``--demos``, ``--seeds`` and the per-algo ``--steps-*`` select a
-part of it, and each finished cell is appended to the JSON, so runs can be resumed/merged.
+part of it, and each finished cell is appended to the JSON, so runs can be resumed; runs in
+parallel (one per core, each with its own ``--out``) are reported together with ``--merge``.
 
     python benchmarks/bc_suite.py                                     # the whole grid
     python benchmarks/bc_suite.py --tasks iltk/PointMaze-v0 --seeds 0 # one task
+    python benchmarks/bc_suite.py --out runs/bench/bc_suite --merge runs/a runs/b
 """
 
 from __future__ import annotations
@@ -83,10 +85,26 @@ def main():
     parser.add_argument("--act-dim", type=int, default=256)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default="runs/bench/bc_suite")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        default=[],
+        help="only report: merge the bc_suite.json of these run folders (parallel runs) into --out",
+    )
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "bc_suite.json"
+    if args.merge:
+        merged = {}
+        for folder in args.merge:
+            for c in json.loads((folder / "bc_suite.json").read_text())["cells"]:
+                merged[(c["task"], c["algo"], c["demos"], c["seed"])] = c
+        cells = list(merged.values())
+        results_path.write_text(json.dumps({"cells": cells}, indent=2))
+        report(cells, out)
+        return
     cells = json.loads(results_path.read_text())["cells"] if results_path.exists() else []
     done = {(c["task"], c["algo"], c["demos"], c["seed"]) for c in cells}
     t_start = time.perf_counter()
