@@ -23,7 +23,8 @@ import numpy as np
 from iltk.envs.base import MujocoTaskEnv, velocity_toward
 
 WALL_HALF_Y = 0.3
-VIA_Y = 0.47  # y of the via point beside the wall (wall edge + agent radius + clearance)
+VIA_Y = 0.55  # y of the via point beside the wall: wall edge 0.3 + agent radius 0.05 + 0.2
+# clearance, so the straight line from any start passes the corner with >= 5 cm to spare
 SIDE_BAND = 0.2  # within this |y| the expert keeps the side it drew for the episode
 
 
