@@ -74,11 +74,12 @@ def bc_curve(task, seed, demo_counts, steps, eval_eps, out: Path) -> list[dict]:
             print(
                 f"  bc      seed {seed} demos {n:>3}: {labels:>6} labels, success {res.success_rate:.0%}"
             )
+    cache.write_text(json.dumps(rows, indent=2))
     return rows
 
 
 def interactive_curve(method, task, seed, args, out: Path) -> list[dict]:
-    learner = LearnerSettings(steps_per_round=args.steps_per_round)
+    learner = LearnerSettings(steps_per_round=args.steps_per_round, warm_start=not args.cold_start)
     common = dict(
         task=task,
         rounds=args.rounds,
@@ -134,13 +135,13 @@ def part1(args, out: Path) -> dict:
             curves["bc"].append(
                 bc_curve(task, seed, args.bc_demos, args.bc_steps, args.eval_episodes, seed_dir)
             )
-            for m in METHODS[1:]:
+            for m in args.methods:
                 curves[m].append(interactive_curve(m, task, seed, args, seed_dir))
         summary = {}
         bc_labels, bc_succ, _ = mean_curve(curves["bc"])
         bc_best = float(bc_succ.max())
         bc_best_labels = float(bc_labels[int(bc_succ.argmax())])
-        for m in METHODS:
+        for m in ["bc", *args.methods]:
             labels, succ, std = mean_curve(curves[m])
             reach = labels_to_reach(labels, succ, bc_best)
             near = labels_to_reach(labels, succ, bc_best - args.tolerance)
@@ -218,8 +219,7 @@ def plot(results1: dict, results2: dict, out: Path) -> Path:
     fig, axes = plt.subplots(1, n + 1, figsize=(5.2 * (n + 1), 3.8))
     axes = np.atleast_1d(axes)
     for ax, (task, res) in zip(axes, results1.items()):
-        for m in METHODS:
-            s = res["methods"][m]
+        for m, s in res["methods"].items():
             ax.errorbar(
                 s["labels"],
                 s["success_mean"],
@@ -300,6 +300,19 @@ def main():
     parser.add_argument("--episodes-per-round", type=int, default=5)
     parser.add_argument("--steps-per-round", type=int, default=1500)
     parser.add_argument("--eval-episodes", type=int, default=50)
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(METHODS[1:]),
+        choices=METHODS[1:],
+        help="interactive methods to run against BC",
+    )
+    parser.add_argument(
+        "--cold-start",
+        action="store_true",
+        help="retrain from scratch each round (with --steps-per-round = --bc-steps every "
+        "label count gets the same training as BC)",
+    )
     parser.add_argument(
         "--tolerance",
         type=float,
