@@ -105,6 +105,8 @@ class PolicyRunner:
         self.high = np.asarray(cfg.action_high, np.float32) if cfg.action_high else None
         if policy.kind == "recurrent":
             self.hidden = policy.init_hidden(num_envs)
+            self.reset_period = getattr(cfg, "reset_period", 0)
+            self.steps = np.zeros(num_envs, np.int64)  # steps since the hidden state was reset
         if policy.kind == "chunk":
             self.ensemble = (
                 cfg.temporal_ensemble if temporal_ensemble is None else temporal_ensemble
@@ -121,6 +123,7 @@ class PolicyRunner:
             self.hidden = self.policy.reset_hidden(
                 self.hidden, torch.as_tensor(ids, device=self.device)
             )
+            self.steps[ids] = 0
         if self.policy.kind == "chunk":
             self.ensembler.reset(ids)
             self.queue_pos[ids] = self.n_action_steps
@@ -132,7 +135,12 @@ class PolicyRunner:
         if kind == "step":
             actions = self.policy.predict(t).float().cpu().numpy()
         elif kind == "recurrent":
+            if self.reset_period:
+                due = np.flatnonzero((self.steps > 0) & (self.steps % self.reset_period == 0))
+                if due.size:
+                    self.reset(due)
             a, self.hidden = self.policy.predict_step(t, self.hidden)
+            self.steps += 1
             actions = a.float().cpu().numpy()
         else:
             if self.ensemble:

@@ -124,6 +124,22 @@ def test_rnn_hidden_state_is_carried_and_reset_per_env():
     assert not np.allclose(third[0], first[0])  # env 0 did not
 
 
+def test_rnn_hidden_state_is_reset_every_seq_len_steps():
+    """As robomimic: the hidden state lives for seq_len (here 4) steps, the horizon trained on;
+    hidden_reset_every=0 carries it through the whole episode."""
+    torch.manual_seed(0)
+    obs = np.random.default_rng(1).normal(size=(1, 6)).astype(np.float32)
+    periodic = PolicyRunner(small_policy("bc-rnn").eval(), 1)
+    acts = [periodic.act(obs) for _ in range(6)]
+    np.testing.assert_allclose(acts[4], acts[0], atol=1e-6)  # step 4 starts a new window
+    np.testing.assert_allclose(acts[5], acts[1], atol=1e-6)
+    assert not np.allclose(acts[3], acts[0])
+    torch.manual_seed(0)
+    carried = PolicyRunner(small_policy("bc-rnn", hidden_reset_every=0).eval(), 1)
+    acts = [carried.act(obs) for _ in range(5)]
+    assert not np.allclose(acts[4], acts[0])
+
+
 def test_temporal_ensemble_hand_computed():
     ens = TemporalEnsembler(num_envs=1, chunk=3, action_dim=1, m=0.5)
     c0 = np.array([[[1.0], [2.0], [3.0]]])  # predicted at t=0 for t=0,1,2
