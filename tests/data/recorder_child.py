@@ -1,6 +1,7 @@
 """Child process for the crash tests: records synthetic episodes forever, printing
 ``SAVED <demo> <seed> <length>`` once each save has completed (i.e. is reported saved)."""
 
+import signal
 import sys
 
 import numpy as np
@@ -27,6 +28,10 @@ def synthetic_episode(seed: int) -> dict:
 
 
 def main():
+    # A child started from a background job inherits SIGINT ignored (POSIX shells do that
+    # without job control), and Python then installs no KeyboardInterrupt handler: restore
+    # it, so the test's SIGINT is the Ctrl-C of a person at a terminal.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     path, first_seed, background = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
     writer = DemoWriter(path, make_env_args("Synthetic-v0"), background=background, durable=False)
     seed = first_seed

@@ -1,6 +1,7 @@
 """Child process for the SIGINT test: a keyboard session that saves an episode every
 8 polls and prints SAVED <demo> after each save, until interrupted."""
 
+import signal
 import sys
 
 import pygame
@@ -10,6 +11,10 @@ from teleop.session import TeleopSession
 
 
 def main():
+    # A child started from a background job inherits SIGINT ignored (POSIX shells do that
+    # without job control), and Python then installs no KeyboardInterrupt handler: restore
+    # it, so the test's SIGINT is the Ctrl-C of a person at a terminal.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     out = sys.argv[1]
 
     def hook(tick):
