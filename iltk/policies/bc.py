@@ -31,8 +31,8 @@ class HeadConfig(PolicyConfig):
     gmm_min_std: float = 0.05
     """Minimum std of the GMM components, in normalized action units (added to the softplus
     scales, as robomimic). robomimic's 1e-4 lets the likelihood collapse onto deterministic
-    scripted labels (PointMaze, 100 demos, 5000 steps: 2% success with the likeliest mode, 28% sampling
-    the mode, against 95% at 0.05)."""
+    scripted labels (an earlier PointMaze, 100 demos, 5000 steps: 2% success with the
+    likeliest mode, 28% sampling the mode, against 95% at 0.05)."""
     stochastic_eval: bool = False
     """Sample the GMM mode at evaluation, as robomimic's low-noise evaluation (default: the
     likeliest mode's mean, which flips between modes less)."""
