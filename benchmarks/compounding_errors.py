@@ -3,9 +3,12 @@
 Part 1 (MuJoCo tasks, scripted supervisor): success against the number of expert labels.
 BC is trained on growing sets of expert demonstrations; DAgger, HG-DAgger and DART start
 from a few demonstrations and add rounds. Every point is evaluated on unseen seeds and
-averaged over seeds. Reported: each method's best success, the labels it needed to match
-BC's best success (aim: DAgger and DART within half of BC's labels on at least one task),
-and HG-DAgger's expert-controlled steps and intervention fraction.
+averaged over seeds. Reported (markdown table, JSON, PNG): each method's best success, the
+labels it needed to match BC's best success, exactly and within ``--tolerance`` (aim: DAgger
+and DART within half of BC's labels on at least one task), its success at BC's label counts
+(equal-label comparison), and HG-DAgger's expert-controlled steps and intervention fraction.
+The learner matters: with ``--cold-start --steps-per-round`` equal to ``--bc-steps`` every
+label count gets the same training as BC.
 
 Part 2 (tabular chain MDP, ``iltk.envs.tabular``): the expected cost of BC and of DAgger
 against the horizon H, with the fitted log-log slopes (theory: 2 for BC, 1 for DAgger).
