@@ -10,6 +10,7 @@ import pytest
 from iltk.algos.bc import TrainConfig, train
 from iltk.collect import collect_demos
 from iltk.data import DemoFile
+from iltk.envs import make_env
 from iltk.policies import load_policy
 from teleop.devices import GamepadDevice, load_profile
 from teleop.session import TeleopSession
@@ -150,7 +151,8 @@ def test_cli_refuses_mismatched_policy_and_task(reach_policy, tmp_path, capsys):
         )
         == 2
     )
-    assert "iltk/Push-v0 has observation dim 15" in capsys.readouterr().err
+    push_dim = make_env("iltk/Push-v0").observation_space.shape[0]
+    assert f"iltk/Push-v0 has observation dim {push_dim}" in capsys.readouterr().err
     assert cli_main(["replay", str(tmp_path / "missing.hdf5")]) == 2
     assert "no such file" in capsys.readouterr().err
     assert not (tmp_path / "x.hdf5").exists()  # nothing was written
