@@ -101,6 +101,11 @@ def main():
     results_path = out / "bc_suite.json"
     if args.merge:
         merged = {}
+        missing = [str(f) for f in args.merge if not (f / "bc_suite.json").is_file()]
+        if missing:
+            parser.error(
+                f"no bc_suite.json in {', '.join(missing)} (pass run folders of this script)"
+            )
         for folder in args.merge:
             for c in json.loads((folder / "bc_suite.json").read_text())["cells"]:
                 merged[(c["task"], c["algo"], c["demos"], c["seed"])] = c
