@@ -99,8 +99,10 @@ def interactive_curve(method, task, seed, args, out: Path) -> list[dict]:
     elif method == "dart":
         rows = run_dart(DartConfig(**common), progress=False)
     else:
+        gate = dict(takeover=args.takeover, handback=args.handback) if method == "hg-dagger" else {}
         rows = run_dagger(
-            DaggerConfig(variant=method, beta_schedule="exponential", **common), progress=False
+            DaggerConfig(variant=method, beta_schedule="exponential", **gate, **common),
+            progress=False,
         )
     for r in rows:
         extra = (
@@ -315,6 +317,18 @@ def main():
         action="store_true",
         help="retrain from scratch each round (with --steps-per-round = --bc-steps every "
         "label count gets the same training as BC)",
+    )
+    parser.add_argument(
+        "--takeover",
+        type=float,
+        default=DaggerConfig.takeover,
+        help="HG-DAgger gate: RMS action disagreement at which the expert takes over",
+    )
+    parser.add_argument(
+        "--handback",
+        type=float,
+        default=DaggerConfig.handback,
+        help="HG-DAgger gate: disagreement below which control returns to the policy",
     )
     parser.add_argument(
         "--tolerance",
