@@ -39,12 +39,13 @@ from iltk.data.tools import copy_demos  # noqa: E402
 from iltk.envs.tabular import ChainMDP, TabularLearner  # noqa: E402
 from iltk.evaluate import evaluate_policy  # noqa: E402
 from iltk.policies import load_policy  # noqa: E402
+from iltk.policies.bc import BCConfig  # noqa: E402
 
 METHODS = ("bc", "dagger", "hg-dagger", "dart")
 EVAL_SEED = 1_000_000
 
 
-def bc_curve(task, seed, demo_counts, steps, eval_eps, out: Path) -> list[dict]:
+def bc_curve(task, seed, demo_counts, steps, eval_eps, out: Path, hidden) -> list[dict]:
     cache = out / "bc_curve.json"
     if cache.exists():  # finished earlier (runs are resumable)
         return json.loads(cache.read_text())
@@ -67,7 +68,13 @@ def bc_curve(task, seed, demo_counts, steps, eval_eps, out: Path) -> list[dict]:
             run = out / f"bc_{n}"
             train(
                 TrainConfig(
-                    dataset=subset, out=run, steps=steps, eval_episodes=0, progress=False, seed=seed
+                    dataset=subset,
+                    out=run,
+                    steps=steps,
+                    eval_episodes=0,
+                    progress=False,
+                    seed=seed,
+                    bc=BCConfig(hidden=list(hidden)),
                 )
             )
             res = evaluate_policy(
@@ -82,7 +89,11 @@ def bc_curve(task, seed, demo_counts, steps, eval_eps, out: Path) -> list[dict]:
 
 
 def interactive_curve(method, task, seed, args, out: Path) -> list[dict]:
-    learner = LearnerSettings(steps_per_round=args.steps_per_round, warm_start=not args.cold_start)
+    learner = LearnerSettings(
+        steps_per_round=args.steps_per_round,
+        warm_start=not args.cold_start,
+        bc=BCConfig(hidden=list(args.hidden)),
+    )
     common = dict(
         task=task,
         rounds=args.rounds,
@@ -138,7 +149,15 @@ def part1(args, out: Path) -> dict:
             seed_dir = out / name / f"seed{seed}"
             seed_dir.mkdir(parents=True, exist_ok=True)
             curves["bc"].append(
-                bc_curve(task, seed, args.bc_demos, args.bc_steps, args.eval_episodes, seed_dir)
+                bc_curve(
+                    task,
+                    seed,
+                    args.bc_demos,
+                    args.bc_steps,
+                    args.eval_episodes,
+                    seed_dir,
+                    args.hidden,
+                )
             )
             for m in args.methods:
                 curves[m].append(interactive_curve(m, task, seed, args, seed_dir))
@@ -299,6 +318,13 @@ def main():
         type=int,
         default=6000,
         help="BC's gradient steps (the interactive learners warm-start, 1500 steps a round)",
+    )
+    parser.add_argument(
+        "--hidden",
+        type=int,
+        nargs="+",
+        default=BCConfig().hidden,
+        help="hidden layers of every learner's MLP (a smaller one shows where the gap opens)",
     )
     parser.add_argument("--initial-demos", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=5)
