@@ -13,6 +13,7 @@ from iltk.controllers import BetaMixture, HGDaggerGate
 from iltk.data import DemoFile
 from iltk.data.dataset import DemoDataset
 from iltk.envs import make_env, make_expert
+from iltk.policies import PolicyRunner, load_policy
 from iltk.rollout import ControlOutput
 
 
@@ -210,3 +211,40 @@ def test_cli_dagger_and_dart_smoke(tmp_path, capsys):
     assert "dagger:" in out and "hg-dagger:" in out and "dart:" in out
     rows = json.loads(Path(tmp_path / "d" / "rounds.json").read_text())
     assert rows[1]["beta"] == 0.0 and len(rows) == 2
+
+
+def _errors(policy, episodes):
+    runner = PolicyRunner(policy, 1)
+    out = []
+    for ep in episodes:
+        runner.reset()
+        for t in range(len(ep["actions"])):
+            out.append(runner.act(ep["obs"]["state"][t : t + 1])[0] - ep["actions"][t])
+    return np.asarray(out)
+
+
+def test_dart_noise_is_the_learners_error_on_states_it_was_not_trained_on(tmp_path):
+    rows = run_dart(
+        DartConfig(
+            task="iltk/Reach-v0",
+            rounds=2,
+            episodes_per_round=3,
+            initial_demos=3,
+            eval_episodes=1,
+            out=tmp_path,
+            learner=TINY,
+            num_envs=1,
+        ),
+        progress=False,
+    )
+    with DemoFile(tmp_path / "data.hdf5") as f:
+        round1 = [f.episode(d) for d in f.demos if 10_000 <= int(f.demo_attrs(d)["seed"]) < 20_000]
+    assert len(round1) == 3
+    # round 2's noise: the round-0 policy's errors on round 1's episodes (held out from it)
+    held_out = _errors(load_policy(tmp_path / "round_0"), round1)
+    expected = np.sqrt(np.diag(estimate_covariance(held_out)))
+    np.testing.assert_allclose(rows[2]["noise_std"], expected, atol=2e-4)
+    # not the training error of the round-1 policy on them, which underestimates it
+    trained = _errors(load_policy(tmp_path / "round_1"), round1)
+    assert np.sqrt(np.mean(trained**2)) < np.sqrt(np.mean(held_out**2))
+    assert not (tmp_path / "noise_probe.hdf5").exists()
