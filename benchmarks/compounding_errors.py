@@ -290,7 +290,7 @@ def table(results1: dict, tolerance: float) -> str:
         lines += [
             f"\n{task}: BC's best {res['bc_best_success']:.0%} at {res['bc_best_labels']:.0f} labels",
             f"| method | best | labels at best | labels to BC's best (x BC) | "
-            f"to within {tolerance:.0%} (x BC) | success at {budgets} labels | "
+            f"to within {tolerance * 100:.0f} points (x BC) | success at {budgets} labels | "
             "expert-controlled steps | interventions |",
             "|---|---|---|---|---|---|---|---|",
         ]
