@@ -371,8 +371,8 @@ def _dart_command() -> type:
     class Dart(DartConfig):
         __doc__ = DartConfig.__doc__ + (
             " Each round re-estimates the noise covariance as the learner's error covariance on "
-            "the states the noisy supervisor visited, demonstrates under that noise (labels stay "
-            "clean), aggregates, retrains and evaluates."
+            "the states the noisy supervisor visited, measured with a policy not trained on them, "
+            "demonstrates under that noise (labels stay clean), aggregates, retrains and evaluates."
         )
 
         def run(self) -> None:
