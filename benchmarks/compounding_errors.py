@@ -324,7 +324,8 @@ def main():
         type=int,
         nargs="+",
         default=BCConfig().hidden,
-        help="hidden layers of every learner's MLP (a smaller one shows where the gap opens)",
+        help="hidden layers of every learner's MLP (a smaller one shows where the gap opens; "
+        "give each size its own --out: finished runs are read back from it)",
     )
     parser.add_argument("--initial-demos", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=5)
