@@ -375,6 +375,10 @@ def main():
     parser.add_argument("--quick", action="store_true", help="Lift only, one seed, fewer episodes")
     parser.add_argument("--out", default="runs/bench/compounding")
     args = parser.parse_args()
+    if any(h < 1 for h in args.hidden):
+        parser.error(f"--hidden sizes must be >= 1, got {args.hidden}")
+    if not 0 <= args.handback <= args.takeover:
+        parser.error("need 0 <= --handback <= --takeover")
     if args.quick:
         args.tasks, args.seeds, args.eval_episodes, args.chain_trials = (
             ["iltk/Lift-v0"],
