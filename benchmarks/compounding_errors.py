@@ -276,7 +276,7 @@ def plot(results1: dict, results2: dict, out: Path) -> Path:
     return path
 
 
-def table(results1: dict, tolerance: float) -> str:
+def table(results1: dict, args) -> str:
     """Markdown: per task and method, best success, labels to reach BC's best (exactly and
     within the tolerance, as a fraction of BC's labels at its best), success at BC's label
     budgets, HG-DAgger's interventions."""
@@ -284,11 +284,21 @@ def table(results1: dict, tolerance: float) -> str:
     def num(x, fmt):
         return "-" if x is None or (isinstance(x, float) and np.isnan(x)) else format(x, fmt)
 
+    tolerance = args.tolerance
+    start = "from scratch" if args.cold_start else "warm-started"
+    setup = (
+        f"learner: MLP {'x'.join(map(str, args.hidden))}, BC {args.bc_steps} steps, "
+        f"interactive rounds {start} with {args.steps_per_round} steps; "
+        f"{args.eval_episodes} evaluation episodes per point; mean over seeds "
+        f"{' '.join(map(str, args.seeds))}"
+    )
     lines = []
     for task, res in results1.items():
         budgets = " / ".join(f"{b:.0f}" for b in res["bc_labels"])
         lines += [
             f"\n{task}: BC's best {res['bc_best_success']:.0%} at {res['bc_best_labels']:.0f} labels",
+            f"({setup})",
+            "",
             f"| method | best | labels at best | labels to BC's best (x BC) | "
             f"to within {tolerance * 100:.0f} points (x BC) | success at {budgets} labels | "
             "expert-controlled steps | interventions |",
@@ -397,7 +407,7 @@ def main():
     )
     r1 = part1(args, out)
     png = plot(r1, r2, out)
-    md = table(r1, args.tolerance)
+    md = table(r1, args)
     print(md)
     (out / "compounding_errors.md").write_text(md.lstrip() + "\n")
     (out / "compounding_errors.json").write_text(
