@@ -7,14 +7,16 @@ averaged over seeds. Reported (markdown table, JSON, PNG): each method's best su
 labels it needed to match BC's best success, exactly and within ``--tolerance`` (aim: DAgger
 and DART within half of BC's labels on at least one task), its success at BC's label counts
 (equal-label comparison), and HG-DAgger's expert-controlled steps and intervention fraction.
-The learner matters: with ``--cold-start --steps-per-round`` equal to ``--bc-steps`` every
-label count gets the same training as BC.
+The learner matters: by default every round retrains from scratch for as many steps as BC
+(``--cold-start``, ``--steps-per-round`` = ``--bc-steps``), so every label count gets the same
+training. Finished runs are read back from ``--out`` (resumable; seeds run in separate
+processes merge there), so ``--out`` is tied to the settings it was made with.
 
 Part 2 (tabular chain MDP, ``iltk.envs.tabular``): the expected cost of BC and of DAgger
 against the horizon H, with the fitted log-log slopes (theory: 2 for BC, 1 for DAgger).
 
     python benchmarks/compounding_errors.py [--tasks iltk/Lift-v0 iltk/Push-v0] [--seeds 0 1 2]
-    python benchmarks/compounding_errors.py --quick      # a few minutes, one seed, Lift only
+    python benchmarks/compounding_errors.py --quick      # a smoke run: minutes, one seed, Lift
 """
 
 from __future__ import annotations
@@ -316,6 +318,36 @@ def table(results1: dict, args) -> str:
     return "\n".join(lines)
 
 
+# the settings that the cached runs in --out depend on (tasks, seeds and methods may differ)
+CACHED_SETTINGS = (
+    "bc_demos",
+    "bc_steps",
+    "hidden",
+    "initial_demos",
+    "rounds",
+    "episodes_per_round",
+    "steps_per_round",
+    "cold_start",
+    "eval_episodes",
+    "takeover",
+    "handback",
+)
+
+
+def check_settings(parser, args, out: Path) -> None:
+    """Refuse to mix cached runs made with other settings into this run's tables."""
+    mine = json.loads(json.dumps({k: getattr(args, k) for k in CACHED_SETTINGS}))
+    path = out / "settings.json"
+    if path.exists():
+        theirs = json.loads(path.read_text())
+        diff = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
+        if diff:
+            what = ", ".join(f"{k}: {a} there, {b} now" for k, (a, b) in diff.items())
+            parser.error(f"{out} holds runs made with other settings ({what}); use another --out")
+    else:
+        path.write_text(json.dumps(mine, indent=2))
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -326,8 +358,8 @@ def main():
     parser.add_argument(
         "--bc-steps",
         type=int,
-        default=6000,
-        help="BC's gradient steps (the interactive learners warm-start, 1500 steps a round)",
+        default=20000,
+        help="BC's gradient steps (the MLP's measured default: fewer leave BC undertrained)",
     )
     parser.add_argument(
         "--hidden",
@@ -340,7 +372,12 @@ def main():
     parser.add_argument("--initial-demos", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--episodes-per-round", type=int, default=5)
-    parser.add_argument("--steps-per-round", type=int, default=1500)
+    parser.add_argument(
+        "--steps-per-round",
+        type=int,
+        default=None,
+        help="gradient steps of each interactive round (default: --bc-steps)",
+    )
     parser.add_argument("--eval-episodes", type=int, default=50)
     parser.add_argument(
         "--methods",
@@ -351,9 +388,11 @@ def main():
     )
     parser.add_argument(
         "--cold-start",
-        action="store_true",
-        help="retrain from scratch each round (with --steps-per-round = --bc-steps every "
-        "label count gets the same training as BC)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="retrain from scratch each round, so that with --steps-per-round = --bc-steps "
+        "every label count gets the same training as BC (--no-cold-start: warm-start each "
+        "round from the last policy)",
     )
     parser.add_argument(
         "--takeover",
@@ -382,8 +421,14 @@ def main():
     )
     parser.add_argument("--chain-rounds", type=int, default=5, help="DAgger rounds")
     parser.add_argument("--chain-rollouts", type=int, default=200, help="DAgger rollouts per round")
-    parser.add_argument("--quick", action="store_true", help="Lift only, one seed, fewer episodes")
-    parser.add_argument("--out", default="runs/bench/compounding")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: Lift only, one seed, 3 rounds, 3000 steps per training, fewer episodes",
+    )
+    parser.add_argument(
+        "--out", default=None, help="run folder (default: runs/bench/compounding[_quick])"
+    )
     args = parser.parse_args()
     if any(h < 1 for h in args.hidden):
         parser.error(f"--hidden sizes must be >= 1, got {args.hidden}")
@@ -396,8 +441,16 @@ def main():
             20,
             300,
         )
-    out = Path(args.out)
+        args.bc_demos, args.rounds, args.bc_steps, args.steps_per_round = [5, 10, 20], 3, 3000, None
+    if args.steps_per_round is None:
+        args.steps_per_round = args.bc_steps
+    if min(args.bc_steps, args.steps_per_round, args.rounds + 1, *args.bc_demos) < 1:
+        parser.error("--bc-steps, --steps-per-round and --bc-demos must be >= 1, --rounds >= 0")
+    out = Path(
+        args.out or ("runs/bench/compounding_quick" if args.quick else "runs/bench/compounding")
+    )
     out.mkdir(parents=True, exist_ok=True)
+    check_settings(parser, args, out)
     t0 = time.perf_counter()
     r2 = part2(args)
     print(f"chain MDP (eps {args.chain_eps}): horizon {r2['horizons']}")
