@@ -114,7 +114,13 @@ def interactive_curve(method, task, seed, args, out: Path) -> list[dict]:
     else:
         gate = dict(takeover=args.takeover, handback=args.handback) if method == "hg-dagger" else {}
         rows = run_dagger(
-            DaggerConfig(variant=method, beta_schedule="exponential", **gate, **common),
+            DaggerConfig(
+                variant=method,
+                beta_schedule=args.beta_schedule,
+                beta=args.beta,
+                **gate,
+                **common,
+            ),
             progress=False,
         )
     for r in rows:
@@ -331,6 +337,8 @@ CACHED_SETTINGS = (
     "eval_episodes",
     "takeover",
     "handback",
+    "beta_schedule",
+    "beta",
 )
 
 
@@ -395,6 +403,15 @@ def main():
         "round from the last policy)",
     )
     parser.add_argument(
+        "--beta-schedule",
+        choices=("exponential", "linear", "constant"),
+        default="exponential",
+        help="DAgger's probability that the expert acts in round k: beta^k, 1 - k/rounds or beta",
+    )
+    parser.add_argument(
+        "--beta", type=float, default=0.5, help="base of the exponential schedule, or the constant"
+    )
+    parser.add_argument(
         "--takeover",
         type=float,
         default=DaggerConfig.takeover,
@@ -432,6 +449,8 @@ def main():
     args = parser.parse_args()
     if any(h < 1 for h in args.hidden):
         parser.error(f"--hidden sizes must be >= 1, got {args.hidden}")
+    if not 0 <= args.beta <= 1:
+        parser.error("--beta must be in [0, 1]")
     if not 0 <= args.handback <= args.takeover:
         parser.error("need 0 <= --handback <= --takeover")
     if args.quick:
