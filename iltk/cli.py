@@ -18,6 +18,33 @@ from iltk.data.format import DatasetError
 from iltk.envs import UnknownTaskError
 
 
+def _join_docstring_lines() -> None:
+    """Make ``--help`` reflow multi-line attribute docstrings.
+
+    tyro joins a docstring's single line breaks only where the next line starts with a
+    letter, and checks that before dedenting: the continuation lines of an attribute
+    docstring start with its indentation, so every one of them kept its break and ``--help``
+    came out ragged at 80 columns. Stripping the indentation first lets tyro join them
+    (lines starting with '-' or a digit still break, as tyro intends for lists).
+    """
+    try:
+        from tyro import _strings
+    except ImportError:  # a tyro without the module: leave its help as it is
+        return
+    original = getattr(_strings, "remove_single_line_breaks", None)
+    if original is None or getattr(original, "iltk_joined", False):
+        return
+
+    def joined(helptext: str) -> str:
+        return original("\n".join(line.strip() for line in helptext.split("\n")))
+
+    joined.iltk_joined = True  # type: ignore[attr-defined]
+    _strings.remove_single_line_breaks = joined
+
+
+_join_docstring_lines()
+
+
 class CliError(Exception):
     """An error whose message is the whole story: printed without a traceback."""
 

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from iltk.algos.common import LearnerSettings
 from iltk.algos.dagger import DaggerConfig, beta_at, run_dagger
@@ -248,3 +249,15 @@ def test_dart_noise_is_the_learners_error_on_states_it_was_not_trained_on(tmp_pa
     trained = _errors(load_policy(tmp_path / "round_1"), round1)
     assert np.sqrt(np.mean(trained**2)) < np.sqrt(np.mean(held_out**2))
     assert not (tmp_path / "noise_probe.hdf5").exists()
+
+
+def test_help_reflows_multiline_docstrings(monkeypatch, capsys):
+    """An attribute docstring is one paragraph in --help, not broken where the source is."""
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["dagger", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    # the source breaks the line after "k/rounds,"; at 80 columns a reflowed paragraph
+    # carries on with the next words on the same line
+    assert any("k/rounds, exponential beta^k" in line for line in out.splitlines()), out
