@@ -42,9 +42,9 @@ class DaggerConfig(RoundConfig):
     policy strays; only interventions are aggregated)."""
     beta_schedule: Literal["linear", "exponential", "constant"] = "exponential"
     """DAgger's probability that the expert acts in round k: linear 1 - k/rounds,
-    exponential beta^k, constant beta. Where the learner's failing rollouts are long, keeping
-    the expert in: on Push (3 seeds, 6 rounds of 10 episodes) constant 0.5 reached 90% success
-    at 6.0k labels, 0.5^k 75% at 7.4k, because fewer labels went into failed episodes."""
+    exponential beta^k, constant beta. Keeping the expert in helps where the learner's failing
+    rollouts are long: on Push (3 seeds, 6 rounds of 10 episodes) constant 0.5 reached 90%
+    success at 6.0k labels, 0.5^k 75% at 7.4k (fewer labels went into failed episodes)."""
     beta: float = 0.5
     """Base of the exponential schedule, or the constant value."""
     takeover: float = 0.3
