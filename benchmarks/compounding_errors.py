@@ -347,13 +347,19 @@ def check_settings(parser, args, out: Path) -> None:
     mine = json.loads(json.dumps({k: getattr(args, k) for k in CACHED_SETTINGS}))
     path = out / "settings.json"
     if path.exists():
-        theirs = json.loads(path.read_text())
+        try:
+            theirs = json.loads(path.read_text())
+            assert isinstance(theirs, dict)
+        except (ValueError, AssertionError, OSError):
+            parser.error(f"{path} is not a settings file this script wrote; use another --out")
         diff = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
         if diff:
             what = ", ".join(f"{k}: {a} there, {b} now" for k, (a, b) in diff.items())
             parser.error(f"{out} holds runs made with other settings ({what}); use another --out")
-    else:
-        path.write_text(json.dumps(mine, indent=2))
+    else:  # written whole or not at all: a killed run leaves no half file behind
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(mine, indent=2))
+        os.replace(tmp, path)
 
 
 def main():
@@ -468,6 +474,8 @@ def main():
     out = Path(
         args.out or ("runs/bench/compounding_quick" if args.quick else "runs/bench/compounding")
     )
+    if out.exists() and not out.is_dir():
+        parser.error(f"--out {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
     check_settings(parser, args, out)
     t0 = time.perf_counter()
