@@ -41,13 +41,13 @@ from iltk.data.tools import copy_demos  # noqa: E402
 from iltk.envs.tabular import ChainMDP, TabularLearner  # noqa: E402
 from iltk.evaluate import evaluate_policy  # noqa: E402
 from iltk.policies import load_policy  # noqa: E402
-from iltk.policies.bc import BCConfig  # noqa: E402
+from iltk.policies.bc import HEADS, BCConfig  # noqa: E402
 
 METHODS = ("bc", "dagger", "hg-dagger", "dart")
 EVAL_SEED = 1_000_000
 
 
-def bc_curve(task, seed, demo_counts, steps, eval_eps, out: Path, hidden) -> list[dict]:
+def bc_curve(task, seed, demo_counts, steps, eval_eps, out: Path, bc: BCConfig) -> list[dict]:
     cache = out / "bc_curve.json"
     if cache.exists():  # finished earlier (runs are resumable)
         return json.loads(cache.read_text())
@@ -76,7 +76,7 @@ def bc_curve(task, seed, demo_counts, steps, eval_eps, out: Path, hidden) -> lis
                     eval_episodes=0,
                     progress=False,
                     seed=seed,
-                    bc=BCConfig(hidden=list(hidden)),
+                    bc=bc,
                 )
             )
             res = evaluate_policy(
@@ -90,11 +90,16 @@ def bc_curve(task, seed, demo_counts, steps, eval_eps, out: Path, hidden) -> lis
     return rows
 
 
+def learner_config(args) -> BCConfig:
+    """The policy every learner trains (BC and each interactive round alike)."""
+    return BCConfig(hidden=list(args.hidden), head=args.head)
+
+
 def interactive_curve(method, task, seed, args, out: Path) -> list[dict]:
     learner = LearnerSettings(
         steps_per_round=args.steps_per_round,
         warm_start=not args.cold_start,
-        bc=BCConfig(hidden=list(args.hidden)),
+        bc=learner_config(args),
     )
     common = dict(
         task=task,
@@ -164,7 +169,7 @@ def part1(args, out: Path) -> dict:
                     args.bc_steps,
                     args.eval_episodes,
                     seed_dir,
-                    args.hidden,
+                    learner_config(args),
                 )
             )
             for m in args.methods:
@@ -295,7 +300,7 @@ def table(results1: dict, args) -> str:
     tolerance = args.tolerance
     start = "from scratch" if args.cold_start else "warm-started"
     setup = (
-        f"learner: MLP {'x'.join(map(str, args.hidden))}, BC {args.bc_steps} steps, "
+        f"learner: MLP {'x'.join(map(str, args.hidden))}, {args.head} head, BC {args.bc_steps} steps, "
         f"interactive rounds {start} with {args.steps_per_round} steps; "
         f"{args.eval_episodes} evaluation episodes per point; mean over seeds "
         f"{' '.join(map(str, args.seeds))}"
@@ -329,6 +334,7 @@ CACHED_SETTINGS = (
     "bc_demos",
     "bc_steps",
     "hidden",
+    "head",
     "initial_demos",
     "rounds",
     "episodes_per_round",
@@ -341,6 +347,9 @@ CACHED_SETTINGS = (
     "beta",
 )
 
+# settings added later, with the value runs made before them used
+ADDED_SETTINGS = {"head": "deterministic"}
+
 
 def check_settings(parser, args, out: Path) -> None:
     """Refuse to mix cached runs made with other settings into this run's tables."""
@@ -352,6 +361,7 @@ def check_settings(parser, args, out: Path) -> None:
             assert isinstance(theirs, dict)
         except (ValueError, AssertionError, OSError):
             parser.error(f"{path} is not a settings file this script wrote; use another --out")
+        theirs = {**ADDED_SETTINGS, **theirs}
         diff = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
         if diff:
             what = ", ".join(f"{k}: {a} there, {b} now" for k, (a, b) in diff.items())
@@ -382,6 +392,13 @@ def main():
         default=BCConfig().hidden,
         help="hidden layers of every learner's MLP (a smaller one shows where the gap opens; "
         "give each size its own --out: finished runs are read back from it)",
+    )
+    parser.add_argument(
+        "--head",
+        choices=HEADS,
+        default=BCConfig().head,
+        help="action head of every learner (gmm: for experts with several modes, whose "
+        "labels a deterministic head averages)",
     )
     parser.add_argument("--initial-demos", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=5)
