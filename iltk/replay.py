@@ -76,6 +76,15 @@ def verify_file(path, demos: list[str] | None = None) -> list[Divergence]:
                 )
                 states = f.read(demo, "states")
                 ep = run_episodes(envs, ReplayController(executed), 1, seed=seed)[0]
+                if states.shape[1:] != ep.states.shape[1:]:
+                    raise DatasetError(
+                        path,
+                        f"was recorded with another version of the task's model (sim states of "
+                        f"size {states.shape[1:]}, this one's {ep.states.shape[1:]}): it cannot "
+                        "be re-simulated exactly (its observations and actions still train)",
+                        demo=demo,
+                        key="states",
+                    )
                 n = min(len(states), ep.length)
                 state_err = float(np.max(np.abs(ep.states[:n] - states[:n]))) if n else 0.0
                 obs_err = 0.0

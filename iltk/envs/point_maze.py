@@ -13,7 +13,11 @@
 Starts are drawn on the left of a wall that spans y in [-0.3, 0.3], goals on the right.
 The scripted expert goes around the wall above or below it: within ``SIDE_BAND`` of the wall's
 centre line (where every start lies) on a side drawn at random each episode, beyond it on
-the agent's side. Demonstrations are therefore truly bimodal (from the same state half of
+the agent's side. Queried in a state where someone else has taken the agent more than
+``FOLLOW_MARGIN`` from its start towards the other side, it follows that side instead of
+labelling a U-turn (its own demonstrations never get there, so they are unchanged): with
+the drawn side alone, DAgger's labels in the learner's states pointed back across the wall
+at random and the learners trained on them stalled against it. Demonstrations are therefore truly bimodal (from the same state half of
 them go up, half down): the test bed for mode averaging, whose average heads straight
 into the wall. (Yet a deterministic MLP escapes it, presumably by tying the side to the
 start and goal positions it saw: 99-100% success, like the GMM head, with 100 demos.)
@@ -29,7 +33,8 @@ WALL_HALF_Y = 0.3
 VIA_Y = 0.55  # y of the via point beside the wall: wall edge 0.3 + agent radius 0.05 + 0.2,
 # so the straight line from any start clears the wall's corner by 3.6 cm or more (at 0.47
 # the worst start's line cut the corner by 0.7 cm)
-SIDE_BAND = 0.2  # within this |y| the expert keeps the side it drew for the episode
+SIDE_BAND = 0.2  # within this |y| the expert keeps the side it drew for the episode...
+FOLLOW_MARGIN = 0.05  # ...unless the agent is this far from its start towards the other side
 
 
 class PointMazeEnv(MujocoTaskEnv):
@@ -46,6 +51,7 @@ class PointMazeEnv(MujocoTaskEnv):
         self._set_mocap("goal", [rng.uniform(0.65, 0.9), rng.uniform(-0.2, 0.2), 0.002])
         # the expert's side, in the sim state (userdata) so that set_state carries it
         self.data.userdata[0] = rng.choice([-1.0, 1.0])
+        self.data.userdata[1] = self.data.qpos[1]  # the start's y, for the follow rule
 
     def _apply_action(self, action):
         self.data.ctrl[:] = action * self.max_speed
@@ -75,6 +81,10 @@ class PointMazeEnv(MujocoTaskEnv):
             # Still left of the wall's centre: head for the via point on this side.
             if abs(pos[1]) < SIDE_BAND:
                 side = 1.0 if self.data.userdata[0] >= 0 else -1.0
+                # Taken the other way (by a learner or a person, never by the expert itself,
+                # whose y only moves towards its side): follow rather than turn back.
+                if (pos[1] - self.data.userdata[1]) * side < -FOLLOW_MARGIN:
+                    side = -side
             else:
                 side = 1.0 if pos[1] >= 0 else -1.0
             target = np.array([0.02, side * VIA_Y])

@@ -128,3 +128,19 @@ def test_cli_reports_without_traceback(tmp_path, capsys):
     assert cli_main(["dataset", "info", str(path)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "demo_0" in err and "NaN" in err
+
+
+def test_verify_names_a_file_from_another_model(tmp_path, capsys):
+    """Sim states of another size (a file recorded before the task's model changed) get a
+    clear error from `dataset verify`, not a numpy broadcast error."""
+    from iltk.collect import collect_demos
+
+    path = tmp_path / "old.hdf5"
+    collect_demos("iltk/Reach-v0", path, 1, progress=False)
+    with h5py.File(path, "r+") as f:
+        states = f["data/demo_0/states"][:]
+        del f["data/demo_0/states"]
+        f["data/demo_0/states"] = states[:, :-1]
+    assert cli_main(["dataset", "verify", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "another version of the task's model" in err

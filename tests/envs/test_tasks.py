@@ -173,6 +173,7 @@ def test_point_maze_demos_are_bimodal():
     for seed in range(12):
         env.reset(seed=seed)
         u.data.qpos[:], u.data.qvel[:], u.data.mocap_pos[:] = qpos0, 0.0, mocap0
+        u.data.userdata[1] = qpos0[1]  # the start's y: this is the episode's start
         mujoco.mj_forward(u.model, u.data)
         label = expert()
         side = float(np.sign(label[1]))
@@ -182,3 +183,32 @@ def test_point_maze_demos_are_bimodal():
         u.set_state(state)
         np.testing.assert_array_equal(expert(), label)
     assert sides == {-1.0, 1.0}
+
+
+def test_point_maze_expert_follows_where_it_was_taken():
+    """Queried where a learner has taken the agent towards the other side of the wall, the
+    expert goes on that way instead of labelling a U-turn; its own episodes keep the drawn
+    side (so demonstrations stay bimodal)."""
+    env = make_env("iltk/PointMaze-v0")
+    u, expert = env.unwrapped, make_expert(env)
+    for seed in range(6):
+        env.reset(seed=seed)
+        side = 1.0 if u.data.userdata[0] >= 0 else -1.0
+        start = u.data.qpos[:2].copy()
+        assert np.sign(expert()[1]) == side
+        u.data.qpos[1] = start[1] - side * 0.03  # a little the other way: still the drawn side
+        mujoco.mj_forward(u.model, u.data)
+        assert np.sign(expert()[1]) == side
+        u.data.qpos[:2] = [-0.2, start[1] - side * 0.1]  # taken well the other way, at the wall
+        mujoco.mj_forward(u.model, u.data)
+        assert np.sign(expert()[1]) == -side
+        # the expert's own episode passes the wall on the drawn side
+        env.reset(seed=seed)
+        ys = []
+        for _ in range(150):
+            _, _, terminated, truncated, _ = env.step(expert())
+            ys.append(u.data.qpos[1] if abs(u.data.qpos[0]) < 0.1 else np.nan)
+            if terminated or truncated:
+                break
+        assert terminated
+        assert np.all(np.sign(np.array(ys)[~np.isnan(ys)]) == side)
