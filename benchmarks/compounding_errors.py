@@ -300,7 +300,8 @@ def table(results1: dict, args) -> str:
     tolerance = args.tolerance
     start = "from scratch" if args.cold_start else "warm-started"
     setup = (
-        f"learner: MLP {'x'.join(map(str, args.hidden))}, {args.head} head, BC {args.bc_steps} steps, "
+        f"learner: MLP {'x'.join(map(str, args.hidden))}, {args.head} head, "
+        f"BC {args.bc_steps} steps, "
         f"interactive rounds {start} with {args.steps_per_round} steps; "
         f"{args.eval_episodes} evaluation episodes per point; mean over seeds "
         f"{' '.join(map(str, args.seeds))}"

@@ -13,14 +13,16 @@
 Starts are drawn on the left of a wall that spans y in [-0.3, 0.3], goals on the right.
 The scripted expert goes around the wall above or below it: within ``SIDE_BAND`` of the wall's
 centre line (where every start lies) on a side drawn at random each episode, beyond it on
-the agent's side. Queried in a state where someone else has taken the agent more than
-``FOLLOW_MARGIN`` from its start towards the other side, it follows that side instead of
-labelling a U-turn (its own demonstrations never get there, so they are unchanged): with
-the drawn side alone, DAgger's labels in the learner's states pointed back across the wall
-at random and the learners trained on them stalled against it. Demonstrations are therefore truly bimodal (from the same state half of
+the agent's side. Demonstrations are therefore truly bimodal (from the same state half of
 them go up, half down): the test bed for mode averaging, whose average heads straight
 into the wall. (Yet a deterministic MLP escapes it, presumably by tying the side to the
 start and goal positions it saw: 99-100% success, like the GMM head, with 100 demos.)
+
+Queried where someone else (a learner under DAgger, a person) has taken the agent more than
+``FOLLOW_MARGIN`` from its start towards the other side, the expert follows that side
+instead of labelling a U-turn; its own episodes never get there, so demonstrations are
+unchanged. With the drawn side alone, 12% of DAgger's labels pointed back across the wall
+and its success fell over rounds (``benchmarks/RESULTS.md``, PointMaze).
 """
 
 from __future__ import annotations
