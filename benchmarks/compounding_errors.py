@@ -47,7 +47,9 @@ METHODS = ("bc", "dagger", "hg-dagger", "dart")
 EVAL_SEED = 1_000_000
 
 
-def bc_curve(task, seed, demo_counts, steps, eval_eps, out: Path, bc: BCConfig) -> list[dict]:
+def bc_curve(
+    task, seed, demo_counts, steps, eval_eps, out: Path, bc: BCConfig, env_kwargs: dict
+) -> list[dict]:
     cache = out / "bc_curve.json"
     if cache.exists():  # finished earlier (runs are resumable)
         return json.loads(cache.read_text())
@@ -60,6 +62,7 @@ def bc_curve(task, seed, demo_counts, steps, eval_eps, out: Path, bc: BCConfig) 
         overwrite=True,
         progress=False,
         num_envs=2,
+        env_kwargs=env_kwargs,
     )
     rows = []
     with DemoFile(pool) as f:
@@ -80,7 +83,12 @@ def bc_curve(task, seed, demo_counts, steps, eval_eps, out: Path, bc: BCConfig) 
                 )
             )
             res = evaluate_policy(
-                load_policy(run / "last"), task, eval_eps, seed=EVAL_SEED, num_envs=2
+                load_policy(run / "last"),
+                task,
+                eval_eps,
+                seed=EVAL_SEED,
+                num_envs=2,
+                env_kwargs=env_kwargs,
             )
             rows.append({"demos": n, "expert_labels": labels, "success_rate": res.success_rate})
             print(
@@ -95,6 +103,11 @@ def learner_config(args) -> BCConfig:
     return BCConfig(hidden=list(args.hidden), head=args.head)
 
 
+def env_kwargs(args) -> dict:
+    """The tasks' keyword arguments (none at the default spread)."""
+    return {} if args.init_spread == 1.0 else {"init_spread": args.init_spread}
+
+
 def interactive_curve(method, task, seed, args, out: Path) -> list[dict]:
     learner = LearnerSettings(
         steps_per_round=args.steps_per_round,
@@ -107,6 +120,7 @@ def interactive_curve(method, task, seed, args, out: Path) -> list[dict]:
         episodes_per_round=args.episodes_per_round,
         initial_demos=args.initial_demos,
         eval_episodes=args.eval_episodes,
+        init_spread=args.init_spread,
         seed=seed,
         out=out / method,
         learner=learner,
@@ -170,6 +184,7 @@ def part1(args, out: Path) -> dict:
                     args.eval_episodes,
                     seed_dir,
                     learner_config(args),
+                    env_kwargs(args),
                 )
             )
             for m in args.methods:
@@ -303,6 +318,7 @@ def table(results1: dict, args) -> str:
         f"learner: MLP {'x'.join(map(str, args.hidden))}, {args.head} head, "
         f"BC {args.bc_steps} steps, "
         f"interactive rounds {start} with {args.steps_per_round} steps; "
+        f"start spread {args.init_spread:g}; "
         f"{args.eval_episodes} evaluation episodes per point; mean over seeds "
         f"{' '.join(map(str, args.seeds))}"
     )
@@ -346,10 +362,11 @@ CACHED_SETTINGS = (
     "handback",
     "beta_schedule",
     "beta",
+    "init_spread",
 )
 
 # settings added later, with the value runs made before them used
-ADDED_SETTINGS = {"head": "deterministic"}
+ADDED_SETTINGS = {"head": "deterministic", "init_spread": 1.0}
 
 
 def check_settings(parser, args, out: Path) -> None:
@@ -453,6 +470,13 @@ def main():
         default=0.05,
         help="also report the labels to come within this of BC's best (evaluation noise)",
     )
+    parser.add_argument(
+        "--init-spread",
+        type=float,
+        default=1.0,
+        help="spread of the tasks' start layouts (1: full ranges; small: narrow starts around "
+        "a nominal layout, where BC fails by drifting off its demonstrations)",
+    )
     parser.add_argument("--horizons", type=int, nargs="+", default=[10, 20, 40, 80, 160, 320])
     parser.add_argument(
         "--chain-eps", type=float, default=0.002, help="learner error rate (keep eps*H < 1)"
@@ -475,6 +499,8 @@ def main():
         parser.error(f"--hidden sizes must be >= 1, got {args.hidden}")
     if not 0 <= args.beta <= 1:
         parser.error("--beta must be in [0, 1]")
+    if not 0 <= args.init_spread <= 1:
+        parser.error("--init-spread must be in [0, 1]")
     if not 0 <= args.handback <= args.takeover:
         parser.error("need 0 <= --handback <= --takeover")
     if args.quick:

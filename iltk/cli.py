@@ -64,7 +64,19 @@ class Tasks:
                 f"{TASKS[task]['max_episode_steps']:>11}{env.unwrapped.control_freq:>12.0f}"
             )
             env.close()
-        print("\nAny other gymnasium id (e.g. Reacher-v5) is accepted wherever a task id is.")
+        import textwrap
+
+        print()
+        print(
+            textwrap.fill(
+                "Options of every iltk task (gymnasium.make keyword arguments): obs_mode "
+                "(state, pixels, state+pixels), image_size, control_freq, terminate_on_success, "
+                "init_spread (1: start layouts drawn from the full ranges; 0: one fixed layout; "
+                "`iltk collect --init-spread`, `iltk dagger/dart --init-spread`).",
+                width=88,
+            )
+        )
+        print("Any other gymnasium id (e.g. Reacher-v5) is accepted wherever a task id is.")
 
 
 @dataclass
@@ -94,6 +106,9 @@ class Collect:
     """Observation mode of iltk tasks: state, pixels or state+pixels."""
     image_size: int = 84
     """Camera image side for pixel observations."""
+    init_spread: float = 1.0
+    """How widely iltk tasks spread their start layouts: 1 = the full ranges, 0 = one fixed
+    layout (recorded in the file, so training evaluates and the viewer replays on the same)."""
     overwrite: bool = False
     """Replace OUT instead of appending to it."""
 
@@ -103,6 +118,10 @@ class Collect:
         kwargs = {}
         if self.task.startswith("iltk/"):
             kwargs = {"obs_mode": self.obs_mode, "image_size": self.image_size}
+            if self.init_spread != 1.0:
+                kwargs["init_spread"] = self.init_spread
+        elif self.init_spread != 1.0:
+            raise CliError("--init-spread applies to iltk tasks only")
         if self.episodes < 1:
             raise CliError("--episodes must be at least 1")
         res = collect_demos(

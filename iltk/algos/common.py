@@ -61,6 +61,9 @@ class RoundConfig:
     """Evaluation episodes per round (unseen seeds)."""
     num_envs: int = 2
     """Parallel environments."""
+    init_spread: float = 1.0
+    """iltk tasks: how widely episodes' start layouts are spread, 1 = the task's full ranges,
+    0 = one fixed layout (narrow starts are where policies fail by drifting; `iltk tasks`)."""
     seed: int = 0
     """Seed of everything."""
     out: Path = Path("runs/interactive")
@@ -75,6 +78,13 @@ class RoundConfig:
             raise ValueError("need rounds >= 0, episodes_per_round >= 1 and initial_demos >= 1")
         if self.eval_episodes < 0 or self.num_envs < 1:
             raise ValueError("need eval_episodes >= 0 and num_envs >= 1")
+        if not 0.0 <= self.init_spread <= 1.0:
+            raise ValueError(f"init_spread must be in [0, 1], got {self.init_spread}")
+
+    @property
+    def env_kwargs(self) -> dict:
+        """Keyword arguments of the task's envs (none at the defaults, so any gymnasium id works)."""
+        return {} if self.init_spread == 1.0 else {"init_spread": self.init_spread}
 
 
 def fit(
@@ -188,15 +198,16 @@ class RoundRunner:
 
     EVAL_SEED = 1_000_000  # evaluation seeds never used for collection
 
-    def __init__(self, task: str, num_envs: int, out: Path, config):
-        self.task, self.out = task, out
+    def __init__(self, config: RoundConfig):
+        task, out = config.task, config.out
+        self.task, self.out, self.env_kwargs = task, out, config.env_kwargs
         self.log = RoundLog(out, config)
-        self.envs = make_vector_env(task, num_envs)
-        self.eval_envs = make_vector_env(task, num_envs)
+        self.envs = make_vector_env(task, config.num_envs, **self.env_kwargs)
+        self.eval_envs = make_vector_env(task, config.num_envs, **self.env_kwargs)
         self.data = out / "data.hdf5"
         self.writer = DemoWriter(
             self.data,
-            make_env_args(task, {}, self.envs.call("control_freq")[0]),
+            make_env_args(task, self.env_kwargs, self.envs.call("control_freq")[0]),
             model_file=self.envs.call("model_xml")[0],
             overwrite=True,
         )
@@ -223,7 +234,9 @@ class RoundRunner:
 
     def finish_round(self, k: int, policy: Policy, eval_episodes: int, row: dict) -> dict:
         """Checkpoint round k, evaluate it on unseen seeds, log the row (returned, completed)."""
-        policy.save(self.out / f"round_{k}", {"task": self.task, "round": k, "env_kwargs": {}})
+        policy.save(
+            self.out / f"round_{k}", {"task": self.task, "round": k, "env_kwargs": self.env_kwargs}
+        )
         res = evaluate_policy(
             policy, self.task, eval_episodes, seed=self.EVAL_SEED, envs=self.eval_envs
         )
@@ -241,6 +254,6 @@ class RoundRunner:
         self.eval_envs.close()
         self.writer.close()
         if policy is not None:
-            policy.save(self.out / "policy", {"task": self.task, "env_kwargs": {}})
+            policy.save(self.out / "policy", {"task": self.task, "env_kwargs": self.env_kwargs})
         if self.log.rows:
             self.log.plot(title)

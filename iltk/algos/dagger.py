@@ -75,7 +75,7 @@ def beta_at(cfg: DaggerConfig, k: int) -> float:
 
 def run_dagger(cfg: DaggerConfig, progress: bool = True) -> list[dict]:
     """Run all rounds; returns the per-round rows (also in OUT/rounds.json)."""
-    rr = RoundRunner(cfg.task, cfg.num_envs, cfg.out, cfg)
+    rr = RoundRunner(cfg)
     hg = cfg.variant == "hg-dagger"
     uncorrected = 0.0 if hg and cfg.aggregate == "interventions" else 1.0
     labels = interventions = 0

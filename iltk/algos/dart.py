@@ -84,7 +84,7 @@ def held_out_errors(
 
 def run_dart(cfg: DartConfig, progress: bool = True) -> list[dict]:
     """Run all rounds; returns the per-round rows (also in OUT/rounds.json)."""
-    rr = RoundRunner(cfg.task, cfg.num_envs, cfg.out, cfg)
+    rr = RoundRunner(cfg)
     cov = np.eye(rr.action_dim) * cfg.init_noise**2
     labels = 0
     policy = previous = None

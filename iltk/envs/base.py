@@ -39,6 +39,13 @@ class MujocoTaskEnv(gym.Env):
         control_freq: control rate in Hz; physics is sub-stepped to match it.
         camera: name of the camera used for pixels and rendering (task default if None).
         terminate_on_success: end the episode as soon as the task reports success.
+        init_spread: how widely ``reset`` spreads the start layout, in [0, 1]. 1 (the
+            default) draws from the task's full ranges; below 1 every drawn quantity is
+            pulled towards the task's fixed nominal layout, ``nominal + s * (draw -
+            nominal)``, so 0 starts every episode from that one layout. Narrow starts
+            (robomimic's tasks perturb their objects by a few cm) are where a policy fails
+            by drifting off its demonstrations rather than by meeting a layout it has not
+            seen.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -57,6 +64,7 @@ class MujocoTaskEnv(gym.Env):
         control_freq: float = 20.0,
         camera: str | None = None,
         terminate_on_success: bool = True,
+        init_spread: float = 1.0,
     ):
         if obs_mode not in OBS_MODES:
             raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
@@ -67,6 +75,8 @@ class MujocoTaskEnv(gym.Env):
             )
         if not control_freq > 0:
             raise ValueError(f"control_freq must be positive, got {control_freq}")
+        if not 0.0 <= float(init_spread) <= 1.0:
+            raise ValueError(f"init_spread must be in [0, 1], got {init_spread}")
         if int(image_size) < 8:
             raise ValueError(f"image_size must be at least 8, got {image_size}")
         self.model = mujoco.MjModel.from_xml_path(str(ASSETS / self.xml_file))
@@ -81,6 +91,7 @@ class MujocoTaskEnv(gym.Env):
         if mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, self.camera) < 0:
             raise ValueError(f"unknown camera {self.camera!r} in {self.xml_file}")
         self.terminate_on_success = bool(terminate_on_success)
+        self.init_spread = float(init_spread)
         self.metadata = {**self.metadata, "render_fps": self.control_freq}
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
         self._state_buf = np.zeros(mujoco.mj_stateSize(self.model, STATE_SPEC))
@@ -94,6 +105,17 @@ class MujocoTaskEnv(gym.Env):
             self.observation_space = pixel_space
         else:
             self.observation_space = spaces.Dict({"state": state_space, "pixels": pixel_space})
+
+    def _draw(self, rng: np.random.Generator, low, high, nominal) -> np.ndarray | float:
+        """A uniform draw from [low, high] pulled towards ``nominal`` by ``init_spread``.
+
+        Tasks draw every layout quantity through this, so one draw is taken from ``rng``
+        whatever the spread, and spread 1 returns the plain draw unchanged.
+        """
+        u = rng.uniform(low, high, size=np.shape(nominal) or None)
+        if self.init_spread == 1.0:
+            return u
+        return nominal + self.init_spread * (u - np.asarray(nominal))
 
     # ----------------------------------------------------------------- task hooks
     def _reset_task(self, rng: np.random.Generator) -> None:

@@ -21,6 +21,9 @@ CUBE_HALF = 0.02
 LIFT_HEIGHT = 0.08
 FINGER_TRAVEL = 0.035  # each finger closes by up to this much (opening 0.06 -> 0)
 OPEN_GAP = 0.06  # inner gap between the fingers when fully open
+# the layout that init_spread < 1 draws around (cube yaw 0)
+NOMINAL_CUBE = np.array([0.05, 0.03])
+NOMINAL_HAND = np.array([-0.08, -0.06, 0.16])
 
 
 class LiftEnv(MujocoTaskEnv):
@@ -32,11 +35,11 @@ class LiftEnv(MujocoTaskEnv):
     max_speed = 0.3
 
     def _reset_task(self, rng):
-        cube = rng.uniform(-0.12, 0.12, size=2)
-        hand = rng.uniform(-0.15, 0.15, size=2)
-        self.data.qpos[0:3] = [hand[0], hand[1], rng.uniform(0.12, 0.2)]
+        cube = self._draw(rng, -0.12, 0.12, NOMINAL_CUBE)
+        hand = self._draw(rng, -0.15, 0.15, NOMINAL_HAND[:2])
+        self.data.qpos[0:3] = [hand[0], hand[1], self._draw(rng, 0.12, 0.2, NOMINAL_HAND[2])]
         # cube free joint: xyz + quaternion (a random yaw)
-        yaw = rng.uniform(-0.35, 0.35)
+        yaw = self._draw(rng, -0.35, 0.35, 0.0)
         self.data.qpos[5:8] = [cube[0], cube[1], CUBE_HALF]
         self.data.qpos[8:12] = [np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)]
 

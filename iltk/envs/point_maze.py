@@ -37,6 +37,8 @@ VIA_Y = 0.55  # y of the via point beside the wall: wall edge 0.3 + agent radius
 # the worst start's line cut the corner by 0.7 cm)
 SIDE_BAND = 0.2  # within this |y| the expert keeps the side it drew for the episode...
 FOLLOW_MARGIN = 0.05  # ...unless the agent is this far from its start towards the other side
+NOMINAL_START = (-0.8, 0.05)  # the layout that init_spread < 1 draws around
+NOMINAL_GOAL = (0.8, -0.05)
 
 
 class PointMazeEnv(MujocoTaskEnv):
@@ -49,8 +51,15 @@ class PointMazeEnv(MujocoTaskEnv):
     success_radius = 0.05
 
     def _reset_task(self, rng):
-        self.data.qpos[:2] = [rng.uniform(-0.9, -0.65), rng.uniform(-0.15, 0.15)]
-        self._set_mocap("goal", [rng.uniform(0.65, 0.9), rng.uniform(-0.2, 0.2), 0.002])
+        self.data.qpos[:2] = [
+            self._draw(rng, -0.9, -0.65, NOMINAL_START[0]),
+            self._draw(rng, -0.15, 0.15, NOMINAL_START[1]),
+        ]
+        goal = [
+            self._draw(rng, 0.65, 0.9, NOMINAL_GOAL[0]),
+            self._draw(rng, -0.2, 0.2, NOMINAL_GOAL[1]),
+        ]
+        self._set_mocap("goal", [goal[0], goal[1], 0.002])
         # the expert's side, in the sim state (userdata) so that set_state carries it
         self.data.userdata[0] = rng.choice([-1.0, 1.0])
         self.data.userdata[1] = self.data.qpos[1]  # the start's y, for the follow rule

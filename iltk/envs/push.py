@@ -24,6 +24,10 @@ from iltk.envs.base import MujocoTaskEnv
 PUSHER_RADIUS = 0.02
 BLOCK_HALF = 0.04
 CLEAR = 0.1  # distance from the block centre that clears any block yaw plus the pusher
+# the layout that init_spread < 1 draws around (block yaw 0)
+NOMINAL_BLOCK = np.array([0.0, 0.0])
+NOMINAL_GOAL = np.array([0.14, 0.1])
+NOMINAL_PUSHER = np.array([-0.2, -0.2])
 
 
 class PushEnv(MujocoTaskEnv):
@@ -36,16 +40,16 @@ class PushEnv(MujocoTaskEnv):
     success_radius = 0.03
 
     def _reset_task(self, rng):
-        block = rng.uniform(-0.15, 0.15, size=2)
-        goal = rng.uniform(-0.2, 0.2, size=2)
+        block = self._draw(rng, -0.15, 0.15, NOMINAL_BLOCK)
+        goal = self._draw(rng, -0.2, 0.2, NOMINAL_GOAL)
         while np.linalg.norm(goal - block) < 0.12:
-            goal = rng.uniform(-0.2, 0.2, size=2)
-        pusher = rng.uniform(-0.3, 0.3, size=2)
+            goal = self._draw(rng, -0.2, 0.2, NOMINAL_GOAL)
+        pusher = self._draw(rng, -0.3, 0.3, NOMINAL_PUSHER)
         while np.linalg.norm(pusher - block) < 0.12:
-            pusher = rng.uniform(-0.3, 0.3, size=2)
+            pusher = self._draw(rng, -0.3, 0.3, NOMINAL_PUSHER)
         self.data.qpos[0:2] = pusher
         self.data.qpos[2:4] = block
-        self.data.qpos[4] = rng.uniform(-np.pi, np.pi)
+        self.data.qpos[4] = self._draw(rng, -np.pi, np.pi, 0.0)
         self._set_mocap("goal", [goal[0], goal[1], 0.001])
 
     def _apply_action(self, action):

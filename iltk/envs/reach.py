@@ -19,6 +19,9 @@ from iltk.envs.base import MujocoTaskEnv, velocity_toward
 
 LOW = np.array([-0.25, -0.25, 0.05])
 HIGH = np.array([0.25, 0.25, 0.4])
+# the layout that init_spread < 1 draws around
+NOMINAL_START = np.array([-0.1, -0.1, 0.15])
+NOMINAL_TARGET = np.array([0.1, 0.1, 0.25])
 
 
 class ReachEnv(MujocoTaskEnv):
@@ -31,10 +34,10 @@ class ReachEnv(MujocoTaskEnv):
     success_radius = 0.03
 
     def _reset_task(self, rng):
-        start = rng.uniform(LOW, HIGH)
-        target = rng.uniform(LOW, HIGH)
+        start = self._draw(rng, LOW, HIGH, NOMINAL_START)
+        target = self._draw(rng, LOW, HIGH, NOMINAL_TARGET)
         while np.linalg.norm(target - start) < 0.1:
-            target = rng.uniform(LOW, HIGH)
+            target = self._draw(rng, LOW, HIGH, NOMINAL_TARGET)
         self.data.qpos[:3] = start
         self._set_mocap("target", target)
 

@@ -207,11 +207,23 @@ def test_cli_dagger_and_dart_smoke(tmp_path, capsys):
     assert (
         cli_main(["dagger", *common, "--out", str(tmp_path / "h"), "--variant", "hg-dagger"]) == 0
     )
-    assert cli_main(["dart", *common, "--out", str(tmp_path / "t")]) == 0
+    assert cli_main(["dart", *common, "--out", str(tmp_path / "t"), "--init-spread", "0"]) == 0
     out = capsys.readouterr().out
     assert "dagger:" in out and "hg-dagger:" in out and "dart:" in out
     rows = json.loads(Path(tmp_path / "d" / "rounds.json").read_text())
     assert rows[1]["beta"] == 0.0 and len(rows) == 2
+    # --init-spread 0: every episode starts from the nominal layout, and the data file and the
+    # checkpoint carry the setting, so training, evaluation and the viewer use it too
+    with DemoFile(tmp_path / "t" / "data.hdf5") as f:
+        assert f.env_args["env_kwargs"] == {"init_spread": 0.0}
+        starts = np.stack([f.episode(d)["states"][0] for d in f.demos])
+    assert len(starts) == 4
+    np.testing.assert_array_equal(starts, np.broadcast_to(starts[0], starts.shape))
+    meta = json.loads((tmp_path / "t" / "policy" / "config.json").read_text())["extra"]
+    assert meta["env_kwargs"] == {"init_spread": 0.0}
+    with DemoFile(tmp_path / "d" / "data.hdf5") as f:  # the default leaves the task as it was
+        assert f.env_args["env_kwargs"] == {}
+        assert len({f.episode(d)["states"][0].tobytes() for d in f.demos}) == len(f.demos)
 
 
 def _errors(policy, episodes):

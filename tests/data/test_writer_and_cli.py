@@ -108,3 +108,16 @@ def test_collect_refuses_envs_without_expert_before_writing(tmp_path, capsys):
     assert cli_main(["collect", "--task", "Pendulum-v1", "--out", str(out), "--episodes", "2"]) == 2
     assert "no scripted expert" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_collect_init_spread_is_recorded(tmp_path, capsys):
+    out = tmp_path / "narrow.hdf5"
+    args = ["collect", "--task", "iltk/Reach-v0", "--out", str(out), "--episodes", "3"]
+    assert cli_main([*args, "--init-spread", "0"]) == 0
+    with DemoFile(out) as f:
+        assert f.env_args["env_kwargs"]["init_spread"] == 0.0
+        starts = {f.episode(d)["states"][0].tobytes() for d in f.demos}
+    assert len(starts) == 1  # one layout, whatever the seed
+    foreign = ["collect", "--task", "Pendulum-v1", "--out", str(tmp_path / "p.hdf5")]
+    assert cli_main([*foreign, "--init-spread", "0.5"]) == 2
+    assert "iltk tasks only" in capsys.readouterr().err

@@ -212,3 +212,26 @@ def test_point_maze_expert_follows_where_it_was_taken():
                 break
         assert terminated
         assert np.all(np.sign(np.array(ys)[~np.isnan(ys)]) == side)
+
+
+@pytest.mark.parametrize("task_id", TASK_IDS)
+def test_init_spread_pulls_starts_towards_one_layout(task_id):
+    def starts(spread):
+        env = make_env(task_id, init_spread=spread)
+        out = []
+        for seed in range(12):
+            env.reset(seed=seed)
+            out.append(env.unwrapped.get_state().copy())
+        return np.stack(out)
+
+    full, narrow, fixed = starts(1.0), starts(0.1), starts(0.0)
+    # the PointMaze expert's side is a coin, not part of the layout (userdata: last values)
+    n = -2 if task_id == "iltk/PointMaze-v0" else None
+    full, narrow, fixed = full[:, :n], narrow[:, :n], fixed[:, :n]
+    assert np.ptp(full, axis=0).max() > 0.1  # the full ranges differ from episode to episode
+    np.testing.assert_array_equal(fixed, np.broadcast_to(fixed[0], fixed.shape))
+    # a tenth of the spread: about a tenth of the variation, around the nominal layout
+    assert 0 < np.ptp(narrow, axis=0).max() <= 0.1 * np.ptp(full, axis=0).max() * 1.5
+    assert np.abs(narrow - fixed[0]).max() <= 0.2 * np.ptp(full, axis=0).max()
+    with pytest.raises(ValueError, match="init_spread"):
+        make_env(task_id, init_spread=1.5)
