@@ -240,6 +240,8 @@ class Record:
     """DART: std of Gaussian noise added to the executed action (the label stays clean)."""
     control_freq: float = 20.0
     """Control rate in Hz."""
+    init_spread: float = 1.0
+    """iltk tasks: spread of the start layouts (1: full ranges, 0: one fixed layout)."""
     operator: str = ""
     """Your name, stored with every episode."""
     seed: int = 0
@@ -286,6 +288,7 @@ class Record:
             device,
             dart_noise=self.dart_noise,
             control_freq=self.control_freq,
+            init_spread=self.init_spread,
             auto_save_after=self.auto_save_after,
             episodes=self.episodes,
             operator=self.operator,
@@ -469,6 +472,8 @@ class Correct:
     """Stop after this many saved episodes (0: until you quit)."""
     control_freq: float = 20.0
     """Control rate in Hz."""
+    init_spread: float | None = None
+    """iltk tasks: spread of the start layouts (default: the one the policy was trained on)."""
     operator: str = ""
     """Your name, stored with every episode."""
     seed: int = 0
@@ -487,6 +492,10 @@ class Correct:
         from iltk.evaluate import check_policy_task
 
         check_policy_task(policy, task)
+        spread = self.init_spread
+        if spread is None:
+            trained = extra.get("env_kwargs", {}) if task == extra.get("task") else {}
+            spread = float(trained.get("init_spread", 1.0))
         try:
             device = make_device(self.device, self.profile)
         except DeviceNotFound as err:
@@ -499,6 +508,7 @@ class Correct:
             policy=policy,
             beta=self.beta,
             control_freq=self.control_freq,
+            init_spread=spread,
             auto_save_after=0,
             episodes=self.episodes,
             operator=self.operator,

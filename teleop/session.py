@@ -111,6 +111,7 @@ class TeleopSession:
         beta: dagger only: probability that the person's command is executed.
         dart_noise: record only: std of the Gaussian noise added to executed actions.
         control_freq: control rate in Hz.
+        init_spread: iltk tasks: spread of the start layouts (1: full ranges, 0: one layout).
         auto_save_after: save automatically after this many consecutive successful steps
             (0: only on the save button).
         episodes: stop after this many saved episodes (0: until quit).
@@ -142,6 +143,7 @@ class TeleopSession:
         beta: float = 0.0,
         dart_noise: float = 0.0,
         control_freq: float = 20.0,
+        init_spread: float = 1.0,
         auto_save_after: int = 10,
         episodes: int = 0,
         operator: str = "",
@@ -162,6 +164,8 @@ class TeleopSession:
             raise ValueError(f"--mode {mode} needs a policy to correct")
         if dart_noise and mode != "record":
             raise ValueError("DART noise applies to recording only")
+        if init_spread != 1.0 and not task.startswith("iltk/"):
+            raise ValueError("init_spread applies to iltk tasks only")
         self.task, self.out, self.device, self.mode = task, Path(out), device, mode
         device.connect()
         self.beta, self.dart_noise, self.control_freq = (
@@ -179,6 +183,8 @@ class TeleopSession:
             if task.startswith("iltk/")
             else {}
         )
+        if init_spread != 1.0:
+            sim_kwargs["init_spread"] = float(init_spread)
         kwargs = {"render_mode": "rgb_array", **sim_kwargs}
         if task.startswith("iltk/"):
             kwargs.update(render_width=render_size[0], render_height=render_size[1])

@@ -272,3 +272,20 @@ def test_timeouts_are_discarded_unless_kept(tmp_path):
     assert len(session.run().saved) == 1
     with DemoFile(out2) as f:
         assert f.num_samples("demo_0") == 100 and not f.demo_attrs("demo_0")["success"]
+
+
+def test_record_with_narrow_starts(tmp_path):
+    schedule = {
+        0: [key(pygame.K_RIGHT)],
+        3: tap(pygame.K_RETURN),
+        6: tap(pygame.K_RETURN),
+        8: tap(pygame.K_ESCAPE),
+    }
+    out, result, _ = run_session(tmp_path, KeyboardDevice(), schedule, init_spread=0.0, seed=5)
+    assert len(result.saved) == 2
+    with DemoFile(out) as f:
+        assert f.env_args["env_kwargs"]["init_spread"] == 0.0  # replays on the same layouts
+        first, second = (f.episode(d)["states"][0] for d in f.demos)
+    np.testing.assert_array_equal(first, second)  # seeds 5 and 6, one layout
+    with pytest.raises(ValueError, match="iltk tasks only"):
+        TeleopSession("Pendulum-v1", tmp_path / "p.hdf5", KeyboardDevice(), init_spread=0.5)
