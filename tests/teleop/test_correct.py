@@ -156,3 +156,33 @@ def test_cli_refuses_mismatched_policy_and_task(reach_policy, tmp_path, capsys):
     assert cli_main(["replay", str(tmp_path / "missing.hdf5")]) == 2
     assert "no such file" in capsys.readouterr().err
     assert not (tmp_path / "x.hdf5").exists()  # nothing was written
+
+
+def test_cli_corrects_on_the_start_spread_the_policy_was_trained_on(
+    reach_policy, tmp_path, monkeypatch
+):
+    import json
+    import shutil
+
+    import teleop.session
+    from iltk.cli import main as cli_main
+
+    policy = tmp_path / "narrow"
+    shutil.copytree(reach_policy, policy)
+    config = json.loads((policy / "config.json").read_text())
+    config["extra"]["env_kwargs"] = {"init_spread": 0.3}
+    (policy / "config.json").write_text(json.dumps(config))
+    seen = []
+
+    class Recorder:  # stands in for the window: records what the session was asked for
+        def __init__(self, task, out, device, **kw):
+            seen.append(kw["init_spread"])
+
+        def run(self):
+            return type("Result", (), {"saved": [], "interventions": 0})()
+
+    monkeypatch.setattr(teleop.session, "TeleopSession", Recorder)
+    args = ["correct", "--policy", str(policy), "--out", str(tmp_path / "c.hdf5")]
+    assert cli_main([*args, "--device", "keyboard"]) == 0
+    assert cli_main([*args, "--device", "keyboard", "--init-spread", "1"]) == 0
+    assert seen == [0.3, 1.0]
