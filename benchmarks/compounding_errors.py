@@ -17,6 +17,8 @@ against the horizon H, with the fitted log-log slopes (theory: 2 for BC, 1 for D
 
     python benchmarks/compounding_errors.py [--tasks iltk/Lift-v0 iltk/Push-v0] [--seeds 0 1 2]
     python benchmarks/compounding_errors.py --quick      # a smoke run: minutes, one seed, Lift
+    python benchmarks/compounding_errors.py --tasks iltk/Push-v0 --init-spread 0.05 ...
+                                  # narrow starts: BC's failures are drift, not unseen layouts
 """
 
 from __future__ import annotations
