@@ -62,8 +62,8 @@ class RoundConfig:
     num_envs: int = 2
     """Parallel environments."""
     init_spread: float = 1.0
-    """iltk tasks: how widely episodes' start layouts are spread, 1 = the task's full ranges,
-    0 = one fixed layout (narrow starts are where policies fail by drifting; `iltk tasks`)."""
+    """iltk tasks: how widely episodes' start layouts are spread (1: the task's full
+    ranges, 0: one fixed layout; narrow starts are where policies fail by drifting)."""
     seed: int = 0
     """Seed of everything."""
     out: Path = Path("runs/interactive")
