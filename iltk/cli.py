@@ -6,6 +6,7 @@ needs them, so ``iltk --help`` stays fast and the library stays headless.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,40 @@ _join_docstring_lines()
 
 class CliError(Exception):
     """An error whose message is the whole story: printed without a traceback."""
+
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".gif")
+
+
+def _policy_for_task(checkpoint: Path, task: str | None, device: str = "cpu"):
+    """Load a checkpoint and the task it acts in: (policy, task, env_kwargs)."""
+    from iltk.evaluate import check_policy_task
+    from iltk.policies import load_checkpoint, resolve_device
+
+    policy, extra = load_checkpoint(checkpoint, resolve_device(device))
+    task = task or extra.get("task")
+    if not task:
+        raise CliError(f"{checkpoint}: the checkpoint names no task; pass --task")
+    env_kwargs = dict(extra.get("env_kwargs") or {}) if task == extra.get("task") else {}
+    check_policy_task(policy, task, env_kwargs)
+    return policy, task, env_kwargs
+
+
+def _check_video(path: Path) -> None:
+    """Refuse, before any episode runs, a video path that cannot be written."""
+    from iltk.files import check_output
+
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise CliError(
+            f"{path}: --video needs a video file name ending in {', '.join(VIDEO_SUFFIXES)}"
+        )
+    check_output(path, overwrite=True, what="--video")
+
+
+def _check_render_size(size: tuple[int, int]) -> None:
+    w, h = size
+    if not (16 <= w <= 4096 and 16 <= h <= 4096):
+        raise CliError(f"--render-size must be between 16 and 4096 pixels each, got {w} {h}")
 
 
 @dataclass
@@ -124,6 +159,12 @@ class Collect:
             raise CliError("--init-spread applies to iltk tasks only")
         if self.episodes < 1:
             raise CliError("--episodes must be at least 1")
+        if self.num_envs < 1:
+            raise CliError("--num-envs must be at least 1")
+        if not (math.isfinite(self.dart_noise) and 0.0 <= self.dart_noise <= 10.0):
+            raise CliError(
+                f"--dart-noise must be a noise std in [0, 10] (0: none), got {self.dart_noise}"
+            )
         res = collect_demos(
             self.task,
             self.out,
@@ -172,19 +213,17 @@ class Eval:
 
     def run(self) -> None:
         from iltk.evaluate import evaluate_policy, policy_video
-        from iltk.policies import load_policy, resolve_device
+        from iltk.files import check_output
 
-        if not (self.checkpoint / "config.json").exists():
-            raise CliError(f"{self.checkpoint}: not a checkpoint folder (no config.json)")
-        policy = load_policy(self.checkpoint, resolve_device(self.device))
-        extra = json.loads((self.checkpoint / "config.json").read_text()).get("extra", {})
-        task = self.task or extra.get("task")
-        if not task:
-            raise CliError("the checkpoint names no task; pass --task")
-        env_kwargs = extra.get("env_kwargs", {}) if task == extra.get("task") else {}
-        from iltk.evaluate import check_policy_task
-
-        check_policy_task(policy, task, env_kwargs)
+        if self.episodes < 1:
+            raise CliError(f"--episodes must be at least 1, got {self.episodes}")
+        if self.num_envs < 1:
+            raise CliError(f"--num-envs must be at least 1, got {self.num_envs}")
+        out = self.out or self.checkpoint / "eval.json"
+        if self.video:
+            _check_video(self.video)
+        policy, task, env_kwargs = _policy_for_task(self.checkpoint, self.task, self.device)
+        check_output(out, overwrite=True, what="--out")
         from tqdm.auto import tqdm
 
         with tqdm(total=self.episodes, desc=f"eval {task}", unit="ep") as bar:
@@ -198,8 +237,9 @@ class Eval:
                 progress=bar,
             )
         print(res.line())
-        out = self.out or self.checkpoint / "eval.json"
-        out.write_text(json.dumps(res.to_dict(), indent=2))
+        from iltk.files import atomic_write_text
+
+        atomic_write_text(out, json.dumps(res.to_dict(), indent=2))
         print(f"per-episode results: {out}")
         if self.video:
             policy_video(policy, task, self.video, seed=self.seed, env_kwargs=env_kwargs)
@@ -276,8 +316,12 @@ class Record:
             except RuntimeError as err:
                 raise CliError(str(err)) from None
             return
+        from iltk.files import check_output
         from teleop.session import TeleopSession
 
+        check_output(self.out, append=True, what="--out")
+        if not (math.isfinite(self.dart_noise) and 0.0 <= self.dart_noise <= 10.0):
+            raise CliError(f"--dart-noise must be a noise std in [0, 10], got {self.dart_noise}")
         try:
             device = make_device(self.device, self.profile, self.pad_index)
         except DeviceNotFound as err:
@@ -334,18 +378,13 @@ class Replay:
     """Rendered image size."""
 
     def run(self) -> None:
+        _check_render_size(self.render_size)
+        if self.video:
+            _check_video(self.video)
+        if self.episodes < 0:
+            raise CliError(f"--episodes must be >= 0 (0: until Esc), got {self.episodes}")
         if self.policy is not None:
-            from iltk.policies import load_policy
-
-            policy = load_policy(self.policy)
-            extra = json.loads((self.policy / "config.json").read_text()).get("extra", {})
-            task = self.task or extra.get("task")
-            if not task:
-                raise CliError("the checkpoint names no task; pass --task")
-            env_kwargs = extra.get("env_kwargs", {}) if task == extra.get("task") else {}
-            from iltk.evaluate import check_policy_task
-
-            check_policy_task(policy, task, env_kwargs)
+            policy, task, env_kwargs = _policy_for_task(self.policy, self.task)
             if self.video:
                 from iltk.evaluate import policy_video
 
@@ -375,6 +414,17 @@ class Replay:
             return
         if self.file is None:
             raise CliError("give an episode file to replay, or --policy CHECKPOINT")
+        from iltk.data import DemoFile
+
+        with DemoFile(self.file, validate="structure") as f:
+            count = len(f.demos)
+        if count == 0:
+            raise CliError(f"{self.file}: holds no episodes to replay")
+        if self.episode is not None and not 0 <= self.episode < count:
+            raise CliError(
+                f"{self.file}: has {count} episodes, numbered 0 to {count - 1}; "
+                f"--episode {self.episode} does not exist"
+            )
         if self.video:
             from teleop.viewer import replay_video
 
@@ -480,21 +530,14 @@ class Correct:
     """Episode k is reset with seed SEED + k."""
 
     def run(self) -> None:
-        from iltk.policies import load_policy
+        from iltk.files import check_output
         from teleop.devices import DeviceNotFound, make_device
         from teleop.session import TeleopSession
 
-        policy = load_policy(self.policy)
-        extra = json.loads((self.policy / "config.json").read_text()).get("extra", {})
-        task = self.task or extra.get("task")
-        if not task:
-            raise CliError("the checkpoint names no task; pass --task")
-        from iltk.evaluate import check_policy_task
-
-        check_policy_task(policy, task)
+        check_output(self.out, append=True, what="--out")
+        policy, task, trained = _policy_for_task(self.policy, self.task)
         spread = self.init_spread
         if spread is None:
-            trained = extra.get("env_kwargs", {}) if task == extra.get("task") else {}
             spread = float(trained.get("init_spread", 1.0))
         try:
             device = make_device(self.device, self.profile)
@@ -568,14 +611,16 @@ class DatasetMerge:
     """Concatenate the episodes of several files (same env) into a new file."""
 
     out: Positional[Path]
-    """The merged file to write."""
+    """The merged file to write (refused when it exists, unless --overwrite)."""
     inputs: Positional[list[Path]]
-    """Files to merge, in order."""
+    """Files to merge, in order (each once)."""
+    overwrite: bool = False
+    """Replace OUT when it exists (never allowed when OUT is one of the inputs)."""
 
     def run(self) -> None:
         from iltk.data.tools import merge_files
 
-        n = merge_files(self.inputs, self.out)
+        n = merge_files(self.inputs, self.out, overwrite=self.overwrite)
         print(f"wrote {n} episodes to {self.out}")
 
 
@@ -611,16 +656,25 @@ class DatasetFilter:
     """Keep only these sources (human, scripted, policy, dagger, hg-dagger, dart)."""
     min_length: int = 0
     """Drop episodes shorter than this."""
+    overwrite: bool = False
+    """Replace OUT when it exists (never allowed when OUT is FILE)."""
 
     def run(self) -> None:
+        from iltk.data.format import SOURCES
         from iltk.data.tools import filter_file
 
+        unknown = [s for s in self.source if s not in SOURCES]
+        if unknown:
+            raise CliError(f"--source {' '.join(unknown)}: unknown; sources are {', '.join(SOURCES)}")
+        if self.min_length < 0:
+            raise CliError(f"--min-length must be >= 0, got {self.min_length}")
         n = filter_file(
             self.file,
             self.out,
             success_only=self.success_only,
             sources=self.source,
             min_length=self.min_length,
+            overwrite=self.overwrite,
         )
         print(f"wrote {n} episodes to {self.out}")
 
@@ -639,6 +693,8 @@ class DatasetVerify:
         from iltk.data import DemoFile
         from iltk.replay import verify_file
 
+        if self.episodes < 0:
+            raise CliError(f"--episodes must be >= 0 (0: all), got {self.episodes}")
         with DemoFile(self.file) as f:
             demos = f.demos[: self.episodes] if self.episodes else f.demos
         rows = verify_file(self.file, demos)
@@ -665,9 +721,12 @@ class DatasetConsolidate:
     def run(self) -> None:
         from iltk.data import DemoFile, consolidate_file
 
+        from iltk.files import WriterLock
+
         with DemoFile(self.file, validate="structure"):
             pass
-        consolidate_file(self.file)
+        with WriterLock(self.file, "writing"):
+            consolidate_file(self.file)
         print(f"{self.file}: consolidated")
 
 

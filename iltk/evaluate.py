@@ -78,6 +78,8 @@ def evaluate_policy(
 
     Pass ``envs`` to reuse a vector env across evaluations (training does).
     """
+    if episodes < 1:
+        raise ValueError(f"the number of evaluation episodes must be at least 1, got {episodes}")
     own = envs is None
     if own:
         envs = make_vector_env(task, num_envs, **(env_kwargs or {}))

@@ -65,3 +65,33 @@ def now_iso() -> str:
 
 def dumps(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, default=str)
+
+
+# env settings that change how recorded episodes re-simulate, with the iltk tasks' defaults
+# (render sizes and terminate_on_success do not change the recorded steps)
+SIM_DEFAULTS = {"init_spread": 1.0, "obs_mode": "state", "image_size": 84, "control_freq": 20.0}
+
+
+def sim_settings(env_args: dict[str, Any]) -> dict[str, Any]:
+    """The settings of ``env_args`` that decide how its episodes re-simulate."""
+    kwargs = dict(env_args.get("env_kwargs") or {})
+    if not str(env_args.get("env_name", "")).startswith("iltk/"):
+        return kwargs
+    out = {k: kwargs.get(k, v) for k, v in SIM_DEFAULTS.items()}
+    if env_args.get("control_freq") is not None:
+        out["control_freq"] = env_args["control_freq"]
+    if "pixels" not in str(out["obs_mode"]):
+        out.pop("image_size")
+    return out
+
+
+def settings_differences(
+    a: dict[str, Any], b: dict[str, Any], labels: tuple[str, str] = ("there", "here")
+) -> list[str]:
+    """Human-readable differences between the re-simulation settings of two env_args."""
+    was, now = sim_settings(a), sim_settings(b)
+    return [
+        f"{k}={was.get(k, '(unset)')!r} {labels[0]}, {now.get(k, '(unset)')!r} {labels[1]}"
+        for k in sorted(set(was) | set(now))
+        if was.get(k) != now.get(k)
+    ]

@@ -1,29 +1,35 @@
-"""Whole-file operations: merge, filter, split. Each writes a new file atomically."""
+"""Whole-file operations: merge, filter, split. Each writes a new file atomically.
+
+An existing output is refused unless ``overwrite``; an output that is one of the inputs
+is refused always; the output is locked against other writers while it is written.
+"""
 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from iltk.data.format import DatasetError, dumps
+from iltk.data.format import DatasetError, dumps, settings_differences
 from iltk.data.reader import DemoFile
 from iltk.data.writer import consolidate_file
+from iltk.files import WriterLock, atomic_write, check_output, disk_error
 
 
 def _write_atomically(out: Path, build: Callable[[h5py.File], None]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{uuid.uuid4().hex[:8]}")
-    try:
+
+    def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
             build(f)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    try:
+        atomic_write(out, write)
+    except OSError as err:
+        raise DatasetError(out, disk_error(err, out.parent).split(": ", 1)[-1]) from None
 
 
 def copy_demos(
@@ -52,15 +58,42 @@ def copy_demos(
     return names
 
 
-def merge_files(inputs: list[str | Path], out: str | Path) -> int:
+def merge_files(inputs: list[str | Path], out: str | Path, *, overwrite: bool = False) -> int:
     """Concatenate the demos of several files of the same env into ``out``."""
-    files = [DemoFile(p) for p in inputs]
+    out = Path(out)
+    if not inputs:
+        raise DatasetError(out, "no input files to merge")
+    seen: dict[str, Path] = {}
+    for p in map(Path, inputs):
+        key = str(p.resolve())
+        if key in seen:
+            raise DatasetError(
+                p, "is given twice; merging it twice would duplicate its episodes (pass each "
+                "file once)"
+            )
+        seen[key] = p
+    check_output(out, overwrite=overwrite, inputs=inputs, what="OUT")
+    files = []
     try:
+        for p in inputs:
+            files.append(DemoFile(p))
         envs = {f.env_name for f in files if f.env_name}
         if len(envs) > 1:
             raise DatasetError(out, f"cannot merge files of different envs: {sorted(envs)}")
+        for f in files[1:]:
+            diffs = settings_differences(
+                files[0].env_args, f.env_args, (f"in {files[0].path.name}", "in this file")
+            )
+            if diffs:
+                raise DatasetError(
+                    f.path,
+                    "was recorded with other settings ("
+                    + "; ".join(diffs)
+                    + "); its episodes would not re-simulate in the merged file",
+                )
         sources = [(f, d) for f in files for d in f.demos]
-        copy_demos(sources, out)
+        with WriterLock(out, "writing"):
+            copy_demos(sources, out)
         return len(sources)
     finally:
         for f in files:
@@ -74,7 +107,10 @@ def filter_file(
     success_only: bool = False,
     sources: list[str] | None = None,
     min_length: int = 0,
+    overwrite: bool = False,
 ) -> int:
+    """Copy the demos of ``path`` that pass the filters into ``out``."""
+    check_output(out, overwrite=overwrite, inputs=[path], what="OUT")
     with DemoFile(path) as f:
         keep = []
         for demo in f.demos:
@@ -86,7 +122,10 @@ def filter_file(
             if f.num_samples(demo) < min_length:
                 continue
             keep.append((f, demo))
-        copy_demos(keep, out)
+        if not keep:
+            raise DatasetError(path, "no episode passes the filters; nothing written")
+        with WriterLock(out, "writing"):
+            copy_demos(keep, out)
         return len(keep)
 
 
@@ -95,7 +134,15 @@ def split_file(path: str | Path, valid_fraction: float, seed: int = 0) -> dict[s
     if not 0.0 < valid_fraction < 1.0:
         raise ValueError(f"valid fraction must be in (0, 1), got {valid_fraction}")
     path = Path(path)
-    consolidate_file(path)
+    with DemoFile(path, validate="structure"):
+        pass  # a damaged or foreign file is named here, before anything is rewritten
+    check_output(path, append=True, what="FILE")
+    with WriterLock(path, "writing"):
+        consolidate_file(path)
+        return _split_locked(path, valid_fraction, seed)
+
+
+def _split_locked(path: Path, valid_fraction: float, seed: int) -> dict[str, list[str]]:
     with DemoFile(path) as f:
         demos = f.demos
         if len(demos) < 2:

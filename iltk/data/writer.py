@@ -24,6 +24,7 @@ Saves run on a background thread so that a real-time control loop never waits on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -44,8 +45,10 @@ from iltk.data.format import (
     demo_index,
     dumps,
     now_iso,
+    settings_differences,
     sorted_demos,
 )
+from iltk.files import WriterLock, disk_error, fsync_dir, fsync_file, is_disk_error
 
 
 @dataclass
@@ -64,27 +67,6 @@ class WriterTimings:
 
     submit_s: list[float] = field(default_factory=list)
     save_s: list[float] = field(default_factory=list)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_episode_group(group: h5py.Group, episode: Any, attrs: dict[str, Any]) -> int:
@@ -181,16 +163,26 @@ class DemoWriter:
         self._created = now_iso()
         self._closed = False
         self.saved = 0
+        self.failure: BaseException | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if overwrite and self.path.exists():
-            self.path.unlink()
-            shutil.rmtree(self.shard_dir, ignore_errors=True)
-        if self.path.exists():
-            self._adopt_existing()
-        else:
-            shutil.rmtree(self.shard_dir, ignore_errors=True)
-            self.shard_dir.mkdir()
-            self._write_index()
+        # one writer per file, taken before anything is touched (a second writer would
+        # rewrite the index without the first one's episodes)
+        self._writer_lock = WriterLock(self.path, "writing").acquire()
+        try:
+            if overwrite and self.path.exists():
+                self.path.unlink()
+                shutil.rmtree(self.shard_dir, ignore_errors=True)
+            if self.path.exists():
+                self._adopt_existing()
+            else:
+                shutil.rmtree(self.shard_dir, ignore_errors=True)
+                self.shard_dir.mkdir()
+                self._write_index()
+        except BaseException as err:
+            self._writer_lock.release()
+            if is_disk_error(err):
+                raise DatasetError(self.path, disk_error(err, self.path.parent)) from None
+            raise
         self._next = max((demo_index(e.name) for e in self._entries), default=-1) + 1
         self._pool = ThreadPoolExecutor(max_workers=1) if background else None
 
@@ -209,6 +201,7 @@ class DemoWriter:
         """Queue an episode for saving; the future's result is its demo name once it is safe."""
         if self._closed:
             raise RuntimeError(f"{self.path}: writer is closed")
+        self.check()
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
         t0 = time.perf_counter()
@@ -237,9 +230,28 @@ class DemoWriter:
         return future
 
     def flush(self) -> None:
-        """Wait until every queued episode is saved."""
+        """Wait until every queued episode is saved (raises if a save failed)."""
         if self._pool is not None:
             self._pool.submit(lambda: None).result()
+        self.check()
+
+    def check(self) -> None:
+        """Raise the first failed save as one clear error (the saved episodes are safe).
+
+        After a failure the writer takes no more episodes: a recorder stops at the first
+        one instead of filling a full disk with broken files.
+        """
+        err = self.failure
+        if err is None:
+            return
+        if isinstance(err, DatasetError):
+            raise err
+        reason = disk_error(err, self.path) if isinstance(err, OSError) else f"{self.path}: {err}"
+        raise DatasetError(
+            self.path,
+            f"saving an episode failed ({reason.split(': ', 1)[-1]}); the {self.saved} episodes "
+            f"saved before are safe in {self.path.name}; fix the cause and run again to append",
+        ) from None
 
     def set_masks(self, masks: dict[str, list[str]]) -> None:
         with self._lock:
@@ -247,14 +259,30 @@ class DemoWriter:
             self._write_index()
 
     def close(self, consolidate: bool = True) -> None:
-        """Finish queued saves, then (by default) fold the shards into one file."""
+        """Finish queued saves, then (by default) fold the shards into one file.
+
+        When folding fails (a full disk) the episodes stay in the index and its shard
+        folder, a valid dataset as it is; ``iltk dataset consolidate`` folds it later.
+        """
         if self._closed:
             return
         self._closed = True
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-        if consolidate:
-            consolidate_file(self.path, durable=self.durable)
+        try:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+            if consolidate and self.failure is None:
+                try:
+                    consolidate_file(self.path, durable=self.durable)
+                except OSError as err:
+                    raise DatasetError(
+                        self.path,
+                        f"{disk_error(err, self.path).split(': ', 1)[-1]} while folding the "
+                        f"shards into one file; all {self.num_demos} episodes are safe in "
+                        f"{self.path.name} and {self.shard_dir.name}/; run 'iltk dataset "
+                        "consolidate' once the cause is fixed",
+                    ) from None
+        finally:
+            self._writer_lock.release()
 
     def __enter__(self):
         return self
@@ -268,28 +296,52 @@ class DemoWriter:
 
     # ----------------------------------------------------------------- private
     def _save_now(self, name: str, episode: Any, attrs: dict[str, Any]) -> str:
+        if self.failure is not None:  # queued behind a failed save: do not try again
+            raise DatasetError(self.path, f"{name} not saved: an earlier save failed")
         t0 = time.perf_counter()
         shard = self.shard_dir / f"{name}.hdf5"
         tmp = shard.with_suffix(f".tmp{uuid.uuid4().hex[:8]}")
-        with h5py.File(tmp, "w") as f:
-            n = write_episode_group(f.create_group(f"data/{name}"), episode, attrs)
-        if self.durable:
-            _fsync_file(tmp)
-        os.replace(tmp, shard)
-        if self.durable:
-            _fsync_dir(self.shard_dir)
-        with self._lock:
-            self._entries.append(
-                _Entry(name, f"{self.shard_dir.name}/{shard.name}", f"/data/{name}", n)
-            )
-            self._write_index()
-            self.saved += 1
+        try:
+            with h5py.File(tmp, "w") as f:
+                n = write_episode_group(f.create_group(f"data/{name}"), episode, attrs)
+            if self.durable:
+                fsync_file(tmp)
+            os.replace(tmp, shard)
+            if self.durable:
+                fsync_dir(self.shard_dir)
+            with self._lock:
+                entry = _Entry(name, f"{self.shard_dir.name}/{shard.name}", f"/data/{name}", n)
+                self._entries.append(entry)
+                try:
+                    self._write_index()
+                except BaseException:
+                    self._entries.remove(entry)  # the old index on disk does not name it
+                    raise
+                self.saved += 1
+        except BaseException as err:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            if self.failure is None:
+                self.failure = err
+            raise
         self.timings.save_s.append(time.perf_counter() - t0)
         return name
 
     def _write_index(self) -> None:
         tmp = self.path.with_name(f".{self.path.name}.tmp{uuid.uuid4().hex[:8]}")
         entries = sorted(self._entries, key=lambda e: demo_index(e.name))
+        try:
+            self._build_index(tmp, entries)
+            if self.durable:
+                fsync_file(tmp)
+            os.replace(tmp, self.path)
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+        if self.durable:
+            fsync_dir(self.path.parent)
+
+    def _build_index(self, tmp: Path, entries: list[_Entry]) -> None:
         with h5py.File(tmp, "w") as f:
             data = f.create_group("data")
             for e in entries:
@@ -301,11 +353,22 @@ class DemoWriter:
             data.attrs["created"] = self._created
             for mask, names in self._masks.items():
                 f.create_dataset(f"mask/{mask}", data=np.array(names, dtype="S"))
-        if self.durable:
-            _fsync_file(tmp)
-        os.replace(tmp, self.path)
-        if self.durable:
-            _fsync_dir(self.path.parent)
+
+    def _check_same_settings(self, old: dict[str, Any]) -> None:
+        """Refuse to append episodes made under other env settings.
+
+        The file-level ``env_args`` say how every episode of the file is re-created
+        (replay, ``verify``, evaluation after training); episodes recorded with another
+        ``init_spread`` or ``obs_mode`` would no longer re-simulate under them.
+        """
+        diffs = settings_differences(old, self.env_args)
+        if diffs:
+            raise DatasetError(
+                self.path,
+                "holds episodes recorded with other settings ("
+                + "; ".join(diffs)
+                + "); append with the same settings, or write to another file",
+            )
 
     def _adopt_existing(self) -> None:
         """Index the episodes of an existing file (consolidated or a crashed session's)."""
@@ -319,6 +382,7 @@ class DemoWriter:
                     f"holds episodes of {old_env!r}; cannot append episodes of "
                     f"{self.env_args.get('env_name')!r} (use another --out file)",
                 )
+            self._check_same_settings(existing.env_args)
             self._created = existing.attrs.get("created", self._created)
             self._masks = existing.masks
             links = existing.external_links()
@@ -367,8 +431,8 @@ def consolidate_file(path: str | os.PathLike, durable: bool = True) -> None:
                 if "mask" in src:
                     src.copy(src["mask"], dst, name="mask")
             if durable:
-                _fsync_file(tmp)
+                fsync_file(tmp)
             os.replace(tmp, path)
             if durable:
-                _fsync_dir(path.parent)
+                fsync_dir(path.parent)
     shutil.rmtree(shard_dir, ignore_errors=True)

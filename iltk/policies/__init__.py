@@ -4,9 +4,11 @@ from iltk.policies import act as _act  # noqa: F401  (registers "act")
 from iltk.policies import bc as _bc  # noqa: F401  (registers "bc", "bc-rnn")
 from iltk.policies.base import (
     POLICIES,
+    CheckpointError,
     Policy,
     PolicyConfig,
     build_config,
+    load_checkpoint,
     load_policy,
     make_policy,
     register_policy,
@@ -16,11 +18,13 @@ from iltk.policies.runners import PolicyRunner, TemporalEnsembler
 
 __all__ = [
     "POLICIES",
+    "CheckpointError",
     "Policy",
     "PolicyConfig",
     "PolicyRunner",
     "TemporalEnsembler",
     "build_config",
+    "load_checkpoint",
     "load_policy",
     "make_policy",
     "register_policy",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,6 +23,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tyro.conf import Suppress
+
+from iltk.files import write_dir_atomically
 
 POLICIES: dict[str, type[Policy]] = {}
 
@@ -124,20 +127,36 @@ class Policy(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def save(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+    def save(
+        self,
+        directory: str | Path,
+        extra: dict[str, Any] | None = None,
+        extra_files: dict[str, Callable[[Path], None]] | None = None,
+    ) -> Path:
+        """Write the checkpoint folder atomically (a kill leaves the old or the new one).
+
+        Args:
+            directory: the checkpoint folder (replaced as a whole).
+            extra: JSON-able facts stored under ``config.json``'s "extra" (task, step, ...).
+            extra_files: {file name: writer(path)} for more files of the same checkpoint
+                (the trainer's optimizer state), written into the same atomic folder.
+        """
         payload = {
             "policy": self.name,
             "config": dataclasses.asdict(self.config),
             **({"extra": extra} if extra else {}),
         }
-        (directory / "config.json").write_text(json.dumps(payload, indent=2))
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / "model.safetensors"))
         norm = {k: v.detach().cpu().contiguous() for k, v in self.normalizer.state_dict().items()}
-        save_file(norm, str(directory / "normalization.safetensors"))
-        return directory
+
+        def build(tmp: Path) -> None:
+            (tmp / "config.json").write_text(json.dumps(payload, indent=2))
+            save_file(state, str(tmp / "model.safetensors"))
+            save_file(norm, str(tmp / "normalization.safetensors"))
+            for name, write in (extra_files or {}).items():
+                write(tmp / name)
+
+        return write_dir_atomically(directory, build)
 
 
 def make_policy(name: str, config: PolicyConfig) -> Policy:
@@ -155,25 +174,77 @@ def build_config(name: str, values: dict[str, Any]) -> PolicyConfig:
     return cls(**values)
 
 
-def load_policy(directory: str | Path, device: str | torch.device = "cpu") -> Policy:
-    """Rebuild a saved policy on ``device`` (``directory`` holds config.json + model.safetensors)."""
+class CheckpointError(ValueError):
+    """A checkpoint folder that is missing, incomplete or damaged (the message says which)."""
+
+
+def read_checkpoint_config(directory: str | Path) -> dict[str, Any]:
+    """The parsed ``config.json`` of a checkpoint folder, with clear errors."""
     directory = Path(directory)
     cfg_path = directory / "config.json"
-    if not cfg_path.exists():
-        raise FileNotFoundError(
+    if not directory.exists():
+        raise CheckpointError(f"{directory}: no such checkpoint folder")
+    if not cfg_path.is_file():
+        raise CheckpointError(
             f"{directory}: not a policy checkpoint (no config.json); pass a checkpoint folder "
             "such as runs/NAME/best or runs/NAME/last"
         )
-    payload = json.loads(cfg_path.read_text())
+    try:
+        payload = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(
+            f"{cfg_path}: damaged, not valid JSON ({err}); use another checkpoint "
+            "(best/ or last/ of the run) or train again"
+        ) from None
+    if not isinstance(payload, dict) or "config" not in payload:
+        raise CheckpointError(f"{cfg_path}: not an iltk policy config (no 'config' entry)")
+    return payload
+
+
+def load_checkpoint(
+    directory: str | Path, device: str | torch.device = "cpu"
+) -> tuple[Policy, dict[str, Any]]:
+    """Rebuild a saved policy on ``device``; returns it with the checkpoint's "extra" facts
+    (task, env_kwargs, step, ...)."""
+    directory = Path(directory)
+    payload = read_checkpoint_config(directory)
+    cfg_path = directory / "config.json"
     name = payload.get("policy")
     if name not in POLICIES:
-        raise ValueError(f"{cfg_path}: unknown policy {name!r}; registered: {sorted(POLICIES)}")
-    policy = make_policy(name, build_config(name, payload["config"]))
-    weights = load_file(str(directory / "model.safetensors"), device=str(torch.device(device)))
-    policy.load_state_dict(weights)
+        raise CheckpointError(
+            f"{cfg_path}: unknown policy {name!r}; registered: {sorted(POLICIES)}"
+        )
+    try:
+        config = build_config(name, payload["config"])
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{cfg_path}: invalid {name} config ({err})") from None
+    policy = make_policy(name, config)
+    weights_path = directory / "model.safetensors"
+    if not weights_path.is_file():
+        raise CheckpointError(f"{directory}: no model.safetensors; the checkpoint is incomplete")
+    try:
+        weights = load_file(str(weights_path), device=str(torch.device(device)))
+    except Exception as err:  # safetensors raises its own error type for damaged files
+        raise CheckpointError(
+            f"{weights_path}: damaged or truncated ({err}); use another checkpoint "
+            "(best/ or last/ of the run) or train again"
+        ) from None
+    try:
+        policy.load_state_dict(weights)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise CheckpointError(
+            f"{weights_path}: the weights do not fit the {name} config in config.json ({first})"
+        ) from None
     policy.to(device)
     policy.eval()
-    return policy
+    extra = payload.get("extra") or {}
+    return policy, extra if isinstance(extra, dict) else {}
+
+
+def load_policy(directory: str | Path, device: str | torch.device = "cpu") -> Policy:
+    """Rebuild a saved policy on ``device`` (``directory`` holds config.json + model.safetensors)."""
+    return load_checkpoint(directory, device)[0]
 
 
 def resolve_device(device: str) -> torch.device:
