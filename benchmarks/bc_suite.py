@@ -47,7 +47,13 @@ ALGOS = ("bc", "bc-gmm", "bc-rnn", "act")
 
 def train_config(algo: str, args, dataset: Path, out: Path, seed: int) -> TrainConfig:
     common = dict(
-        dataset=dataset, out=out, eval_episodes=0, progress=False, seed=seed, device=args.device
+        dataset=dataset,
+        out=out,
+        eval_episodes=0,
+        progress=False,
+        seed=seed,
+        device=args.device,
+        overwrite=True,
     )
     if algo == "bc":
         return TrainConfig(algo="bc", steps=args.steps_bc, **common)

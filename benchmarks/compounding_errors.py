@@ -82,6 +82,7 @@ def bc_curve(
                     progress=False,
                     seed=seed,
                     bc=bc,
+                    overwrite=True,
                 )
             )
             res = evaluate_policy(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -665,7 +666,9 @@ class DatasetFilter:
 
         unknown = [s for s in self.source if s not in SOURCES]
         if unknown:
-            raise CliError(f"--source {' '.join(unknown)}: unknown; sources are {', '.join(SOURCES)}")
+            raise CliError(
+                f"--source {' '.join(unknown)}: unknown; sources are {', '.join(SOURCES)}"
+            )
         if self.min_length < 0:
             raise CliError(f"--min-length must be >= 0, got {self.min_length}")
         n = filter_file(
@@ -720,7 +723,6 @@ class DatasetConsolidate:
 
     def run(self) -> None:
         from iltk.data import DemoFile, consolidate_file
-
         from iltk.files import WriterLock
 
         with DemoFile(self.file, validate="structure"):
@@ -814,8 +816,14 @@ def main(argv: list[str] | None = None) -> int:
             description=f"iltk {__version__}: imitation learning for robot manipulation in MuJoCo.",
             args=argv,
         )
+    _log_notes_to_stderr()
     try:
         result = cmd.run()
+    except BrokenPipeError:
+        # the reader went away (`iltk dataset info F | head`): stop quietly, as cat does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except (
         CliError,
         DatasetError,
@@ -826,10 +834,30 @@ def main(argv: list[str] | None = None) -> int:
     ) as err:
         print(f"iltk: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        from iltk.files import disk_error
+
+        where = err.filename or "a file"
+        print(f"iltk: error: {disk_error(err, where)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("iltk: interrupted", file=sys.stderr)
         return 130
     return int(result or 0)
+
+
+def _log_notes_to_stderr() -> None:
+    """Warnings of the library (logger "iltk") reach the user as one line each."""
+    import logging
+
+    logger = logging.getLogger("iltk")
+    if not any(getattr(h, "iltk_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.format = lambda r: f"iltk: {r.levelname.lower()}: {r.getMessage()}"  # type: ignore[method-assign]
+        handler.iltk_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
 
 
 if __name__ == "__main__":

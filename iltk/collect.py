@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from tqdm.auto import tqdm
 from iltk.controllers import DartNoise, ExpertController
 from iltk.data import DemoWriter, make_env_args
 from iltk.envs import make_env, make_expert, make_vector_env
+from iltk.files import check_output
 from iltk.rollout import Episode, run_episodes
 
 
@@ -45,29 +47,33 @@ def collect_demos(
     env_kwargs = dict(env_kwargs or {})
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
+    if not (math.isfinite(dart_noise) and dart_noise >= 0):
+        raise ValueError(f"dart_noise must be a finite std >= 0, got {dart_noise}")
+    check_output(out, append=True, what="--out")
     probe = make_env(task, **env_kwargs)
     try:
         make_expert(probe)  # fails, before any file is touched, for envs without an expert
+        model_xml = probe.unwrapped.model_xml()
+        control_freq = probe.unwrapped.control_freq
     finally:
         probe.close()
-    envs = make_vector_env(task, num_envs, **env_kwargs)
-    try:
-        model_xml = envs.call("model_xml")[0]
-        control_freq = envs.call("control_freq")[0]
-    except AttributeError:
-        model_xml, control_freq = "", None
+    # the writer (and its lock) before the envs: a second writer is refused before any work
     writer = DemoWriter(
         out,
         make_env_args(task, env_kwargs, control_freq),
         model_file=model_xml,
         overwrite=overwrite,
     )
+    try:
+        envs = make_vector_env(task, num_envs, **env_kwargs)
+    except BaseException:
+        writer.close()
+        raise
     controller = ExpertController()
     if dart_noise > 0:
         controller = DartNoise(controller, dart_noise, seed=seed)
     source = "dart" if dart_noise > 0 else "scripted"
     saved = attempted = successes = 0
-    futures = []
     bar = tqdm(total=episodes, desc=f"collect {task}", unit="ep", disable=not progress)
 
     def on_episode(ep: Episode):
@@ -77,7 +83,8 @@ def collect_demos(
             return
         if saved >= episodes:
             return
-        futures.append(writer.save(ep, source=source, attrs={"dart_noise": dart_noise}))
+        writer.check()  # a failed save (full disk) stops collection at once
+        writer.save(ep, source=source, attrs={"dart_noise": dart_noise})
         saved += 1
         bar.update(1)
 
@@ -89,8 +96,7 @@ def collect_demos(
             run_episodes(envs, controller, todo, seed=next_seed, on_episode=on_episode)
             attempted += todo
             next_seed += todo
-        for f in futures:
-            f.result()
+        writer.flush()
     finally:
         bar.close()
         envs.close()

@@ -63,6 +63,10 @@ class DartNoise:
 
     def set_covariance(self, cov) -> None:
         cov = np.asarray(cov, dtype=np.float64)
+        if not np.all(np.isfinite(cov)):
+            raise ValueError(f"DART noise must be finite, got {cov.tolist()}")
+        if cov.ndim < 2 and np.any(cov < 0):
+            raise ValueError(f"DART noise std must be >= 0, got {cov.tolist()}")
         if cov.ndim == 0:
             self._chol = None
             self._std = float(cov)

@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> None:
                 eval_every=max(args.steps // 4, 1),
                 eval_episodes=20,
                 seed=0,
+                overwrite=True,
             )
         )
 

@@ -22,6 +22,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterable
@@ -263,9 +264,7 @@ def check_writable_dir(folder: str | os.PathLike, what: str = "--out") -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise OutputError(
-            f"{folder}: is a file, not a folder; choose another {what}"
-        ) from None
+        raise OutputError(f"{folder}: is a file, not a folder; choose another {what}") from None
     except OSError as err:
         raise OutputError(disk_error(err, folder, f"choose another {what}")) from None
     probe = temp_sibling(folder / "probe", "writable")
@@ -322,23 +321,51 @@ def check_output(
     return path
 
 
-def disk_error(err: OSError, path: str | os.PathLike, todo: str = "") -> str:
-    """One line for an OS error while writing ``path``: what happened and what to do."""
-    code = getattr(err, "errno", None)
+def disk_reason(err: BaseException) -> str:
+    """What went wrong in a failed write, in a few words ("the disk is full")."""
+    code = _errno_of(err)
+    strerror = getattr(err, "strerror", None)
     if code in (errno.ENOSPC, errno.EDQUOT):
-        what = "the disk is full"
-        todo = todo or "free some space and run the command again"
-    elif code == errno.EROFS:
-        what = "the location is read-only"
-    elif code in (errno.EACCES, errno.EPERM):
-        what = "permission denied"
-    else:
-        what = err.strerror or str(err)
-    return f"{path}: cannot write: {what}" + (f"; {todo}" if todo else "")
+        custom = strerror and strerror != os.strerror(code)
+        return strerror if custom else "the disk is full"
+    if code == errno.EROFS:
+        return "the location is read-only"
+    if code in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    return strerror or str(err).splitlines()[0]
+
+
+def disk_error(err: BaseException, path: str | os.PathLike, todo: str = "") -> str:
+    """One line for an OS error while writing ``path``: what happened and what to do."""
+    if not todo and _errno_of(err) in (errno.ENOSPC, errno.EDQUOT):
+        todo = "free some space and run the command again"
+    return f"{path}: cannot write: {disk_reason(err)}" + (f"; {todo}" if todo else "")
+
+
+def _errno_of(err: BaseException) -> int | None:
+    """The errno of an OSError, or the one HDF5 names in its message ("errno = 28")."""
+    code = getattr(err, "errno", None)
+    if code is None:
+        match = re.search(r"errno = (\d+)", str(err))
+        code = int(match.group(1)) if match else None
+    return code
+
+
+def ensure_free_space(folder: str | os.PathLike, nbytes: int) -> None:
+    """Raise OSError(ENOSPC) before writing ``nbytes`` into ``folder`` when they cannot fit."""
+    free = shutil.disk_usage(folder).free
+    need = int(nbytes * 1.05) + (1 << 20)
+    if free < need:
+        raise OSError(
+            errno.ENOSPC,
+            f"not enough free space (needs about {need / 2**20:.1f} MiB, "
+            f"{free / 2**20:.1f} MiB free)",
+            str(folder),
+        )
 
 
 def is_disk_error(err: BaseException) -> bool:
-    return isinstance(err, OSError) and getattr(err, "errno", None) in (
+    return isinstance(err, (OSError, RuntimeError)) and _errno_of(err) in (
         errno.ENOSPC,
         errno.EDQUOT,
         errno.EROFS,

@@ -75,6 +75,21 @@ def verify_file(path, demos: list[str] | None = None) -> list[Divergence]:
                     demo, "actions_executed" if "actions_executed" in g else "actions"
                 )
                 states = f.read(demo, "states")
+                if len(executed) == 0:
+                    raise DatasetError(
+                        path,
+                        "has no steps to re-simulate; drop empty episodes with 'iltk dataset "
+                        "filter --min-length 1'",
+                        demo=demo,
+                    )
+                act_dim = int(np.prod(envs.single_action_space.shape))
+                if executed.ndim != 2 or executed.shape[1] != act_dim:
+                    raise DatasetError(
+                        path,
+                        f"has actions of shape {executed.shape} but {env_name} takes {act_dim}",
+                        demo=demo,
+                        key="actions_executed" if "actions_executed" in g else "actions",
+                    )
                 ep = run_episodes(envs, ReplayController(executed), 1, seed=seed)[0]
                 if states.shape[1:] != ep.states.shape[1:]:
                     raise DatasetError(
@@ -90,6 +105,14 @@ def verify_file(path, demos: list[str] | None = None) -> list[Divergence]:
                 obs_err = 0.0
                 for key in f.obs_keys(demo):
                     rec = f.read(demo, f"obs/{key}")
+                    if key in ep.obs and rec.shape[1:] != ep.obs[key].shape[1:]:
+                        raise DatasetError(
+                            path,
+                            f"has per-step shape {rec.shape[1:]} but {env_name} observes "
+                            f"{ep.obs[key].shape[1:]} with the file's settings",
+                            demo=demo,
+                            key=f"obs/{key}",
+                        )
                     if key in ep.obs:
                         diff = np.abs(ep.obs[key][:n].astype(np.float64) - rec[:n])
                         obs_err = max(obs_err, float(diff.max()) if n else 0.0)

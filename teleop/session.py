@@ -404,6 +404,7 @@ class TeleopSession:
             "--eval-episodes",
             "0",
             "--no-progress",
+            "--overwrite",
             "--device",
             "cpu",
             "--uncorrected-weight",

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,14 @@ from iltk.data.dataset import DemoDataset
 from iltk.data.format import DatasetError
 from iltk.envs import make_env, make_vector_env
 from iltk.evaluate import evaluate_policy
+from iltk.files import (
+    OutputError,
+    atomic_write_text,
+    check_output,
+    disk_error,
+    is_disk_error,
+    recover_dir,
+)
 from iltk.policies import Policy, build_config, load_policy, make_policy, resolve_device
 from iltk.policies.act import ACTConfig
 from iltk.policies.bc import BCConfig, BCRNNConfig
@@ -90,6 +99,8 @@ class TrainConfig:
     """Steps between log lines."""
     resume: bool = False
     """Continue from OUT/last when it exists."""
+    overwrite: bool = False
+    """Start afresh in an OUT that holds an earlier run (its checkpoints and logs are deleted)."""
     progress: bool = True
     """Show a progress bar."""
     bc: BCConfig = field(default_factory=BCConfig)
@@ -107,6 +118,20 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1")
         if not 0.0 <= self.valid_fraction < 1.0:
             raise ValueError("valid_fraction must be in [0, 1)")
+        if self.lr is not None and not (math.isfinite(self.lr) and 0 < self.lr <= 1):
+            raise ValueError(f"lr must be in (0, 1], got {self.lr}")
+        for name in ("warmup_steps", "eval_every", "eval_episodes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("eval_envs", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("weight_decay", "grad_clip", "intervention_weight", "uncorrected_weight"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if self.resume and self.overwrite:
+            raise ValueError("resume and overwrite exclude each other: pick one")
 
     def policy_config(self):
         return {"bc": self.bc, "bc-rnn": self.bc_rnn, "act": self.act}[self.algo]
@@ -207,6 +232,7 @@ class Trainer:
         if self.task:
             state_dim, action_dim, low, high = env_shapes(self.task, self.env_kwargs)
             self.ds.check_compatible(state_dim, action_dim, self.task)
+            self.ds.check_action_bounds(low, high, self.task)
         if policy is None and cfg.init is not None:
             policy = load_policy(cfg.init, self.device)
         if policy is None:
@@ -335,11 +361,15 @@ def _save_plots(out: Path, history: dict) -> list[Path]:
 def train(cfg: TrainConfig) -> dict:
     """Run a whole training job; returns the results dict (also in OUT/results.json)."""
     out = cfg.out
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_run_folder(out, resume=cfg.resume, overwrite=cfg.overwrite)
     resume_dir = out / "last"
     policy = None
-    if cfg.resume and (resume_dir / "train_state.pt").exists():
-        policy = load_policy(resume_dir, resolve_device(cfg.device))
+    if cfg.resume:
+        recover_dir(resume_dir)
+        if (resume_dir / "train_state.pt").exists():
+            policy = load_policy(resume_dir, resolve_device(cfg.device))
+        else:
+            print(f"note: {out} holds no checkpoint to resume from; training from step 0")
     trainer = Trainer(cfg, policy)
     if policy is not None:
         state = torch.load(
@@ -358,7 +388,7 @@ def train(cfg: TrainConfig) -> dict:
     resolved = dataclasses.asdict(cfg)
     resolved["policy_config"] = dataclasses.asdict(trainer.policy.config)
     resolved["task_resolved"] = trainer.task
-    (out / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
+    atomic_write_text(out / "config.json", json.dumps(resolved, indent=2, default=str))
 
     from torch.utils.tensorboard import SummaryWriter
 
@@ -389,18 +419,6 @@ def train(cfg: TrainConfig) -> dict:
             "env_kwargs": trainer.env_kwargs,
             "dataset": str(cfg.dataset),
         }
-        trainer.policy.save(out / "last", extra)
-        torch.save(
-            {
-                "optimizer": trainer.opt.state_dict(),
-                "scheduler": trainer.sched.state_dict(),
-                "step": trainer.step,
-                "history": trainer.history,
-                "best_score": trainer.best_score,
-                "generator": trainer.gen.get_state(),
-            },
-            out / "last" / "train_state.pt",
-        )
         if row is not None:
             score = row.get("success_rate")
             if score is None:
@@ -412,6 +430,19 @@ def train(cfg: TrainConfig) -> dict:
             if score >= trainer.best_score:
                 trainer.best_score = score
                 trainer.policy.save(out / "best", {**extra, "score": score})
+        # last/ (weights, config and optimizer state of one step) is swapped in as a whole,
+        # after best/: a kill at any moment leaves a complete checkpoint to --resume from
+        state = {
+            "optimizer": trainer.opt.state_dict(),
+            "scheduler": trainer.sched.state_dict(),
+            "step": trainer.step,
+            "history": trainer.history,
+            "best_score": trainer.best_score,
+            "generator": trainer.gen.get_state(),
+        }
+        trainer.policy.save(
+            out / "last", extra, {"train_state.pt": lambda path: torch.save(state, path)}
+        )
 
     def do_eval():
         row = trainer.evaluate()
@@ -458,6 +489,17 @@ def train(cfg: TrainConfig) -> dict:
             if cfg.eval_every and trainer.step % cfg.eval_every == 0 and trainer.step < cfg.steps:
                 last_eval = do_eval()
         last_eval = do_eval()
+    except OSError as err:
+        if not is_disk_error(err):
+            raise
+        raise OutputError(
+            disk_error(
+                err,
+                out,
+                f"the checkpoint in {out / 'last'} is the last complete one (step "
+                f"{_checkpoint_step(out / 'last')}); fix the cause and run again with --resume",
+            )
+        ) from None
     finally:
         bar.close()
         tb.close()
@@ -474,8 +516,36 @@ def train(cfg: TrainConfig) -> dict:
         "plots": [str(p) for p in plots],
         "device": str(trainer.device),
     }
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    atomic_write_text(out / "results.json", json.dumps(results, indent=2, default=str))
     return results
+
+
+RUN_OUTPUTS = ("config.json", "last", "best", "metrics.csv", "results.json", "tb", "plots")
+
+
+def prepare_run_folder(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """Check the run folder before any work: refuse to mix a new run into an old one."""
+    check_output(out, kind="folder", append=True, what="--out")
+    earlier = [name for name in RUN_OUTPUTS if (out / name).exists()]
+    if earlier and not (resume or overwrite):
+        raise OutputError(
+            f"{out}: holds an earlier run ({', '.join(earlier)}); pass --resume to continue "
+            "it, --overwrite to start afresh (deleting it), or choose another --out"
+        )
+    if overwrite:
+        for name in earlier:
+            path = out / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+
+def _checkpoint_step(folder: Path) -> str:
+    try:
+        return str(json.loads((folder / "config.json").read_text())["extra"]["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "none yet"
 
 
 __all__ = ["ALGOS", "TrainConfig", "Trainer", "train", "get_batch", "DatasetError"]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -15,8 +17,9 @@ from tqdm.auto import tqdm
 
 from iltk.algos.bc import TrainConfig, Trainer
 from iltk.data import DemoWriter, make_env_args
-from iltk.envs import make_vector_env
+from iltk.envs import TASK_IDS, make_vector_env
 from iltk.evaluate import evaluate_policy
+from iltk.files import OutputError, WriterLock, atomic_write_text, check_output
 from iltk.policies import Policy, PolicyRunner
 from iltk.policies.act import ACTConfig
 from iltk.policies.bc import BCConfig, BCRNNConfig
@@ -72,6 +75,8 @@ class RoundConfig:
     """Policy trained each round: bc, bc-rnn or act."""
     learner: LearnerSettings = field(default_factory=LearnerSettings)
     """How the policy is trained each round."""
+    overwrite: bool = False
+    """Start afresh in an OUT that holds an earlier run (its data and checkpoints are deleted)."""
 
     def __post_init__(self):
         if self.rounds < 0 or self.episodes_per_round < 1 or self.initial_demos < 1:
@@ -150,18 +155,19 @@ class RoundLog:
         self.out = out
         self.rows: list[dict] = []
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(
-            json.dumps(dataclasses.asdict(config), indent=2, default=str)
+        atomic_write_text(
+            out / "config.json", json.dumps(dataclasses.asdict(config), indent=2, default=str)
         )
 
     def add(self, row: dict) -> None:
         self.rows.append(row)
-        (self.out / "rounds.json").write_text(json.dumps(self.rows, indent=2))
-        with (self.out / "rounds.csv").open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(self.rows[-1]))
-            w.writeheader()
-            for r in self.rows:
-                w.writerow({k: r.get(k) for k in self.rows[-1]})
+        atomic_write_text(self.out / "rounds.json", json.dumps(self.rows, indent=2))
+        text = io.StringIO()
+        w = csv.DictWriter(text, fieldnames=list(self.rows[-1]))
+        w.writeheader()
+        for r in self.rows:
+            w.writerow({k: r.get(k) for k in self.rows[-1]})
+        atomic_write_text(self.out / "rounds.csv", text.getvalue())
 
     def plot(self, title: str) -> Path:
         import matplotlib
@@ -192,6 +198,52 @@ class RoundLog:
         return path
 
 
+ROUND_OUTPUTS = (
+    "config.json",
+    "data.hdf5",
+    "data.hdf5.episodes",
+    "rounds.json",
+    "rounds.csv",
+    "success_vs_labels.png",
+    "policy",
+)
+
+
+def prepare_round_folder(out: Path, *, overwrite: bool) -> None:
+    """Refuse, before any work, to run into a folder holding an earlier run's data."""
+    check_output(out, kind="folder", append=True, what="--out")
+    earlier = [p for p in out.iterdir() if p.name in ROUND_OUTPUTS or p.name.startswith("round_")]
+    if earlier and not overwrite:
+        names = ", ".join(sorted(p.name for p in earlier)[:4]) + (
+            ", ..." if len(earlier) > 4 else ""
+        )
+        raise OutputError(
+            f"{out}: holds an earlier run ({names}); pass --overwrite to start afresh "
+            "(deleting it) or choose another --out"
+        )
+    WriterLock(out / "data.hdf5").acquire().release()  # a live run there: refuse, delete nothing
+    for path in earlier:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def check_supervised_task(task: str, env_kwargs: dict) -> None:
+    """Interactive rounds need a scripted supervisor: say so plainly for other ids."""
+    from iltk.envs import is_iltk_task, make_env
+
+    env = make_env(task, **env_kwargs)
+    try:
+        if not is_iltk_task(env):
+            raise OutputError(
+                f"{task} has no scripted expert; dagger and dart need an iltk task as supervisor "
+                f"({', '.join(TASK_IDS)}), or a person at the gamepad: 'iltk correct'"
+            )
+    finally:
+        env.close()
+
+
 class RoundRunner:
     """What every interactive round shares: the collection and evaluation envs, the
     aggregate episode file (``OUT/data.hdf5``), checkpoints and the per-round log."""
@@ -201,6 +253,8 @@ class RoundRunner:
     def __init__(self, config: RoundConfig):
         task, out = config.task, config.out
         self.task, self.out, self.env_kwargs = task, out, config.env_kwargs
+        check_supervised_task(task, self.env_kwargs)
+        prepare_round_folder(out, overwrite=config.overwrite)
         self.log = RoundLog(out, config)
         self.envs = make_vector_env(task, config.num_envs, **self.env_kwargs)
         self.eval_envs = make_vector_env(task, config.num_envs, **self.env_kwargs)

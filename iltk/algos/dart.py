@@ -21,6 +21,7 @@ fifths of the round-0 demonstrations and measured on the remaining fifth.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,8 +49,13 @@ class DartConfig(RoundConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.init_noise < 0 or self.scale <= 0 or self.max_std <= 0:
-            raise ValueError("need init_noise >= 0, scale > 0 and max_std > 0")
+        for name, low in (("init_noise", 0.0), ("scale", 0.0), ("max_std", 0.0)):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < low or (name != "init_noise" and value == 0):
+                raise ValueError(
+                    f"{name} must be a finite number {'>= 0' if name == 'init_noise' else '> 0'}"
+                    f", got {value}"
+                )
 
 
 def estimate_covariance(errors: np.ndarray, scale: float = 1.0, max_std: float = 1.0) -> np.ndarray:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from iltk.data.format import DatasetError
-from iltk.data.reader import DemoFile, check_finite
+from iltk.data.reader import DemoFile, check_finite, check_magnitude
 
 
 @dataclass
@@ -69,7 +69,9 @@ def split_demos(
         return list(demos)
     if split in masks and valid_fraction <= 0:
         wanted = set(masks[split])
-        return [d for d in demos if d in wanted]
+        return [
+            d for d in demos if d in wanted
+        ]  # names missing from the file: checked by the caller
     if valid_fraction <= 0:
         return list(demos) if split == "train" else []
     order = np.random.default_rng(seed).permutation(len(demos))
@@ -122,6 +124,15 @@ class DemoDataset:
                 if demos is not None
                 else split_demos(f.demos, f.masks, split, valid_fraction, seed)
             )
+            if demos is None and split in f.masks and valid_fraction <= 0:
+                absent = [d for d in f.masks[split] if d not in f.demos]
+                if absent:
+                    shown = ", ".join(absent[:5]) + (" ..." if len(absent) > 5 else "")
+                    raise DatasetError(
+                        self.path,
+                        f"mask/{split} names {len(absent)} demos the file does not hold "
+                        f"({shown}); rewrite the masks with 'iltk dataset split'",
+                    )
             missing = [d for d in chosen if d not in f.demos]
             if missing:
                 raise DatasetError(self.path, f"has no demos {missing}")
@@ -150,7 +161,16 @@ class DemoDataset:
                         demo=demo,
                         key="actions",
                     )
+                if len(a) == 0:
+                    raise DatasetError(
+                        self.path,
+                        "has no steps; drop empty episodes with 'iltk dataset filter "
+                        "--min-length 1'",
+                        demo=demo,
+                        key="actions",
+                    )
                 check_finite(self.path, demo, "actions", a)
+                check_magnitude(self.path, demo, "actions", a)
                 a = a.astype(np.float32, copy=False)
                 for key in self.obs_keys:
                     arr = f.read(demo, f"obs/{key}")
@@ -163,6 +183,16 @@ class DemoDataset:
                             key=f"obs/{key}",
                         )
                     check_finite(self.path, demo, f"obs/{key}", arr)
+                    check_magnitude(self.path, demo, f"obs/{key}", arr)
+                    if per_key[key] and arr.shape[1:] != per_key[key][0].shape[1:]:
+                        raise DatasetError(
+                            self.path,
+                            f"has per-step shape {arr.shape[1:]} but {chosen[0]} has "
+                            f"{per_key[key][0].shape[1:]}: the demos were recorded with "
+                            "different observations",
+                            demo=demo,
+                            key=f"obs/{key}",
+                        )
                     per_key[key].append(arr)
                 actions.append(a)
                 g = f.group(demo)
@@ -177,9 +207,14 @@ class DemoDataset:
             k for k in self.obs_keys if per_key[k][0].dtype == np.uint8 and per_key[k][0].ndim == 4
         ]
         self.lowdim_keys = [k for k in self.obs_keys if k not in self.image_keys]
-        action_dims = {a.shape[1] for a in actions}
-        if len(action_dims) != 1:
-            raise DatasetError(self.path, f"demos disagree on the action size: {action_dims}")
+        for demo, a in zip(chosen, actions):
+            if a.shape[1] != actions[0].shape[1]:
+                raise DatasetError(
+                    self.path,
+                    f"has {a.shape[1]} action dims but {chosen[0]} has {actions[0].shape[1]}",
+                    demo=demo,
+                    key="actions",
+                )
         state_np = (
             np.concatenate(
                 [np.concatenate(per_key[k]).reshape(sum(lengths), -1) for k in self.lowdim_keys],
@@ -284,6 +319,30 @@ class DemoDataset:
             "pad": pad,
             "weights": self.weights[idx],
         }
+
+    def check_action_bounds(self, low, high, what: str, slack: float = 0.1) -> None:
+        """Raise when labels lie outside ``[low, high]`` by more than ``slack`` of the range:
+        labels in other units (or corrupt ones) would train a policy that only saturates."""
+        low = torch.as_tensor(np.asarray(low, np.float32), device=self.device)
+        high = torch.as_tensor(np.asarray(high, np.float32), device=self.device)
+        if low.numel() != self.action_dim or not bool(
+            torch.isfinite(low).all() & torch.isfinite(high).all()
+        ):
+            return
+        margin = slack * (high - low)
+        excess = torch.maximum(low - margin - self.actions, self.actions - high - margin)
+        if bool((excess > 0).any()):
+            flat = int(torch.argmax(excess.max(1).values))
+            ep = int(self.step_episode[flat])
+            step = flat - int(self.ep_start[ep])
+            raise DatasetError(
+                self.path,
+                f"labels lie outside the action space of {what} ([{low.min().item():g}, "
+                f"{high.max().item():g}]), e.g. {self.actions[flat].tolist()} at step {step}; "
+                "the labels are in other units or corrupt",
+                demo=self.demos[ep],
+                key="actions",
+            )
 
     def check_compatible(self, obs_dim: int | None, action_dim: int | None, what: str) -> None:
         """Raise a clear error when the dataset's shapes do not match an env or a policy."""

@@ -7,6 +7,7 @@ demo and the key, never as a traceback from inside h5py.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 from iltk.data.format import DatasetError, sorted_demos
 
 PER_STEP_SKIP = ("obs", "next_obs")
+log = logging.getLogger("iltk")
 
 
 class DemoFile:
@@ -71,6 +73,15 @@ class DemoFile:
         except (TypeError, json.JSONDecodeError):
             raise DatasetError(self.path, "data.attrs['env_args'] is not valid JSON") from None
         self.demos = sorted_demos(self.data.keys())
+        self.ignored = sorted(n for n in self.data.keys() if n not in self.demos)
+        if self.ignored:
+            log.warning(
+                "%s: ignoring %s in /data: episode groups must be named demo_<N> "
+                "(rename them to include them)",
+                self.path,
+                ", ".join(repr(n) for n in self.ignored[:5])
+                + (f" and {len(self.ignored) - 5} more" if len(self.ignored) > 5 else ""),
+            )
         self.masks: dict[str, list[str]] = {}
         if "mask" in self.h5:
             for name, ds in self.h5["mask"].items():
@@ -210,6 +221,8 @@ class DemoFile:
                                 demo=demo,
                                 key=key,
                             )
+                        if key == "actions":
+                            check_magnitude(self.path, demo, key, arr)
 
     # -------------------------------------------------------------- summaries
     def summary(self) -> dict[str, Any]:
@@ -263,6 +276,22 @@ def check_finite(path, demo: str, key: str, arr: np.ndarray) -> None:
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         bad = int(np.argwhere(~np.isfinite(arr))[0][0])
         raise DatasetError(path, f"holds NaN or inf (first at step {bad})", demo=demo, key=key)
+
+
+MAX_MAGNITUDE = 1e6  # beyond any physical action or state in sensible units
+
+
+def check_magnitude(path, demo: str, key: str, arr: np.ndarray) -> None:
+    """Raise DatasetError for absurd values (|x| > 1e6): corrupt data or wrong units."""
+    if arr.dtype.kind == "f" and arr.size and float(np.abs(arr).max()) > MAX_MAGNITUDE:
+        bad = int(np.argwhere(np.abs(arr) > MAX_MAGNITUDE)[0][0])
+        raise DatasetError(
+            path,
+            f"holds absurd values (|x| up to {float(np.abs(arr).max()):.3g} > {MAX_MAGNITUDE:g}, "
+            f"first at step {bad}): corrupt data or wrong units",
+            demo=demo,
+            key=key,
+        )
 
 
 def _attr(value: Any) -> Any:

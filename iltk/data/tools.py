@@ -16,10 +16,18 @@ import numpy as np
 from iltk.data.format import DatasetError, dumps, settings_differences
 from iltk.data.reader import DemoFile
 from iltk.data.writer import consolidate_file
-from iltk.files import WriterLock, atomic_write, check_output, disk_error
+from iltk.files import (
+    WriterLock,
+    atomic_write,
+    check_output,
+    disk_error,
+    ensure_free_space,
+    is_disk_error,
+)
 
 
-def _write_atomically(out: Path, build: Callable[[h5py.File], None]) -> None:
+def _write_atomically(out: Path, build: Callable[[h5py.File], None], size_hint: int = 0) -> None:
+    """Write ``out`` through a temporary file, after checking ``size_hint`` bytes fit."""
     out.parent.mkdir(parents=True, exist_ok=True)
 
     def write(tmp: Path) -> None:
@@ -27,8 +35,11 @@ def _write_atomically(out: Path, build: Callable[[h5py.File], None]) -> None:
             build(f)
 
     try:
+        ensure_free_space(out.parent, size_hint)
         atomic_write(out, write)
-    except OSError as err:
+    except (OSError, RuntimeError) as err:
+        if not is_disk_error(err):
+            raise
         raise DatasetError(out, disk_error(err, out.parent).split(": ", 1)[-1]) from None
 
 
@@ -54,8 +65,19 @@ def copy_demos(
         for mask, members in (masks or {}).items():
             f.create_dataset(f"mask/{mask}", data=np.array(members, dtype="S"))
 
-    _write_atomically(out, build)
+    size = sum(
+        int(np.prod(ds.shape)) * ds.dtype.itemsize
+        for src, demo in sources
+        for ds in _datasets(src.group(demo))
+    )
+    _write_atomically(out, build, size)
     return names
+
+
+def _datasets(group: h5py.Group) -> list[h5py.Dataset]:
+    out: list[h5py.Dataset] = []
+    group.visititems(lambda _n, obj: out.append(obj) if isinstance(obj, h5py.Dataset) else None)
+    return out
 
 
 def merge_files(inputs: list[str | Path], out: str | Path, *, overwrite: bool = False) -> int:
@@ -68,8 +90,9 @@ def merge_files(inputs: list[str | Path], out: str | Path, *, overwrite: bool = 
         key = str(p.resolve())
         if key in seen:
             raise DatasetError(
-                p, "is given twice; merging it twice would duplicate its episodes (pass each "
-                "file once)"
+                p,
+                "is given twice; merging it twice would duplicate its episodes (pass each "
+                "file once)",
             )
         seen[key] = p
     check_output(out, overwrite=overwrite, inputs=inputs, what="OUT")
@@ -159,6 +182,7 @@ def _split_locked(path: Path, valid_fraction: float, seed: int) -> dict[str, lis
                 dst.create_dataset(f"mask/{mask}", data=np.array(members, dtype="S"))
             dst["data"].attrs["split"] = dumps({"valid_fraction": valid_fraction, "seed": seed})
 
-        _write_atomically(path.with_name(path.name + ".split"), build)
+        size = sum(int(np.prod(ds.shape)) * ds.dtype.itemsize for ds in _datasets(f.data))
+        _write_atomically(path.with_name(path.name + ".split"), build, size)
     os.replace(path.with_name(path.name + ".split"), path)
     return {"train": train, "valid": valid}

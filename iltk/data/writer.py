@@ -48,7 +48,15 @@ from iltk.data.format import (
     settings_differences,
     sorted_demos,
 )
-from iltk.files import WriterLock, disk_error, fsync_dir, fsync_file, is_disk_error
+from iltk.files import (
+    WriterLock,
+    disk_error,
+    disk_reason,
+    ensure_free_space,
+    fsync_dir,
+    fsync_file,
+    is_disk_error,
+)
 
 
 @dataclass
@@ -67,6 +75,37 @@ class WriterTimings:
 
     submit_s: list[float] = field(default_factory=list)
     save_s: list[float] = field(default_factory=list)
+
+
+def hdf5_image(build: Any) -> tuple[bytes, Any]:
+    """Build an HDF5 file in memory with ``build(file)``; returns (its bytes, build's result).
+
+    Shards and indexes are built in memory and written with plain ``os.write``: HDF5 never
+    writes to the disk itself, so a full disk is one clean ``OSError(ENOSPC)`` on our
+    side, never an HDF5 library in a half-flushed state (which printed errors from its
+    destructors and crashed the process at exit).
+    """
+    with h5py.File(f"iltk-{uuid.uuid4().hex}.hdf5", "w", driver="core", backing_store=False) as f:
+        result = build(f)
+        f.flush()
+        return f.id.get_file_image(), result
+
+
+def write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write ``data`` to a new file (fsynced when ``durable``); partial files are removed."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if durable:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    os.close(fd)
 
 
 def write_episode_group(group: h5py.Group, episode: Any, attrs: dict[str, Any]) -> int:
@@ -246,11 +285,11 @@ class DemoWriter:
             return
         if isinstance(err, DatasetError):
             raise err
-        reason = disk_error(err, self.path) if isinstance(err, OSError) else f"{self.path}: {err}"
         raise DatasetError(
             self.path,
-            f"saving an episode failed ({reason.split(': ', 1)[-1]}); the {self.saved} episodes "
-            f"saved before are safe in {self.path.name}; fix the cause and run again to append",
+            f"saving an episode failed: {disk_reason(err)}; the {self.saved} episodes saved "
+            f"before it are safe in {self.path.name}; fix that and run the same command again "
+            "to add more (numbering continues)",
         ) from None
 
     def set_masks(self, masks: dict[str, list[str]]) -> None:
@@ -276,7 +315,7 @@ class DemoWriter:
                 except OSError as err:
                     raise DatasetError(
                         self.path,
-                        f"{disk_error(err, self.path).split(': ', 1)[-1]} while folding the "
+                        f"{disk_reason(err)} while folding the "
                         f"shards into one file; all {self.num_demos} episodes are safe in "
                         f"{self.path.name} and {self.shard_dir.name}/; run 'iltk dataset "
                         "consolidate' once the cause is fixed",
@@ -302,10 +341,10 @@ class DemoWriter:
         shard = self.shard_dir / f"{name}.hdf5"
         tmp = shard.with_suffix(f".tmp{uuid.uuid4().hex[:8]}")
         try:
-            with h5py.File(tmp, "w") as f:
-                n = write_episode_group(f.create_group(f"data/{name}"), episode, attrs)
-            if self.durable:
-                fsync_file(tmp)
+            image, n = hdf5_image(
+                lambda f: write_episode_group(f.create_group(f"data/{name}"), episode, attrs)
+            )
+            write_bytes(tmp, image, self.durable)
             os.replace(tmp, shard)
             if self.durable:
                 fsync_dir(self.shard_dir)
@@ -331,9 +370,8 @@ class DemoWriter:
         tmp = self.path.with_name(f".{self.path.name}.tmp{uuid.uuid4().hex[:8]}")
         entries = sorted(self._entries, key=lambda e: demo_index(e.name))
         try:
-            self._build_index(tmp, entries)
-            if self.durable:
-                fsync_file(tmp)
+            image, _ = hdf5_image(lambda f: self._build_index(f, entries))
+            write_bytes(tmp, image, self.durable)
             os.replace(tmp, self.path)
         finally:
             with contextlib.suppress(OSError):
@@ -341,18 +379,17 @@ class DemoWriter:
         if self.durable:
             fsync_dir(self.path.parent)
 
-    def _build_index(self, tmp: Path, entries: list[_Entry]) -> None:
-        with h5py.File(tmp, "w") as f:
-            data = f.create_group("data")
-            for e in entries:
-                data[e.name] = h5py.ExternalLink(e.file, e.group)
-            data.attrs["total"] = int(sum(e.num_samples for e in entries))
-            data.attrs["env_args"] = dumps(self.env_args)
-            data.attrs["format_version"] = FORMAT_VERSION
-            data.attrs["iltk_version"] = self.iltk_version
-            data.attrs["created"] = self._created
-            for mask, names in self._masks.items():
-                f.create_dataset(f"mask/{mask}", data=np.array(names, dtype="S"))
+    def _build_index(self, f: h5py.File, entries: list[_Entry]) -> None:
+        data = f.create_group("data")
+        for e in entries:
+            data[e.name] = h5py.ExternalLink(e.file, e.group)
+        data.attrs["total"] = int(sum(e.num_samples for e in entries))
+        data.attrs["env_args"] = dumps(self.env_args)
+        data.attrs["format_version"] = FORMAT_VERSION
+        data.attrs["iltk_version"] = self.iltk_version
+        data.attrs["created"] = self._created
+        for mask, names in self._masks.items():
+            f.create_dataset(f"mask/{mask}", data=np.array(names, dtype="S"))
 
     def _check_same_settings(self, old: dict[str, Any]) -> None:
         """Refuse to append episodes made under other env settings.
@@ -413,7 +450,12 @@ class DemoWriter:
 
 
 def consolidate_file(path: str | os.PathLike, durable: bool = True) -> None:
-    """Fold an index file and its shards into one self-contained file, atomically."""
+    """Fold an index file and its shards into one self-contained file, atomically.
+
+    The free space is checked first: HDF5 that runs out of disk mid-copy leaves the library
+    in a broken state, so a copy that cannot fit is refused before it starts (the index and
+    its shards stay a valid dataset).
+    """
     path = Path(path)
     shard_dir = path.with_name(path.name + ".episodes")
     with h5py.File(path, "r") as src:
@@ -421,18 +463,26 @@ def consolidate_file(path: str | os.PathLike, durable: bool = True) -> None:
             isinstance(src["data"].get(n, getlink=True), h5py.ExternalLink) for n in src["data"]
         )
         if has_links:
+            size = (
+                sum(f.stat().st_size for f in shard_dir.glob("*.hdf5")) if shard_dir.is_dir() else 0
+            )
+            ensure_free_space(path.parent, size)
             tmp = path.with_name(f".{path.name}.tmp{uuid.uuid4().hex[:8]}")
-            with h5py.File(tmp, "w") as dst:
-                data = dst.create_group("data")
-                for k, v in src["data"].attrs.items():
-                    data.attrs[k] = v
-                for name in sorted_demos(src["data"]):
-                    src.copy(src["data"][name], data, name=name)
-                if "mask" in src:
-                    src.copy(src["mask"], dst, name="mask")
-            if durable:
-                fsync_file(tmp)
-            os.replace(tmp, path)
+            try:
+                with h5py.File(tmp, "w") as dst:
+                    data = dst.create_group("data")
+                    for k, v in src["data"].attrs.items():
+                        data.attrs[k] = v
+                    for name in sorted_demos(src["data"]):
+                        src.copy(src["data"][name], data, name=name)
+                    if "mask" in src:
+                        src.copy(src["mask"], dst, name="mask")
+                if durable:
+                    fsync_file(tmp)
+                os.replace(tmp, path)
+            finally:
+                with contextlib.suppress(OSError):
+                    tmp.unlink(missing_ok=True)
             if durable:
                 fsync_dir(path.parent)
     shutil.rmtree(shard_dir, ignore_errors=True)

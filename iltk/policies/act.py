@@ -61,6 +61,13 @@ class ACTConfig(PolicyConfig):
             raise ValueError("chunk_size must be >= 1")
         if not 1 <= self.n_action_steps <= self.chunk_size:
             raise ValueError("n_action_steps must be in [1, chunk_size]")
+        for name in ("d_model", "n_heads", "enc_layers", "dec_layers", "dim_feedforward"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.use_vae and self.latent_dim < 1:
+            raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.d_model % self.n_heads:
             raise ValueError("d_model must be divisible by n_heads")
 

@@ -7,6 +7,7 @@ Offline Human Demonstrations", robomimic) for BC-RNN and the GMM head, whose def
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -43,6 +44,10 @@ class HeadConfig(PolicyConfig):
             raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
         if self.gmm_modes < 1:
             raise ValueError("gmm_modes must be >= 1")
+        if not (math.isfinite(self.gmm_min_std) and self.gmm_min_std > 0):
+            raise ValueError(f"gmm_min_std must be > 0, got {self.gmm_min_std}")
+        if self.loss not in ("mse", "l1"):
+            raise ValueError(f"loss must be mse or l1, got {self.loss!r}")
 
 
 @dataclass
@@ -53,6 +58,13 @@ class BCConfig(HeadConfig):
     """Hidden layer sizes of the MLP."""
     dropout: float = 0.0
     """Dropout after each hidden layer."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"hidden layer sizes must be >= 1, got {self.hidden}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
 @register_policy("bc")
@@ -114,6 +126,10 @@ class BCRNNConfig(HeadConfig):
             raise ValueError(f"rnn_type must be lstm or gru, got {self.rnn_type!r}")
         if self.seq_len < 1:
             raise ValueError("seq_len must be >= 1")
+        if self.rnn_hidden < 1 or self.rnn_layers < 1:
+            raise ValueError(
+                f"rnn_hidden and rnn_layers must be >= 1, got {self.rnn_hidden}, {self.rnn_layers}"
+            )
         if self.hidden_reset_every is not None and self.hidden_reset_every < 0:
             raise ValueError("hidden_reset_every must be >= 0")
 
