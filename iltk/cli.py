@@ -723,10 +723,11 @@ class DatasetConsolidate:
 
     def run(self) -> None:
         from iltk.data import DemoFile, consolidate_file
-        from iltk.files import WriterLock
+        from iltk.files import WriterLock, check_output
 
         with DemoFile(self.file, validate="structure"):
             pass
+        check_output(self.file, append=True, what="FILE")
         with WriterLock(self.file, "writing"):
             consolidate_file(self.file)
         print(f"{self.file}: consolidated")
@@ -850,10 +851,16 @@ def _log_notes_to_stderr() -> None:
     """Warnings of the library (logger "iltk") reach the user as one line each."""
     import logging
 
+    class StderrLines(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            # the stream of the moment (tests swap sys.stderr between calls)
+            print(f"iltk: {record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
+
     logger = logging.getLogger("iltk")
-    if not any(getattr(h, "iltk_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.format = lambda r: f"iltk: {r.levelname.lower()}: {r.getMessage()}"  # type: ignore[method-assign]
+    if not any(
+        isinstance(h, StderrLines) or getattr(h, "iltk_cli", False) for h in logger.handlers
+    ):
+        handler = StderrLines()
         handler.iltk_cli = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)

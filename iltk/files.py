@@ -88,6 +88,23 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], durable
     return path
 
 
+def write_bytes(path: str | os.PathLike, data: bytes, durable: bool = True) -> None:
+    """Write ``data`` to a new file (fsynced when ``durable``); partial files are removed."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if durable:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    os.close(fd)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str, durable: bool = True) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text), durable)
 

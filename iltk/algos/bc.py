@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
 import random
@@ -29,6 +30,7 @@ from tqdm.auto import tqdm
 
 from iltk.data.dataset import DemoDataset
 from iltk.data.format import DatasetError
+from iltk.data.reader import DemoFile
 from iltk.envs import make_env, make_vector_env
 from iltk.evaluate import evaluate_policy
 from iltk.files import (
@@ -81,7 +83,8 @@ class TrainConfig:
     obs_keys: list[str] = field(default_factory=list)
     """Observation keys to train on (default: all in the file)."""
     valid_fraction: float = 0.0
-    """Hold out this fraction of demos (default: the file's mask/valid when present)."""
+    """Hold out this fraction of demos (0: train on the file's mask/train and validate on its
+    mask/valid when it has them, e.g. after `iltk dataset split`; else train on every demo)."""
     intervention_weight: float = 1.0
     """Weight of steps flagged as human interventions (IWR-style; 1 = uniform)."""
     uncorrected_weight: float = 1.0
@@ -190,7 +193,11 @@ class Trainer:
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
-        split = "train" if cfg.valid_fraction > 0 else "all"
+        # held-out demos: --valid-fraction, else the file's own mask/valid (as documented)
+        with DemoFile(cfg.dataset, validate="none") as f:
+            file_masks = set(f.masks)
+        use_masks = cfg.valid_fraction == 0 and {"train", "valid"} <= file_masks
+        split = "train" if cfg.valid_fraction > 0 or use_masks or "train" in file_masks else "all"
         self.ds = DemoDataset(
             cfg.dataset,
             obs_keys=cfg.obs_keys or None,
@@ -202,7 +209,7 @@ class Trainer:
             uncorrected_weight=cfg.uncorrected_weight,
         )
         self.valid_ds = None
-        if cfg.valid_fraction > 0:
+        if cfg.valid_fraction > 0 or use_masks:
             self.valid_ds = DemoDataset(
                 cfg.dataset,
                 obs_keys=cfg.obs_keys or None,
@@ -395,6 +402,8 @@ def train(cfg: TrainConfig) -> dict:
     tb = SummaryWriter(str(out / "tb"))
     csv_path = out / "metrics.csv"
     new_csv = not csv_path.exists() or not cfg.resume
+    if not new_csv:
+        _drop_rows_after(csv_path, trainer.step)  # logged after the checkpoint resumed from
     csv_file = csv_path.open("w" if new_csv else "a", newline="")
     fields = [
         "step",
@@ -440,9 +449,9 @@ def train(cfg: TrainConfig) -> dict:
             "best_score": trainer.best_score,
             "generator": trainer.gen.get_state(),
         }
-        trainer.policy.save(
-            out / "last", extra, {"train_state.pt": lambda path: torch.save(state, path)}
-        )
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        trainer.policy.save(out / "last", extra, {"train_state.pt": buffer.getvalue()})
 
     def do_eval():
         row = trainer.evaluate()
@@ -489,17 +498,17 @@ def train(cfg: TrainConfig) -> dict:
             if cfg.eval_every and trainer.step % cfg.eval_every == 0 and trainer.step < cfg.steps:
                 last_eval = do_eval()
         last_eval = do_eval()
-    except OSError as err:
+    except (OSError, RuntimeError) as err:
         if not is_disk_error(err):
             raise
-        raise OutputError(
-            disk_error(
-                err,
-                out,
-                f"the checkpoint in {out / 'last'} is the last complete one (step "
-                f"{_checkpoint_step(out / 'last')}); fix the cause and run again with --resume",
-            )
-        ) from None
+        step = _checkpoint_step(out / "last")
+        todo = (
+            f"{out / 'last'} holds the last complete checkpoint (step {step}); fix that and "
+            "run the same command with --resume"
+            if step is not None
+            else "no checkpoint was completed; fix that and run the command again"
+        )
+        raise OutputError(disk_error(err, out, todo)) from None
     finally:
         bar.close()
         tb.close()
@@ -541,11 +550,22 @@ def prepare_run_folder(out: Path, *, resume: bool, overwrite: bool) -> None:
                 path.unlink()
 
 
-def _checkpoint_step(folder: Path) -> str:
+def _drop_rows_after(csv_path: Path, step: int) -> None:
+    """Keep the metrics rows up to ``step`` (a killed run logged past its last checkpoint)."""
+    lines = csv_path.read_text().splitlines(keepends=True)
+    kept = lines[:1]
+    for line in lines[1:]:
+        head = line.split(",", 1)[0]
+        if head.isdigit() and int(head) <= step and line.endswith("\n"):
+            kept.append(line)
+    atomic_write_text(csv_path, "".join(kept))
+
+
+def _checkpoint_step(folder: Path) -> int | None:
     try:
-        return str(json.loads((folder / "config.json").read_text())["extra"]["step"])
+        return int(json.loads((folder / "config.json").read_text())["extra"]["step"])
     except (OSError, ValueError, KeyError, TypeError):
-        return "none yet"
+        return None
 
 
 __all__ = ["ALGOS", "TrainConfig", "Trainer", "train", "get_batch", "DatasetError"]

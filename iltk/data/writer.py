@@ -56,6 +56,7 @@ from iltk.files import (
     fsync_dir,
     fsync_file,
     is_disk_error,
+    write_bytes,
 )
 
 
@@ -89,23 +90,6 @@ def hdf5_image(build: Any) -> tuple[bytes, Any]:
         result = build(f)
         f.flush()
         return f.id.get_file_image(), result
-
-
-def write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
-    """Write ``data`` to a new file (fsynced when ``durable``); partial files are removed."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        if durable:
-            os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        raise
-    os.close(fd)
 
 
 def write_episode_group(group: h5py.Group, episode: Any, attrs: dict[str, Any]) -> int:

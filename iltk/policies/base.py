@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_safetensors
 from torch import nn
 from tyro.conf import Suppress
 
-from iltk.files import write_dir_atomically
+from iltk.files import write_bytes, write_dir_atomically
 
 POLICIES: dict[str, type[Policy]] = {}
 
@@ -131,15 +131,15 @@ class Policy(nn.Module):
         self,
         directory: str | Path,
         extra: dict[str, Any] | None = None,
-        extra_files: dict[str, Callable[[Path], None]] | None = None,
+        extra_files: dict[str, bytes] | None = None,
     ) -> Path:
         """Write the checkpoint folder atomically (a kill leaves the old or the new one).
 
         Args:
             directory: the checkpoint folder (replaced as a whole).
             extra: JSON-able facts stored under ``config.json``'s "extra" (task, step, ...).
-            extra_files: {file name: writer(path)} for more files of the same checkpoint
-                (the trainer's optimizer state), written into the same atomic folder.
+            extra_files: {file name: contents} for more files of the same checkpoint (the
+                trainer's optimizer state), written into the same atomic folder.
         """
         payload = {
             "policy": self.name,
@@ -150,11 +150,12 @@ class Policy(nn.Module):
         norm = {k: v.detach().cpu().contiguous() for k, v in self.normalizer.state_dict().items()}
 
         def build(tmp: Path) -> None:
-            (tmp / "config.json").write_text(json.dumps(payload, indent=2))
-            save_file(state, str(tmp / "model.safetensors"))
-            save_file(norm, str(tmp / "normalization.safetensors"))
-            for name, write in (extra_files or {}).items():
-                write(tmp / name)
+            # serialized in memory, written with plain writes: a full disk is one OSError
+            write_bytes(tmp / "config.json", json.dumps(payload, indent=2).encode())
+            write_bytes(tmp / "model.safetensors", save_safetensors(state))
+            write_bytes(tmp / "normalization.safetensors", save_safetensors(norm))
+            for name, data in (extra_files or {}).items():
+                write_bytes(tmp / name, data)
 
         return write_dir_atomically(directory, build)
 
