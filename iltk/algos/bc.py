@@ -431,11 +431,10 @@ def train(cfg: TrainConfig) -> dict:
         if row is not None:
             score = row.get("success_rate")
             if score is None:
-                score = (
-                    -row["valid_loss"]
-                    if row.get("valid_loss") is not None
-                    else -row.get("train_loss", 0)
-                )
+                loss = row.get("valid_loss")
+                if loss is None:
+                    loss = row.get("train_loss")  # None before the first log line
+                score = -loss if loss is not None else -math.inf
             if score >= trainer.best_score:
                 trainer.best_score = score
                 trainer.policy.save(out / "best", {**extra, "score": score})
