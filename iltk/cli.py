@@ -79,6 +79,14 @@ def _check_video(path: Path) -> None:
     check_output(path, overwrite=True, what="--video")
 
 
+def _check_session_numbers(cmd) -> None:
+    """The numbers every teleop session takes (record, correct)."""
+    if not (math.isfinite(cmd.control_freq) and 1.0 <= cmd.control_freq <= 500.0):
+        raise CliError(f"--control-freq must be in [1, 500] Hz, got {cmd.control_freq}")
+    if cmd.episodes < 0:
+        raise CliError(f"--episodes must be >= 0 (0: until you quit), got {cmd.episodes}")
+
+
 def _check_render_size(size: tuple[int, int]) -> None:
     w, h = size
     if not (16 <= w <= 4096 and 16 <= h <= 4096):
@@ -112,7 +120,10 @@ class Tasks:
                 width=88,
             )
         )
-        print("Any other gymnasium id (e.g. Reacher-v5) is accepted wherever a task id is.")
+        print(
+            "Any other gymnasium id (e.g. Reacher-v5) works where no scripted expert is needed "
+            "(train, eval, replay --policy);\ncollect, dagger and dart need an iltk task."
+        )
 
 
 @dataclass
@@ -121,7 +132,9 @@ class Collect:
 
     Runs the task's expert through the control loop in parallel envs, with an optional
     DART noise level (the executed action is noisy, the recorded label is clean). Appends
-    when OUT exists (numbering continues) unless --overwrite.
+    when OUT exists (numbering continues; the settings must match the file's) unless
+    --overwrite. A second writer of OUT is refused; a full disk stops at the first failed
+    save with every saved episode kept.
     """
 
     task: str = "iltk/Push-v0"
@@ -262,7 +275,7 @@ class Record:
     task: str = "iltk/Lift-v0"
     """Task id."""
     out: Path = Path("datasets/demos_human.hdf5")
-    """Episode file (appended to when it exists)."""
+    """Episode file (appended to when it exists, under the same settings)."""
     device: Literal["auto", "gamepad", "keyboard"] = "auto"
     """Input device: auto uses a pad when one is plugged in, else the keyboard."""
     profile: str | None = None
@@ -323,6 +336,8 @@ class Record:
         check_output(self.out, append=True, what="--out")
         if not (math.isfinite(self.dart_noise) and 0.0 <= self.dart_noise <= 10.0):
             raise CliError(f"--dart-noise must be a noise std in [0, 10], got {self.dart_noise}")
+        _check_session_numbers(self)
+        _check_render_size(self.render_size)
         try:
             device = make_device(self.device, self.profile, self.pad_index)
         except DeviceNotFound as err:
@@ -536,6 +551,11 @@ class Correct:
         from teleop.session import TeleopSession
 
         check_output(self.out, append=True, what="--out")
+        _check_session_numbers(self)
+        if not 0.0 <= self.beta <= 1.0:
+            raise CliError(f"--beta must be a probability in [0, 1], got {self.beta}")
+        if self.retrain_every < 0 or self.retrain_steps < 1:
+            raise CliError("--retrain-every must be >= 0 and --retrain-steps >= 1")
         policy, task, trained = _policy_for_task(self.policy, self.task)
         spread = self.init_spread
         if spread is None:
