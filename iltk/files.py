@@ -192,6 +192,32 @@ def write_dir_atomically(
     return dst
 
 
+def remove_outputs(paths: Iterable[str | os.PathLike]) -> None:
+    """Delete earlier outputs (``--overwrite``), each first renamed out of the way in one
+    atomic step: a kill mid-way leaves every output whole or gone, never half deleted."""
+    for path in map(Path, paths):
+        if not path.exists() and not path.is_symlink():
+            continue
+        trash = temp_sibling(path, "deleted")
+        os.rename(path, trash)
+        if trash.is_dir() and not trash.is_symlink():
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            trash.unlink(missing_ok=True)
+
+
+def remove_leftovers(folder: str | os.PathLike) -> None:
+    """Drop what a killed ``remove_outputs`` or folder write left in ``folder``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    for p in folder.glob(".*.deleted*"):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+
+
 # ------------------------------------------------------------------------- locks
 class WriterLock:
     """An exclusive, process-bound lock on ``<path>.lock`` (one writer per file).

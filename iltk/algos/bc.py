@@ -18,7 +18,6 @@ import io
 import json
 import math
 import random
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,8 @@ from iltk.files import (
     disk_error,
     is_disk_error,
     recover_dir,
+    remove_leftovers,
+    remove_outputs,
 )
 from iltk.policies import Policy, build_config, load_policy, make_policy, resolve_device
 from iltk.policies.act import ACTConfig
@@ -540,13 +541,9 @@ def prepare_run_folder(out: Path, *, resume: bool, overwrite: bool) -> None:
             f"{out}: holds an earlier run ({', '.join(earlier)}); pass --resume to continue "
             "it, --overwrite to start afresh (deleting it), or choose another --out"
         )
+    remove_leftovers(out)
     if overwrite:
-        for name in earlier:
-            path = out / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
+        remove_outputs(out / name for name in earlier)
 
 
 def _drop_rows_after(csv_path: Path, step: int) -> None:

@@ -6,7 +6,6 @@ import csv
 import dataclasses
 import io
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -19,7 +18,14 @@ from iltk.algos.bc import TrainConfig, Trainer
 from iltk.data import DemoWriter, make_env_args
 from iltk.envs import TASK_IDS, make_vector_env
 from iltk.evaluate import evaluate_policy
-from iltk.files import OutputError, WriterLock, atomic_write_text, check_output
+from iltk.files import (
+    OutputError,
+    WriterLock,
+    atomic_write_text,
+    check_output,
+    remove_leftovers,
+    remove_outputs,
+)
 from iltk.policies import Policy, PolicyRunner
 from iltk.policies.act import ACTConfig
 from iltk.policies.bc import BCConfig, BCRNNConfig
@@ -222,11 +228,8 @@ def prepare_round_folder(out: Path, *, overwrite: bool) -> None:
             "(deleting it) or choose another --out"
         )
     WriterLock(out / "data.hdf5").acquire().release()  # a live run there: refuse, delete nothing
-    for path in earlier:
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
+    remove_leftovers(out)
+    remove_outputs(earlier)
 
 
 def check_supervised_task(task: str, env_kwargs: dict) -> None:

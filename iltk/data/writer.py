@@ -271,9 +271,9 @@ class DemoWriter:
             raise err
         raise DatasetError(
             self.path,
-            f"saving an episode failed: {disk_reason(err)}; the {self.saved} episodes saved "
-            f"before it are safe in {self.path.name}; fix that and run the same command again "
-            "to add more (numbering continues)",
+            f"saving an episode failed: {disk_reason(err)}; all {self.num_demos} episodes in "
+            f"{self.path.name} are safe ({self.saved} of them saved by this run); fix that "
+            "and run the same command again to add more (numbering continues)",
         ) from None
 
     def set_masks(self, masks: dict[str, list[str]]) -> None:
