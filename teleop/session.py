@@ -17,6 +17,8 @@ saved episode. A pad unplugged mid-episode pauses the session until it is plugge
 from __future__ import annotations
 
 import gc
+import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -36,9 +38,22 @@ from teleop.devices import (
     command_to_action,
     session_keys,
 )
-from teleop.window import TeleopWindow
+from teleop.window import TeleopWindow, require_display
 
 MODES = ("record", "hg-dagger", "dagger")
+
+
+def _terminate_as_interrupt():
+    """Route SIGTERM to KeyboardInterrupt (main thread only); returns the old handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
 SOURCE = {"record": "human", "hg-dagger": "hg-dagger", "dagger": "dagger"}
 
 
@@ -158,6 +173,7 @@ class TeleopSession:
         run_dir: str | Path | None = None,
         keep_timeouts: bool = False,
     ):
+        require_display()  # before any work: without a screen nobody can drive
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if mode != "record" and policy is None:
@@ -448,6 +464,8 @@ class TeleopSession:
         gc.collect()
         gc_was_enabled = gc.isenabled()
         gc.disable()  # no collector pauses inside paced steps (see on_episode)
+        # SIGTERM (a closed terminal, `kill`) ends the session like Ctrl-C: saves kept
+        previous_term = _terminate_as_interrupt()
         try:
             run_episodes(
                 self.envs,
@@ -464,6 +482,8 @@ class TeleopSession:
         finally:
             if gc_was_enabled:
                 gc.enable()
+            if previous_term is not None:
+                signal.signal(signal.SIGTERM, previous_term)
             self.close()
         self.result.missed_deadlines = self.pacer.missed
         times = list(self.step_times)

@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 import pygame
 
 MIN_SIZE = 480
+HEADLESS_DRIVERS = ("dummy", "offscreen")
+
+
+def require_display() -> None:
+    """Raise at once, before any work, when no window can be shown on this machine."""
+    if os.environ.get("SDL_VIDEODRIVER", "") in HEADLESS_DRIVERS:
+        return  # an offscreen window (tests, benchmarks)
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        raise RuntimeError(
+            "no display to open a window on (DISPLAY is not set): run it on a desktop, "
+            "over ssh -X, or under a virtual display (xvfb-run iltk ...); to watch episodes "
+            "without a screen use 'iltk replay FILE --video out.mp4'"
+        )
 
 
 class TeleopWindow:
@@ -15,6 +33,7 @@ class TeleopWindow:
     """
 
     def __init__(self, size: tuple[int, int] = (640, 640), title: str = "iltk"):
+        require_display()
         # only what a window needs: no audio (it would probe the sound system for nothing)
         pygame.display.init()
         pygame.font.init()
