@@ -85,6 +85,8 @@ def _check_session_numbers(cmd) -> None:
         raise CliError(f"--control-freq must be in [1, 500] Hz, got {cmd.control_freq}")
     if cmd.episodes < 0:
         raise CliError(f"--episodes must be >= 0 (0: until you quit), got {cmd.episodes}")
+    if cmd.max_steps is not None and cmd.max_steps < 1:
+        raise CliError(f"--max-steps must be >= 1, got {cmd.max_steps}")
 
 
 def _check_render_size(size: tuple[int, int]) -> None:
@@ -267,9 +269,11 @@ class Record:
     Keyboard: arrows move x/y, W/S move z, Space toggles the gripper, Enter saves the
     episode and resets, Backspace discards it and resets, R resets without saving, Esc
     quits. Xbox-layout pad: left stick x/y, right stick vertical z, RT closes the gripper,
-    A saves, B discards, X resets, Start quits (profiles remap the pad). An episode records
-    from its reset. A pad unplugged mid-episode pauses the session until it is back.
-    Ctrl-C or closing the window keeps every saved episode.
+    A saves, B discards, X resets, Start quits (profiles remap the pad). Each episode starts
+    at your first input (the window shows the scene live until then) and the HUD shows the
+    time left; saves, discards and time-outs are shown in the window. A pad unplugged
+    mid-episode pauses the session until it is back. Ctrl-C, SIGTERM or closing the window
+    keeps every saved episode.
     """
 
     task: str = "iltk/Lift-v0"
@@ -307,7 +311,9 @@ class Record:
     keep_partial: bool = False
     """On quit, keep the episode in progress (flagged partial)."""
     keep_timeouts: bool = False
-    """Save episodes that reach the task's time limit (default: discard them)."""
+    """Save episodes that reach the time limit (default: discard them)."""
+    max_steps: int | None = None
+    """Episode limit in control steps (default: the task's; the HUD shows the time left)."""
 
     def run(self) -> None:
         from teleop.devices import DeviceNotFound, describe_joysticks, make_device
@@ -357,6 +363,7 @@ class Record:
             seed=self.seed,
             keep_partial=self.keep_partial,
             keep_timeouts=self.keep_timeouts,
+            max_steps=self.max_steps,
         )
         res = session.run()
         print(
@@ -544,6 +551,10 @@ class Correct:
     """Your name, stored with every episode."""
     seed: int = 0
     """Episode k is reset with seed SEED + k."""
+    keep_timeouts: bool = False
+    """Save episodes that reach the time limit (default: discard them)."""
+    max_steps: int | None = None
+    """Episode limit in control steps (default: the task's; the HUD shows the time left)."""
 
     def run(self) -> None:
         from iltk.files import check_output
@@ -579,6 +590,8 @@ class Correct:
             seed=self.seed,
             retrain_every=self.retrain_every,
             retrain_steps=self.retrain_steps,
+            keep_timeouts=self.keep_timeouts,
+            max_steps=self.max_steps,
         )
         res = session.run()
         print(

@@ -43,6 +43,14 @@ class Command:
     triggered: set[str] = field(default_factory=set)
     connected: bool = True
 
+    @property
+    def active(self) -> bool:
+        """The person gives input this step: a direction, a closed gripper or a takeover.
+
+        A DAgger label exists only at such steps; an idle device labels nothing.
+        """
+        return bool(np.any(self.motion != 0)) or self.gripper > -1.0 or self.takeover
+
 
 def list_profiles() -> list[str]:
     return sorted(p.stem for p in PROFILE_DIR.glob("*.json"))
@@ -141,6 +149,10 @@ class GamepadDevice:
         self.joystick = None
         self.connected = False
 
+    def new_episode(self) -> None:
+        """A toggled gripper opens at every episode start (it never carries over)."""
+        self._gripper_toggle = False
+
     def _axis(self, spec: dict[str, Any]) -> float:
         value = self.axes.get(int(spec["axis"]), 0.0)
         value = apply_deadzone(value, float(self.profile.get("deadzone", 0.1)))
@@ -233,6 +245,10 @@ class KeyboardDevice:
 
     def close(self) -> None:
         self.held.clear()
+
+    def new_episode(self) -> None:
+        """A toggled gripper opens at every episode start (it never carries over)."""
+        self.gripper_closed = False
 
     def read(self, events: list) -> Command:
         cmd = Command()

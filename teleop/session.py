@@ -75,6 +75,10 @@ class HumanController:
 
     def reset(self, env_ids):
         s = self.s
+        s.waiting = s.start_on_input  # the episode starts at the person's first input
+        new_episode = getattr(s.device, "new_episode", None)
+        if new_episode is not None:
+            new_episode()
         if s.next_policy is not None:  # a retrained policy takes over at an episode start
             from iltk.policies import PolicyRunner
 
@@ -91,6 +95,8 @@ class HumanController:
         while not cmd.connected and "quit" not in s.pending:
             s.pause_until_reconnected()
             cmd = s.poll()
+        if s.waiting:
+            cmd = s.wait_for_start(cmd)
         human = command_to_action(cmd, s.action_dim)[None]
         fields = {
             "timestamps": np.array([time.perf_counter()]),
@@ -100,17 +106,20 @@ class HumanController:
             return ControlOutput(executed=human, label=human, fields=fields)
         policy_action = s.runner.act(obs).astype(np.float32)
         fields["policy_actions"] = policy_action
+        fields["policy_version"] = np.array([s.policy_version], np.int32)
         if s.mode == "hg-dagger":
             takeover = np.array([bool(cmd.takeover)])
             s.human_in_control = bool(takeover[0])
             executed = np.where(takeover[:, None], human, policy_action).astype(np.float32)
             fields["intervention"] = takeover
             return ControlOutput(executed=executed, label=executed, fields=fields)
-        # dagger: the person's command is the label at every step
+        # dagger: the person's command is the label where they give one; an idle device
+        # labels nothing (has_label False: zero training weight)
         human_acts = s.rng.random(1) < s.beta
         s.human_in_control = bool(human_acts[0])
         executed = np.where(human_acts[:, None], human, policy_action).astype(np.float32)
         fields["expert_acted"] = human_acts
+        fields["has_label"] = np.array([cmd.active])
         return ControlOutput(executed=executed, label=human, fields=fields)
 
 
@@ -142,9 +151,12 @@ class TeleopSession:
             policy in at the next episode start (0: never).
         retrain_steps: gradient steps of each background retraining.
         run_dir: where retraining runs write their checkpoints.
-        keep_timeouts: record mode: save episodes that hit the task's time limit (by default
-            only the episodes the person saves, or that auto-save after success, are kept).
-            Correction sessions always keep them: their labels are the person's.
+        keep_timeouts: save episodes that hit the time limit (by default only the episodes
+            the person saves, or that auto-save after success, are kept).
+        max_steps: episode limit in control steps (default: the task's).
+        start_on_input: each episode starts at the person's first input (a direction, the
+            gripper or the takeover button); until then the window shows the scene live and
+            no step runs, so nothing is recorded behind the person's back.
     """
 
     def __init__(
@@ -172,6 +184,8 @@ class TeleopSession:
         retrain_steps: int = 1000,
         run_dir: str | Path | None = None,
         keep_timeouts: bool = False,
+        max_steps: int | None = None,
+        start_on_input: bool = True,
     ):
         require_display()  # before any work: without a screen nobody can drive
         if mode not in MODES:
@@ -202,10 +216,18 @@ class TeleopSession:
         if init_spread != 1.0:
             sim_kwargs["init_spread"] = float(init_spread)
         kwargs = {"render_mode": "rgb_array", **sim_kwargs}
+        if max_steps is not None:
+            if max_steps < 1:
+                raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+            kwargs["max_episode_steps"] = int(max_steps)
         if task.startswith("iltk/"):
             kwargs.update(render_width=render_size[0], render_height=render_size[1])
         self.envs = make_vector_env(task, 1, asynchronous=False, **kwargs)
         self.env = self.envs.envs[0]
+        self.max_steps = self.env.spec.max_episode_steps if self.env.spec else None
+        self.start_on_input, self.waiting = bool(start_on_input), False
+        self.quit_while_waiting = False
+        self.flash_text: tuple[str, tuple[int, int, int], float] | None = None
         self.action_dim = int(np.prod(self.envs.single_action_space.shape))
         self.policy = policy
         self.runner = None
@@ -257,6 +279,41 @@ class TeleopSession:
         self.last_cmd = cmd
         return cmd
 
+    def flash(self, text: str, color=(255, 210, 60), seconds: float = 1.5) -> None:
+        """Show ``text`` over the scene for a moment (saves, discards, time-outs)."""
+        self.flash_text = (text, color, time.perf_counter() + seconds)
+
+    def banner(self) -> tuple[str | None, tuple[int, int, int]]:
+        if self.flash_text is not None and time.perf_counter() < self.flash_text[2]:
+            return self.flash_text[0], self.flash_text[1]
+        return None, (255, 210, 60)
+
+    def wait_for_start(self, cmd: Command) -> Command:
+        """Hold the episode's first step until the person gives input, showing the scene
+        live (no step runs, nothing is recorded); quitting while waiting ends the session."""
+        hint = "move" if self.mode == "record" else "move or take over"
+        while not cmd.active and "quit" not in self.pending:
+            self.pending -= {"save", "discard", "reset"}  # no episode yet to act on
+            text, color = self.banner()
+            episode = len(self.result.saved) + self.result.discarded
+            self.window.show(
+                self.env.render(),
+                self.hud(0, False, episode),
+                banner=text or f"ready: {hint} to start episode {episode}",
+                banner_color=color if text else (120, 220, 255),
+                footer=self.footer(),
+            )
+            time.sleep(1 / 60)
+            cmd = self.poll()
+        self.waiting = False
+        self.quit_while_waiting = not cmd.active
+        self.pacer.restart()  # the wait is no missed deadline
+        return cmd
+
+    def footer(self) -> str:
+        bindings = KEY_BINDINGS if getattr(self.device, "kind", "") == "keyboard" else PAD_BINDINGS
+        return "   ".join(f"{k}: {v}" for k, v in bindings.items())
+
     def pause_until_reconnected(self) -> None:
         t0 = time.perf_counter()
         self.window.show(
@@ -279,7 +336,12 @@ class TeleopSession:
         lines = [
             f"{self.task}   mode {self.mode}   device {getattr(self.device, 'name', '?')}",
             f"episode {episode}   step {step}"
-            f"   {'REC' if self.mode == 'record' else who + ' in control'}",
+            + (
+                f"   time left {(self.max_steps - step) / self.control_freq:4.1f} s"
+                if self.max_steps
+                else ""
+            )
+            + f"   {'REC' if self.mode == 'record' else who + ' in control'}",
             f"success {'YES' if success else 'no'}   rate {hz:4.1f}/{self.control_freq:.0f} Hz   missed {missed:.1f}%",
             f"saved {len(self.result.saved)} episodes -> {self.out.name}"
             + (f"   frames skipped {self.frames_skipped}" if self.frames_skipped else ""),
@@ -294,6 +356,8 @@ class TeleopSession:
         return lines
 
     def after_step(self, ev: StepEvent):
+        if self.quit_while_waiting:
+            return {0: "quit"}  # the step that carried the quit began no episode
         now = time.perf_counter()
         self.step_times.append(now)
         self.result.steps += 1
@@ -310,13 +374,14 @@ class TeleopSession:
         else:
             t0 = time.perf_counter()
             frame = self.env.render()
-            bindings = (
-                KEY_BINDINGS if getattr(self.device, "kind", "") == "keyboard" else PAD_BINDINGS
-            )
-            footer = "   ".join(f"{k}: {v}" for k, v in bindings.items())
             episode = len(self.result.saved) + self.result.discarded
+            text, color = self.banner()
             self.window.show(
-                frame, self.hud(int(ev.episode_steps[0]), success, episode), footer=footer
+                frame,
+                self.hud(int(ev.episode_steps[0]), success, episode),
+                banner=text,
+                banner_color=color,
+                footer=self.footer(),
             )
             spent = time.perf_counter() - t0
             self.render_s = spent if self.render_s == 0 else 0.8 * self.render_s + 0.2 * spent
@@ -329,14 +394,10 @@ class TeleopSession:
         self.pending.clear()
         if command is None and self.auto_save_after and self.success_streak >= self.auto_save_after:
             command = "save"
-        if (
-            command is None
-            and self.mode == "record"
-            and not self.keep_timeouts
-            and bool(np.asarray(ev.truncated)[0])
-        ):
-            # nobody chose to keep it: a time-out is not a demonstration
+        if command is None and not self.keep_timeouts and bool(np.asarray(ev.truncated)[0]):
+            # nobody chose to keep it: a time-out is not a demonstration (nor a correction)
             command = "discard"
+            self.flash("time limit: episode discarded", (255, 120, 90))
             print(
                 "teleop: time limit reached, episode discarded (save it before the limit, "
                 "or pass --keep-timeouts)"
@@ -348,12 +409,27 @@ class TeleopSession:
         return {0: command} if command else None
 
     def on_episode(self, ep: Episode) -> None:
+        if self.quit_while_waiting:
+            return  # quit before the episode began: not an episode (not even a partial one)
         # episode boundaries are the loop's natural pause: collect garbage here, not
         # whenever the collector happens to trigger in the middle of a paced step
         gc.collect(1)
+        unlabelled = (self.mode == "dagger" and not ep.fields["has_label"].any()) or (
+            self.mode == "hg-dagger" and not ep.fields["intervention"].any()
+        )
+        if ep.outcome == "save" and unlabelled:
+            # nothing the person labelled: saving it would train on no correction at all
+            why = "no stick input" if self.mode == "dagger" else "no takeover"
+            self.result.discarded += 1
+            self.flash(f"{why}: nothing to learn, not saved", (255, 120, 90))
+            print(f"teleop: episode {ep.index} not saved ({why} in {ep.length} steps)")
+            return
         if ep.outcome != "save":
             self.result.discarded += 1
-            print(f"teleop: episode {ep.index} {ep.outcome}ed ({ep.length} steps)")
+            what = {"discard": "discarded", "reset": "reset without saving"}[ep.outcome]
+            if not ep.truncated:  # a time-out already said so
+                self.flash(f"episode {what}", (255, 120, 90))
+            print(f"teleop: episode {ep.index} {what} ({ep.length} steps)")
             return
         ts = ep.fields.get("timestamps")
         late = ep.fields.get("late")
@@ -379,6 +455,7 @@ class TeleopSession:
                 return
             name = fut.result()
             self.result.saved.append(name)
+            self.flash(f"saved {name}", (120, 230, 120))
             flags = ", partial" if ep.partial else ""
             print(f"teleop: saved {name} ({ep.length} steps, success={ep.success}{flags})")
             if self.on_saved is not None:

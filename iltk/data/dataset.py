@@ -94,7 +94,8 @@ class DemoDataset:
             weighting of HG-DAgger corrections); other steps weigh 1.
         uncorrected_weight: weight of the steps of ``hg-dagger`` episodes where the policy,
             not the supervisor, was in control (HG-DAgger aggregates only interventions: 0).
-            Zero-weight steps are never sampled.
+            Steps whose ``has_label`` is False (a person's DAgger session where they gave
+            no input) weigh 0 whatever the settings.
         demos: an explicit list of demo names (overrides ``split``).
     """
 
@@ -200,7 +201,10 @@ class DemoDataset:
                 source = g.attrs.get("source", "")
                 source = source.decode() if isinstance(source, bytes) else source
                 base = uncorrected_weight if source == "hg-dagger" else 1.0
-                weights.append(np.where(inter, intervention_weight, base).astype(np.float32))
+                w = np.where(inter, intervention_weight, base).astype(np.float32)
+                if "has_label" in g:  # a person's DAgger session: no input, no label
+                    w = w * g["has_label"][()].astype(np.float32)
+                weights.append(w)
                 lengths.append(len(a))
         self.demos = list(chosen)
         self.image_keys = [

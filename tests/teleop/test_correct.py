@@ -186,3 +186,71 @@ def test_cli_corrects_on_the_start_spread_the_policy_was_trained_on(
     assert cli_main([*args, "--device", "keyboard"]) == 0
     assert cli_main([*args, "--device", "keyboard", "--init-spread", "1"]) == 0
     assert seen == [0.3, 1.0]
+
+
+def test_idle_correction_sessions_save_and_retrain_nothing(tmp_path, reach_policy):
+    """Nobody at the pad: an episode started by a brief touch times out unsaved, a save
+    with no takeover (hg-dagger) keeps nothing, and no retraining runs on empty labels."""
+    for mode, schedule in (
+        # a touch of the stick starts the episode, then nothing until Reach's time limit
+        ("dagger", {0: [joy_axis(1, -1.0)], 2: [joy_axis(1, 0.0)], 250: [joy_button(7)]}),
+        # the stick moves but nobody takes over, then A (save), then idle
+        (
+            "hg-dagger",
+            {
+                0: [joy_axis(0, -1.0)],
+                3: [joy_axis(0, 0.0)],
+                20: [joy_button(0)],
+                250: [joy_button(7)],
+            },
+        ),  # fmt: skip
+    ):
+        out = tmp_path / f"{mode}.hdf5"
+        session = TeleopSession(
+            "iltk/Reach-v0",
+            out,
+            GamepadDevice(load_profile("xbox"), virtual=True),
+            mode=mode,
+            policy=load_policy(reach_policy),
+            control_freq=200,
+            auto_save_after=0,
+            event_hook=Timeline(schedule),
+            retrain_every=1,
+            retrain_steps=5,
+            run_dir=tmp_path / f"retrain_{mode}",
+        )
+        result = session.run()
+        assert result.saved == [] and result.discarded == 1, mode
+        assert session.retrain_round == 0 and not (tmp_path / f"retrain_{mode}").exists()
+        with DemoFile(out) as f:
+            assert f.demos == []
+        # the session idled after that episode: no step ran while nobody was there
+        assert result.steps == (100 if mode == "dagger" else 21)
+
+
+def test_dagger_labels_only_where_the_person_gave_input(tmp_path, reach_policy):
+    from iltk.data.dataset import DemoDataset
+
+    schedule = {
+        0: [joy_axis(1, -1.0)],
+        5: [joy_axis(1, 0.0)],
+        12: [joy_button(0)],
+        13: [joy_button(7)],
+    }
+    out = tmp_path / "d.hdf5"
+    TeleopSession(
+        "iltk/Reach-v0",
+        out,
+        GamepadDevice(load_profile("xbox"), virtual=True),
+        mode="dagger",
+        policy=load_policy(reach_policy),
+        control_freq=100,
+        auto_save_after=0,
+        event_hook=Timeline(schedule),
+    ).run()
+    with DemoFile(out) as f:
+        ep = f.episode("demo_0")
+    assert ep["has_label"].tolist() == [True] * 5 + [False] * 8
+    assert (ep["policy_version"] == 0).all()
+    ds = DemoDataset(out)
+    assert ds.weights.tolist() == [1.0] * 5 + [0.0] * 8  # unlabelled steps never train

@@ -256,7 +256,8 @@ def test_profiles_and_deadzone():
 
 
 def test_timeouts_are_discarded_unless_kept(tmp_path):
-    schedule = {230: tap(pygame.K_ESCAPE)}  # Reach times out after 100 steps: two time-outs
+    # Right held from the start; Reach times out after 100 steps: two time-outs
+    schedule = {0: [key(pygame.K_RIGHT)], 230: tap(pygame.K_ESCAPE)}
     out, result, _ = run_session(tmp_path, KeyboardDevice(), schedule)
     assert result.saved == [] and result.discarded == 2
     out2 = tmp_path / "keep.hdf5"
@@ -266,7 +267,7 @@ def test_timeouts_are_discarded_unless_kept(tmp_path):
         KeyboardDevice(),
         auto_save_after=0,
         control_freq=100,
-        event_hook=Timeline({130: tap(pygame.K_ESCAPE)}),
+        event_hook=Timeline({0: [key(pygame.K_RIGHT)], 130: tap(pygame.K_ESCAPE)}),
         keep_timeouts=True,
     )
     assert len(session.run().saved) == 1
@@ -289,3 +290,31 @@ def test_record_with_narrow_starts(tmp_path):
     np.testing.assert_array_equal(first, second)  # seeds 5 and 6, one layout
     with pytest.raises(ValueError, match="iltk tasks only"):
         TeleopSession("Pendulum-v1", tmp_path / "p.hdf5", KeyboardDevice(), init_spread=0.5)
+
+
+def test_episodes_start_at_the_first_input(tmp_path):
+    # nobody touches anything for 150 polls (longer than Reach's 100-step limit), then
+    # Right is held from poll 150 and Enter comes with poll 160 (that step is the episode's
+    # last): 11 steps, none before the input
+    schedule = {150: [key(pygame.K_RIGHT)], 160: tap(pygame.K_RETURN), 162: tap(pygame.K_ESCAPE)}
+    out, result, timeline = run_session(tmp_path, KeyboardDevice(), schedule)
+    assert len(result.saved) == 1 and result.discarded == 0
+    with DemoFile(out) as f:
+        actions = f.read("demo_0", "actions")
+    assert len(actions) == 11 and (actions[:, 0] == 1.0).all()
+
+
+def test_max_steps_and_gripper_reset_per_episode(tmp_path):
+    schedule = {
+        0: [key(pygame.K_RIGHT), *tap(pygame.K_SPACE)],  # move, gripper closed
+        20: tap(pygame.K_SPACE) + tap(pygame.K_SPACE),  # (toggled twice: still closed)
+        30: tap(pygame.K_ESCAPE),
+    }
+    out, result, _ = run_session(
+        tmp_path, KeyboardDevice(), schedule, task="iltk/Lift-v0", max_steps=8, keep_timeouts=True
+    )
+    with DemoFile(out) as f:
+        first, second = (f.read(d, "actions") for d in f.demos[:2])
+    assert len(first) == 8  # --max-steps
+    assert first[0, 3] == 1.0  # closed in the first episode
+    assert second[0, 3] == -1.0  # a new episode starts with the gripper open
