@@ -32,6 +32,7 @@ from iltk.data import DemoWriter, make_env_args
 from iltk.envs import make_vector_env
 from iltk.rollout import ControlOutput, Episode, RatePacer, StepEvent, run_episodes
 from teleop.devices import (
+    FINE_SCALE,
     KEY_BINDINGS,
     PAD_BINDINGS,
     Command,
@@ -342,7 +343,9 @@ class TeleopSession:
                 else ""
             )
             + f"   {'REC' if self.mode == 'record' else who + ' in control'}",
-            f"success {'YES' if success else 'no'}   rate {hz:4.1f}/{self.control_freq:.0f} Hz   missed {missed:.1f}%",
+            f"success {'YES' if success else 'no'}   speed "
+            + (f"{FINE_SCALE:.0%} (fine)" if self.last_cmd.fine else "100%")
+            + f"   rate {hz:4.1f}/{self.control_freq:.0f} Hz   missed {missed:.1f}%",
             f"saved {len(self.result.saved)} episodes -> {self.out.name}"
             + (f"   frames skipped {self.frames_skipped}" if self.frames_skipped else ""),
         ]

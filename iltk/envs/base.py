@@ -106,6 +106,17 @@ class MujocoTaskEnv(gym.Env):
         else:
             self.observation_space = spaces.Dict({"state": state_space, "pixels": pixel_space})
 
+    def _keep_inside(
+        self, pos: np.ndarray, velocity: np.ndarray, low, high, lag: float = 0.0
+    ) -> np.ndarray:
+        """The velocity command, limited so that one control step (plus the actuator's
+        ``lag`` in seconds, the time it takes to brake) cannot carry the agent out of its
+        workspace box: scripted, learned and human control all stay inside."""
+        horizon = 1.0 / self.control_freq + lag
+        return np.clip(
+            velocity, (np.asarray(low) - pos) / horizon, (np.asarray(high) - pos) / horizon
+        )
+
     def _draw(self, rng: np.random.Generator, low, high, nominal) -> np.ndarray | float:
         """A uniform draw from [low, high] pulled towards ``nominal`` by ``init_spread``.
 

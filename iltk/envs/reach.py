@@ -8,7 +8,9 @@
 - **Episode end**: success (``terminate_on_success``) or 100 steps (5 s at 20 Hz).
 
 Start and target are drawn uniformly in the workspace x, y in [-0.25, 0.25], z in
-[0.05, 0.4], at least 0.1 m apart.
+[0.05, 0.4], at least 0.1 m apart. The end effector cannot leave that box: velocity
+commands that would carry it out within one control step are cut at its faces (the other
+tasks are bounded by joint limits or walls).
 """
 
 from __future__ import annotations
@@ -42,7 +44,12 @@ class ReachEnv(MujocoTaskEnv):
         self._set_mocap("target", target)
 
     def _apply_action(self, action):
-        self.data.ctrl[:] = action * self.max_speed
+        # the workspace is a box (the slide joints are unlimited): velocities that would
+        # leave it are cut at its faces, so no controller can fly the effector off camera
+        # (lag: the velocity actuator's time constant, mass / kv = 0.5 / 50 s)
+        self.data.ctrl[:] = self._keep_inside(
+            self._eef(), action * self.max_speed, LOW, HIGH, lag=0.01
+        )
 
     def _eef(self):
         return self.data.qpos[:3].copy()

@@ -318,3 +318,27 @@ def test_max_steps_and_gripper_reset_per_episode(tmp_path):
     assert len(first) == 8  # --max-steps
     assert first[0, 3] == 1.0  # closed in the first episode
     assert second[0, 3] == -1.0  # a new episode starts with the gripper open
+
+
+def test_fine_control_and_the_workspace(tmp_path):
+    # Up held for 150 steps (1.5 s at 100 Hz: 0.7 m at full speed), Shift for the first 10
+    schedule = {
+        0: [key(pygame.K_LSHIFT), key(pygame.K_UP)],
+        10: [key(pygame.K_LSHIFT, down=False)],
+        150: tap(pygame.K_RETURN),
+        152: tap(pygame.K_ESCAPE),
+    }
+    out, result, _ = run_session(tmp_path, KeyboardDevice(), schedule, max_steps=300)
+    with DemoFile(out) as f:
+        actions = f.read("demo_0", "actions")
+        states = f.read("demo_0", "states")
+    np.testing.assert_allclose(actions[:10, 1], 0.2)  # fine: a fifth of the speed
+    np.testing.assert_allclose(actions[10:, 1], 1.0)
+    env = make_env("iltk/Reach-v0")
+    ys = []
+    for s in states:
+        env.unwrapped.set_state(s)
+        ys.append(env.unwrapped._eef()[1])
+    # within 2 mm: the velocity actuator brakes over ~10 ms (at 100 Hz, 1 cm a step)
+    assert max(ys) <= 0.25 + 2e-3, "the effector left Reach's workspace (y <= 0.25 m)"
+    assert max(ys) > 0.24  # it did get to the face
