@@ -18,7 +18,7 @@ import numpy as np
 import pygame
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
-SESSION_EVENTS = ("save", "discard", "reset", "quit")
+SESSION_EVENTS = ("save", "discard", "reset", "quit", "view")
 
 
 class DeviceNotFound(RuntimeError):
@@ -217,10 +217,11 @@ KEY_BINDINGS = {
     "W / S": "move z up / down",
     "Shift (held)": "fine control",
     "Space": "toggle the gripper",
-    "T (held)": "take over from the policy (correct)",
-    "Enter": "save the episode and reset",
-    "Backspace": "discard the episode and reset",
+    "T (held)": "take over from the policy",
+    "Enter": "save the episode",
+    "Backspace": "discard the episode",
     "R": "reset without saving",
+    "V": "swap the camera views",
     "Esc": "quit",
 }
 PAD_BINDINGS = {
@@ -228,10 +229,28 @@ PAD_BINDINGS = {
     "right stick (vertical)": "move z",
     "LB (held)": "fine control",
     "RT": "close the gripper",
-    "RB (held)": "take over from the policy (correct)",
+    "RB (held)": "take over from the policy",
     "A / B / X": "save / discard / reset",
+    "Y": "swap the camera views",
     "Start": "quit",
 }
+
+
+def bindings_for(device_kind: str, mode: str, action_dim: int, views: int = 2) -> list[str]:
+    """The keys that do something in this session, one "key: what" line each: no
+    takeover key while recording, no z or gripper keys on planar tasks, no view key with
+    one camera."""
+    table = KEY_BINDINGS if device_kind == "keyboard" else PAD_BINDINGS
+    skip = set()
+    if mode == "record":
+        skip |= {"T (held)", "RB (held)"}
+    if action_dim < 3:
+        skip |= {"W / S", "right stick (vertical)"}
+    if action_dim < 4:
+        skip |= {"Space", "RT"}
+    if views < 2:
+        skip |= {"V", "Y"}
+    return [f"{k}: {v}" for k, v in table.items() if k not in skip]
 
 
 class KeyboardDevice:
@@ -284,7 +303,7 @@ class KeyboardDevice:
 
 
 def session_keys(events: list) -> set[str]:
-    """Session events from the keyboard, whatever the device (Enter, Backspace, R, Esc)."""
+    """Session events from the keyboard, whatever the device (Enter, Backspace, R, Esc, V)."""
     out = set()
     for ev in events:
         if ev.type == pygame.QUIT:
@@ -298,6 +317,8 @@ def session_keys(events: list) -> set[str]:
                 out.add("reset")
             elif ev.key == pygame.K_ESCAPE:
                 out.add("quit")
+            elif ev.key == pygame.K_v:
+                out.add("view")
     return out
 
 

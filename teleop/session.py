@@ -33,15 +33,21 @@ from iltk.envs import make_vector_env
 from iltk.rollout import ControlOutput, Episode, RatePacer, StepEvent, run_episodes
 from teleop.devices import (
     FINE_SCALE,
-    KEY_BINDINGS,
-    PAD_BINDINGS,
     Command,
+    bindings_for,
     command_to_action,
     session_keys,
 )
-from teleop.window import TeleopWindow, require_display
+from teleop.window import (
+    HUMAN_COLOR,
+    POLICY_COLOR,
+    RECORD_COLOR,
+    TeleopWindow,
+    require_display,
+)
 
 MODES = ("record", "hg-dagger", "dagger")
+INSET_SIZE = (224, 168)  # the second camera view in the panel
 
 
 def _terminate_as_interrupt():
@@ -226,6 +232,22 @@ class TeleopSession:
         self.envs = make_vector_env(task, 1, asynchronous=False, **kwargs)
         self.env = self.envs.envs[0]
         self.max_steps = self.env.spec.max_episode_steps if self.env.spec else None
+        self.render_size = tuple(render_size)
+        base = self.env.unwrapped
+        if hasattr(base, "render_frame"):  # the task's camera first, then its others
+            names = [base.model.camera(i).name for i in range(base.model.ncam)]
+            first = base.camera if base.camera in names else names[0] if names else None
+            self.views = [first] + [n for n in names if n != first] if first else []
+        else:
+            self.views = []
+        self.views = self.views[:2]
+        self.view = 0
+        self.keys = bindings_for(
+            getattr(device, "kind", ""),
+            mode,
+            int(np.prod(self.envs.single_action_space.shape)),
+            len(self.views),
+        )
         self.start_on_input, self.waiting = bool(start_on_input), False
         self.quit_while_waiting = False
         self.flash_text: tuple[str, tuple[int, int, int], float] | None = None
@@ -267,7 +289,7 @@ class TeleopSession:
             raise ValueError("--retrain-every applies to correction sessions (hg-dagger, dagger)")
         # create the GL context and draw once now, not inside the first paced step
         self.envs.reset(seed=seed)
-        self.window.show(self.env.render(), self.hud())
+        self.draw()
 
     # ----------------------------------------------------------------- input
     def poll(self) -> Command:
@@ -277,6 +299,9 @@ class TeleopSession:
         events = self.window.events()
         cmd = self.device.read(events)
         self.pending |= cmd.triggered | session_keys(events)
+        if "view" in self.pending:  # swap the main and the panel's camera
+            self.pending.discard("view")
+            self.view = 1 - self.view if len(self.views) > 1 else 0
         self.last_cmd = cmd
         return cmd
 
@@ -297,12 +322,10 @@ class TeleopSession:
             self.pending -= {"save", "discard", "reset"}  # no episode yet to act on
             text, color = self.banner()
             episode = len(self.result.saved) + self.result.discarded
-            self.window.show(
-                self.env.render(),
-                self.hud(0, False, episode),
-                banner=text or f"ready: {hint} to start episode {episode}",
-                banner_color=color if text else (120, 220, 255),
-                footer=self.footer(),
+            self.draw(
+                banner=(text, color)
+                if text
+                else (f"ready: {hint} to start episode {episode}", (120, 220, 255))
             )
             time.sleep(1 / 60)
             cmd = self.poll()
@@ -311,44 +334,36 @@ class TeleopSession:
         self.pacer.restart()  # the wait is no missed deadline
         return cmd
 
-    def footer(self) -> str:
-        bindings = KEY_BINDINGS if getattr(self.device, "kind", "") == "keyboard" else PAD_BINDINGS
-        return "   ".join(f"{k}: {v}" for k, v in bindings.items())
-
     def pause_until_reconnected(self) -> None:
         t0 = time.perf_counter()
-        self.window.show(
-            None, self.hud(), banner="Controller disconnected: plug it back in (Esc quits)"
-        )
+        self.draw(banner=("Controller disconnected: plug it back in (Esc quits)", (255, 210, 60)))
         time.sleep(1 / 30)
         self.paused_s += time.perf_counter() - t0
         self.pacer.restart()  # the pause is no missed deadline
 
     # -------------------------------------------------------------- the loop
-    def hud(self, step: int = 0, success: bool = False, episode: int = 0) -> list[str]:
+    def hud(self, step: int = 0, success: bool = False, episode: int | None = None) -> list[str]:
+        if episode is None:
+            episode = len(self.result.saved) + self.result.discarded
         times = list(self.step_times)
         hz = (
             (len(times) - 1) / (times[-1] - times[0])
             if len(times) > 2 and times[-1] > times[0]
             else 0.0
         )
-        missed = self.pacer.missed_fraction * 100
-        who = "HUMAN" if self.human_in_control else "POLICY"
+        left = (
+            f"   {(self.max_steps - step) / self.control_freq:.1f} s left" if self.max_steps else ""
+        )
         lines = [
-            f"{self.task}   mode {self.mode}   device {getattr(self.device, 'name', '?')}",
-            f"episode {episode}   step {step}"
-            + (
-                f"   time left {(self.max_steps - step) / self.control_freq:4.1f} s"
-                if self.max_steps
-                else ""
-            )
-            + f"   {'REC' if self.mode == 'record' else who + ' in control'}",
+            f"{self.task}   {self.mode}",
+            f"episode {episode}   step {step}{left}",
             f"success {'YES' if success else 'no'}   speed "
-            + (f"{FINE_SCALE:.0%} (fine)" if self.last_cmd.fine else "100%")
-            + f"   rate {hz:4.1f}/{self.control_freq:.0f} Hz   missed {missed:.1f}%",
-            f"saved {len(self.result.saved)} episodes -> {self.out.name}"
-            + (f"   frames skipped {self.frames_skipped}" if self.frames_skipped else ""),
+            + (f"{FINE_SCALE:.0%} (fine)" if self.last_cmd.fine else "100%"),
+            f"{hz:4.1f}/{self.control_freq:.0f} Hz   missed {self.pacer.missed_fraction:.1%}",
+            f"saved {len(self.result.saved)} -> {self.out.name}",
         ]
+        if self.frames_skipped:
+            lines.append(f"display frames skipped {self.frames_skipped}")
         if self.dart_noise:
             lines.append(f"DART noise sigma {self.dart_noise}")
         if self.mode != "record":
@@ -357,6 +372,36 @@ class TeleopSession:
                 + ("   retraining..." if getattr(self, "retrain_proc", None) else "")
             )
         return lines
+
+    def badge(self) -> tuple[str, tuple[int, int, int]]:
+        """Who is in control, in a colour the person cannot miss."""
+        if self.waiting:
+            return "READY", (150, 150, 150)
+        if self.mode == "record":
+            return "RECORDING", RECORD_COLOR
+        return ("HUMAN", HUMAN_COLOR) if self.human_in_control else ("POLICY", POLICY_COLOR)
+
+    def render_view(self, camera: str | None, size: tuple[int, int]) -> np.ndarray | None:
+        base = self.env.unwrapped
+        if camera is None or not hasattr(base, "render_frame"):
+            return self.env.render()  # a foreign env: its own single view
+        return base.render_frame(size[0], size[1], camera=camera)
+
+    def draw(self, step: int = 0, success: bool = False, banner: tuple | None = None) -> None:
+        """The scene from the main camera, the other camera in the panel, the status."""
+        main = self.views[self.view] if self.views else None
+        other = self.views[1 - self.view] if len(self.views) > 1 else None
+        text, color = banner if banner is not None else self.banner()
+        self.window.show(
+            self.render_view(main, self.render_size),
+            self.hud(step, success),
+            banner=text,
+            banner_color=color,
+            footer=self.keys,
+            badge=self.badge(),
+            inset=self.render_view(other, INSET_SIZE) if other else None,
+            inset_label=f"{other} view (V / Y swaps)" if other else "",
+        )
 
     def after_step(self, ev: StepEvent):
         if self.quit_while_waiting:
@@ -376,16 +421,7 @@ class TeleopSession:
             self.render_s *= 0.95
         else:
             t0 = time.perf_counter()
-            frame = self.env.render()
-            episode = len(self.result.saved) + self.result.discarded
-            text, color = self.banner()
-            self.window.show(
-                frame,
-                self.hud(int(ev.episode_steps[0]), success, episode),
-                banner=text,
-                banner_color=color,
-                footer=self.footer(),
-            )
+            self.draw(int(ev.episode_steps[0]), success)
             spent = time.perf_counter() - t0
             self.render_s = spent if self.render_s == 0 else 0.8 * self.render_s + 0.2 * spent
         self.poll_retrain()

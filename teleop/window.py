@@ -1,4 +1,7 @@
-"""The pygame window: the live camera image scaled to the window, with a HUD."""
+"""The pygame window: the live camera image scaled to the window, and a panel beside it
+(or below, whichever leaves the scene larger) with who is in control, the status, a second
+camera view and the keys of the current mode. No text is drawn over the workspace except
+a brief banner low in the picture."""
 
 from __future__ import annotations
 
@@ -9,6 +12,12 @@ import numpy as np
 import pygame
 
 MIN_SIZE = 480
+PANEL_W = 250  # the side panel (status, second view, keys) beside the scene
+PANEL_H = 180  # ... or below it, whichever leaves the scene larger
+BORDER = 4  # the frame around the scene, in the colour of who is in control
+HUMAN_COLOR = (90, 210, 120)
+POLICY_COLOR = (90, 160, 255)
+RECORD_COLOR = (235, 80, 70)
 HEADLESS_DRIVERS = ("dummy", "offscreen")
 
 
@@ -48,6 +57,7 @@ class TeleopWindow:
             ) from None
         pygame.display.set_caption(title)
         self.font = pygame.font.Font(None, 22)
+        self.small = pygame.font.Font(None, 19)
         self.big = pygame.font.Font(None, 34)
         self.last_frame: np.ndarray | None = None
 
@@ -60,66 +70,130 @@ class TeleopWindow:
                 self.screen = pygame.display.set_mode(self.size, pygame.RESIZABLE)
         return events
 
+    # ------------------------------------------------------------------ layout
+    def layout(self, frame_shape: tuple[int, int]) -> tuple[pygame.Rect, pygame.Rect]:
+        """(scene rect, panel rect): the panel beside the scene or below it, whichever
+        leaves the scene larger. Text never lies over the scene."""
+        w, h = self.size
+        fh, fw = frame_shape
+        side = pygame.Rect(0, 0, max(w - PANEL_W, 1), h)
+        below = pygame.Rect(0, 0, w, max(h - PANEL_H, 1))
+        scale_side = min(side.w / fw, side.h / fh)
+        scale_below = min(below.w / fw, below.h / fh)
+        if scale_side >= scale_below:
+            return side, pygame.Rect(side.w, 0, w - side.w, h)
+        return below, pygame.Rect(0, below.h, w, h - below.h)
+
     def show(
         self,
         frame: np.ndarray | None,
         hud: list[str],
         banner: str | None = None,
         banner_color=(255, 210, 60),
-        footer: str | None = None,
+        footer: str | list[str] | None = None,
+        *,
+        badge: tuple[str, tuple[int, int, int]] | None = None,
+        inset: np.ndarray | None = None,
+        inset_label: str = "",
     ) -> None:
+        """Draw the scene and, beside or below it, the panel: a coloured badge (who is in
+        control), the status lines (``hud``), a second camera view (``inset``) and the keys
+        (``footer``: one binding per entry, or a string split at triple spaces). The scene
+        gets a frame in the badge's colour; ``banner`` is the one text drawn over it
+        (saves, discards, waiting for input), centred and brief."""
         if frame is not None:
             self.last_frame = frame
         self.screen.fill((20, 22, 26))
+        frame_shape = self.last_frame.shape[:2] if self.last_frame is not None else (240, 320)
+        scene, panel = self.layout(frame_shape)
+        color = badge[1] if badge else (70, 74, 82)
         if self.last_frame is not None:
+            fh, fw = frame_shape
+            scale = min((scene.w - 2 * BORDER) / fw, (scene.h - 2 * BORDER) / fh)
+            dst = (max(int(fw * scale), 1), max(int(fh * scale), 1))
             surf = pygame.surfarray.make_surface(
                 np.ascontiguousarray(self.last_frame.swapaxes(0, 1))
             )
-            w, h = self.size
-            fh, fw = self.last_frame.shape[:2]
-            scale = min(w / fw, h / fh)
-            dst = (int(fw * scale), int(fh * scale))
             surf = pygame.transform.scale(surf, dst)
-            self.screen.blit(surf, ((w - dst[0]) // 2, (h - dst[1]) // 2))
-        if hud:
-            pad = 6
-            texts = [self.font.render(line, True, (235, 235, 235)) for line in hud]
-            box = pygame.Surface(
-                (
-                    max(t.get_width() for t in texts) + 2 * pad,
-                    sum(t.get_height() for t in texts) + 2 * pad,
+            pos = (scene.x + (scene.w - dst[0]) // 2, scene.y + (scene.h - dst[1]) // 2)
+            pygame.draw.rect(
+                self.screen,
+                color,
+                pygame.Rect(
+                    pos[0] - BORDER, pos[1] - BORDER, dst[0] + 2 * BORDER, dst[1] + 2 * BORDER
                 ),
-                pygame.SRCALPHA,
             )
-            box.fill((0, 0, 0, 150))
-            self.screen.blit(box, (8, 8))
-            y = 8 + pad
-            for t in texts:
-                self.screen.blit(t, (8 + pad, y))
-                y += t.get_height()
-        if footer:  # wrapped to the window's width, bottom-aligned
-            lines, line = [], ""
-            for word in footer.split("   "):
-                trial = f"{line}   {word}" if line else word
-                if line and self.font.size(trial)[0] > self.size[0] - 16:
-                    lines.append(line)
-                    line = word
-                else:
-                    line = trial
-            lines.append(line)
-            y = self.size[1] - 8
-            for text in reversed(lines):
-                t = self.font.render(text, True, (200, 200, 200))
-                y -= t.get_height()
-                self.screen.blit(t, (8, y))
+            self.screen.blit(surf, pos)
+        self._panel(panel, hud, footer, badge, inset, inset_label)
         if banner:
             t = self.big.render(banner, True, banner_color)
+            if t.get_width() > scene.w - 24:
+                t = self.font.render(banner, True, banner_color)
             bg = pygame.Surface((t.get_width() + 24, t.get_height() + 16), pygame.SRCALPHA)
             bg.fill((0, 0, 0, 190))
-            x, y = (self.size[0] - bg.get_width()) // 2, (self.size[1] - bg.get_height()) // 2
+            x = scene.x + (scene.w - bg.get_width()) // 2
+            y = scene.y + scene.h - bg.get_height() - 3 * BORDER  # low, off the workspace centre
             self.screen.blit(bg, (x, y))
             self.screen.blit(t, (x + 12, y + 8))
         pygame.display.flip()
+
+    def _panel(self, rect, hud, footer, badge, inset, inset_label) -> None:
+        pad = 10
+        pygame.draw.rect(self.screen, (30, 33, 38), rect)
+        keys = footer.split("   ") if isinstance(footer, str) else list(footer or [])
+        side = rect.h > rect.w  # a side panel: one column; below the scene: columns
+        if not side and rect.w < 600:
+            inset = None  # a narrow window: status and keys only (V still swaps the views)
+        columns = 1 if side else (3 if inset is not None else 2)
+        col_w = (rect.w - (columns + 1) * pad) // columns
+        x, y = rect.x + pad, rect.y + pad
+        if badge:
+            text = self.big.render(badge[0], True, (15, 15, 15))
+            box = pygame.Rect(x, y, col_w, text.get_height() + 10)
+            pygame.draw.rect(self.screen, badge[1], box, border_radius=6)
+            self.screen.blit(text, (box.x + (box.w - text.get_width()) // 2, box.y + 5))
+            y = box.bottom + 8
+        for line in hud:
+            for part in self._wrap(line, col_w):
+                self.screen.blit(self.font.render(part, True, (235, 235, 235)), (x, y))
+                y += self.font.get_linesize()
+        if inset is not None:
+            # side: under the status, if it fits above the keys; below: the middle column
+            iw = (
+                col_w
+                if side
+                else min(col_w, int((rect.h - 2 * pad) * inset.shape[1] / inset.shape[0]))
+            )
+            ih = int(iw * inset.shape[0] / inset.shape[1])
+            ix, iy = (x, y + 6) if side else (rect.x + 2 * pad + col_w, rect.y + pad)
+            keys_h = len(keys) * self.small.get_linesize() if side else 0
+            if iy + ih + pad < rect.bottom - keys_h:
+                surf = pygame.surfarray.make_surface(np.ascontiguousarray(inset.swapaxes(0, 1)))
+                self.screen.blit(pygame.transform.scale(surf, (iw, ih)), (ix, iy))
+                if inset_label:
+                    label = self.small.render(inset_label, True, (230, 230, 230))
+                    self.screen.blit(label, (ix + 4, iy + 2))
+        if keys:  # the keys of the current mode, at the bottom (or the right column)
+            kx = x if side else rect.x + columns * pad + (columns - 1) * col_w
+            lines = [p for k in keys for p in self._wrap(k, col_w, self.small)]
+            ky = (
+                rect.bottom - pad - len(lines) * self.small.get_linesize() if side else rect.y + pad
+            )
+            for line in lines:
+                self.screen.blit(self.small.render(line, True, (190, 190, 190)), (kx, ky))
+                ky += self.small.get_linesize()
+
+    def _wrap(self, text: str, width: int, font=None) -> list[str]:
+        font = font or self.font
+        words, lines, line = text.split(" "), [], ""
+        for word in words:
+            trial = f"{line} {word}" if line else word
+            if line and font.size(trial)[0] > width:
+                lines.append(line)
+                line = word
+            else:
+                line = trial
+        return lines + [line]
 
     def snapshot(self) -> np.ndarray:
         """The window's pixels (H, W, 3) as shown (for tests and screenshots)."""

@@ -215,14 +215,36 @@ def test_replay_window_and_video(recorded, tmp_path):
         assert len(frames) == f.num_samples("demo_0")
 
 
-def test_window_shows_hud(tmp_path):
+@pytest.mark.parametrize("size", [(640, 480), (480, 480), (1000, 700), (640, 640)])
+def test_hud_never_covers_the_scene(size):
     from teleop.window import TeleopWindow
 
-    w = TeleopWindow((300, 300))
-    assert w.size == (480, 480)  # never below 480x480
-    w.show(np.full((120, 160, 3), 90, np.uint8), ["episode 3   step 7"], banner="PAUSED")
+    w = TeleopWindow(size)
+    frame = np.zeros((240, 320, 3), np.uint8)
+    frame[...] = (200, 0, 200)  # a scene of one colour: any text over it would show
+    keys = [f"key {i}: does thing number {i}" for i in range(9)]
+    w.show(
+        frame,
+        ["iltk/Reach-v0   record", "episode 3   step 7   4.4 s left", "success no   speed 100%"],
+        footer=keys,
+        badge=("HUMAN", (90, 210, 120)),
+        inset=np.full((168, 224, 3), 60, np.uint8),
+        inset_label="top view",
+    )
     snap = w.snapshot()
-    assert snap.shape == (480, 480, 3) and len(np.unique(snap.reshape(-1, 3), axis=0)) > 3
+    scene, panel = w.layout(frame.shape[:2])
+    assert not scene.colliderect(panel)
+    inner = snap[scene.y : scene.bottom, scene.x : scene.right]
+    magenta = np.all(inner == (200, 0, 200), axis=2)
+    # the scene, scaled to fit, is all magenta: no pixel of text over it
+    rows, cols = np.nonzero(magenta)
+    block = magenta[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    assert block.all(), "text drawn over the scene"
+    assert block.size > 0.5 * scene.w * scene.h * min(1, 320 / 240 * scene.h / scene.w)
+    # the frame in the badge's colour around it, and text in the panel
+    assert np.all(snap[scene.y + rows.min() - 2, scene.x + cols.min() + 5] == (90, 210, 120))
+    panel_px = snap[panel.y : panel.bottom, panel.x : panel.right].reshape(-1, 3)
+    assert (panel_px.sum(1) > 500).mean() > 0.01  # bright text pixels
     w.close()
 
 
@@ -342,3 +364,26 @@ def test_fine_control_and_the_workspace(tmp_path):
     # within 2 mm: the velocity actuator brakes over ~10 ms (at 100 Hz, 1 cm a step)
     assert max(ys) <= 0.25 + 2e-3, "the effector left Reach's workspace (y <= 0.25 m)"
     assert max(ys) > 0.24  # it did get to the face
+
+
+def test_keys_of_the_mode_and_the_second_view(tmp_path):
+    from teleop.devices import bindings_for
+
+    record = " ".join(bindings_for("keyboard", "record", 3))
+    assert "take over" not in record and "gripper" not in record and "W / S" in record
+    correct = " ".join(bindings_for("gamepad", "hg-dagger", 4))
+    assert "RB (held): take over" in correct and "RT: close the gripper" in correct
+    planar = " ".join(bindings_for("keyboard", "record", 2, views=1))
+    assert "W / S" not in planar and "V:" not in planar
+    # V swaps the main and the panel's camera; the window draws both
+    schedule = {0: [key(pygame.K_RIGHT)], 2: tap(pygame.K_v), 4: tap(pygame.K_ESCAPE)}
+    session = TeleopSession(
+        "iltk/Reach-v0",
+        tmp_path / "v.hdf5",
+        KeyboardDevice(),
+        control_freq=100,
+        event_hook=Timeline(schedule),
+    )
+    assert session.views == ["front", "top"] and session.view == 0
+    session.run()
+    assert session.view == 1
