@@ -79,6 +79,11 @@ def _check_video(path: Path) -> None:
     check_output(path, overwrite=True, what="--video")
 
 
+def _count(n: int, noun: str) -> str:
+    """'1 episode', '2 episodes'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _check_session_numbers(cmd) -> None:
     """The numbers every teleop session takes (record, correct)."""
     if not (math.isfinite(cmd.control_freq) and 1.0 <= cmd.control_freq <= 500.0):
@@ -194,7 +199,7 @@ class Collect:
         )
         rate = res.successes / max(res.attempted, 1)
         print(
-            f"saved {res.saved} episodes to {res.path} "
+            f"saved {_count(res.saved, 'episode')} to {res.path} "
             f"(expert success {res.successes}/{res.attempted} = {rate:.0%})"
         )
 
@@ -367,7 +372,7 @@ class Record:
         )
         res = session.run()
         print(
-            f"saved {len(res.saved)} episodes to {self.out} ({res.discarded} discarded); "
+            f"saved {_count(len(res.saved), 'episode')} to {self.out} ({res.discarded} discarded); "
             f"control rate {res.achieved_hz:.1f} Hz, {res.missed_deadlines} missed deadlines"
         )
 
@@ -457,7 +462,7 @@ class Replay:
             return
         from teleop.viewer import replay_window
 
-        replay_window(self.file, self.episode or 0, self.window, self.render_size)
+        replay_window(self.file, self.episode, self.window, self.render_size)
 
 
 def _dagger_command() -> type:
@@ -595,7 +600,8 @@ class Correct:
         )
         res = session.run()
         print(
-            f"saved {len(res.saved)} episodes to {self.out}; {res.interventions} intervention steps"
+            f"saved {_count(len(res.saved), 'episode')} to {self.out}; "
+            f"{_count(res.interventions, 'intervention step')}"
         )
 
 
@@ -625,6 +631,7 @@ class DatasetInfo:
         )
         print(f"success     {'n/a' if rate is None else f'{rate:.1%}'}")
         print(f"sources     {', '.join(f'{k}: {v}' for k, v in info['sources'].items()) or '-'}")
+        print(f"operators   {', '.join(f'{k}: {v}' for k, v in info['operators'].items()) or '-'}")
         print(f"masks       {', '.join(f'{k}: {v}' for k, v in info['masks'].items()) or '-'}")
         print(f"intervention fraction {info['intervention_fraction']:.3f}")
         if info["action_min"] is not None:
@@ -655,7 +662,7 @@ class DatasetMerge:
         from iltk.data.tools import merge_files
 
         n = merge_files(self.inputs, self.out, overwrite=self.overwrite)
-        print(f"wrote {n} episodes to {self.out}")
+        print(f"wrote {_count(n, 'episode')} to {self.out}")
 
 
 @dataclass
@@ -712,7 +719,7 @@ class DatasetFilter:
             min_length=self.min_length,
             overwrite=self.overwrite,
         )
-        print(f"wrote {n} episodes to {self.out}")
+        print(f"wrote {_count(n, 'episode')} to {self.out}")
 
 
 @dataclass

@@ -110,15 +110,20 @@ def replay_video(
 
 def replay_window(
     path,
-    episode: int = 0,
+    episode: int | None = None,
     window_size=(640, 640),
     render_size=(320, 240),
     max_ticks: int = 0,
     event_hook=None,
-) -> None:
-    """The interactive replay viewer (``max_ticks`` > 0 stops after that many frames: tests)."""
+) -> int:
+    """The interactive replay viewer (``max_ticks`` > 0 stops after that many frames: tests).
+
+    With ``episode`` given, playing stops at that episode's end (N / P still move on);
+    without, it plays every episode in turn. Returns the index of the episode shown last.
+    """
     player = EpisodePlayer(path, render_size)
-    player.load(episode)
+    player.load(episode or 0)
+    single = episode is not None  # one episode asked for: stop at its end (N/P still move)
     window = TeleopWindow(window_size, title=f"iltk replay: {player.path.name}")
     t, speed_i, playing, ticks = 0, SPEEDS.index(1.0), True, 0
     try:
@@ -129,7 +134,7 @@ def replay_window(
                 if ev.type == pygame.QUIT or (
                     ev.type == pygame.KEYDOWN and ev.key == pygame.K_ESCAPE
                 ):
-                    return
+                    return player.k
                 if ev.type != pygame.KEYDOWN:
                     continue
                 if ev.key == pygame.K_SPACE:
@@ -157,11 +162,11 @@ def replay_window(
             )
             ticks += 1
             if max_ticks and ticks >= max_ticks:
-                return
+                return player.k
             if playing:
                 if t < len(player) - 1:
                     t += 1
-                elif player.k < len(player.file.demos) - 1:
+                elif not single and player.k < len(player.file.demos) - 1:
                     player.load(player.k + 1)
                     t = 0
                 else:
@@ -213,7 +218,7 @@ def watch_policy(
         window.show(
             env.render(),
             [
-                f"{task}   policy acting   episode {ev.episodes_done + 1}",
+                f"{task}   policy acting   episode {ev.episodes_done}",
                 f"step {int(ev.episode_steps[0])}   success {'YES' if success else 'no'}   "
                 f"successes so far {sum(successes)}/{len(successes)}",
             ],

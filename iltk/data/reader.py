@@ -229,8 +229,11 @@ class DemoFile:
         lengths = [self.num_samples(d) for d in self.demos]
         attrs = [self.demo_attrs(d) for d in self.demos]
         sources: dict[str, int] = {}
+        operators: dict[str, int] = {}
         for a in attrs:
             sources[a.get("source", "unknown")] = sources.get(a.get("source", "unknown"), 0) + 1
+            if a.get("operator"):
+                operators[a["operator"]] = operators.get(a["operator"], 0) + 1
         successes = [bool(a["success"]) for a in attrs if "success" in a]
         interventions, steps_with = 0, 0
         amin = amax = None
@@ -253,6 +256,7 @@ class DemoFile:
             "mean_length": float(np.mean(lengths)) if lengths else 0.0,
             "success_rate": float(np.mean(successes)) if successes else None,
             "sources": sources,
+            "operators": operators,
             "keys": {k: {"shape": list(s[1:]), "dtype": str(dt)} for k, (s, dt) in keys.items()},
             "intervention_fraction": interventions / steps_with if steps_with else 0.0,
             "action_min": amin.tolist() if amin is not None else None,

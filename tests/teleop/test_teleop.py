@@ -207,6 +207,12 @@ def test_replay_window_and_video(recorded, tmp_path):
         6: tap(pygame.K_ESCAPE),
     }
     replay_window(recorded, 0, max_ticks=50, event_hook=Timeline(schedule))
+    # --episode 0: plays to that episode's end and stays there (4x speed to be quick)
+    with DemoFile(recorded) as f:
+        length = f.num_samples("demo_0")
+    fast = Timeline({0: tap(pygame.K_PLUS) + tap(pygame.K_PLUS)})
+    assert replay_window(recorded, 0, max_ticks=length + 15, event_hook=fast) == 0
+    assert replay_window(recorded, None, max_ticks=length + 15, event_hook=fast) == 1
     video = replay_video(recorded, tmp_path / "r.mp4", [0])
     import imageio.v2 as imageio
 

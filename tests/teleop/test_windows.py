@@ -74,7 +74,7 @@ def test_record_in_a_real_window(x, tmp_path):
     x.key("Return")  # save
     x.key("Escape")
     text = _finish(proc, log)
-    assert "saved 1 episodes" in text
+    assert "saved 1 episode to" in text
     with DemoFile(out) as f:
         assert len(f.demos) == 1
         attrs = f.demo_attrs("demo_0")
