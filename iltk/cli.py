@@ -311,8 +311,8 @@ class Record:
     """Episode k is reset with seed SEED + k (continue after earlier sessions with a new seed)."""
     window: tuple[int, int] = (640, 640)
     """Initial window size (at least 480x480)."""
-    render_size: tuple[int, int] = (320, 240)
-    """Camera image rendered each step, scaled to the window."""
+    render_size: tuple[int, int] | None = None
+    """Camera image rendered each step (default: the size the window shows it at)."""
     keep_partial: bool = False
     """On quit, keep the episode in progress (flagged partial)."""
     keep_timeouts: bool = False
@@ -348,7 +348,8 @@ class Record:
         if not (math.isfinite(self.dart_noise) and 0.0 <= self.dart_noise <= 10.0):
             raise CliError(f"--dart-noise must be a noise std in [0, 10], got {self.dart_noise}")
         _check_session_numbers(self)
-        _check_render_size(self.render_size)
+        if self.render_size is not None:
+            _check_render_size(self.render_size)
         try:
             device = make_device(self.device, self.profile, self.pad_index)
         except DeviceNotFound as err:

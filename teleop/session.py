@@ -39,6 +39,7 @@ from teleop.devices import (
     session_keys,
 )
 from teleop.window import (
+    BORDER,
     HUMAN_COLOR,
     POLICY_COLOR,
     RECORD_COLOR,
@@ -148,7 +149,8 @@ class TeleopSession:
         episodes: stop after this many saved episodes (0: until quit).
         operator: stored with every episode.
         window_size: initial window size.
-        render_size: camera image size rendered each step (scaled to the window).
+        render_size: camera image size rendered each step (default: the size the scene
+            takes in the window, so the picture is drawn at the screen's resolution).
         seed: episode k is reset with seed + k.
         keep_partial: on quit, keep the episode in progress (flagged partial).
         event_hook: called with the poll count before every poll (tests post events here).
@@ -182,7 +184,7 @@ class TeleopSession:
         episodes: int = 0,
         operator: str = "",
         window_size: tuple[int, int] = (640, 640),
-        render_size: tuple[int, int] = (320, 240),
+        render_size: tuple[int, int] | None = None,
         seed: int = 0,
         keep_partial: bool = False,
         event_hook: Callable[[int], None] | None = None,
@@ -228,11 +230,12 @@ class TeleopSession:
                 raise ValueError(f"max_steps must be >= 1, got {max_steps}")
             kwargs["max_episode_steps"] = int(max_steps)
         if task.startswith("iltk/"):
-            kwargs.update(render_width=render_size[0], render_height=render_size[1])
+            width, height = render_size or (320, 240)
+            kwargs.update(render_width=width, render_height=height)
         self.envs = make_vector_env(task, 1, asynchronous=False, **kwargs)
         self.env = self.envs.envs[0]
         self.max_steps = self.env.spec.max_episode_steps if self.env.spec else None
-        self.render_size = tuple(render_size)
+        self.render_size = tuple(render_size) if render_size else None
         base = self.env.unwrapped
         if hasattr(base, "render_frame"):  # the task's camera first, then its others
             names = [base.model.camera(i).name for i in range(base.model.ncam)]
@@ -381,11 +384,20 @@ class TeleopSession:
             return "RECORDING", RECORD_COLOR
         return ("HUMAN", HUMAN_COLOR) if self.human_in_control else ("POLICY", POLICY_COLOR)
 
+    def scene_size(self) -> tuple[int, int]:
+        """The main view's render size: --render-size, else what the window shows it at."""
+        if self.render_size is not None:
+            return self.render_size
+        scene, _ = self.window.layout((3, 4))
+        w = min(scene.w - 2 * BORDER, (scene.h - 2 * BORDER) * 4 // 3)
+        w = int(np.clip(w, 160, 1280)) // 4 * 4
+        return w, w * 3 // 4
+
     def render_view(self, camera: str | None, size: tuple[int, int]) -> np.ndarray | None:
         base = self.env.unwrapped
         if camera is None or not hasattr(base, "render_frame"):
             return self.env.render()  # a foreign env: its own single view
-        return base.render_frame(size[0], size[1], camera=camera)
+        return base.render_frame(size[0], size[1], camera=camera, display=True)
 
     def draw(self, step: int = 0, success: bool = False, banner: tuple | None = None) -> None:
         """The scene from the main camera, the other camera in the panel, the status."""
@@ -393,7 +405,7 @@ class TeleopSession:
         other = self.views[1 - self.view] if len(self.views) > 1 else None
         text, color = banner if banner is not None else self.banner()
         self.window.show(
-            self.render_view(main, self.render_size),
+            self.render_view(main, self.scene_size()),
             self.hud(step, success),
             banner=text,
             banner_color=color,

@@ -26,6 +26,9 @@ OBS_MODES = ("state", "pixels", "state+pixels")
 STATE_SPEC = mujoco.mjtState.mjSTATE_INTEGRATION
 
 
+DISPLAY_SHADOW_SIZE = 1024  # shadow map of renderers for live windows (see render_frame)
+
+
 class MujocoTaskEnv(gym.Env):
     """Base class of the iltk manipulation tasks (see each task's docstring).
 
@@ -182,11 +185,28 @@ class MujocoTaskEnv(gym.Env):
         self._renderers.clear()
 
     # ---------------------------------------------------------------- utilities
-    def render_frame(self, width: int, height: int, camera: str | None = None) -> np.ndarray:
-        """An RGB frame (height, width, 3) uint8 of the current scene, rendered offscreen."""
-        key = (int(height), int(width))
+    def render_frame(
+        self, width: int, height: int, camera: str | None = None, display: bool = False
+    ) -> np.ndarray:
+        """An RGB frame (height, width, 3) uint8 of the current scene, rendered offscreen.
+
+        ``display=True`` is for live windows: the same scene with a 1024-texel shadow map
+        instead of the model's 4096, which costs most of a software-rendered frame (30 ms
+        against 7.6 ms for 320x240 on the 2-core CPU) and keeps the shadow, the depth cue.
+        Observations and videos keep the model's quality.
+        """
+        key = (int(height), int(width), bool(display))
         if key not in self._renderers:
-            self._renderers[key] = mujoco.Renderer(self.model, height=key[0], width=key[1])
+            vis = self.model.vis
+            saved = (vis.quality.shadowsize, vis.global_.offwidth, vis.global_.offheight)
+            if display:  # read when the renderer's GL context is made, restored at once
+                vis.quality.shadowsize = min(saved[0], DISPLAY_SHADOW_SIZE)
+                vis.global_.offwidth = max(saved[1], key[1])  # a window may be large
+                vis.global_.offheight = max(saved[2], key[0])
+            try:
+                self._renderers[key] = mujoco.Renderer(self.model, height=key[0], width=key[1])
+            finally:
+                vis.quality.shadowsize, vis.global_.offwidth, vis.global_.offheight = saved
         renderer = self._renderers[key]
         renderer.update_scene(self.data, camera=camera or self.camera)
         return renderer.render()
