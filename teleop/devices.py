@@ -230,7 +230,9 @@ PAD_BINDINGS = {
     "LB (held)": "fine control",
     "RT": "close the gripper",
     "RB (held)": "take over from the policy",
-    "A / B / X": "save / discard / reset",
+    "A": "save the episode",
+    "B": "discard the episode",
+    "X": "reset without saving",
     "Y": "swap the camera views",
     "Start": "quit",
 }

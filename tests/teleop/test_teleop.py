@@ -393,3 +393,17 @@ def test_keys_of_the_mode_and_the_second_view(tmp_path):
     assert session.views == ["front", "top"] and session.view == 0
     session.run()
     assert session.view == 1
+
+
+def test_readme_controls_table_matches_the_window():
+    from teleop.devices import KEY_BINDINGS, PAD_BINDINGS
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    table = readme.split("## Teleop controls")[1].split("\n\n")[2]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+    for column, bindings in ((1, KEY_BINDINGS), (2, PAD_BINDINGS)):
+        cells = [r[column] for r in rows]
+        for key, what in bindings.items():
+            row = next((r for r in rows if r[column].startswith(key)), None)
+            assert row is not None, f"README's controls table lacks {key!r} ({what})"
+        assert len(cells) == len(bindings), f"README lists keys the window does not: {cells}"
