@@ -9,7 +9,8 @@ overrun the next deadline the session keeps the last frame on screen ("display f
 below the control rate), so the control rate holds while the display degrades.
 
 The main view is rendered at the size the window shows it, the second (top) camera in the
-panel beside it, both through the display renderers (a 1024-texel shadow map).
+panel beside it, both through the display renderers (a 1024-texel shadow map). With
+DISPLAY set (a desktop, or Xvfb) the window is a real X window; without, SDL's dummy driver.
 
     python benchmarks/teleop_loop.py [--seconds 10] [--task iltk/Lift-v0]
 """
@@ -25,7 +26,8 @@ import threading
 import time
 from pathlib import Path
 
-os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+if not os.environ.get("DISPLAY"):  # no X server: an offscreen window (a real one with DISPLAY)
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 os.environ.setdefault("MUJOCO_GL", "egl")
 
