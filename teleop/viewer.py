@@ -25,8 +25,11 @@ SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0)
 class EpisodePlayer:
     """Headless core of the replay viewer: episode ``k`` of a file, frame by frame."""
 
-    def __init__(self, path: str | Path, render_size: tuple[int, int] = (320, 240)):
+    def __init__(
+        self, path: str | Path, render_size: tuple[int, int] = (320, 240), display: bool = False
+    ):
         self.path = Path(path)
+        self.render_size, self.display = tuple(render_size), display
         self.file = DemoFile(self.path)
         if not self.file.demos:
             raise DatasetError(self.path, "holds no episodes")
@@ -74,7 +77,11 @@ class EpisodePlayer:
         return len(self.states)
 
     def frame(self, t: int) -> np.ndarray:
+        """The scene at step t (a window's display renderer when ``display``, else the
+        model's full quality, as videos use)."""
         self.env.unwrapped.set_state(self.states[t])
+        if self.display:
+            return self.env.unwrapped.render_frame(*self.render_size, display=True)
         return self.env.render()
 
     def hud(self, t: int, speed: float, playing: bool) -> list[str]:
@@ -121,7 +128,7 @@ def replay_window(
     With ``episode`` given, playing stops at that episode's end (N / P still move on);
     without, it plays every episode in turn. Returns the index of the episode shown last.
     """
-    player = EpisodePlayer(path, render_size)
+    player = EpisodePlayer(path, render_size, display=True)
     player.load(episode or 0)
     single = episode is not None  # one episode asked for: stop at its end (N/P still move)
     window = TeleopWindow(window_size, title=f"iltk replay: {player.path.name}")
@@ -215,8 +222,11 @@ def watch_policy(
             elif e.type == pygame.KEYDOWN and e.key == pygame.K_r:
                 command = command or "reset"
         success = bool(np.asarray(ev.info.get("success", [False]))[0])
+        base = env.unwrapped
         window.show(
-            env.render(),
+            base.render_frame(*render_size, display=True)
+            if hasattr(base, "render_frame")
+            else env.render(),
             [
                 f"{task}   policy acting   episode {ev.episodes_done}",
                 f"step {int(ev.episode_steps[0])}   success {'YES' if success else 'no'}   "

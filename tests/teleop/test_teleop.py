@@ -403,7 +403,7 @@ def test_readme_controls_table_matches_the_window():
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:]]
     for column, bindings in ((1, KEY_BINDINGS), (2, PAD_BINDINGS)):
         cells = [r[column] for r in rows]
-        for key, what in bindings.items():
-            row = next((r for r in rows if r[column].startswith(key)), None)
-            assert row is not None, f"README's controls table lacks {key!r} ({what})"
+        for name, what in bindings.items():
+            row = next((r for r in rows if r[column].startswith(name)), None)
+            assert row is not None, f"README's controls table lacks {name!r} ({what})"
         assert len(cells) == len(bindings), f"README lists keys the window does not: {cells}"

@@ -122,3 +122,35 @@ def test_correct_takeover_in_a_real_window(x, tmp_path):
         actions = f.read("demo_0", "actions")
     assert inter.sum() >= 5, "holding T did not hand control to the person"
     assert (actions[inter][:, 0] < -0.5).mean() > 0.5, "the person's Left was not recorded"
+
+
+def test_watch_a_policy_in_a_real_window(x, tmp_path):
+    from iltk.algos.bc import TrainConfig, train
+    from iltk.collect import collect_demos
+
+    data = tmp_path / "reach.hdf5"
+    collect_demos("iltk/Reach-v0", data, 3, progress=False)
+    run = tmp_path / "run"
+    train(TrainConfig(dataset=data, out=run, steps=20, eval_episodes=0, progress=False))
+    proc, log = _start(x, ["replay", "--policy", str(run / "last")], tmp_path, "watch")
+    x.window_of(proc.pid)
+    _shows_scene(x, tmp_path / "watch.png")
+    x.key("Escape")
+    _finish(proc, log)
+
+
+def test_no_display_is_said_at_once(tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "SDL_VIDEODRIVER")}
+    out = tmp_path / "r.hdf5"
+    res = subprocess.run(
+        [*ILTK, "record", "--task", "iltk/Reach-v0", "--out", str(out), "--device", "keyboard"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 2
+    assert "no display to open a window on" in res.stderr and "Traceback" not in res.stderr
+    assert not out.exists()
