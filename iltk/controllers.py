@@ -49,16 +49,21 @@ class PolicyController:
 class DartNoise:
     """DART (Laskey et al. 2017): execute ``label + N(0, Sigma)``, record the clean label.
 
+    Every episode draws its noise from its own stream, seeded by (``seed``, the episode's
+    seed), so the same seed gives the same episodes whatever the number of envs.
+
     Args:
         inner: the supervisor (expert or human) controller.
         cov: a scalar standard deviation, a per-dimension std vector, or a full
             covariance matrix Sigma.
-        seed: seed of the noise generator.
+        seed: seed of the noise streams.
     """
 
     def __init__(self, inner: Controller, cov, seed: int = 0):
         self.inner = inner
-        self.rng = np.random.default_rng(seed)
+        self.seed = int(seed)
+        self.rng = np.random.default_rng(seed)  # envs whose episode has no seed
+        self.streams: dict[int, np.random.Generator] = {}
         self.set_covariance(cov)
 
     def set_covariance(self, cov) -> None:
@@ -79,11 +84,26 @@ class DartNoise:
 
     def reset(self, env_ids):
         self.inner.reset(env_ids)
+        for i in env_ids:
+            self.streams.pop(int(i), None)
+
+    def seed_episodes(self, env_ids, seeds) -> None:
+        if hasattr(self.inner, "seed_episodes"):
+            self.inner.seed_episodes(env_ids, seeds)
+        for i, episode_seed in zip(env_ids, seeds):
+            if episode_seed is not None:
+                entropy = [self.seed & 0xFFFFFFFF, int(episode_seed) & 0xFFFFFFFF]
+                self.streams[int(i)] = np.random.default_rng(np.random.SeedSequence(entropy))
 
     def act(self, obs, info, envs) -> ControlOutput:
         out = self.inner.act(obs, info, envs)
         label = out.label
-        eps = self.rng.standard_normal(label.shape)
+        eps = np.stack(
+            [
+                self.streams.get(i, self.rng).standard_normal(label.shape[1:])
+                for i in range(len(label))
+            ]
+        )
         noise = eps * self._std if self._chol is None else eps @ self._chol.T
         executed = np.clip(out.executed + noise, -1.0, 1.0).astype(np.float32)
         fields = {**out.fields, "noise": noise.astype(np.float32)}

@@ -45,7 +45,12 @@ class Controller(Protocol):
     """Maps the current observations to executed actions and labels (contract 3)."""
 
     def reset(self, env_ids: np.ndarray) -> None:
-        """Episodes start in the envs ``env_ids``: drop their per-episode state."""
+        """Episodes start in the envs ``env_ids``: drop their per-episode state.
+
+        A controller that draws random numbers may also define ``seed_episodes(env_ids,
+        seeds)``: the loop calls it after ``reset`` with each new episode's seed, so its
+        draws depend on the episode, not on how episodes were spread over the envs.
+        """
 
     def act(self, obs: Any, info: dict[str, Any], envs: gym.vector.VectorEnv) -> ControlOutput:
         """Decide the actions for the current step of every env."""
@@ -219,7 +224,10 @@ def run_episodes(
             else:
                 seeds.append(None)
         obs, info = envs.reset(seed=seeds, options={"reset_mask": mask})
-        controller.reset(np.flatnonzero(mask))
+        ids = np.flatnonzero(mask)
+        controller.reset(ids)
+        if hasattr(controller, "seed_episodes"):
+            controller.seed_episodes(ids, [seeds[i] for i in ids])
         for i in np.flatnonzero(mask):
             buffers[i].clear()
         return obs, info

@@ -242,7 +242,7 @@ class DemoDataset:
         self.ep_end = ends.to(dev)
         self.step_episode = torch.repeat_interleave(torch.arange(len(lengths)), lengths_t).to(dev)
         # sampling draws only from steps that carry weight
-        self.pool = torch.nonzero(self.weights > 0).squeeze(1)
+        self.pool = torch.nonzero(self.weights > 0).squeeze(1).to(dev)
         if len(self.pool) == 0:
             raise DatasetError(self.path, "no step carries training weight (all were filtered out)")
 
@@ -268,8 +268,11 @@ class DemoDataset:
 
     # --------------------------------------------------------------- sampling
     def sample_indices(self, batch_size: int, generator: torch.Generator | None = None):
-        """Uniformly random step indices, drawn on the dataset's device."""
-        return torch.randint(0, len(self), (batch_size,), device=self.device, generator=generator)
+        """Step indices drawn uniformly from the steps that carry weight (``pool``), on the
+        dataset's device: zero-weight steps (HG-DAgger's uncorrected ones, unlabelled ones)
+        never take a place in a batch."""
+        k = torch.randint(0, len(self.pool), (batch_size,), device=self.device, generator=generator)
+        return self.pool[k]
 
     def _obs_at(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         obs = {"state": self.state[idx]}

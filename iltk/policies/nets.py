@@ -150,7 +150,8 @@ class GMMHead(nn.Module):
 
 
 class GaussianHead(nn.Module):
-    """A state-dependent diagonal Gaussian; acting returns the mean."""
+    """A state-dependent diagonal Gaussian; acting returns the mean, or a sample when not
+    ``deterministic`` (``stochastic_eval``)."""
 
     def __init__(
         self, inp: int, action_dim: int, min_log_std: float = -5.0, max_log_std: float = 2.0
@@ -169,7 +170,8 @@ class GaussianHead(nn.Module):
         return (0.5 * z * z + log_std + 0.5 * math.log(2 * math.pi)).sum(-1)
 
     def act(self, h, deterministic: bool = True):
-        return self.params(h)[0]
+        mean, log_std = self.params(h)
+        return mean if deterministic else mean + torch.exp(log_std) * torch.randn_like(mean)
 
 
 class DeterministicHead(nn.Module):

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from iltk.algos.common import LearnerSettings
 from iltk.algos.dagger import DaggerConfig, beta_at, run_dagger
@@ -145,7 +146,12 @@ def test_hg_dagger_run_aggregates_interventions(tmp_path):
     assert len(hg) == 3 and inter.any()
     assert rows[1]["expert_labels"] == scripted_steps + int(inter.sum())
     ds = DemoDataset(tmp_path / "data.hdf5", uncorrected_weight=0.0)
-    assert len(ds.pool) == scripted_steps + int(inter.sum())  # only labels are sampled
+    assert len(ds.pool) == scripted_steps + int(inter.sum())
+    # only labels are sampled: every drawn step carries weight (with uniform draws over all
+    # steps most of an HG-DAgger batch had weight 0)
+    idx = ds.sample_indices(4096, torch.Generator().manual_seed(0))
+    assert bool((ds.weights[idx] > 0).all())
+    assert len(torch.unique(idx)) > 0.9 * len(ds.pool)  # and all of them are drawn
 
 
 def test_dart_run_injects_estimated_noise(tmp_path):

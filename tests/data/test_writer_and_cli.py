@@ -41,7 +41,10 @@ def test_dart_noise_labels_are_clean(tmp_path):
         ep = f.episode("demo_0")
     noise = ep["actions_executed"] - ep["actions"]
     assert np.abs(noise).mean() > 0.05
-    np.testing.assert_allclose(ep["noise"], noise, atol=1e-6 + 1.0)  # executed is clipped
+    # executed = label + noise, clipped to the action space
+    np.testing.assert_allclose(
+        ep["actions_executed"], np.clip(ep["actions"] + ep["noise"], -1, 1), atol=1e-6
+    )
     for t in range(len(ep["actions"])):  # the label is the expert's action in the visited state
         env.unwrapped.set_state(ep["states"][t])
         np.testing.assert_allclose(expert(), ep["actions"][t], atol=1e-6)
@@ -121,3 +124,15 @@ def test_collect_init_spread_is_recorded(tmp_path, capsys):
     foreign = ["collect", "--task", "Pendulum-v1", "--out", str(tmp_path / "p.hdf5")]
     assert cli_main([*foreign, "--init-spread", "0.5"]) == 2
     assert "iltk tasks only" in capsys.readouterr().err
+
+
+def test_dart_noise_is_the_same_whatever_the_number_of_envs(tmp_path):
+    runs = {}
+    for n in (1, 3):
+        path = tmp_path / f"dart_{n}.hdf5"
+        collect_demos("iltk/Reach-v0", path, 4, num_envs=n, dart_noise=0.3, seed=7, progress=False)
+        with DemoFile(path) as f:
+            runs[n] = {int(f.demo_attrs(d)["seed"]): f.read(d, "actions_executed") for d in f.demos}
+    assert sorted(runs[1]) == sorted(runs[3]) == [7, 8, 9, 10]
+    for seed in runs[1]:
+        np.testing.assert_array_equal(runs[1][seed], runs[3][seed])

@@ -222,3 +222,23 @@ def test_gmm_head_fits_two_modes():
     d = det.eval().predict({"state": obs[:1]})
     assert torch.allclose(g.abs(), torch.full_like(g, 0.8), atol=0.1)  # a mode, not the mean
     assert d.abs().max() < 0.2  # the deterministic head averages the modes
+
+
+def test_gaussian_head_samples_only_when_asked():
+    from iltk.policies.nets import GaussianHead
+
+    torch.manual_seed(0)
+    head = GaussianHead(8, 3)
+    h = torch.randn(5, 8)
+    mean, log_std = head.params(h)
+    torch.testing.assert_close(head.act(h, deterministic=True), mean)
+    draws = torch.stack([head.act(h, deterministic=False) for _ in range(2000)])
+    assert not torch.allclose(draws[0], draws[1])
+    torch.testing.assert_close(draws.mean(0), mean, atol=0.1, rtol=0)
+    torch.testing.assert_close(draws.std(0), torch.exp(log_std), atol=0.1, rtol=0.1)
+    # a BC policy with the Gaussian head: stochastic_eval samples, the default does not
+    for stochastic in (False, True):
+        policy = small_policy("bc", head="gaussian", stochastic_eval=stochastic).eval()
+        obs = {"state": torch.randn(4, 6)}
+        a, b = policy.predict(obs), policy.predict(obs)
+        assert torch.equal(a, b) != stochastic
