@@ -37,10 +37,16 @@ class XvfbDisplay:
             raise RuntimeError("Xvfb did not start")
         self.name = f":{number}"
 
-    def env(self, **extra) -> dict:
-        """The environment of a windowed command on this display (no dummy SDL driver)."""
-        env = {k: v for k, v in os.environ.items() if k != "SDL_VIDEODRIVER"}
-        env.update(DISPLAY=self.name, MUJOCO_GL="egl", **extra)
+    def env(self, mujoco_gl: str | None = "egl", **extra) -> dict:
+        """The environment of a windowed command on this display (no dummy SDL driver;
+        ``mujoco_gl=None`` leaves MUJOCO_GL unset)."""
+        drop = {"SDL_VIDEODRIVER", "MUJOCO_GL", "PYOPENGL_PLATFORM"}
+        env = {k: v for k, v in os.environ.items() if k not in drop}
+        env.update(DISPLAY=self.name, **extra)
+        if mujoco_gl is not None:
+            env["MUJOCO_GL"] = mujoco_gl
+            if mujoco_gl == "egl":
+                env["PYOPENGL_PLATFORM"] = "egl"
         return env
 
     def xdotool(self, *args: str, timeout: float = 30) -> str:
