@@ -455,7 +455,7 @@ class Replay:
                 f"--episode {self.episode} does not exist"
             )
         if self.video:
-            from teleop.viewer import replay_video
+            from iltk.replay import replay_video
 
             eps = None if self.episode is None else [self.episode]
             replay_video(self.file, self.video, eps, self.render_size)

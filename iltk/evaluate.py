@@ -10,15 +10,13 @@ import gymnasium as gym
 import numpy as np
 
 from iltk.controllers import PolicyController
-from iltk.envs import make_vector_env
+from iltk.envs import env_shapes, make_vector_env
 from iltk.policies import Policy, PolicyRunner
 from iltk.rollout import run_episodes
 
 
 def check_policy_task(policy: Policy, task: str, env_kwargs: dict | None = None) -> None:
     """Raise ValueError when the task's observation or action size differs from the policy's."""
-    from iltk.algos.bc import env_shapes
-
     state_dim, action_dim, _, _ = env_shapes(task, dict(env_kwargs or {}))
     cfg = policy.config
     if action_dim != cfg.action_dim or (

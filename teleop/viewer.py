@@ -4,115 +4,21 @@ Replay sets the simulator to each recorded state (``set_state(states[t])``) and 
 it, so what is shown is exactly what was recorded, whatever the code that made the file.
 Keys: Space play/pause, Right/Left step (while paused), +/- speed, N/P next/previous
 episode, Home restart, Esc quit. Watching a policy runs the one control loop in real time;
-R resets the episode. ``--video`` renders either to an mp4 headless.
+R resets the episode. The headless parts (``EpisodePlayer``, ``replay_video``) live in
+``iltk.replay``: ``iltk replay FILE --video`` works where pygame is not installed.
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import pygame
 
-from iltk.data import DatasetError, DemoFile
-from iltk.envs import make_env
+from iltk.replay import EpisodePlayer
 from teleop.window import TeleopWindow
 
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0)
-
-
-class EpisodePlayer:
-    """Headless core of the replay viewer: episode ``k`` of a file, frame by frame."""
-
-    def __init__(
-        self, path: str | Path, render_size: tuple[int, int] = (320, 240), display: bool = False
-    ):
-        self.path = Path(path)
-        self.render_size, self.display = tuple(render_size), display
-        self.file = DemoFile(self.path)
-        if not self.file.demos:
-            raise DatasetError(self.path, "holds no episodes")
-        env_name = self.file.env_name
-        if not env_name:
-            raise DatasetError(self.path, "names no env (data.attrs['env_args']); cannot replay")
-        kwargs = dict(self.file.env_args.get("env_kwargs") or {})
-        size = (
-            {"render_width": render_size[0], "render_height": render_size[1]}
-            if env_name.startswith("iltk/")
-            else {"width": render_size[0], "height": render_size[1]}
-        )
-        self.env = make_env(env_name, render_mode="rgb_array", **{**kwargs, **size})
-        if not hasattr(self.env.unwrapped, "set_state") or not env_name.startswith("iltk/"):
-            raise DatasetError(self.path, f"exact replay needs an iltk task, not {env_name!r}")
-        self.env.reset(seed=0)
-        self.fps = float(self.file.env_args.get("control_freq") or 20.0)
-        self.load(0)
-
-    def load(self, k: int) -> None:
-        self.k = int(np.clip(k, 0, len(self.file.demos) - 1))
-        self.demo = self.file.demos[self.k]
-        g = self.file.group(self.demo)
-        if "states" not in g:
-            raise DatasetError(
-                self.path, "has no recorded states to replay", demo=self.demo, key="states"
-            )
-        self.states = self.file.read(self.demo, "states")
-        expected = self.env.unwrapped.state_size
-        if self.states.shape[1] != expected:
-            raise DatasetError(
-                self.path,
-                f"states have {self.states.shape[1]} values but {self.file.env_name} "
-                f"has {expected}: recorded with another model",
-                demo=self.demo,
-                key="states",
-            )
-        self.actions = self.file.read(self.demo, "actions")
-        self.rewards = (
-            self.file.read(self.demo, "rewards") if "rewards" in g else np.zeros(len(self.states))
-        )
-        self.attrs = self.file.demo_attrs(self.demo)
-
-    def __len__(self) -> int:
-        return len(self.states)
-
-    def frame(self, t: int) -> np.ndarray:
-        """The scene at step t (a window's display renderer when ``display``, else the
-        model's full quality, as videos use)."""
-        self.env.unwrapped.set_state(self.states[t])
-        if self.display:
-            return self.env.unwrapped.render_frame(*self.render_size, display=True)
-        return self.env.render()
-
-    def hud(self, t: int, speed: float, playing: bool) -> list[str]:
-        a = ", ".join(f"{x:+.2f}" for x in self.actions[t])
-        return [
-            f"{self.path.name}   {self.demo} ({self.k + 1}/{len(self.file.demos)})   "
-            f"source {self.attrs.get('source', '?')}   success {self.attrs.get('success', '?')}",
-            f"step {t + 1}/{len(self)}   {'playing' if playing else 'paused'}   speed {speed:g}x",
-            f"action [{a}]   reward {self.rewards[t]:+.3f}",
-        ]
-
-    def close(self) -> None:
-        self.env.close()
-        self.file.close()
-
-
-def replay_video(
-    path, out: str | Path, episodes: list[int] | None = None, render_size=(320, 240)
-) -> Path:
-    """Render recorded episodes (exact replay of their states) to an mp4."""
-    from iltk.video import write_video
-
-    player = EpisodePlayer(path, render_size)
-    try:
-        frames = []
-        for k in episodes if episodes is not None else range(len(player.file.demos)):
-            player.load(k)
-            frames += [player.frame(t) for t in range(len(player))]
-        return write_video(out, frames, player.fps)
-    finally:
-        player.close()
 
 
 def replay_window(

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from iltk.data.dataset import DemoDataset
 from iltk.data.format import DatasetError
 from iltk.data.reader import DemoFile
-from iltk.envs import make_env, make_vector_env
+from iltk.envs import env_shapes, make_vector_env
 from iltk.evaluate import evaluate_policy
 from iltk.files import (
     OutputError,
@@ -161,22 +161,6 @@ def lr_lambda(cfg: TrainConfig):
         return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
     return f
-
-
-def env_shapes(task: str, env_kwargs: dict) -> tuple[int | None, int, list[float], list[float]]:
-    """(state dim or None, action dim, action low, action high) of a task."""
-    env = make_env(task, **env_kwargs)
-    try:
-        space = env.observation_space
-        if hasattr(space, "spaces"):
-            state = space.spaces.get("state")
-            state_dim = int(np.prod(state.shape)) if state is not None else None
-        else:
-            state_dim = int(np.prod(space.shape)) if space.dtype != np.uint8 else None
-        act = env.action_space
-        return state_dim, int(np.prod(act.shape)), act.low.tolist(), act.high.tolist()
-    finally:
-        env.close()
 
 
 def dataset_env_kwargs(ds: DemoDataset, task: str) -> dict:

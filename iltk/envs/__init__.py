@@ -86,6 +86,22 @@ def make_vector_env(
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=mode)
 
 
+def env_shapes(task: str, env_kwargs: dict) -> tuple[int | None, int, list[float], list[float]]:
+    """(state dim or None, action dim, action low, action high) of a task."""
+    env = make_env(task, **env_kwargs)
+    try:
+        space = env.observation_space
+        if hasattr(space, "spaces"):
+            state = space.spaces.get("state")
+            state_dim = int(np.prod(state.shape)) if state is not None else None
+        else:
+            state_dim = int(np.prod(space.shape)) if space.dtype != np.uint8 else None
+        act = env.action_space
+        return state_dim, int(np.prod(act.shape)), act.low.tolist(), act.high.tolist()
+    finally:
+        env.close()
+
+
 def is_iltk_task(env: gym.Env) -> bool:
     return isinstance(env.unwrapped, MujocoTaskEnv)
 
@@ -120,6 +136,7 @@ __all__ = [
     "MujocoTaskEnv",
     "ScriptedExpert",
     "UnknownTaskError",
+    "env_shapes",
     "is_iltk_task",
     "make_env",
     "make_expert",

@@ -12,9 +12,10 @@ import pytest
 
 from iltk.data import DemoFile
 from iltk.envs import make_env
+from iltk.replay import EpisodePlayer, replay_video
 from teleop.devices import GamepadDevice, KeyboardDevice, load_profile
 from teleop.session import TeleopSession
-from teleop.viewer import EpisodePlayer, replay_video, replay_window
+from teleop.viewer import replay_window
 
 sys.path.insert(0, str(Path(__file__).parent))
 from timeline import Timeline, joy_axis, joy_button, key, tap  # noqa: E402
