@@ -71,6 +71,7 @@ def test_record_in_a_real_window(x, tmp_path):
         x, ["record", "--task", "iltk/Reach-v0", "--out", str(out), "--device", "keyboard",
             "--operator", "tester"], tmp_path, "record")  # fmt: skip
     x.window_of(proc.pid)
+    _shows_scene(x, tmp_path / "ready.png")  # the session polls its window: keys now count
     x.hold("Up", 1.0)
     _shows_scene(x, tmp_path / "record.png")
     x.key("Return")  # save
@@ -94,8 +95,8 @@ def test_replay_window_shows_the_recording(x, tmp_path, mujoco_gl):
     collect_demos("iltk/Push-v0", data, 2, progress=False)
     proc, log = _start(x, ["replay", str(data)], tmp_path, "replay", mujoco_gl)
     x.window_of(proc.pid)
-    x.key("space")  # pause
     _shows_scene(x, tmp_path / "replay.png")
+    x.key("space")  # pause
     x.key("Escape")
     _finish(proc, log)
 
@@ -113,6 +114,7 @@ def test_correct_takeover_in_a_real_window(x, tmp_path):
         x, ["correct", "--policy", str(run / "last"), "--out", str(out), "--mode", "hg-dagger",
             "--device", "keyboard"], tmp_path, "correct")  # fmt: skip
     x.window_of(proc.pid)
+    _shows_scene(x, tmp_path / "ready.png")
     x.xdotool("keydown", "t")
     x.hold("Left", 1.0)
     x.xdotool("keyup", "t")
