@@ -5,6 +5,10 @@ step and writes random controls, so the ratio bare/env is the cost of the gymnas
 wrapper (observation, reward terms, the post-step ``mj_forward`` that keeps observations a
 pure function of the state, TimeLimit and checker wrappers). Aim: ratio <= 1.3.
 
+The control loop's own cost is measured too: ``Rollout.step`` against bare
+``gymnasium.vector`` stepping with the same random actions, iltk/Push-v0 with 8 envs
+(aim: under 10%).
+
     python benchmarks/env_speed.py [--steps 3000] [--out runs/bench/env_speed.json]
 """
 
@@ -63,6 +67,73 @@ def render_fps(task_id: str, width: int, height: int, frames: int) -> float:
     return fps
 
 
+class RandomController:
+    """The same pre-drawn random actions the bare vector loop steps with."""
+
+    def __init__(self, actions: np.ndarray):
+        self.actions, self.t = actions, 0
+
+    def reset(self, env_ids):
+        pass
+
+    def act(self, obs, info, envs):
+        from iltk.rollout import ControlOutput
+
+        a = self.actions[self.t % len(self.actions)]
+        self.t += 1
+        return ControlOutput(executed=a, label=a)
+
+
+def loop_overhead(task_id: str, num_envs: int, steps: int, repeats: int) -> dict:
+    """Vector steps/s of bare ``gymnasium.vector`` stepping (reset on episode end, same
+    random actions) against the control loop (``Rollout.step``), recording episodes and not.
+
+    Both share one vector env made by ``make_vector_env`` (subprocesses), so the ratio is
+    the loop's own cost: its controller call, episode bookkeeping, resets and recording.
+    """
+    from iltk.envs import make_vector_env
+    from iltk.rollout import Rollout
+
+    envs = make_vector_env(task_id, num_envs)
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-1, 1, (steps, num_envs) + envs.single_action_space.shape)
+    actions = actions.astype(np.float32)
+
+    def bare() -> float:
+        envs.reset(seed=0)
+        t0 = time.perf_counter()
+        for k in range(steps):
+            _, _, terminated, truncated, _ = envs.step(actions[k])
+            done = terminated | truncated
+            if done.any():
+                envs.reset(options={"reset_mask": done})
+        return steps / (time.perf_counter() - t0)
+
+    def loop(record: bool) -> float:
+        rollout = Rollout(envs, RandomController(actions), record=record, record_states=False)
+        rollout.step()  # the first reset is not part of the rate
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            rollout.step()
+        return steps / (time.perf_counter() - t0)
+
+    best = {"bare": 0.0, "loop": 0.0, "loop_recording": 0.0}
+    for _ in range(repeats):  # interleaved, best of each
+        best["bare"] = max(best["bare"], bare())
+        best["loop"] = max(best["loop"], loop(False))
+        best["loop_recording"] = max(best["loop_recording"], loop(True))
+    envs.close()
+    return {
+        "task": task_id,
+        "num_envs": num_envs,
+        "bare_vector_steps_per_s": best["bare"],
+        "loop_steps_per_s": best["loop"],
+        "loop_recording_steps_per_s": best["loop_recording"],
+        "loop_overhead": best["bare"] / best["loop"] - 1.0,
+        "loop_recording_overhead": best["bare"] / best["loop_recording"] - 1.0,
+    }
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -101,9 +172,17 @@ def main():
             f"{r['task']:<20}{r['substeps']:>9}{r['bare_steps_per_s']:>10.0f}{r['env_steps_per_s']:>10.0f}"
             f"{r['overhead_ratio']:>7.2f}{r['render_fps_84x84']:>9.0f}{r['render_fps_320x240']:>12.0f}"
         )
+    loop = loop_overhead("iltk/Push-v0", 8, args.steps // 3, args.repeats)
+    print(
+        f"\ncontrol loop on {loop['task']} x{loop['num_envs']} envs (vector steps/s): bare "
+        f"gymnasium.vector {loop['bare_vector_steps_per_s']:.0f}, Rollout.step "
+        f"{loop['loop_steps_per_s']:.0f} (overhead {loop['loop_overhead']:+.1%}), recording "
+        f"episodes {loop['loop_recording_steps_per_s']:.0f} "
+        f"({loop['loop_recording_overhead']:+.1%}); aim: under 10%"
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"steps": args.steps, "rows": rows}, indent=2))
+    out.write_text(json.dumps({"steps": args.steps, "rows": rows, "loop": loop}, indent=2))
     print(f"wrote {out}")
 
 
