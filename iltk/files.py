@@ -24,6 +24,7 @@ import errno
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -243,6 +244,11 @@ class WriterLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = _read_pid(fd)
+                for _ in range(25):  # the holder writes its pid just after it locks
+                    if holder is not None:
+                        break
+                    time.sleep(0.02)
+                    holder = _read_pid(fd)
                 os.close(fd)
                 raise LockedError(
                     f"{self.path}: another iltk process{f' (pid {holder})' if holder else ''} "

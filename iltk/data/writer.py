@@ -24,7 +24,6 @@ Saves run on a background thread so that a real-time control loop never waits on
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import threading
@@ -50,11 +49,10 @@ from iltk.data.format import (
 )
 from iltk.files import (
     WriterLock,
+    atomic_write,
     disk_error,
     disk_reason,
     ensure_free_space,
-    fsync_dir,
-    fsync_file,
     is_disk_error,
     write_bytes,
 )
@@ -191,6 +189,8 @@ class DemoWriter:
         # one writer per file, taken before anything is touched (a second writer would
         # rewrite the index without the first one's episodes)
         self._writer_lock = WriterLock(self.path, "writing").acquire()
+        for leftover in self.path.parent.glob(f".{self.path.name}.tmp*"):
+            leftover.unlink(missing_ok=True)  # an index being written when a writer was killed
         try:
             if overwrite and self.path.exists():
                 self.path.unlink()
@@ -323,15 +323,11 @@ class DemoWriter:
             raise DatasetError(self.path, f"{name} not saved: an earlier save failed")
         t0 = time.perf_counter()
         shard = self.shard_dir / f"{name}.hdf5"
-        tmp = shard.with_suffix(f".tmp{uuid.uuid4().hex[:8]}")
         try:
             image, n = hdf5_image(
                 lambda f: write_episode_group(f.create_group(f"data/{name}"), episode, attrs)
             )
-            write_bytes(tmp, image, self.durable)
-            os.replace(tmp, shard)
-            if self.durable:
-                fsync_dir(self.shard_dir)
+            atomic_write(shard, lambda tmp: write_bytes(tmp, image, durable=False), self.durable)
             with self._lock:
                 entry = _Entry(name, f"{self.shard_dir.name}/{shard.name}", f"/data/{name}", n)
                 self._entries.append(entry)
@@ -342,8 +338,6 @@ class DemoWriter:
                     raise
                 self.saved += 1
         except BaseException as err:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
             if self.failure is None:
                 self.failure = err
             raise
@@ -351,17 +345,9 @@ class DemoWriter:
         return name
 
     def _write_index(self) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp{uuid.uuid4().hex[:8]}")
         entries = sorted(self._entries, key=lambda e: demo_index(e.name))
-        try:
-            image, _ = hdf5_image(lambda f: self._build_index(f, entries))
-            write_bytes(tmp, image, self.durable)
-            os.replace(tmp, self.path)
-        finally:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-        if self.durable:
-            fsync_dir(self.path.parent)
+        image, _ = hdf5_image(lambda f: self._build_index(f, entries))
+        atomic_write(self.path, lambda tmp: write_bytes(tmp, image, durable=False), self.durable)
 
     def _build_index(self, f: h5py.File, entries: list[_Entry]) -> None:
         data = f.create_group("data")
@@ -451,8 +437,8 @@ def consolidate_file(path: str | os.PathLike, durable: bool = True) -> None:
                 sum(f.stat().st_size for f in shard_dir.glob("*.hdf5")) if shard_dir.is_dir() else 0
             )
             ensure_free_space(path.parent, size)
-            tmp = path.with_name(f".{path.name}.tmp{uuid.uuid4().hex[:8]}")
-            try:
+
+            def fold(tmp: Path) -> None:
                 with h5py.File(tmp, "w") as dst:
                     data = dst.create_group("data")
                     for k, v in src["data"].attrs.items():
@@ -461,12 +447,6 @@ def consolidate_file(path: str | os.PathLike, durable: bool = True) -> None:
                         src.copy(src["data"][name], data, name=name)
                     if "mask" in src:
                         src.copy(src["mask"], dst, name="mask")
-                if durable:
-                    fsync_file(tmp)
-                os.replace(tmp, path)
-            finally:
-                with contextlib.suppress(OSError):
-                    tmp.unlink(missing_ok=True)
-            if durable:
-                fsync_dir(path.parent)
+
+            atomic_write(path, fold, durable)
     shutil.rmtree(shard_dir, ignore_errors=True)
