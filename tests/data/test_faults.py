@@ -362,3 +362,14 @@ def test_info_into_a_closed_pipe_is_quiet(two_files):
         text=True,
     )
     assert res.stderr == ""
+
+
+def test_labels_outside_the_action_space_are_refused_at_train(tmp_path, two_files, capsys):
+    a, _ = two_files
+    with h5py.File(a, "a") as f:
+        f["data/demo_2/actions"][5, 1] = 3.0  # Reach's actions lie in [-1, 1]
+    argv = ["train", "--dataset", str(a), "--out", str(tmp_path / "r"), "--steps", "2"]
+    assert cli_main(argv + ["--eval-episodes", "0", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "demo_2: key 'actions': labels lie outside the action space of iltk/Reach-v0" in err
+    assert "at step 5" in err
