@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from iltk.algos.common import RoundConfig, RoundRunner, fit
+from iltk.algos.rounds import RoundConfig, RoundRunner, fit
 from iltk.controllers import BetaMixture, ExpertController, HGDaggerGate, PolicyController
 from iltk.policies import PolicyRunner
 

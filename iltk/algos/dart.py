@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from iltk.algos.common import RoundConfig, RoundRunner, fit, policy_errors
+from iltk.algos.rounds import RoundConfig, RoundRunner, fit, policy_errors
 from iltk.controllers import DartNoise, ExpertController
 from iltk.data import DemoFile
 from iltk.data.tools import copy_demos
