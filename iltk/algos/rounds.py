@@ -1,4 +1,5 @@
-"""Plain functions shared by the interactive algorithms (DAgger, HG-DAgger, DART)."""
+"""The interactive rounds DAgger, HG-DAgger and DART share: settings, the round runner
+(collection and evaluation envs, the aggregate file, checkpoints, the log) and `fit`."""
 
 from __future__ import annotations
 
