@@ -6,8 +6,9 @@
 2. Load: ``DemoDataset`` on 1M low-dim transitions against a bare h5py read of the same
    arrays (ratio; 1.0 means no overhead).
 3. Sampling: windows (BC-RNN, L=10) and chunks (ACT, K=20) gathered on device by index
-   arithmetic, against a per-sample ``torch.utils.data.DataLoader`` over the same file
-   (the way robomimic and LeRobot load), same batch size. Aim: >= 10x.
+   arithmetic, against the peer users would pick: robomimic 0.3.0's ``SequenceDataset`` in
+   its fastest mode (``hdf5_cache_mode="all"``) behind a shuffling DataLoader, same file,
+   same sequence length, same batch size. Aim: >= 10x.
 
     python benchmarks/data_io.py [--transitions 1000000] [--out runs/bench/data_io.json]
 """
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,9 +27,6 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).parent))
-from baselines import PerSampleHDF5  # noqa: E402
 
 from iltk.controllers import ExpertController  # noqa: E402
 from iltk.data import DemoWriter, make_env_args  # noqa: E402
@@ -96,7 +93,37 @@ def bare_h5py_load(path: Path):
     return obs, act
 
 
+def robomimic_loader(path: Path, length: int, batch: int, workers: int):
+    """robomimic 0.3.0's own SequenceDataset in its fastest mode (``hdf5_cache_mode="all"``:
+    every demo read into memory up front) behind a shuffling DataLoader, as robomimic
+    trains; sequences of ``length`` steps padded at episode ends, as iltk's are."""
+    import robomimic.utils.dataset as rm_dataset
+    import robomimic.utils.obs_utils as obs_utils
+
+    obs_utils.initialize_obs_utils_with_obs_specs({"obs": {"low_dim": ["state"]}})
+    t0 = time.perf_counter()
+    ds = rm_dataset.SequenceDataset(
+        str(path),
+        obs_keys=["state"],
+        dataset_keys=["actions"],
+        seq_length=length,
+        pad_seq_length=True,
+        hdf5_cache_mode="all",
+        hdf5_use_swmr=False,
+        load_next_obs=False,  # the file has none, and windows do not need them
+    )
+    load_s = time.perf_counter() - t0
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=batch, shuffle=True, num_workers=workers, persistent_workers=workers > 0
+    )
+    return loader, load_s
+
+
 def bench_sampling(path: Path, ds: DemoDataset, batch: int, iters: int, workers: int) -> list[dict]:
+    """iltk's on-device windows and chunks against robomimic's SequenceDataset (the peer),
+    same file, same sequence length, same batch."""
+    import robomimic
+
     rows = []
     for kind, length in (("windows", 10), ("chunks", 20)):
         gen = torch.Generator().manual_seed(0)
@@ -106,16 +133,11 @@ def bench_sampling(path: Path, ds: DemoDataset, batch: int, iters: int, workers:
             b = ds.batch_windows(idx, length) if kind == "windows" else ds.batch_chunks(idx, length)
         fast = iters * batch / (time.perf_counter() - t0)
         assert b["actions"].shape == (batch, length, ds.action_dim)
-        loader = torch.utils.data.DataLoader(
-            PerSampleHDF5(path, kind, length),
-            batch_size=batch,
-            shuffle=True,
-            num_workers=workers,
-            persistent_workers=workers > 0,
-        )
+        loader, load_s = robomimic_loader(path, length, batch, workers)
         it = iter(loader)
-        next(it)  # worker start-up is not part of the rate
-        loader_iters = max(3, iters // 20)
+        first = next(it)  # worker start-up is not part of the rate
+        assert first["actions"].shape == (batch, length, ds.action_dim)
+        loader_iters = max(3, iters // 10)
         t0 = time.perf_counter()
         for _ in range(loader_iters):
             next(it)
@@ -126,8 +148,10 @@ def bench_sampling(path: Path, ds: DemoDataset, batch: int, iters: int, workers:
                 "length": length,
                 "batch": batch,
                 "on_device_samples_per_s": fast,
-                "dataloader_samples_per_s": slow,
-                "dataloader_workers": workers,
+                "peer": f"robomimic {robomimic.__version__} SequenceDataset, hdf5_cache_mode=all",
+                "peer_samples_per_s": slow,
+                "peer_load_s": load_s,
+                "peer_dataloader_workers": workers,
                 "speedup": fast / slow,
             }
         )
@@ -144,7 +168,9 @@ def main():
     )
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--iters", type=int, default=200)
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the baseline")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="DataLoader workers of the robomimic peer"
+    )
     parser.add_argument("--out", default="runs/bench/data_io.json")
     args = parser.parse_args()
     result = {}
@@ -187,13 +213,15 @@ def main():
             f"bare h5py {t_bare:.2f}s, ratio {r['ratio']:.2f} (file written in {t_write:.1f}s)"
         )
         result["sampling"] = bench_sampling(big, ds, args.batch, args.iters, args.workers)
+        print(f"\npeer: {result['sampling'][0]['peer']}")
         print(
-            f"\n{'kind':<9}{'len':>4}{'batch':>6}{'on-device/s':>13}{'DataLoader/s':>14}{'speedup':>9}"
+            f"{'kind':<9}{'len':>4}{'batch':>6}{'iltk/s':>11}{'robomimic/s':>13}{'speedup':>9}"
+            f"{'peer load s':>13}"
         )
         for r in result["sampling"]:
             print(
-                f"{r['kind']:<9}{r['length']:>4}{r['batch']:>6}{r['on_device_samples_per_s']:>13.0f}"
-                f"{r['dataloader_samples_per_s']:>14.0f}{r['speedup']:>8.1f}x"
+                f"{r['kind']:<9}{r['length']:>4}{r['batch']:>6}{r['on_device_samples_per_s']:>11.0f}"
+                f"{r['peer_samples_per_s']:>13.0f}{r['speedup']:>8.1f}x{r['peer_load_s']:>13.1f}"
             )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
