@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +28,9 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from peers import robomimic_loader  # noqa: E402
 
 from iltk.controllers import ExpertController  # noqa: E402
 from iltk.data import DemoWriter, make_env_args  # noqa: E402
@@ -93,32 +97,6 @@ def bare_h5py_load(path: Path):
     return obs, act
 
 
-def robomimic_loader(path: Path, length: int, batch: int, workers: int):
-    """robomimic 0.3.0's own SequenceDataset in its fastest mode (``hdf5_cache_mode="all"``:
-    every demo read into memory up front) behind a shuffling DataLoader, as robomimic
-    trains; sequences of ``length`` steps padded at episode ends, as iltk's are."""
-    import robomimic.utils.dataset as rm_dataset
-    import robomimic.utils.obs_utils as obs_utils
-
-    obs_utils.initialize_obs_utils_with_obs_specs({"obs": {"low_dim": ["state"]}})
-    t0 = time.perf_counter()
-    ds = rm_dataset.SequenceDataset(
-        str(path),
-        obs_keys=["state"],
-        dataset_keys=["actions"],
-        seq_length=length,
-        pad_seq_length=True,
-        hdf5_cache_mode="all",
-        hdf5_use_swmr=False,
-        load_next_obs=False,  # the file has none, and windows do not need them
-    )
-    load_s = time.perf_counter() - t0
-    loader = torch.utils.data.DataLoader(
-        ds, batch_size=batch, shuffle=True, num_workers=workers, persistent_workers=workers > 0
-    )
-    return loader, load_s
-
-
 def bench_sampling(path: Path, ds: DemoDataset, batch: int, iters: int, workers: int) -> list[dict]:
     """iltk's on-device windows and chunks against robomimic's SequenceDataset (the peer),
     same file, same sequence length, same batch."""
@@ -133,7 +111,7 @@ def bench_sampling(path: Path, ds: DemoDataset, batch: int, iters: int, workers:
             b = ds.batch_windows(idx, length) if kind == "windows" else ds.batch_chunks(idx, length)
         fast = iters * batch / (time.perf_counter() - t0)
         assert b["actions"].shape == (batch, length, ds.action_dim)
-        loader, load_s = robomimic_loader(path, length, batch, workers)
+        loader, load_s = robomimic_loader(path, ["state"], length, batch, workers)
         it = iter(loader)
         first = next(it)  # worker start-up is not part of the rate
         assert first["actions"].shape == (batch, length, ds.action_dim)

@@ -1,9 +1,10 @@
-"""Training throughput: the on-device dataset against a per-sample DataLoader over HDF5.
+"""Training throughput: the on-device dataset against robomimic's SequenceDataset.
 
 For each algo, the same model and batch size train for a fixed number of steps, fed
 either by ``DemoDataset`` (tensors on the device, batches gathered by index arithmetic)
-or by a ``torch.utils.data.DataLoader`` whose ``__getitem__`` reads one sample (a step,
-a window or a chunk) from the HDF5 file, as robomimic and LeRobot load. Reports samples/s
+or by the peer: robomimic 0.3.0's ``SequenceDataset`` in its fastest mode
+(``hdf5_cache_mode="all"``) behind a shuffling DataLoader, same file, same sequence
+length (1 for BC, the window for BC-RNN, the chunk for ACT), same batch. Reports samples/s
 and the ratio (aim: >= 5x on CPU). On CUDA it also samples GPU utilization (nvidia-smi).
 
     python benchmarks/train_throughput.py [--steps 100] [--batch 256] [--device auto]
@@ -27,7 +28,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from baselines import PerSampleHDF5  # noqa: E402
+from peers import robomimic_loader, robomimic_version  # noqa: E402
 
 from iltk.algos.bc import TrainConfig, Trainer  # noqa: E402
 from iltk.collect import collect_demos  # noqa: E402
@@ -122,19 +123,30 @@ def main():
             length = spec.get("seq_len", spec.get("chunk", 1))
             with GpuSampler() as gpu_fast:
                 t_fast = time_steps(trainer, args.steps)
-            loader = torch.utils.data.DataLoader(
-                PerSampleHDF5(path, kind, length),
-                batch_size=args.batch,
-                shuffle=True,
-                num_workers=args.workers,
-                persistent_workers=args.workers > 0,
-                drop_last=True,
-                pin_memory=trainer.device.type == "cuda",
+            loader, _ = robomimic_loader(
+                path, trainer.ds.obs_keys, length, args.batch, args.workers, drop_last=True
             )
+            keys = trainer.ds.lowdim_keys
+
+            def as_iltk_batch(b, kind=kind, keys=keys):
+                """robomimic's (B, L, ...) sequences in the layout the policy's loss takes."""
+                state = torch.cat([b["obs"][k].float() for k in keys], -1)
+                actions = b["actions"].float()
+                n = actions.shape[0]
+                if kind == "steps":
+                    return {"obs": {"state": state[:, 0]}, "actions": actions[:, 0],
+                            "weights": torch.ones(n)}  # fmt: skip
+                if kind == "windows":
+                    return {"obs": {"state": state}, "actions": actions,
+                            "mask": torch.ones(actions.shape[:2], dtype=torch.bool),
+                            "weights": torch.ones(actions.shape[:2])}  # fmt: skip
+                return {"obs": {"state": state[:, 0]}, "actions": actions,
+                        "pad": torch.zeros(actions.shape[:2], dtype=torch.bool),
+                        "weights": torch.ones(n)}  # fmt: skip
 
             def forever(dl=loader):
                 while True:
-                    yield from dl
+                    yield from (as_iltk_batch(b) for b in dl)
 
             with GpuSampler() as gpu_slow:
                 t_slow = time_steps(trainer, args.steps, forever())
@@ -144,21 +156,20 @@ def main():
                 "batch": args.batch,
                 "steps": args.steps,
                 "on_device_samples_per_s": args.steps * args.batch / t_fast,
-                "dataloader_samples_per_s": args.steps * args.batch / t_slow,
+                "peer": f"robomimic {robomimic_version()} SequenceDataset, hdf5_cache_mode=all",
+                "peer_samples_per_s": args.steps * args.batch / t_slow,
                 "speedup": t_slow / t_fast,
                 "gpu_util_on_device_pct": float(np.mean(gpu_fast.values))
                 if gpu_fast.values
                 else None,
-                "gpu_util_dataloader_pct": float(np.mean(gpu_slow.values))
-                if gpu_slow.values
-                else None,
+                "gpu_util_peer_pct": float(np.mean(gpu_slow.values)) if gpu_slow.values else None,
             }
             rows.append(row)
             print(
                 f"{algo:<7} {row['device']:<5} on-device {row['on_device_samples_per_s']:>10.0f}/s  "
-                f"DataLoader {row['dataloader_samples_per_s']:>9.0f}/s  speedup {row['speedup']:.1f}x"
+                f"robomimic {row['peer_samples_per_s']:>9.0f}/s  speedup {row['speedup']:.1f}x"
                 + (
-                    f"  GPU util {row['gpu_util_on_device_pct']:.0f}% vs {row['gpu_util_dataloader_pct']:.0f}%"
+                    f"  GPU util {row['gpu_util_on_device_pct']:.0f}% vs {row['gpu_util_peer_pct']:.0f}%"
                     if row["gpu_util_on_device_pct"] is not None
                     else ""
                 )
