@@ -266,9 +266,9 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.grad_clip > 0:
-            info["grad_norm"] = float(
-                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.grad_clip)
-            )
+            info["grad_norm"] = torch.nn.utils.clip_grad_norm_(
+                self.policy.parameters(), self.cfg.grad_clip
+            ).detach()
         self.opt.step()
         self.sched.step()
         self.step += 1
@@ -462,15 +462,17 @@ def train(cfg: TrainConfig) -> dict:
             running.append(info["loss"])
             bar.update(1)
             if trainer.step % cfg.log_every == 0 or trainer.step == cfg.steps:
+                # the one device-to-host sync of a log period (losses stay on the device)
+                scalars = {k: float(v) for k, v in info.items()}
                 row = {
                     "step": trainer.step,
-                    "loss": float(np.mean(running)),
-                    "lr": info["lr"],
-                    "grad_norm": info.get("grad_norm"),
+                    "loss": float(torch.stack(running).float().mean()),
+                    "lr": scalars["lr"],
+                    "grad_norm": scalars.get("grad_norm"),
                 }
                 running = []
                 trainer.history["train"].append(row)
-                for k, v in info.items():
+                for k, v in scalars.items():
                     tb.add_scalar(f"train/{k}", v, trainer.step)
                 writer.writerow({**row, "kind": "train", "time_s": time.perf_counter() - t0})
                 bar.set_postfix(

@@ -177,9 +177,9 @@ class ACTPolicy(Policy):
         l1 = (l1 * w).sum() / w.sum().clamp_min(1e-8) if w is not None else l1.mean()
         loss = l1 + self.config.kl_weight * kl
         return loss, {
-            "loss": float(loss.detach()),
-            "l1": float(l1.detach()),
-            "kl": float(kl.detach()),
+            "loss": loss.detach(),
+            "l1": l1.detach(),
+            "kl": kl.detach(),
         }
 
     @torch.no_grad()

@@ -120,7 +120,12 @@ class Policy(nn.Module):
         """How the trainer should sample: {"kind": "steps"} / windows / chunks with lengths."""
         return {"kind": "steps"}
 
-    def loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The training loss of a batch, and detached scalar tensors to log ("loss", ...).
+
+        The logged values stay tensors on the training device: reading them (a
+        device-to-host sync) is left to log time, not done every step.
+        """
         raise NotImplementedError
 
     @property

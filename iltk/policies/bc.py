@@ -91,7 +91,7 @@ class BCPolicy(Policy):
         nll = self.head.nll(h, self.normalizer.actions(batch["actions"]))
         w = batch.get("weights")
         loss = (nll * w).sum() / w.sum().clamp_min(1e-8) if w is not None else nll.mean()
-        return loss, {"loss": float(loss.detach())}
+        return loss, {"loss": loss.detach()}
 
     @torch.no_grad()
     def predict(self, obs):
@@ -166,7 +166,7 @@ class BCRNNPolicy(Policy):
         nll = self.head.nll(out, self.normalizer.actions(batch["actions"]))  # (B, L)
         w = batch["weights"] * batch["mask"]
         loss = (nll * w).sum() / w.sum().clamp_min(1e-8)
-        return loss, {"loss": float(loss.detach())}
+        return loss, {"loss": loss.detach()}
 
     def init_hidden(self, n: int):
         shape = (self.config.rnn_layers, n, self.config.rnn_hidden)
