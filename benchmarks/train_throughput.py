@@ -133,10 +133,10 @@ def main():
                 state = torch.cat([b["obs"][k].float() for k in keys], -1)
                 actions = b["actions"].float()
                 n = actions.shape[0]
-                if kind == "steps":
+                if kind == "step":
                     return {"obs": {"state": state[:, 0]}, "actions": actions[:, 0],
                             "weights": torch.ones(n)}  # fmt: skip
-                if kind == "windows":
+                if kind == "window":
                     return {"obs": {"state": state}, "actions": actions,
                             "mask": torch.ones(actions.shape[:2], dtype=torch.bool),
                             "weights": torch.ones(actions.shape[:2])}  # fmt: skip

@@ -142,11 +142,11 @@ class TrainConfig:
 
 
 def get_batch(ds: DemoDataset, spec: dict, idx: torch.Tensor) -> dict:
-    if spec["kind"] == "steps":
+    if spec["kind"] == "step":
         return ds.batch_steps(idx)
-    if spec["kind"] == "windows":
+    if spec["kind"] == "window":
         return ds.batch_windows(idx, spec["seq_len"], spec.get("frame_stack", 1))
-    if spec["kind"] == "chunks":
+    if spec["kind"] == "chunk":
         return ds.batch_chunks(idx, spec["chunk"])
     raise ValueError(f"unknown batch kind {spec['kind']!r}")
 

@@ -119,7 +119,7 @@ class ACTPolicy(Policy):
             self.vae_out = nn.Linear(d, 2 * config.latent_dim)
 
     def batch_spec(self):
-        return {"kind": "chunks", "chunk": self.config.chunk_size}
+        return {"kind": "chunk", "chunk": self.config.chunk_size}
 
     def _obs_tokens(self, obs):
         parts = self.encoder.tokens(obs)

@@ -117,8 +117,9 @@ class Policy(nn.Module):
         self.normalizer = Normalizer(config.state_dim, config.action_dim)
 
     def batch_spec(self) -> dict[str, Any]:
-        """How the trainer should sample: {"kind": "steps"} / windows / chunks with lengths."""
-        return {"kind": "steps"}
+        """How the trainer should sample, in the words ``kind`` uses: {"kind": "step"},
+        {"kind": "window", "seq_len": L} or {"kind": "chunk", "chunk": K}."""
+        return {"kind": "step"}
 
     def loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The training loss of a batch, and detached scalar tensors to log ("loss", ...).

@@ -158,7 +158,7 @@ class BCRNNPolicy(Policy):
         )
 
     def batch_spec(self):
-        return {"kind": "windows", "seq_len": self.config.seq_len}
+        return {"kind": "window", "seq_len": self.config.seq_len}
 
     def loss(self, batch):
         feats = self.encoder(batch["obs"])  # (B, L, F)

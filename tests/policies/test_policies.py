@@ -81,13 +81,13 @@ def test_loss_is_finite_and_differentiable(name):
     policy = small_policy(name)
     b = 8
     spec = policy.batch_spec()
-    if spec["kind"] == "steps":
+    if spec["kind"] == "step":
         batch = {
             "obs": {"state": torch.randn(b, 6)},
             "actions": torch.rand(b, 3),
             "weights": torch.ones(b),
         }
-    elif spec["kind"] == "windows":
+    elif spec["kind"] == "window":
         L = spec["seq_len"]
         batch = {
             "obs": {"state": torch.randn(b, L, 6)},
