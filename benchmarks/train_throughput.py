@@ -77,12 +77,7 @@ def time_steps(trainer: Trainer, steps: int, batches=None) -> float:
         for _ in range(steps):
             batch = next(it)
             batch = torch.utils._pytree.tree_map(lambda x: x.to(dev, non_blocking=True), batch)
-            trainer.policy.train()
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-                loss, _ = trainer.policy.loss(batch)
-            trainer.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            trainer.opt.step()
+            trainer.train_step(batch)
     if dev.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - t0

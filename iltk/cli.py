@@ -5,6 +5,7 @@ needs them, so ``iltk --help`` stays fast and the library stays headless.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -14,37 +15,67 @@ from pathlib import Path
 from typing import Literal
 
 import tyro
-from tyro.conf import Positional
+from tyro.conf import Positional, Suppress
+from tyro.constructors import ConstructorRegistry, StructConstructorSpec, StructTypeInfo
 
+from iltk.algos.configs import DaggerConfig, DartConfig, TrainConfig
 from iltk.data.format import DatasetError
 from iltk.envs import UnknownTaskError
 
 
-def _join_docstring_lines() -> None:
-    """Make ``--help`` reflow multi-line attribute docstrings.
+def _cli_registry() -> ConstructorRegistry:
+    """How tyro reads iltk's config dataclasses, through its public constructor API:
 
-    tyro joins a docstring's single line breaks only where the next line starts with a
-    letter, and checks that before dedenting: the continuation lines of an attribute
-    docstring start with its indentation, so every one of them kept its break and ``--help``
-    came out ragged at 80 columns. Stripping the indentation first lets tyro join them
-    (lines starting with '-' or a digit still break, as tyro intends for lists).
+    - fields marked ``FROM_DATA`` (a policy's shapes, keys and bounds, filled in from the
+      dataset) are not options;
+    - attribute docstrings are reflowed: tyro keeps every line break of a multi-line
+      docstring, so ``--help`` came out ragged at 80 columns (a line starting with '-' or a
+      digit still starts a new line, for lists).
     """
-    try:
-        from tyro import _strings
-    except ImportError:  # a tyro without the module: leave its help as it is
-        return
-    original = getattr(_strings, "remove_single_line_breaks", None)
-    if original is None or getattr(original, "iltk_joined", False):
-        return
+    registry = ConstructorRegistry()
+    busy: list[bool] = []
 
-    def joined(helptext: str) -> str:
-        return original("\n".join(line.strip() for line in helptext.split("\n")))
+    def reflow(text: str | None) -> str | None:
+        if not text:
+            return text
+        lines = [line.strip() for line in text.split("\n")]
+        out = lines[:1]
+        for line in lines[1:]:
+            if not line or line[0] in "-*" or line[0].isdigit() or not out[-1]:
+                out.append(line)
+            else:
+                out[-1] += " " + line
+        return "\n".join(out)
 
-    joined.iltk_joined = True  # type: ignore[attr-defined]
-    _strings.remove_single_line_breaks = joined
+    @registry.struct_rule
+    def iltk_dataclasses(info: StructTypeInfo):
+        module = getattr(info.type, "__module__", "") or ""
+        if (
+            busy
+            or not dataclasses.is_dataclass(info.type)
+            or not module.startswith(("iltk.", "teleop."))
+        ):
+            return None
+        busy.append(True)  # the default rule builds the spec; then it is adjusted
+        try:
+            spec = ConstructorRegistry.get_struct_spec(info)
+        finally:
+            busy.pop()
+        if not isinstance(spec, StructConstructorSpec):
+            return spec
+        from_data = {f.name for f in dataclasses.fields(info.type) if f.metadata.get("from_data")}
+        fields = []
+        for f in spec.fields:
+            help_of = f.helptext
+            helptext = (lambda h=help_of: reflow(h())) if callable(help_of) else reflow(help_of)
+            kind = Suppress[f.type] if f.name in from_data else f.type
+            fields.append(dataclasses.replace(f, type=kind, helptext=helptext))
+        return dataclasses.replace(spec, fields=tuple(fields))
+
+    return registry
 
 
-_join_docstring_lines()
+REGISTRY = _cli_registry()
 
 
 class CliError(Exception):
@@ -202,12 +233,6 @@ class Collect:
             f"saved {_count(res.saved, 'episode')} to {res.path} "
             f"(expert success {res.successes}/{res.attempted} = {rate:.0%})"
         )
-
-
-def _train_config_cls():
-    from iltk.algos.bc import TrainConfig
-
-    return TrainConfig
 
 
 @dataclass
@@ -467,8 +492,6 @@ class Replay:
 
 
 def _dagger_command() -> type:
-    from iltk.algos.dagger import DaggerConfig
-
     @dataclass
     class Dagger(DaggerConfig):
         __doc__ = DaggerConfig.__doc__ + (
@@ -493,8 +516,6 @@ def _dagger_command() -> type:
 
 
 def _dart_command() -> type:
-    from iltk.algos.dart import DartConfig
-
     @dataclass
     class Dart(DartConfig):
         __doc__ = DartConfig.__doc__ + (
@@ -790,16 +811,17 @@ class Dataset:
     (`iltk dataset <command> --help`)."""
 
     def run(self) -> None:
-        tyro.extras.subcommand_cli_from_dict(DATASET_COMMANDS, prog="iltk dataset", args=["--help"])
+        tyro.extras.subcommand_cli_from_dict(
+            DATASET_COMMANDS, prog="iltk dataset", args=["--help"], registry=REGISTRY
+        )
 
 
 def _train_command() -> type:
-    """`iltk train`: TrainConfig (iltk/algos/bc.py) plus a run() method."""
-    cfg_cls = _train_config_cls()
+    """`iltk train`: TrainConfig (iltk/algos/configs.py) plus a run() method."""
 
     @dataclass
-    class Train(cfg_cls):
-        __doc__ = cfg_cls.__doc__ + (
+    class Train(TrainConfig):
+        __doc__ = TrainConfig.__doc__ + (
             " Writes OUT/config.json, best/ and last/ checkpoints, metrics.csv, TensorBoard logs "
             "and loss/success plots; --resume continues from OUT/last."
         )
@@ -849,7 +871,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if argv and argv[0] in GROUPS and len(argv) > 1:
         cmd = tyro.extras.subcommand_cli_from_dict(
-            GROUPS[argv[0]], prog=f"iltk {argv[0]}", args=argv[1:]
+            GROUPS[argv[0]], prog=f"iltk {argv[0]}", args=argv[1:], registry=REGISTRY
         )
     else:
         cmd = tyro.extras.subcommand_cli_from_dict(
@@ -857,6 +879,7 @@ def main(argv: list[str] | None = None) -> int:
             prog="iltk",
             description=f"iltk {__version__}: imitation learning for robot manipulation in MuJoCo.",
             args=argv,
+            registry=REGISTRY,
         )
     _log_notes_to_stderr()
     try:

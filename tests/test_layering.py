@@ -37,3 +37,33 @@ def test_python_dash_m_iltk():
         [sys.executable, "-m", "iltk", "--version"], capture_output=True, text=True
     )
     assert res.returncode == 0 and res.stdout.startswith("iltk ")
+
+
+def test_help_does_not_import_torch():
+    """`iltk --help` and the training commands' help build from torch-free config modules."""
+    for args in (["--help"], ["train", "--help"], ["dagger", "--help"], ["dart", "--help"]):
+        res = _run(
+            "import sys, contextlib, io\n"
+            "from iltk.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+            f"    try:\n        main({args!r})\n    except SystemExit:\n        pass\n"
+            "assert 'usage' in out.getvalue(), out.getvalue()\n"
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))"
+        )
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.strip() == "[]", (args, res.stdout[:200])
+
+
+def test_policy_shapes_are_not_options():
+    """Fields filled in from the data (shapes, keys, bounds) are saved but not CLI options."""
+    import contextlib
+    import io
+
+    from iltk.cli import main
+
+    with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):
+        main(["train", "--help"])
+    text = out.getvalue()
+    assert "--bc.hidden" in text and "--act.chunk-size" in text
+    for name in ("state-dim", "action-dim", "lowdim-keys", "image-shapes", "action-low"):
+        assert name not in text, name

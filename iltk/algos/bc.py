@@ -12,133 +12,29 @@ Outputs in ``out``: ``config.json`` (the resolved settings), ``last/`` and ``bes
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
-import json
 import math
-import random
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from iltk.algos.configs import TrainConfig
 from iltk.data.dataset import DemoDataset
 from iltk.data.format import DatasetError
 from iltk.data.reader import DemoFile
 from iltk.envs import env_shapes, make_vector_env
 from iltk.evaluate import evaluate_policy
-from iltk.files import (
-    OutputError,
-    atomic_write_text,
-    check_output,
-    disk_error,
-    is_disk_error,
-    recover_dir,
-    remove_leftovers,
-    remove_outputs,
+from iltk.policies import (
+    Policy,
+    build_config,
+    load_policy,
+    make_policy,
+    policy_entry,
+    resolve_device,
 )
-from iltk.policies import Policy, build_config, load_policy, make_policy, resolve_device
-from iltk.policies.act import ACTConfig
-from iltk.policies.bc import BCConfig, BCRNNConfig
-
-ALGOS = ("bc", "bc-rnn", "act")
-DEFAULT_LR = {"bc": 1e-3, "bc-rnn": 1e-3, "act": 3e-4}
-
-
-@dataclass
-class TrainConfig:
-    """Train a policy by supervised imitation on an episode file."""
-
-    algo: Literal["bc", "bc-rnn", "act"] = "bc"
-    """Policy to train: bc (MLP), bc-rnn (LSTM/GRU) or act (chunked transformer)."""
-    dataset: Path = Path("datasets/demos.hdf5")
-    """Episode file to train on."""
-    task: str | None = None
-    """Env for evaluation rollouts (default: the dataset's env). 'none' disables rollouts."""
-    out: Path = Path("runs/train")
-    """Run folder."""
-    steps: int = 20000
-    """Gradient steps (MLP BC on the scripted tasks needs many: on Lift with 100 demos a 2x256
-    MLP after 5k steps succeeded 36% of the time, a 3x256 one after 20k steps 100%)."""
-    batch_size: int = 256
-    """Samples (or windows, or chunks) per step."""
-    lr: float | None = None
-    """Peak learning rate (default: 1e-3 for bc and bc-rnn, 3e-4 for act)."""
-    lr_schedule: Literal["cosine", "constant"] = "cosine"
-    """Learning-rate schedule after the linear warm-up."""
-    warmup_steps: int = 100
-    """Linear warm-up steps."""
-    weight_decay: float = 1e-4
-    """AdamW weight decay."""
-    grad_clip: float = 1.0
-    """Gradient-norm clip (0: none)."""
-    device: str = "auto"
-    """auto (CUDA when present), cpu or cuda."""
-    seed: int = 0
-    """Seed of weights, sampling and the split."""
-    obs_keys: list[str] = field(default_factory=list)
-    """Observation keys to train on (default: all in the file)."""
-    valid_fraction: float = 0.0
-    """Hold out this fraction of demos (0: train on the file's mask/train and validate on its
-    mask/valid when it has them, e.g. after `iltk dataset split`; else train on every demo)."""
-    intervention_weight: float = 1.0
-    """Weight of steps flagged as human interventions (IWR-style; 1 = uniform)."""
-    uncorrected_weight: float = 1.0
-    """Weight of steps of hg-dagger episodes where the policy was in control (0: train on
-    the interventions only, as HG-DAgger does)."""
-    init: Path | None = None
-    """Warm start from this checkpoint (its policy type wins over --algo)."""
-    eval_every: int = 1000
-    """Steps between evaluations (0: only at the end)."""
-    eval_episodes: int = 20
-    """Rollouts per evaluation (0: none; the best checkpoint then follows valid loss)."""
-    eval_envs: int = 2
-    """Parallel envs for evaluation rollouts."""
-    log_every: int = 50
-    """Steps between log lines."""
-    resume: bool = False
-    """Continue from OUT/last when it exists."""
-    overwrite: bool = False
-    """Start afresh in an OUT that holds an earlier run (its checkpoints and logs are deleted)."""
-    progress: bool = True
-    """Show a progress bar."""
-    bc: BCConfig = field(default_factory=BCConfig)
-    """Settings of --algo bc."""
-    bc_rnn: BCRNNConfig = field(default_factory=BCRNNConfig)
-    """Settings of --algo bc-rnn."""
-    act: ACTConfig = field(default_factory=ACTConfig)
-    """Settings of --algo act."""
-
-    def __post_init__(self):
-        if self.algo not in ALGOS:
-            raise ValueError(f"algo must be one of {ALGOS}, got {self.algo!r}")
-        for name in ("steps", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
-        if not 0.0 <= self.valid_fraction < 1.0:
-            raise ValueError("valid_fraction must be in [0, 1)")
-        if self.lr is not None and not (math.isfinite(self.lr) and 0 < self.lr <= 1):
-            raise ValueError(f"lr must be in (0, 1], got {self.lr}")
-        for name in ("warmup_steps", "eval_every", "eval_episodes"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("eval_envs", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("weight_decay", "grad_clip", "intervention_weight", "uncorrected_weight"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
-        if self.resume and self.overwrite:
-            raise ValueError("resume and overwrite exclude each other: pick one")
-
-    def policy_config(self):
-        return {"bc": self.bc, "bc-rnn": self.bc_rnn, "act": self.act}[self.algo]
+from iltk.training import Optimization, RunFolder, RunningMean, seed_everything
 
 
 def get_batch(ds: DemoDataset, spec: dict, idx: torch.Tensor) -> dict:
@@ -149,18 +45,6 @@ def get_batch(ds: DemoDataset, spec: dict, idx: torch.Tensor) -> dict:
     if spec["kind"] == "chunk":
         return ds.batch_chunks(idx, spec["chunk"])
     raise ValueError(f"unknown batch kind {spec['kind']!r}")
-
-
-def lr_lambda(cfg: TrainConfig):
-    def f(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / max(cfg.warmup_steps, 1)
-        if cfg.lr_schedule == "constant":
-            return 1.0
-        progress = (step - cfg.warmup_steps) / max(cfg.steps - cfg.warmup_steps, 1)
-        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-    return f
 
 
 def dataset_env_kwargs(ds: DemoDataset, task: str) -> dict:
@@ -175,9 +59,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, policy: Policy | None = None):
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
-        random.seed(cfg.seed)
-        np.random.seed(cfg.seed)
-        torch.manual_seed(cfg.seed)
+        seed_everything(cfg.seed)
         # held-out demos: --valid-fraction, else the file's own mask/valid (as documented)
         with DemoFile(cfg.dataset, validate="none") as f:
             file_masks = set(f.masks)
@@ -228,7 +110,7 @@ class Trainer:
         if policy is None and cfg.init is not None:
             policy = load_policy(cfg.init, self.device)
         if policy is None:
-            pcfg = dataclasses.asdict(cfg.policy_config())
+            pcfg = dataclasses.asdict(cfg.policy_config(cfg.algo))
             pcfg.update(
                 state_dim=self.ds.state_dim,
                 action_dim=self.ds.action_dim,
@@ -245,9 +127,16 @@ class Trainer:
             )
         self.policy = policy.to(self.device)
         self.spec = self.policy.batch_spec()
-        lr = cfg.lr if cfg.lr is not None else DEFAULT_LR[self.policy.name]
-        self.opt = torch.optim.AdamW(self.policy.parameters(), lr=lr, weight_decay=cfg.weight_decay)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg))
+        self.optim = Optimization(
+            self.policy.parameters(),
+            lr=cfg.lr if cfg.lr is not None else policy_entry(self.policy.name).default_lr,
+            total_steps=cfg.steps,
+            warmup_steps=cfg.warmup_steps,
+            schedule=cfg.lr_schedule,
+            weight_decay=cfg.weight_decay,
+            grad_clip=cfg.grad_clip,
+            device=self.device,
+        )
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.step = 0
         self.history: dict[str, list] = {"train": [], "eval": []}
@@ -255,25 +144,36 @@ class Trainer:
         self.eval_envs = None
 
     # ------------------------------------------------------------------ steps
-    def train_step(self) -> dict[str, float]:
+    def train_step(self, batch: dict | None = None) -> dict[str, torch.Tensor | float]:
+        """One gradient step on ``batch`` (default: one sampled from the dataset); the
+        logged values stay tensors (read them at log time)."""
         self.policy.train()
-        idx = self.ds.sample_indices(self.cfg.batch_size, self.gen)
-        batch = get_batch(self.ds, self.spec, idx)
-        with torch.autocast(
-            self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"
-        ):
-            loss, info = self.policy.loss(batch)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.cfg.grad_clip > 0:
-            info["grad_norm"] = torch.nn.utils.clip_grad_norm_(
-                self.policy.parameters(), self.cfg.grad_clip
-            ).detach()
-        self.opt.step()
-        self.sched.step()
+        if batch is None:
+            idx = self.ds.sample_indices(self.cfg.batch_size, self.gen)
+            batch = get_batch(self.ds, self.spec, idx)
+        with self.optim.autocast():
+            loss, info = self.policy(batch)  # through forward: a DDP wrapper sees it
+        info.update(self.optim.step(loss))
         self.step += 1
-        info["lr"] = self.sched.get_last_lr()[0]
         return info
+
+    def train_state(self) -> dict:
+        """What ``--resume`` restores besides the weights."""
+        return {
+            **self.optim.state_dict(),
+            "step": self.step,
+            "history": self.history,
+            "best_score": self.best_score,
+            "generator": self.gen.get_state(),
+        }
+
+    def load_train_state(self, state: dict) -> None:
+        self.optim.load_state_dict(state)
+        self.step = state["step"]
+        self.history = state["history"]
+        self.best_score = state["best_score"]
+        generator = state["generator"]
+        self.gen.set_state(generator if self.device.type == "cuda" else generator.cpu())
 
     @torch.no_grad()
     def valid_loss(self) -> float | None:
@@ -309,133 +209,37 @@ class Trainer:
             self.eval_envs = None
 
 
-def _save_plots(out: Path, history: dict) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plots = out / "plots"
-    plots.mkdir(parents=True, exist_ok=True)
-    paths = []
-    tr = history["train"]
-    if tr:
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        ax.plot([r["step"] for r in tr], [r["loss"] for r in tr], label="train")
-        ev = [r for r in history["eval"] if r.get("valid_loss") is not None]
-        if ev:
-            ax.plot([r["step"] for r in ev], [r["valid_loss"] for r in ev], "o-", label="valid")
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss")
-        ax.set_title("training loss")
-        ax.legend()
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(plots / "loss.png", dpi=120)
-        plt.close(fig)
-        paths.append(plots / "loss.png")
-    ev = [r for r in history["eval"] if r.get("success_rate") is not None]
-    if ev:
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        ax.plot([r["step"] for r in ev], [r["success_rate"] for r in ev], "o-")
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_xlabel("step")
-        ax.set_ylabel("success rate")
-        ax.set_title("evaluation success")
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(plots / "success.png", dpi=120)
-        plt.close(fig)
-        paths.append(plots / "success.png")
-    return paths
+METRICS = ["loss", "lr", "grad_norm", "valid_loss", "success_rate", "mean_return", "time_s"]
 
 
 def train(cfg: TrainConfig) -> dict:
     """Run a whole training job; returns the results dict (also in OUT/results.json)."""
-    out = cfg.out
-    prepare_run_folder(out, resume=cfg.resume, overwrite=cfg.overwrite)
-    resume_dir = out / "last"
-    policy = None
-    if cfg.resume:
-        recover_dir(resume_dir)
-        if (resume_dir / "train_state.pt").exists():
-            policy = load_policy(resume_dir, resolve_device(cfg.device))
-        else:
-            print(f"note: {out} holds no checkpoint to resume from; training from step 0")
+    run = RunFolder(cfg.out, METRICS, resume=cfg.resume, overwrite=cfg.overwrite)
+    resume_from = run.resume_point()
+    policy = load_policy(resume_from, resolve_device(cfg.device)) if resume_from else None
     trainer = Trainer(cfg, policy)
-    if policy is not None:
-        state = torch.load(
-            resume_dir / "train_state.pt", map_location=trainer.device, weights_only=False
-        )
-        trainer.opt.load_state_dict(state["optimizer"])
-        trainer.sched.load_state_dict(state["scheduler"])
-        trainer.step = state["step"]
-        trainer.history = state["history"]
-        trainer.best_score = state["best_score"]
-        trainer.gen.set_state(
-            state["generator"].to(trainer.gen.device)
-            if trainer.device.type != "cuda"
-            else state["generator"]
-        )
+    if resume_from:
+        trainer.load_train_state(run.load_train_state(trainer.device))
     resolved = dataclasses.asdict(cfg)
     resolved["policy_config"] = dataclasses.asdict(trainer.policy.config)
     resolved["task_resolved"] = trainer.task
-    atomic_write_text(out / "config.json", json.dumps(resolved, indent=2, default=str))
-
-    from torch.utils.tensorboard import SummaryWriter
-
-    tb = SummaryWriter(str(out / "tb"))
-    csv_path = out / "metrics.csv"
-    new_csv = not csv_path.exists() or not cfg.resume
-    if not new_csv:
-        _drop_rows_after(csv_path, trainer.step)  # logged after the checkpoint resumed from
-    csv_file = csv_path.open("w" if new_csv else "a", newline="")
-    fields = [
-        "step",
-        "kind",
-        "loss",
-        "lr",
-        "grad_norm",
-        "valid_loss",
-        "success_rate",
-        "mean_return",
-        "time_s",
-    ]
-    writer = csv.DictWriter(csv_file, fieldnames=fields, extrasaction="ignore")
-    if new_csv:
-        writer.writeheader()
+    run.write_config(resolved)
+    run.open_logs(trainer.step)
     t0 = time.perf_counter()
+    extra = {"task": trainer.task, "env_kwargs": trainer.env_kwargs, "dataset": str(cfg.dataset)}
 
-    def checkpoint(row: dict | None):
-        extra = {
-            "step": trainer.step,
-            "task": trainer.task,
-            "env_kwargs": trainer.env_kwargs,
-            "dataset": str(cfg.dataset),
-        }
-        if row is not None:
-            score = row.get("success_rate")
-            if score is None:
-                loss = row.get("valid_loss")
-                if loss is None:
-                    loss = row.get("train_loss")  # None before the first log line
-                score = -loss if loss is not None else -math.inf
-            if score >= trainer.best_score:
-                trainer.best_score = score
-                trainer.policy.save(out / "best", {**extra, "score": score})
+    def checkpoint(row: dict):
+        score = row.get("success_rate")
+        if score is None:  # no rollouts: the best checkpoint follows the (valid) loss
+            loss = row.get("valid_loss")
+            loss = loss if loss is not None else row.get("train_loss")
+            score = -loss if loss is not None else -math.inf
+        if score >= trainer.best_score:
+            trainer.best_score = score
+            run.save(trainer.policy, "best", {**extra, "step": trainer.step, "score": score})
         # last/ (weights, config and optimizer state of one step) is swapped in as a whole,
         # after best/: a kill at any moment leaves a complete checkpoint to --resume from
-        state = {
-            "optimizer": trainer.opt.state_dict(),
-            "scheduler": trainer.sched.state_dict(),
-            "step": trainer.step,
-            "history": trainer.history,
-            "best_score": trainer.best_score,
-            "generator": trainer.gen.get_state(),
-        }
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        trainer.policy.save(out / "last", extra, {"train_state.pt": buffer.getvalue()})
+        run.save(trainer.policy, "last", {**extra, "step": trainer.step}, trainer.train_state())
 
     def do_eval():
         row = trainer.evaluate()
@@ -443,11 +247,7 @@ def train(cfg: TrainConfig) -> dict:
             trainer.history["train"][-1]["loss"] if trainer.history["train"] else None
         )
         trainer.history["eval"].append(row)
-        for k in ("valid_loss", "success_rate", "mean_return"):
-            if row.get(k) is not None:
-                tb.add_scalar(f"eval/{k}", row[k], trainer.step)
-        writer.writerow({**row, "kind": "eval", "time_s": time.perf_counter() - t0})
-        csv_file.flush()
+        run.log("eval", trainer.step, {**row, "time_s": time.perf_counter() - t0})
         checkpoint(row)
         return row
 
@@ -455,99 +255,81 @@ def train(cfg: TrainConfig) -> dict:
         total=cfg.steps, initial=trainer.step, desc=f"train {cfg.algo}", disable=not cfg.progress
     )
     last_eval = None
+    losses = RunningMean()
     try:
-        running = []
-        while trainer.step < cfg.steps:
-            info = trainer.train_step()
-            running.append(info["loss"])
-            bar.update(1)
-            if trainer.step % cfg.log_every == 0 or trainer.step == cfg.steps:
-                # the one device-to-host sync of a log period (losses stay on the device)
-                scalars = {k: float(v) for k, v in info.items()}
-                row = {
-                    "step": trainer.step,
-                    "loss": float(torch.stack(running).float().mean()),
-                    "lr": scalars["lr"],
-                    "grad_norm": scalars.get("grad_norm"),
-                }
-                running = []
-                trainer.history["train"].append(row)
-                for k, v in scalars.items():
-                    tb.add_scalar(f"train/{k}", v, trainer.step)
-                writer.writerow({**row, "kind": "train", "time_s": time.perf_counter() - t0})
-                bar.set_postfix(
-                    loss=f"{row['loss']:.4f}",
-                    success="-"
-                    if last_eval is None or last_eval.get("success_rate") is None
-                    else f"{last_eval['success_rate']:.0%}",
-                )
-            if cfg.eval_every and trainer.step % cfg.eval_every == 0 and trainer.step < cfg.steps:
-                last_eval = do_eval()
-        last_eval = do_eval()
-    except (OSError, RuntimeError) as err:
-        if not is_disk_error(err):
-            raise
-        step = _checkpoint_step(out / "last")
-        todo = (
-            f"{out / 'last'} holds the last complete checkpoint (step {step}); fix that and "
-            "run the same command with --resume"
-            if step is not None
-            else "no checkpoint was completed; fix that and run the command again"
-        )
-        raise OutputError(disk_error(err, out, todo)) from None
+        with run.disk_guard():
+            while trainer.step < cfg.steps:
+                info = trainer.train_step()
+                losses.add(info["loss"])
+                bar.update(1)
+                if trainer.step % cfg.log_every == 0 or trainer.step == cfg.steps:
+                    # the one device-to-host sync of a log period
+                    scalars = {k: float(v) for k, v in info.items()}
+                    row = {
+                        "loss": losses.pop(),
+                        "lr": scalars["lr"],
+                        "grad_norm": scalars.get("grad_norm"),
+                    }
+                    trainer.history["train"].append({"step": trainer.step, **row})
+                    run.log(
+                        "train",
+                        trainer.step,
+                        {**row, "time_s": time.perf_counter() - t0},
+                        scalars,
+                    )
+                    success = (last_eval or {}).get("success_rate")
+                    bar.set_postfix(
+                        loss=f"{row['loss']:.4f}",
+                        success="-" if success is None else f"{success:.0%}",
+                    )
+                at_eval = cfg.eval_every and trainer.step % cfg.eval_every == 0
+                if at_eval and trainer.step < cfg.steps:
+                    last_eval = do_eval()
+            last_eval = do_eval()
     finally:
         bar.close()
-        tb.close()
-        csv_file.close()
+        run.close()
         trainer.close()
-    plots = _save_plots(out, trainer.history)
+    plots = [p for p in _plots(run, trainer.history) if p is not None]
+    elapsed = time.perf_counter() - t0
     results = {
         "algo": trainer.policy.name,
         "steps": trainer.step,
         "final": last_eval,
         "best_score": trainer.best_score,
-        "train_time_s": time.perf_counter() - t0,
-        "samples_per_s": trainer.step * cfg.batch_size / max(time.perf_counter() - t0, 1e-9),
+        "train_time_s": elapsed,
+        "samples_per_s": trainer.step * cfg.batch_size / max(elapsed, 1e-9),
         "plots": [str(p) for p in plots],
         "device": str(trainer.device),
     }
-    atomic_write_text(out / "results.json", json.dumps(results, indent=2, default=str))
+    run.write_results(results)
     return results
 
 
-RUN_OUTPUTS = ("config.json", "last", "best", "metrics.csv", "results.json", "tb", "plots")
+def _plots(run: RunFolder, history: dict) -> list:
+    train_rows = history["train"]
+    valid = [r for r in history["eval"] if r.get("valid_loss") is not None]
+    evals = [r for r in history["eval"] if r.get("success_rate") is not None]
+    return [
+        run.plot(
+            "loss",
+            {
+                "train": ([r["step"] for r in train_rows], [r["loss"] for r in train_rows]),
+                "valid": ([r["step"] for r in valid], [r["valid_loss"] for r in valid]),
+            },
+            xlabel="step",
+            ylabel="loss",
+            title="training loss",
+        ),
+        run.plot(
+            "success",
+            {"success": ([r["step"] for r in evals], [r["success_rate"] for r in evals])},
+            xlabel="step",
+            ylabel="success rate",
+            title="evaluation success",
+            ylim=(-0.02, 1.02),
+        ),
+    ]
 
 
-def prepare_run_folder(out: Path, *, resume: bool, overwrite: bool) -> None:
-    """Check the run folder before any work: refuse to mix a new run into an old one."""
-    check_output(out, kind="folder", append=True, what="--out")
-    earlier = [name for name in RUN_OUTPUTS if (out / name).exists()]
-    if earlier and not (resume or overwrite):
-        raise OutputError(
-            f"{out}: holds an earlier run ({', '.join(earlier)}); pass --resume to continue "
-            "it, --overwrite to start afresh (deleting it), or choose another --out"
-        )
-    remove_leftovers(out)
-    if overwrite:
-        remove_outputs(out / name for name in earlier)
-
-
-def _drop_rows_after(csv_path: Path, step: int) -> None:
-    """Keep the metrics rows up to ``step`` (a killed run logged past its last checkpoint)."""
-    lines = csv_path.read_text().splitlines(keepends=True)
-    kept = lines[:1]
-    for line in lines[1:]:
-        head = line.split(",", 1)[0]
-        if head.isdigit() and int(head) <= step and line.endswith("\n"):
-            kept.append(line)
-    atomic_write_text(csv_path, "".join(kept))
-
-
-def _checkpoint_step(folder: Path) -> int | None:
-    try:
-        return int(json.loads((folder / "config.json").read_text())["extra"]["step"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-__all__ = ["ALGOS", "TrainConfig", "Trainer", "train", "get_batch", "DatasetError"]
+__all__ = ["TrainConfig", "Trainer", "train", "get_batch", "DatasetError"]

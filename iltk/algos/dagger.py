@@ -16,52 +16,12 @@ the intervention steps for HG-DAgger.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal
-
 import numpy as np
 
-from iltk.algos.rounds import RoundConfig, RoundRunner, fit
+from iltk.algos.configs import DaggerConfig
+from iltk.algos.rounds import RoundRunner, fit
 from iltk.controllers import BetaMixture, ExpertController, HGDaggerGate, PolicyController
 from iltk.policies import PolicyRunner
-
-
-@dataclass
-class DaggerConfig(RoundConfig):
-    """Interactive imitation with a scripted supervisor: DAgger or HG-DAgger."""
-
-    rounds: int = 10
-    """Interactive rounds after round 0."""
-    out: Path = Path("runs/dagger")
-    """Run folder: data.hdf5, round_<k>/ checkpoints, rounds.json/csv, success_vs_labels.png."""
-    expert: Literal["scripted"] = "scripted"
-    """Who labels: the task's scripted expert (at the gamepad: `iltk correct`)."""
-    variant: Literal["dagger", "hg-dagger"] = "dagger"
-    """dagger (expert labels every visited state) or hg-dagger (expert takes over when the
-    policy strays; only interventions are aggregated)."""
-    beta_schedule: Literal["linear", "exponential", "constant"] = "exponential"
-    """DAgger's probability that the expert acts in round k: linear 1 - k/rounds,
-    exponential beta^k, constant beta. Keeping the expert in helps where the learner's failing
-    rollouts are long: on Push (3 seeds, 6 rounds of 10 episodes) constant 0.5 reached 90%
-    success at 6.0k labels, 0.5^k 75% at 7.4k (fewer labels went into failed episodes)."""
-    beta: float = 0.5
-    """Base of the exponential schedule, or the constant value."""
-    takeover: float = 0.3
-    """HG-DAgger gate: RMS action disagreement above which the expert takes over."""
-    handback: float = 0.1
-    """HG-DAgger gate: disagreement below which control returns to the policy..."""
-    hold: int = 5
-    """...after this many consecutive steps."""
-    aggregate: Literal["interventions", "all"] = "interventions"
-    """HG-DAgger: train on the intervention steps only, or on every step."""
-    intervention_weight: float = 1.0
-    """HG-DAgger: weight of intervention steps (IWR-style up-weighting when > 1)."""
-
-    def __post_init__(self):
-        super().__post_init__()
-        if not 0.0 <= self.beta <= 1.0:
-            raise ValueError("beta must be in [0, 1]")
 
 
 def beta_at(cfg: DaggerConfig, k: int) -> float:

@@ -21,41 +21,16 @@ fifths of the round-0 demonstrations and measured on the remaining fifth.
 from __future__ import annotations
 
 import copy
-import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from iltk.algos.rounds import RoundConfig, RoundRunner, fit, policy_errors
+from iltk.algos.configs import DartConfig
+from iltk.algos.rounds import RoundRunner, fit, policy_errors
 from iltk.controllers import DartNoise, ExpertController
 from iltk.data import DemoFile
 from iltk.data.tools import copy_demos
 from iltk.rollout import Episode
-
-
-@dataclass
-class DartConfig(RoundConfig):
-    """DART with a scripted supervisor."""
-
-    out: Path = Path("runs/dart")
-    """Run folder: data.hdf5, round_<k>/ checkpoints, rounds.json/csv, success_vs_labels.png."""
-    init_noise: float = 0.0
-    """Noise std of round 0 (0: clean demonstrations)."""
-    scale: float = 1.0
-    """Multiplier of the estimated covariance (Laskey et al. scale it by alpha / T)."""
-    max_std: float = 1.0
-    """Cap on the noise std per action dimension (keeps the supervisor able to succeed)."""
-
-    def __post_init__(self):
-        super().__post_init__()
-        for name, low in (("init_noise", 0.0), ("scale", 0.0), ("max_std", 0.0)):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < low or (name != "init_noise" and value == 0):
-                raise ValueError(
-                    f"{name} must be a finite number {'>= 0' if name == 'init_noise' else '> 0'}"
-                    f", got {value}"
-                )
 
 
 def estimate_covariance(errors: np.ndarray, scale: float = 1.0, max_std: float = 1.0) -> np.ndarray:

@@ -7,15 +7,14 @@ import csv
 import dataclasses
 import io
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from iltk.algos.bc import TrainConfig, Trainer
+from iltk.algos.bc import Trainer
+from iltk.algos.configs import LearnerSettings, RoundConfig, TrainConfig
 from iltk.data import DemoWriter, make_env_args
 from iltk.envs import TASK_IDS, make_vector_env
 from iltk.evaluate import evaluate_policy
@@ -28,75 +27,7 @@ from iltk.files import (
     remove_outputs,
 )
 from iltk.policies import Policy, PolicyRunner
-from iltk.policies.act import ACTConfig
-from iltk.policies.bc import BCConfig, BCRNNConfig
 from iltk.rollout import Controller, Episode, run_episodes
-
-
-@dataclass
-class LearnerSettings:
-    """How the learner is trained each round (a subset of `iltk train`'s settings)."""
-
-    steps_per_round: int = 2000
-    """Gradient steps per round."""
-    warm_start: bool = True
-    """Continue from the previous round's policy (else retrain from scratch)."""
-    batch_size: int = 256
-    """Training batch size."""
-    lr: float | None = None
-    """Learning rate (default: the algo's)."""
-    device: str = "auto"
-    """auto, cpu or cuda."""
-    bc: BCConfig = field(default_factory=BCConfig)
-    """Settings of --algo bc."""
-    bc_rnn: BCRNNConfig = field(default_factory=BCRNNConfig)
-    """Settings of --algo bc-rnn."""
-    act: ACTConfig = field(default_factory=ACTConfig)
-    """Settings of --algo act."""
-
-
-@dataclass
-class RoundConfig:
-    """Settings every interactive run (DAgger, HG-DAgger, DART) shares."""
-
-    task: str = "iltk/Push-v0"
-    """Task id."""
-    rounds: int = 5
-    """Interactive rounds after round 0."""
-    episodes_per_round: int = 10
-    """Episodes collected per round."""
-    initial_demos: int = 10
-    """Expert demonstrations of round 0."""
-    eval_episodes: int = 20
-    """Evaluation episodes per round (unseen seeds)."""
-    num_envs: int = 2
-    """Parallel environments."""
-    init_spread: float = 1.0
-    """iltk tasks: how widely episodes' start layouts are spread (1: the task's full
-    ranges, 0: one fixed layout; narrow starts are where policies fail by drifting)."""
-    seed: int = 0
-    """Seed of everything."""
-    out: Path = Path("runs/interactive")
-    """Run folder: data.hdf5, round_<k>/ checkpoints, rounds.json/csv, success_vs_labels.png."""
-    algo: Literal["bc", "bc-rnn", "act"] = "bc"
-    """Policy trained each round: bc, bc-rnn or act."""
-    learner: LearnerSettings = field(default_factory=LearnerSettings)
-    """How the policy is trained each round."""
-    overwrite: bool = False
-    """Start afresh in an OUT that holds an earlier run (its data and checkpoints are deleted)."""
-
-    def __post_init__(self):
-        if self.rounds < 0 or self.episodes_per_round < 1 or self.initial_demos < 1:
-            raise ValueError("need rounds >= 0, episodes_per_round >= 1 and initial_demos >= 1")
-        if self.eval_episodes < 0 or self.num_envs < 1:
-            raise ValueError("need eval_episodes >= 0 and num_envs >= 1")
-        if not 0.0 <= self.init_spread <= 1.0:
-            raise ValueError(f"init_spread must be in [0, 1], got {self.init_spread}")
-
-    @property
-    def env_kwargs(self) -> dict:
-        """Keyword arguments of the task's envs (none at the defaults, so any gymnasium id works)."""
-        return {} if self.init_spread == 1.0 else {"init_spread": self.init_spread}
 
 
 def fit(
@@ -118,15 +49,11 @@ def fit(
         task=task,
         out=Path("."),
         steps=learner.steps_per_round,
-        batch_size=learner.batch_size,
-        lr=learner.lr,
-        device=learner.device,
         seed=seed,
         eval_episodes=0,
         progress=False,
-        bc=learner.bc,
-        bc_rnn=learner.bc_rnn,
-        act=learner.act,
+        **learner.optim_settings(),
+        **learner.policy_options(),
         uncorrected_weight=uncorrected_weight,
         intervention_weight=intervention_weight,
     )

@@ -14,62 +14,12 @@ chunk of 20 at 20 Hz (ACT's 100 was at 50 Hz).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from iltk.policies.base import Policy, PolicyConfig, register_policy
+from iltk.policies.base import Policy
+from iltk.policies.configs import ACTConfig
 from iltk.policies.nets import ObsEncoder
-
-
-@dataclass
-class ACTConfig(PolicyConfig):
-    """Action chunking with transformers."""
-
-    chunk_size: int = 20
-    """K: actions predicted per inference."""
-    n_action_steps: int = 1
-    """Open-loop execution: actions of a chunk executed before predicting again
-    (ignored when temporal ensembling is on)."""
-    temporal_ensemble: bool = True
-    """Predict every step and average all predictions for the current step."""
-    ensemble_m: float = 0.01
-    """Temporal-ensemble weights exp(-m*i), i=0 the OLDEST prediction (m<0 favours new)."""
-    d_model: int = 256
-    """Transformer width."""
-    n_heads: int = 4
-    """Attention heads."""
-    enc_layers: int = 2
-    """Transformer encoder layers over the observation tokens."""
-    dec_layers: int = 1
-    """Transformer decoder layers."""
-    dim_feedforward: int = 1024
-    """Feed-forward width."""
-    dropout: float = 0.1
-    """Dropout in the transformer."""
-    use_vae: bool = True
-    """Train with the CVAE latent (z = 0 at inference)."""
-    latent_dim: int = 32
-    """Size of the CVAE latent."""
-    kl_weight: float = 10.0
-    """Weight of the KL term."""
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.chunk_size < 1:
-            raise ValueError("chunk_size must be >= 1")
-        if not 1 <= self.n_action_steps <= self.chunk_size:
-            raise ValueError("n_action_steps must be in [1, chunk_size]")
-        for name in ("d_model", "n_heads", "enc_layers", "dec_layers", "dim_feedforward"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.use_vae and self.latent_dim < 1:
-            raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.d_model % self.n_heads:
-            raise ValueError("d_model must be divisible by n_heads")
 
 
 def _encoder(d, heads, ff, dropout, layers):
@@ -77,9 +27,7 @@ def _encoder(d, heads, ff, dropout, layers):
     return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
 
-@register_policy("act")
 class ACTPolicy(Policy):
-    config_cls = ACTConfig
     kind = "chunk"
 
     def __init__(self, config: ACTConfig):

@@ -3,7 +3,8 @@
 A policy is an ``nn.Module`` built from a dataclass config. ``save(dir)`` writes
 ``config.json``, ``model.safetensors`` (weights, normalization buffers included) and
 ``normalization.safetensors`` (the statistics it was trained with, for inspection);
-``load_policy(dir, device)`` rebuilds it anywhere. Training calls ``policy.loss(batch)``;
+``load_policy(dir, device)`` rebuilds it anywhere. Training calls the module,
+``policy(batch) -> (loss, info)`` (``forward`` returns ``loss(batch)``);
 acting goes through a :class:`~iltk.policies.runners.PolicyRunner`.
 
 Policies know nothing of HDF5 or MuJoCo: they see dicts of tensors.
@@ -12,8 +13,8 @@ Policies know nothing of HDF5 or MuJoCo: they see dicts of tensors.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,49 +23,25 @@ import torch
 from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors
 from torch import nn
-from tyro.conf import Suppress
 
 from iltk.files import write_bytes, write_dir_atomically
-
-POLICIES: dict[str, type[Policy]] = {}
-
-
-def register_policy(name: str):
-    """Class decorator: ``@register_policy("bc")`` makes the policy buildable by name."""
-
-    def wrap(cls):
-        if name in POLICIES:
-            raise ValueError(f"policy {name!r} is registered twice")
-        cls.name = name
-        POLICIES[name] = cls
-        return cls
-
-    return wrap
+from iltk.policies.configs import (
+    POLICY_REGISTRY,
+    PolicyConfig,
+    build_config,
+    policy_entry,
+)
 
 
-@dataclass
-class PolicyConfig:
-    """Fields every policy has. Shapes and statistics are filled in from the dataset."""
-
-    # Suppress: set from the data, not options of `iltk train`
-    state_dim: Suppress[int] = 0
-    """Size of the concatenated low-dim observation (set from the data)."""
-    action_dim: Suppress[int] = 0
-    """Size of the action (set from the data)."""
-    lowdim_keys: Suppress[list[str]] = field(default_factory=lambda: ["state"])
-    """Observation keys concatenated into the state vector, in order (set from the data)."""
-    image_shapes: Suppress[dict[str, list[int]]] = field(default_factory=dict)
-    """Image observation keys and their (H, W, C) shapes (set from the data)."""
-    image_feature_dim: int = 64
-    """Features per camera of the convolutional image encoder."""
-    action_low: Suppress[list[float]] = field(default_factory=list)
-    """Lower action bounds; actions are clipped to them when acting (empty: no clipping)."""
-    action_high: Suppress[list[float]] = field(default_factory=list)
-    """Upper action bounds."""
-
-    def __post_init__(self):
-        if self.state_dim < 0 or self.action_dim < 0:
-            raise ValueError("state_dim and action_dim must be non-negative")
+def policy_class(name: str) -> type[Policy]:
+    """The ``Policy`` subclass registered as ``name`` (its module imported on first use)."""
+    entry = policy_entry(name)
+    module, _, attr = entry.entry_point.partition(":")
+    cls = getattr(importlib.import_module(module), attr)
+    if not (isinstance(cls, type) and issubclass(cls, Policy)):
+        raise TypeError(f"{entry.entry_point} (policy {name!r}) is not a Policy subclass")
+    cls.name = name
+    return cls
 
 
 class Normalizer(nn.Module):
@@ -107,8 +84,7 @@ class Policy(nn.Module):
     ``predict_chunk(obs)`` (chunk), all on normalized-in, real-units-out tensors.
     """
 
-    name: ClassVar[str] = ""
-    config_cls: ClassVar[type[PolicyConfig]] = PolicyConfig
+    name: ClassVar[str] = ""  # set from the registry (iltk/policies/configs.py)
     kind: ClassVar[str] = "step"
 
     def __init__(self, config: PolicyConfig):
@@ -128,6 +104,11 @@ class Policy(nn.Module):
         device-to-host sync) is left to log time, not done every step.
         """
         raise NotImplementedError
+
+    def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The training loss: trainers call the module (``policy(batch)``), not ``loss``
+        directly, so that a ``DistributedDataParallel`` wrapper sees the forward pass."""
+        return self.loss(batch)
 
     @property
     def device(self) -> torch.device:
@@ -167,18 +148,8 @@ class Policy(nn.Module):
 
 
 def make_policy(name: str, config: PolicyConfig) -> Policy:
-    if name not in POLICIES:
-        raise ValueError(f"unknown policy {name!r}; registered: {sorted(POLICIES)}")
-    return POLICIES[name](config)
-
-
-def build_config(name: str, values: dict[str, Any]) -> PolicyConfig:
-    cls = POLICIES[name].config_cls
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(values) - known
-    if unknown:
-        raise ValueError(f"unknown {name} config fields: {sorted(unknown)}")
-    return cls(**values)
+    """A fresh ``name`` policy built from ``config``."""
+    return policy_class(name)(config)
 
 
 class CheckpointError(ValueError):
@@ -217,9 +188,9 @@ def load_checkpoint(
     payload = read_checkpoint_config(directory)
     cfg_path = directory / "config.json"
     name = payload.get("policy")
-    if name not in POLICIES:
+    if name not in POLICY_REGISTRY:
         raise CheckpointError(
-            f"{cfg_path}: unknown policy {name!r}; registered: {sorted(POLICIES)}"
+            f"{cfg_path}: unknown policy {name!r}; registered: {sorted(POLICY_REGISTRY)}"
         )
     try:
         config = build_config(name, payload["config"])

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from iltk.policies.base import Normalizer, PolicyConfig
+from iltk.policies.base import Normalizer
+from iltk.policies.configs import PolicyConfig
 
 
 def mlp(

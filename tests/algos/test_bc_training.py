@@ -158,3 +158,31 @@ def test_rnn_and_act_reduce_loss(reach_file, tmp_path):
         rows = (tmp_path / algo / "metrics.csv").read_text().splitlines()
         losses = [float(r.split(",")[2]) for r in rows[1:] if ",train," in r]
         assert losses[-1] < losses[0] - 0.3, (algo, losses)
+
+
+def test_training_steps_go_through_forward(reach_file):
+    """The loss is computed by calling the module (what a DDP wrapper intercepts), and the
+    logged values stay tensors until log time."""
+    import torch
+
+    from iltk.algos.bc import Trainer
+
+    for algo in ("bc", "bc-rnn", "act"):
+        trainer = Trainer(
+            TrainConfig(
+                algo=algo,
+                dataset=reach_file,
+                task="none",
+                steps=3,
+                batch_size=8,
+                progress=False,
+                bc_rnn=BCRNNConfig(rnn_hidden=16),
+                act=ACTConfig(d_model=16, dim_feedforward=32, chunk_size=4),
+            )
+        )
+        calls = []
+        trainer.policy.register_forward_hook(lambda mod, args, out, seen=calls: seen.append(out[0]))
+        info = trainer.train_step()
+        assert len(calls) == 1 and calls[0].requires_grad, algo
+        assert isinstance(info["loss"], torch.Tensor) and info["loss"].device == trainer.device
+        trainer.close()

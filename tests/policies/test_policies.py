@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from iltk.policies import (
-    POLICIES,
+    POLICY_REGISTRY,
     PolicyRunner,
     TemporalEnsembler,
     build_config,
@@ -45,7 +45,7 @@ def rollout_actions(policy, obs_seq, n_envs=2):
     return np.stack([runner.act(o) for o in obs_seq])
 
 
-@pytest.mark.parametrize("name", sorted(POLICIES))
+@pytest.mark.parametrize("name", sorted(POLICY_REGISTRY))
 @pytest.mark.parametrize("images", [False, True])
 def test_save_load_roundtrip_identical_actions(tmp_path, name, images):
     torch.manual_seed(0)
@@ -74,7 +74,7 @@ def test_save_load_roundtrip_identical_actions(tmp_path, name, images):
     assert type(loaded) is type(policy) and loaded.config == policy.config
 
 
-@pytest.mark.parametrize("name", sorted(POLICIES))
+@pytest.mark.parametrize("name", sorted(POLICY_REGISTRY))
 def test_loss_is_finite_and_differentiable(name):
     from iltk.data.dataset import NormStats  # noqa: F401  (the data layer's batches)
 

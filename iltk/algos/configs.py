@@ -1,0 +1,288 @@
+"""Settings of the training commands, importable without torch.
+
+`iltk --help` and every subcommand's `--help` are built from these dataclasses, so they
+live apart from the algorithms (which import torch): ``TrainConfig`` (`iltk train`),
+``RoundConfig`` / ``DaggerConfig`` / ``DartConfig`` (`iltk dagger`, `iltk dart`). The
+optimizer settings and the per-policy options are declared once (``OptimSettings``,
+``PolicyOptions``) and shared by `iltk train` and the learner of the interactive rounds.
+``PolicyOptions`` has one group per registered policy (``iltk.policies.configs``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from iltk.policies.configs import POLICY_REGISTRY, PolicyConfig, policy_entry
+
+PolicyName = Literal[tuple(POLICY_REGISTRY)]  # type: ignore[valid-type]
+"""The name of a registered policy (bc, bc-rnn, act, ...)."""
+
+POLICY_HELP = "; ".join(f"{e.name}: {e.summary}" for e in POLICY_REGISTRY.values())
+"""One line per registered policy, for the help of the fields naming one."""
+
+
+@dataclass
+class OptimSettings:
+    """The optimizer of supervised training: AdamW, linear warm-up, then cosine or constant."""
+
+    batch_size: int = 256
+    """Samples (or windows, or chunks) per step."""
+    lr: float | None = None
+    """Peak learning rate (default: the policy's own: 1e-3 for bc and bc-rnn, 3e-4 for act)."""
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    """Learning-rate schedule after the linear warm-up."""
+    warmup_steps: int = 100
+    """Linear warm-up steps."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay."""
+    grad_clip: float = 1.0
+    """Gradient-norm clip (0: none)."""
+    device: str = "auto"
+    """auto (CUDA when present), cpu or cuda."""
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.lr is not None and not (math.isfinite(self.lr) and 0 < self.lr <= 1):
+            raise ValueError(f"lr must be in (0, 1], got {self.lr}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        for name in ("weight_decay", "grad_clip"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+
+    def optim_settings(self) -> dict:
+        """These settings as keyword arguments (to pass them on to another config)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(OptimSettings)}
+
+
+def _policy_options() -> type:
+    """One options group per registered policy: ``bc``, ``bc_rnn``, ``act``, ..."""
+
+    def policy_config(self, algo: str) -> PolicyConfig:
+        """The options of policy ``algo``."""
+        return getattr(self, policy_entry(algo).option_name)
+
+    def policy_options(self) -> dict:
+        """Every policy's options as keyword arguments (to pass them on to another config)."""
+        return {e.option_name: getattr(self, e.option_name) for e in POLICY_REGISTRY.values()}
+
+    fields = [
+        (
+            entry.option_name,
+            entry.config_cls,
+            field(
+                default_factory=entry.config_cls,
+                metadata={"help": f"Settings of --algo {entry.name}: {entry.summary}."},
+            ),
+        )
+        for entry in POLICY_REGISTRY.values()
+    ]
+    return dataclasses.make_dataclass(
+        "PolicyOptions",
+        fields,
+        namespace={
+            "__doc__": "The options of every registered policy, one group each.",
+            "__module__": __name__,
+            "policy_config": policy_config,
+            "policy_options": policy_options,
+        },
+    )
+
+
+PolicyOptions = _policy_options()
+
+
+@dataclass
+class TrainConfig(PolicyOptions, OptimSettings):
+    """Train a policy by supervised imitation on an episode file."""
+
+    algo: PolicyName = field(
+        default="bc", metadata={"help": f"Policy to train ({POLICY_HELP}); its options: --ALGO.*."}
+    )
+    dataset: Path = Path("datasets/demos.hdf5")
+    """Episode file to train on."""
+    task: str | None = None
+    """Env for evaluation rollouts (default: the dataset's env). 'none' disables rollouts."""
+    out: Path = Path("runs/train")
+    """Run folder."""
+    steps: int = 20000
+    """Gradient steps (MLP BC on the scripted tasks needs many: on Lift with 100 demos a 2x256
+    MLP after 5k steps succeeded 36% of the time, a 3x256 one after 20k steps 100%)."""
+    seed: int = 0
+    """Seed of weights, sampling and the split."""
+    obs_keys: list[str] = field(default_factory=list)
+    """Observation keys to train on (default: all in the file)."""
+    valid_fraction: float = 0.0
+    """Hold out this fraction of demos (0: train on the file's mask/train and validate on its
+    mask/valid when it has them, e.g. after `iltk dataset split`; else train on every demo)."""
+    intervention_weight: float = 1.0
+    """Weight of steps flagged as human interventions (IWR-style; 1 = uniform)."""
+    uncorrected_weight: float = 1.0
+    """Weight of steps of hg-dagger episodes where the policy was in control (0: train on
+    the interventions only, as HG-DAgger does)."""
+    init: Path | None = None
+    """Warm start from this checkpoint (its policy type wins over --algo)."""
+    eval_every: int = 1000
+    """Steps between evaluations (0: only at the end)."""
+    eval_episodes: int = 20
+    """Rollouts per evaluation (0: none; the best checkpoint then follows valid loss)."""
+    eval_envs: int = 2
+    """Parallel envs for evaluation rollouts."""
+    log_every: int = 50
+    """Steps between log lines."""
+    resume: bool = False
+    """Continue from OUT/last when it exists."""
+    overwrite: bool = False
+    """Start afresh in an OUT that holds an earlier run (its checkpoints and logs are deleted)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        policy_entry(self.algo)  # an unknown name: one clear error
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if not 0.0 <= self.valid_fraction < 1.0:
+            raise ValueError("valid_fraction must be in [0, 1)")
+        for name in ("eval_every", "eval_episodes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("eval_envs", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("intervention_weight", "uncorrected_weight"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if self.resume and self.overwrite:
+            raise ValueError("resume and overwrite exclude each other: pick one")
+
+
+@dataclass
+class LearnerSettings(PolicyOptions, OptimSettings):
+    """How the learner is trained each round: `iltk train`'s optimizer and policy options."""
+
+    steps_per_round: int = 2000
+    """Gradient steps per round."""
+    warm_start: bool = True
+    """Continue from the previous round's policy (else retrain from scratch)."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.steps_per_round < 1:
+            raise ValueError(f"steps_per_round must be >= 1, got {self.steps_per_round}")
+
+
+@dataclass
+class RoundConfig:
+    """Settings every interactive run (DAgger, HG-DAgger, DART) shares."""
+
+    task: str = "iltk/Push-v0"
+    """Task id."""
+    rounds: int = 5
+    """Interactive rounds after round 0."""
+    episodes_per_round: int = 10
+    """Episodes collected per round."""
+    initial_demos: int = 10
+    """Expert demonstrations of round 0."""
+    eval_episodes: int = 20
+    """Evaluation episodes per round (unseen seeds)."""
+    num_envs: int = 2
+    """Parallel environments."""
+    init_spread: float = 1.0
+    """iltk tasks: how widely episodes' start layouts are spread (1: the task's full
+    ranges, 0: one fixed layout; narrow starts are where policies fail by drifting)."""
+    seed: int = 0
+    """Seed of everything."""
+    out: Path = Path("runs/interactive")
+    """Run folder: data.hdf5, round_<k>/ checkpoints, rounds.json/csv, success_vs_labels.png."""
+    algo: PolicyName = field(
+        default="bc",
+        metadata={
+            "help": f"Policy trained each round ({POLICY_HELP}); its options: --learner.ALGO.*."
+        },
+    )
+    learner: LearnerSettings = field(default_factory=LearnerSettings)
+    """How the policy is trained each round."""
+    overwrite: bool = False
+    """Start afresh in an OUT that holds an earlier run (its data and checkpoints are deleted)."""
+
+    def __post_init__(self):
+        if self.rounds < 0 or self.episodes_per_round < 1 or self.initial_demos < 1:
+            raise ValueError("need rounds >= 0, episodes_per_round >= 1 and initial_demos >= 1")
+        if self.eval_episodes < 0 or self.num_envs < 1:
+            raise ValueError("need eval_episodes >= 0 and num_envs >= 1")
+        if not 0.0 <= self.init_spread <= 1.0:
+            raise ValueError(f"init_spread must be in [0, 1], got {self.init_spread}")
+
+    @property
+    def env_kwargs(self) -> dict:
+        """Keyword arguments of the task's envs (none at the defaults, so any gymnasium id works)."""
+        return {} if self.init_spread == 1.0 else {"init_spread": self.init_spread}
+
+
+@dataclass
+class DaggerConfig(RoundConfig):
+    """Interactive imitation with a scripted supervisor: DAgger or HG-DAgger."""
+
+    rounds: int = 10
+    """Interactive rounds after round 0."""
+    out: Path = Path("runs/dagger")
+    """Run folder: data.hdf5, round_<k>/ checkpoints, rounds.json/csv, success_vs_labels.png."""
+    expert: Literal["scripted"] = "scripted"
+    """Who labels: the task's scripted expert (at the gamepad: `iltk correct`)."""
+    variant: Literal["dagger", "hg-dagger"] = "dagger"
+    """dagger (expert labels every visited state) or hg-dagger (expert takes over when the
+    policy strays; only interventions are aggregated)."""
+    beta_schedule: Literal["linear", "exponential", "constant"] = "exponential"
+    """DAgger's probability that the expert acts in round k: linear 1 - k/rounds,
+    exponential beta^k, constant beta. Keeping the expert in helps where the learner's failing
+    rollouts are long: on Push (3 seeds, 6 rounds of 10 episodes) constant 0.5 reached 90%
+    success at 6.0k labels, 0.5^k 75% at 7.4k (fewer labels went into failed episodes)."""
+    beta: float = 0.5
+    """Base of the exponential schedule, or the constant value."""
+    takeover: float = 0.3
+    """HG-DAgger gate: RMS action disagreement above which the expert takes over."""
+    handback: float = 0.1
+    """HG-DAgger gate: disagreement below which control returns to the policy..."""
+    hold: int = 5
+    """...after this many consecutive steps."""
+    aggregate: Literal["interventions", "all"] = "interventions"
+    """HG-DAgger: train on the intervention steps only, or on every step."""
+    intervention_weight: float = 1.0
+    """HG-DAgger: weight of intervention steps (IWR-style up-weighting when > 1)."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0.0 <= self.beta <= 1.0:
+            raise ValueError("beta must be in [0, 1]")
+
+
+@dataclass
+class DartConfig(RoundConfig):
+    """DART with a scripted supervisor."""
+
+    out: Path = Path("runs/dart")
+    """Run folder: data.hdf5, round_<k>/ checkpoints, rounds.json/csv, success_vs_labels.png."""
+    init_noise: float = 0.0
+    """Noise std of round 0 (0: clean demonstrations)."""
+    scale: float = 1.0
+    """Multiplier of the estimated covariance (Laskey et al. scale it by alpha / T)."""
+    max_std: float = 1.0
+    """Cap on the noise std per action dimension (keeps the supervisor able to succeed)."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name, low in (("init_noise", 0.0), ("scale", 0.0), ("max_std", 0.0)):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < low or (name != "init_noise" and value == 0):
+                raise ValueError(
+                    f"{name} must be a finite number {'>= 0' if name == 'init_noise' else '> 0'}"
+                    f", got {value}"
+                )

@@ -1,0 +1,359 @@
+"""The one training core: what every trainer needs besides its loss and its update.
+
+- :func:`seed_everything`: Python, numpy and torch seeded together.
+- :class:`Optimization`: AdamW, a linear warm-up then cosine / linear / constant, bf16
+  autocast on CUDA, gradient-norm clipping; ``step(loss)`` returns the logged values as
+  tensors (no device-to-host sync per step).
+- :class:`RunningMean`: losses averaged on the device and read once per log period.
+- :class:`RunFolder`: the run folder of a training command: refuses to mix a new run into
+  an earlier one (``--resume`` / ``--overwrite``), ``config.json``, ``metrics.csv`` (rows
+  logged after the checkpoint resumed from are dropped), TensorBoard in ``tb/``, plots in
+  ``plots/``, ``best/`` and ``last/`` checkpoints swapped in atomically (``last/`` holds the
+  training state ``--resume`` restores), and one clear error when the disk fills.
+
+Supervised imitation (``iltk.algos.bc``) is built on it; so are the RL algorithms.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import random
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from iltk.files import (
+    OutputError,
+    atomic_write,
+    atomic_write_text,
+    check_output,
+    disk_error,
+    is_disk_error,
+    recover_dir,
+    remove_leftovers,
+    remove_outputs,
+    write_bytes,
+)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global generators (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def lr_lambda(
+    warmup_steps: int, total_steps: int, schedule: str = "cosine"
+) -> Callable[[int], float]:
+    """The learning-rate factor at a step: linear warm-up over ``warmup_steps``, then
+    ``cosine`` (to 0 at ``total_steps``), ``linear`` (to 0) or ``constant``."""
+    if schedule not in ("cosine", "linear", "constant"):
+        raise ValueError(f"schedule must be cosine, linear or constant, got {schedule!r}")
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(warmup_steps, 1)
+        if schedule == "constant":
+            return 1.0
+        progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
+        if schedule == "linear":
+            return 1.0 - progress
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+class Optimization:
+    """An optimizer, its schedule, autocast and gradient clipping, stepped as one.
+
+    Args:
+        params: the parameters to optimize.
+        lr: the peak learning rate.
+        total_steps: steps of the whole run (the schedule's horizon).
+        warmup_steps, schedule: see :func:`lr_lambda`.
+        weight_decay: AdamW's decoupled weight decay (0: Adam).
+        grad_clip: the gradient-norm clip (0: none).
+        device: the training device (bf16 autocast on CUDA).
+        eps: Adam's epsilon (PPO uses 1e-5, as SB3 and CleanRL).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.nn.Parameter],
+        *,
+        lr: float,
+        total_steps: int,
+        warmup_steps: int = 0,
+        schedule: str = "constant",
+        weight_decay: float = 0.0,
+        grad_clip: float = 0.0,
+        device: torch.device | str = "cpu",
+        eps: float = 1e-8,
+        amp: bool = True,
+    ):
+        self.params = [p for p in params if p.requires_grad]
+        self.opt = torch.optim.AdamW(self.params, lr=lr, weight_decay=weight_decay, eps=eps)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lr_lambda(warmup_steps, total_steps, schedule)
+        )
+        self.grad_clip = grad_clip
+        self.device = torch.device(device)
+        self.amp = amp and self.device.type == "cuda"
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast on CUDA (a no-op elsewhere): wrap the forward pass in it."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+
+    def step(self, loss: torch.Tensor) -> dict[str, torch.Tensor | float]:
+        """Backward, clip, step the optimizer and the schedule. Returns ``grad_norm`` (a
+        tensor, when clipping) and the ``lr`` used."""
+        lr = self.sched.get_last_lr()[0]
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        info: dict[str, torch.Tensor | float] = {"lr": lr}
+        if self.grad_clip > 0:
+            info["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip).detach()
+        self.opt.step()
+        self.sched.step()
+        return info
+
+    @property
+    def lr(self) -> float:
+        return self.sched.get_last_lr()[0]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+
+
+class RunningMean:
+    """Averages scalar tensors on their device; ``pop()`` reads the mean (one sync)."""
+
+    def __init__(self):
+        self.values: list[torch.Tensor] = []
+
+    def add(self, value: torch.Tensor) -> None:
+        self.values.append(value.detach())
+
+    def pop(self) -> float | None:
+        if not self.values:
+            return None
+        mean = float(torch.stack([v.float() for v in self.values]).mean())
+        self.values = []
+        return mean
+
+
+class RunFolder:
+    """The run folder of one training command (see the module's docstring).
+
+    Args:
+        out: the folder.
+        fields: the columns of ``metrics.csv`` ("step" and "kind" first).
+        resume: continue the run in ``out`` (from ``out/last``).
+        overwrite: delete an earlier run in ``out`` first.
+    """
+
+    OUTPUTS = ("config.json", "last", "best", "metrics.csv", "results.json", "tb", "plots")
+
+    def __init__(self, out: Path, fields: list[str], *, resume: bool, overwrite: bool):
+        self.out = Path(out)
+        self.fields = ["step", "kind", *[f for f in fields if f not in ("step", "kind")]]
+        self.resume = resume
+        prepare_run_folder(self.out, resume=resume, overwrite=overwrite, outputs=self.OUTPUTS)
+        self.tb = None
+        self.csv_file = None
+        self.csv = None
+
+    # ----------------------------------------------------------------- resume
+    @property
+    def last(self) -> Path:
+        return self.out / "last"
+
+    @property
+    def best(self) -> Path:
+        return self.out / "best"
+
+    def resume_point(self) -> Path | None:
+        """``out/last`` when resuming and it holds a training state (else a note, None)."""
+        if not self.resume:
+            return None
+        recover_dir(self.last)
+        if (self.last / "train_state.pt").exists():
+            return self.last
+        print(f"note: {self.out} holds no checkpoint to resume from; training from step 0")
+        return None
+
+    def load_train_state(self, device: torch.device | str = "cpu") -> dict[str, Any]:
+        """The training state saved with ``out/last`` (optimizer, step, history, ...)."""
+        return torch.load(self.last / "train_state.pt", map_location=device, weights_only=False)
+
+    # ------------------------------------------------------------------- logs
+    def write_config(self, config: dict[str, Any]) -> None:
+        atomic_write_text(self.out / "config.json", json.dumps(config, indent=2, default=str))
+
+    def open_logs(self, step: int) -> None:
+        """Open ``metrics.csv`` (appending after ``step`` when resuming) and TensorBoard."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.tb = SummaryWriter(str(self.out / "tb"))
+        path = self.out / "metrics.csv"
+        append = self.resume and path.exists()
+        if append:
+            _drop_rows_after(path, step)  # rows logged after the checkpoint resumed from
+        self.csv_file = path.open("a" if append else "w", newline="")
+        self.csv = csv.DictWriter(self.csv_file, fieldnames=self.fields, extrasaction="ignore")
+        if not append:
+            self.csv.writeheader()
+
+    def log(self, kind: str, step: int, row: dict[str, Any], scalars: dict | None = None) -> None:
+        """One row of ``metrics.csv`` (kind: train, eval, ...) and its numbers in TensorBoard
+        under ``kind/`` (``scalars`` adds values for TensorBoard only)."""
+        assert self.csv is not None and self.tb is not None, "open_logs() first"
+        self.csv.writerow({**row, "step": step, "kind": kind})
+        self.csv_file.flush()
+        for key, value in {**row, **(scalars or {})}.items():
+            if key not in ("step", "kind") and isinstance(value, (int, float)):
+                self.tb.add_scalar(f"{kind}/{key}", value, step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+            self.tb = None
+        if self.csv_file is not None:
+            self.csv_file.close()
+            self.csv_file = None
+
+    # ------------------------------------------------------------ checkpoints
+    def save(
+        self,
+        model,
+        name: str,
+        extra: dict[str, Any],
+        train_state: dict[str, Any] | None = None,
+        extra_files: dict[str, bytes] | None = None,
+    ) -> Path:
+        """Write checkpoint ``out/<name>`` atomically with ``model.save`` (a Policy or
+        anything with the same ``save(dir, extra, extra_files)``); ``train_state`` goes
+        into the same folder as ``train_state.pt``."""
+        files = dict(extra_files or {})
+        if train_state is not None:
+            buffer = io.BytesIO()
+            torch.save(train_state, buffer)
+            files["train_state.pt"] = buffer.getvalue()
+        return model.save(self.out / name, extra, files)
+
+    @contextlib.contextmanager
+    def disk_guard(self) -> Iterator[None]:
+        """Turn a full disk (or a quota) into one line naming the checkpoint to resume from."""
+        try:
+            yield
+        except (OSError, RuntimeError) as err:
+            if not is_disk_error(err):
+                raise
+            step = checkpoint_step(self.last)
+            todo = (
+                f"{self.last} holds the last complete checkpoint (step {step}); fix that and "
+                "run the same command with --resume"
+                if step is not None
+                else "no checkpoint was completed; fix that and run the command again"
+            )
+            raise OutputError(disk_error(err, self.out, todo)) from None
+
+    def write_results(self, results: dict[str, Any]) -> None:
+        atomic_write_text(self.out / "results.json", json.dumps(results, indent=2, default=str))
+
+    # ------------------------------------------------------------------ plots
+    def plot(
+        self,
+        name: str,
+        series: dict[str, tuple[list, list]],
+        *,
+        xlabel: str,
+        ylabel: str,
+        title: str,
+        ylim: tuple[float, float] | None = None,
+        marks: dict[str, float] | None = None,
+    ) -> Path | None:
+        """``plots/<name>.png``: one line per {label: (xs, ys)}; ``marks`` draws labelled
+        vertical lines (e.g. where fine-tuning started). None when there is nothing to plot."""
+        series = {k: v for k, v in series.items() if len(v[0])}
+        if not series:
+            return None
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        path = self.out / "plots" / f"{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for label, (xs, ys) in series.items():
+            ax.plot(xs, ys, "o-" if len(xs) < 30 else "-", label=label, markersize=3)
+        for label, x in (marks or {}).items():
+            ax.axvline(x, color="gray", linestyle="--", linewidth=1)
+            ax.annotate(
+                label,
+                (x, 1),
+                xycoords=("data", "axes fraction"),
+                fontsize=7,
+                xytext=(3, -10),
+                textcoords="offset points",
+            )
+        if ylim is not None:
+            ax.set_ylim(*ylim)
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+        if len(series) > 1:
+            ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        data = io.BytesIO()
+        fig.savefig(data, dpi=120, format="png")
+        plt.close(fig)
+        atomic_write(path, lambda tmp: write_bytes(tmp, data.getvalue()), durable=False)
+        return path
+
+
+def prepare_run_folder(
+    out: Path, *, resume: bool, overwrite: bool, outputs: Iterable[str] = RunFolder.OUTPUTS
+) -> None:
+    """Check the run folder before any work: refuse to mix a new run into an old one."""
+    check_output(out, kind="folder", append=True, what="--out")
+    earlier = [name for name in outputs if (out / name).exists()]
+    if earlier and not (resume or overwrite):
+        raise OutputError(
+            f"{out}: holds an earlier run ({', '.join(earlier)}); pass --resume to continue "
+            "it, --overwrite to start afresh (deleting it), or choose another --out"
+        )
+    remove_leftovers(out)
+    if overwrite:
+        remove_outputs(out / name for name in earlier)
+
+
+def _drop_rows_after(csv_path: Path, step: int) -> None:
+    """Keep the metrics rows up to ``step`` (a killed run logged past its last checkpoint)."""
+    lines = csv_path.read_text().splitlines(keepends=True)
+    kept = lines[:1]
+    for line in lines[1:]:
+        head = line.split(",", 1)[0]
+        if head.isdigit() and int(head) <= step and line.endswith("\n"):
+            kept.append(line)
+    atomic_write_text(csv_path, "".join(kept))
+
+
+def checkpoint_step(folder: Path) -> int | None:
+    """The training step a checkpoint folder was saved at (None when unreadable)."""
+    try:
+        return int(json.loads((folder / "config.json").read_text())["extra"]["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -1,0 +1,118 @@
+"""The training core (iltk/training.py) and the policy registry, on their own."""
+
+import csv
+import math
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from iltk.policies import POLICY_REGISTRY, load_policy, make_policy, register_policy
+from iltk.policies.configs import PolicyConfig
+from iltk.training import Optimization, RunFolder, RunningMean, lr_lambda
+
+
+def test_lr_schedules():
+    cos = lr_lambda(10, 110, "cosine")
+    assert cos(0) == pytest.approx(0.1) and cos(9) == pytest.approx(1.0)
+    assert cos(10) == pytest.approx(1.0) and cos(60) == pytest.approx(0.5)
+    assert cos(110) == pytest.approx(0.0, abs=1e-12) and cos(500) == pytest.approx(0.0, abs=1e-12)
+    lin = lr_lambda(0, 100, "linear")
+    assert lin(0) == 1.0 and lin(25) == pytest.approx(0.75) and lin(100) == 0.0
+    assert lr_lambda(5, 100, "constant")(50) == 1.0
+    with pytest.raises(ValueError, match="schedule"):
+        lr_lambda(0, 10, "step")
+
+
+def test_optimization_clips_and_keeps_tensors():
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.tensor([3.0, 4.0]))
+    opt = Optimization([w], lr=0.1, total_steps=10, grad_clip=1.0, schedule="linear")
+    info = opt.step((w * 10).sum())  # gradient (10, 10): norm 14.14, clipped to 1
+    assert isinstance(info["grad_norm"], torch.Tensor)
+    assert float(info["grad_norm"]) == pytest.approx(math.sqrt(200), rel=1e-5)
+    assert info["lr"] == pytest.approx(0.1)
+    # Adam's first step moves each weight by ~lr whatever the gradient's scale
+    assert w.detach().tolist() == pytest.approx([2.9, 3.9], abs=1e-3)
+    assert opt.lr == pytest.approx(0.09)  # the linear schedule after one of ten steps
+    state = opt.state_dict()
+    other = Optimization(
+        [torch.nn.Parameter(w.detach().clone())], lr=0.1, total_steps=10, schedule="linear"
+    )
+    other.load_state_dict(state)
+    assert other.lr == pytest.approx(0.09)
+
+
+def test_running_mean_reads_once():
+    m = RunningMean()
+    assert m.pop() is None
+    for v in (1.0, 2.0, 6.0):
+        m.add(torch.tensor(v))
+    assert m.pop() == pytest.approx(3.0) and m.pop() is None
+
+
+def test_run_folder_logs_and_resume_drops_later_rows(tmp_path):
+    run = RunFolder(tmp_path / "run", ["loss"], resume=False, overwrite=False)
+    run.open_logs(0)
+    for step in (10, 20, 30):
+        run.log("train", step, {"loss": 1.0 / step})
+    run.close()
+    assert (
+        run.plot("loss", {"train": ([10, 20], [0.1, 0.05])}, xlabel="s", ylabel="l", title="t")
+        .stat()
+        .st_size
+        > 1000
+    )
+    assert run.plot("empty", {"x": ([], [])}, xlabel="s", ylabel="l", title="t") is None
+    # a second run into the same folder is refused; a resume from step 20 drops row 30
+    with pytest.raises(ValueError, match="earlier run"):
+        RunFolder(tmp_path / "run", ["loss"], resume=False, overwrite=False)
+    again = RunFolder(tmp_path / "run", ["loss"], resume=True, overwrite=False)
+    again.open_logs(20)
+    again.log("train", 25, {"loss": 0.04})
+    again.close()
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    assert [int(r["step"]) for r in rows] == [10, 20, 25]
+    assert rows[0]["kind"] == "train" and float(rows[0]["loss"]) == pytest.approx(0.1)
+
+
+def test_a_new_policy_registers_once(tmp_path, monkeypatch):
+    """One register_policy call makes a policy buildable, saveable and loadable by name."""
+    (tmp_path / "my_policy.py").write_text(
+        textwrap.dedent("""
+        import torch
+        from iltk.policies.base import Policy
+
+        class Linear(Policy):
+            kind = "step"
+
+            def __init__(self, config):
+                super().__init__(config)
+                self.net = torch.nn.Linear(config.state_dim, config.action_dim)
+
+            def loss(self, batch):
+                loss = ((self.net(batch["obs"]["state"]) - batch["actions"]) ** 2).mean()
+                return loss, {"loss": loss.detach()}
+
+            @torch.no_grad()
+            def predict(self, obs):
+                return self.net(obs["state"])
+    """)
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    register_policy("my-linear", config=PolicyConfig, entry_point="my_policy:Linear")
+    try:
+        with pytest.raises(ValueError, match="registered twice"):
+            register_policy("my-linear", config=PolicyConfig, entry_point="my_policy:Linear")
+        policy = make_policy("my-linear", PolicyConfig(state_dim=3, action_dim=2))
+        batch = {"obs": {"state": torch.ones(4, 3)}, "actions": torch.zeros(4, 2)}
+        loss, info = policy(batch)  # the loss goes through forward
+        assert loss.shape == () and float(info["loss"]) == pytest.approx(float(loss.detach()))
+        policy.save(tmp_path / "ckpt")
+        back = load_policy(tmp_path / "ckpt")
+        assert back.name == "my-linear"
+        assert torch.equal(back.net.weight, policy.net.weight)
+    finally:
+        POLICY_REGISTRY.pop("my-linear")
+        sys.modules.pop("my_policy", None)
