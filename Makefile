@@ -34,6 +34,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check iltk teleop tests benchmarks
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/env_speed.py
 
 clean:

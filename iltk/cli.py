@@ -18,7 +18,7 @@ import tyro
 from tyro.conf import Positional, Suppress
 from tyro.constructors import ConstructorRegistry, StructConstructorSpec, StructTypeInfo
 
-from iltk.algos.configs import DaggerConfig, DartConfig, TrainConfig
+from iltk.algos.configs import DaggerConfig, DartConfig, PPOConfig, TrainConfig
 from iltk.data.format import DatasetError
 from iltk.envs import UnknownTaskError
 
@@ -847,6 +847,62 @@ def _train_command() -> type:
     return Train
 
 
+def _ppo_command() -> type:
+    @dataclass
+    class Ppo(PPOConfig):
+        __doc__ = PPOConfig.__doc__ + (
+            " Writes OUT/config.json, best/ (by evaluation success, then return) and last/ "
+            "checkpoints that `iltk eval` and `iltk replay --policy` load (with the observation "
+            "normalization), metrics.csv, TensorBoard logs and return/success plots; --resume "
+            "continues from OUT/last."
+        )
+
+        def run(self) -> None:
+            from iltk.algos.ppo import train_ppo
+
+            res = train_ppo(self)
+            final = res["final"]
+            msg = f"ppo: {res['env_steps']} env steps in {res['train_time_s']:.0f}s"
+            if final.get("eval_return") is not None:
+                msg += f"; evaluation return {final['eval_return']:.1f}"
+                msg += f", success {final['eval_success']:.0%}"
+            print(msg)
+            print(
+                f"checkpoints: {self.out / 'best'} and {self.out / 'last'}; plots in {self.out / 'plots'}"
+            )
+
+    Ppo.__name__ = Ppo.__qualname__ = "Ppo"
+    return Ppo
+
+
+def _ppo_command() -> type:
+    @dataclass
+    class Ppo(PPOConfig):
+        __doc__ = PPOConfig.__doc__ + (
+            " Writes OUT/config.json, best/ (by evaluation success, then return) and last/ "
+            "checkpoints that `iltk eval` and `iltk replay --policy` load (with the observation "
+            "normalization), metrics.csv, TensorBoard logs and return/success plots; --resume "
+            "continues from OUT/last."
+        )
+
+        def run(self) -> None:
+            from iltk.algos.ppo import train_ppo
+
+            res = train_ppo(self)
+            final = res["final"]
+            msg = f"ppo: {res['env_steps']} env steps in {res['train_time_s']:.0f}s"
+            if final.get("eval_return") is not None:
+                msg += f"; evaluation return {final['eval_return']:.1f}"
+                msg += f", success {final['eval_success']:.0%}"
+            print(msg)
+            print(
+                f"checkpoints: {self.out / 'best'} and {self.out / 'last'}; plots in {self.out / 'plots'}"
+            )
+
+    Ppo.__name__ = Ppo.__qualname__ = "Ppo"
+    return Ppo
+
+
 COMMANDS: dict[str, type] = {
     "tasks": Tasks,
     "collect": Collect,
@@ -858,6 +914,7 @@ COMMANDS: dict[str, type] = {
     "correct": Correct,
     "dagger": _dagger_command(),
     "dart": _dart_command(),
+    "ppo": _ppo_command(),
 }
 GROUPS: dict[str, dict[str, type]] = {"dataset": DATASET_COMMANDS}
 
@@ -869,23 +926,24 @@ def main(argv: list[str] | None = None) -> int:
     if argv in (["--version"], ["-V"]):
         print(f"iltk {__version__}")
         return 0
-    if argv and argv[0] in GROUPS and len(argv) > 1:
-        cmd = tyro.extras.subcommand_cli_from_dict(
-            GROUPS[argv[0]], prog=f"iltk {argv[0]}", args=argv[1:], registry=REGISTRY
-        )
-    else:
-        cmd = tyro.extras.subcommand_cli_from_dict(
-            COMMANDS,
-            prog="iltk",
-            description=f"iltk {__version__}: imitation learning for robot manipulation in MuJoCo.",
-            args=argv,
-            registry=REGISTRY,
-        )
-    _log_notes_to_stderr()
     try:
+        if argv and argv[0] in GROUPS and len(argv) > 1:
+            cmd = tyro.extras.subcommand_cli_from_dict(
+                GROUPS[argv[0]], prog=f"iltk {argv[0]}", args=argv[1:], registry=REGISTRY
+            )
+        else:
+            cmd = tyro.extras.subcommand_cli_from_dict(
+                COMMANDS,
+                prog="iltk",
+                description=f"iltk {__version__}: imitation learning for robot manipulation in MuJoCo.",
+                args=argv,
+                registry=REGISTRY,
+            )
+        _log_notes_to_stderr()
         result = cmd.run()
     except BrokenPipeError:
-        # the reader went away (`iltk dataset info F | head`): stop quietly, as cat does
+        # the reader went away (`iltk --help | head`, `iltk dataset info F | head`): stop
+        # quietly, as cat does
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141

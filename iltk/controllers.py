@@ -111,10 +111,12 @@ class DartNoise:
 
 
 class BetaMixture:
-    """DAgger's mixture: per step, the expert acts with probability beta, else the policy.
+    """DAgger's mixture: per step, the supervisor acts with probability beta, else the policy.
 
-    The label is always the expert's action (Ross et al. 2011); the policy's action is
-    recorded as ``policy_actions`` and who acted as ``expert_acted``.
+    The label is always the supervisor's (Ross et al. 2011): the scripted expert's, or the
+    person's at the device (``iltk correct --mode dagger``). The policy's action is
+    recorded as ``policy_actions`` and who acted as ``expert_acted`` (also kept in
+    ``last_choice`` for a display).
     """
 
     def __init__(self, expert: Controller, policy: Controller, beta: float, seed: int = 0):
@@ -122,6 +124,7 @@ class BetaMixture:
             raise ValueError(f"beta must be in [0, 1], got {beta}")
         self.expert, self.policy, self.beta = expert, policy, float(beta)
         self.rng = np.random.default_rng(seed)
+        self.last_choice = np.zeros(0, dtype=bool)
 
     def reset(self, env_ids):
         self.expert.reset(env_ids)
@@ -131,6 +134,7 @@ class BetaMixture:
         exp = self.expert.act(obs, info, envs)
         pol = self.policy.act(obs, info, envs)
         use_expert = self.rng.random(exp.label.shape[0]) < self.beta
+        self.last_choice = use_expert
         executed = np.where(use_expert[:, None], exp.executed, pol.executed).astype(np.float32)
         fields = {
             **pol.fields,
@@ -141,57 +145,98 @@ class BetaMixture:
         return ControlOutput(executed=executed, label=exp.label, fields=fields)
 
 
-class HGDaggerGate:
-    """HG-DAgger (Kelly et al. 2019) with a simulated human gate.
+class DisagreementTrigger:
+    """A simulated person's takeover decision (HG-DAgger's gate, automated).
 
-    The policy acts; the supervisor takes over when the policy strays and hands control
-    back once it has recovered. The documented rule: the disagreement
-    ``d = |pi(s) - pi*(s)|_2 / sqrt(action_dim)`` (RMS per action dimension) above
-    ``takeover`` hands control to the supervisor; it stays there until ``d`` has been below
-    ``handback`` for ``hold`` consecutive steps. Steps under supervisor control are
-    flagged ``intervention``; their label is the supervisor's action (the label of other
-    steps is the policy's own action, and HG-DAgger trains on the interventions only).
+    The disagreement ``d = |pi(s) - pi*(s)|_2 / sqrt(action_dim)`` (RMS per action
+    dimension) above ``takeover`` hands control to the supervisor; it stays there until
+    ``d`` has been below ``handback`` for ``hold`` consecutive steps.
     """
 
-    def __init__(
-        self,
-        expert: Controller,
-        policy: Controller,
-        takeover: float = 0.3,
-        handback: float = 0.1,
-        hold: int = 5,
-    ):
+    def __init__(self, takeover: float = 0.3, handback: float = 0.1, hold: int = 5):
         if not 0 <= handback <= takeover:
             raise ValueError("need 0 <= handback <= takeover")
-        self.expert, self.policy = expert, policy
         self.takeover, self.handback, self.hold = float(takeover), float(handback), int(hold)
         self.in_control = np.zeros(0, dtype=bool)
         self.calm = np.zeros(0, dtype=np.int64)
 
     def reset(self, env_ids):
-        self.expert.reset(env_ids)
-        self.policy.reset(env_ids)
         if len(self.in_control):
             self.in_control[env_ids] = False
             self.calm[env_ids] = 0
 
-    def act(self, obs, info, envs) -> ControlOutput:
-        exp = self.expert.act(obs, info, envs)
-        pol = self.policy.act(obs, info, envs)
-        n, a = exp.label.shape
+    def __call__(self, sup: ControlOutput, pol: ControlOutput):
+        n, a = sup.label.shape
         if len(self.in_control) != n:
             self.in_control = np.zeros(n, dtype=bool)
             self.calm = np.zeros(n, dtype=np.int64)
-        d = np.linalg.norm(pol.executed - exp.label, axis=1) / np.sqrt(a)
+        d = np.linalg.norm(pol.executed - sup.label, axis=1) / np.sqrt(a)
         self.calm = np.where(d < self.handback, self.calm + 1, 0)
         start = ~self.in_control & (d > self.takeover)
         stop = self.in_control & (self.calm >= self.hold)
         self.in_control = (self.in_control | start) & ~stop
-        executed = np.where(self.in_control[:, None], exp.executed, pol.executed).astype(np.float32)
-        label = np.where(self.in_control[:, None], exp.label, pol.executed).astype(np.float32)
+        return self.in_control.copy(), {"disagreement": d.astype(np.float32)}
+
+
+class ButtonTrigger:
+    """A person's takeover decision: the supervisor's output carries the button's state in
+    the per-step field ``field`` (``teleop``'s human controller sets ``takeover``)."""
+
+    def __init__(self, field: str = "takeover"):
+        self.field = field
+
+    def reset(self, env_ids):
+        pass
+
+    def __call__(self, sup: ControlOutput, pol: ControlOutput):
+        held = sup.fields.pop(self.field, None)
+        if held is None:
+            raise ValueError(f"the supervisor reports no {self.field!r} field to gate on")
+        return np.asarray(held, dtype=bool).reshape(-1), {}
+
+
+class TakeoverGate:
+    """HG-DAgger (Kelly et al. 2019): the policy acts; the supervisor takes over while
+    ``trigger`` says so (a button held by a person, or :class:`DisagreementTrigger`).
+
+    Steps under supervisor control are flagged ``intervention``; their label is the
+    supervisor's action. The label of the other steps is the policy's own action (HG-DAgger
+    trains on the interventions only). ``in_control`` holds the last decision per env.
+    """
+
+    def __init__(self, supervisor: Controller, policy: Controller, trigger):
+        self.supervisor, self.policy, self.trigger = supervisor, policy, trigger
+        self.in_control = np.zeros(0, dtype=bool)
+
+    def reset(self, env_ids):
+        self.supervisor.reset(env_ids)
+        self.policy.reset(env_ids)
+        self.trigger.reset(env_ids)
+
+    def act(self, obs, info, envs) -> ControlOutput:
+        sup = self.supervisor.act(obs, info, envs)
+        pol = self.policy.act(obs, info, envs)
+        in_control, extra = self.trigger(sup, pol)
+        self.in_control = in_control
+        executed = np.where(in_control[:, None], sup.executed, pol.executed).astype(np.float32)
+        label = np.where(in_control[:, None], sup.label, pol.executed).astype(np.float32)
         fields = {
-            "intervention": self.in_control.copy(),
+            **pol.fields,
+            **sup.fields,
+            "intervention": in_control.copy(),
             "policy_actions": pol.executed.astype(np.float32),
-            "disagreement": d.astype(np.float32),
+            **extra,
         }
         return ControlOutput(executed=executed, label=label, fields=fields)
+
+
+def HGDaggerGate(  # noqa: N802  (a controller built like a class)
+    expert: Controller,
+    policy: Controller,
+    takeover: float = 0.3,
+    handback: float = 0.1,
+    hold: int = 5,
+) -> TakeoverGate:
+    """HG-DAgger with a simulated person: :class:`TakeoverGate` on a
+    :class:`DisagreementTrigger` (see there for the rule)."""
+    return TakeoverGate(expert, policy, DisagreementTrigger(takeover, handback, hold))

@@ -217,11 +217,14 @@ def replay_video(
     from iltk.video import write_video
 
     player = EpisodePlayer(path, render_size)
-    try:
-        frames = []
+
+    def frames():  # streamed into the encoder: a long file never sits in memory
         for k in episodes if episodes is not None else range(len(player.file.demos)):
             player.load(k)
-            frames += [player.frame(t) for t in range(len(player))]
-        return write_video(out, frames, player.fps)
+            for t in range(len(player)):
+                yield player.frame(t)
+
+    try:
+        return write_video(out, frames(), player.fps)
     finally:
         player.close()

@@ -1,14 +1,22 @@
 """Teleop sessions: a person at a device drives, or corrects, a task in a live window.
 
 Recording and interactive correction are one session class on the one control loop
-(``iltk.rollout.run_episodes``) with real-time pacing; they differ only in the controller:
+(``iltk.rollout.run_episodes``) with real-time pacing; they differ only in the controller,
+composed from the person (``teleop.human.HumanController``) and the combinators of
+``iltk.controllers`` that the automated algorithms use too:
 
 - ``record``: the person's command is executed and is the label (source "human"); with
-  DART noise the executed action is the command plus N(0, sigma^2), the label stays clean.
-- ``hg-dagger``: the policy drives; while the takeover button is held the person does,
-  and those steps are flagged ``intervention`` (Kelly et al. 2019).
-- ``dagger``: the policy drives (or, with probability beta, the person) and the person's
-  command is recorded as the label at every step (Ross et al. 2011).
+  DART noise (``DartNoise``) the executed action is the command plus N(0, sigma^2), the
+  label stays clean.
+- ``hg-dagger``: ``TakeoverGate(person, policy, ButtonTrigger())``: the policy drives;
+  while the takeover button is held the person does, and those steps are flagged
+  ``intervention`` (Kelly et al. 2019).
+- ``dagger``: ``BetaMixture(person, policy, beta)``: the policy drives (or, with
+  probability beta, the person) and the person's command is the label at every step
+  (Ross et al. 2011).
+
+The window's status and badge are in ``teleop.hud``; retraining in the background and the
+policy swap between episodes in ``teleop.retrain``.
 
 Saving uses the crash-safe writer: Ctrl-C, closing the window or a crash never loses a
 saved episode. A pad unplugged mid-episode pauses the session until it is plugged back.
@@ -27,25 +35,15 @@ from pathlib import Path
 
 import numpy as np
 
-from iltk.controllers import DartNoise
+from iltk.controllers import BetaMixture, ButtonTrigger, DartNoise, TakeoverGate
 from iltk.data import DemoWriter, make_env_args
 from iltk.envs import make_vector_env
-from iltk.rollout import ControlOutput, Episode, RatePacer, StepEvent, run_episodes
-from teleop.devices import (
-    FINE_SCALE,
-    Command,
-    bindings_for,
-    command_to_action,
-    session_keys,
-)
-from teleop.window import (
-    BORDER,
-    HUMAN_COLOR,
-    POLICY_COLOR,
-    RECORD_COLOR,
-    TeleopWindow,
-    require_display,
-)
+from iltk.rollout import Episode, RatePacer, StepEvent, run_episodes
+from teleop import hud
+from teleop.devices import Command, bindings_for, session_keys
+from teleop.human import HumanController
+from teleop.retrain import BackgroundRetrainer, SwappablePolicy
+from teleop.window import BORDER, TeleopWindow, require_display
 
 MODES = ("record", "hg-dagger", "dagger")
 INSET_SIZE = (224, 168)  # the second camera view in the panel
@@ -73,62 +71,6 @@ class SessionResult:
     missed_deadlines: int = 0
     achieved_hz: float = 0.0
     interventions: int = 0
-
-
-class HumanController:
-    """The person at the device (and, in correction modes, the policy they supervise)."""
-
-    def __init__(self, session: TeleopSession):
-        self.s = session
-
-    def reset(self, env_ids):
-        s = self.s
-        s.waiting = s.start_on_input  # the episode starts at the person's first input
-        new_episode = getattr(s.device, "new_episode", None)
-        if new_episode is not None:
-            new_episode()
-        if s.next_policy is not None:  # a retrained policy takes over at an episode start
-            from iltk.policies import PolicyRunner
-
-            s.policy, s.next_policy = s.next_policy, None
-            s.runner = PolicyRunner(s.policy, 1)
-            s.policy_version += 1
-            print(f"teleop: retrained policy v{s.policy_version} swapped in")
-        if s.runner is not None:
-            s.runner.reset(env_ids)
-
-    def act(self, obs, info, envs) -> ControlOutput:
-        s = self.s
-        cmd = s.poll()
-        while not cmd.connected and "quit" not in s.pending:
-            s.pause_until_reconnected()
-            cmd = s.poll()
-        if s.waiting:
-            cmd = s.wait_for_start(cmd)
-        human = command_to_action(cmd, s.action_dim)[None]
-        fields = {
-            "timestamps": np.array([time.perf_counter()]),
-            "late": np.array([s.pacer.last_late]),
-        }
-        if s.mode == "record":
-            return ControlOutput(executed=human, label=human, fields=fields)
-        policy_action = s.runner.act(obs).astype(np.float32)
-        fields["policy_actions"] = policy_action
-        fields["policy_version"] = np.array([s.policy_version], np.int32)
-        if s.mode == "hg-dagger":
-            takeover = np.array([bool(cmd.takeover)])
-            s.human_in_control = bool(takeover[0])
-            executed = np.where(takeover[:, None], human, policy_action).astype(np.float32)
-            fields["intervention"] = takeover
-            return ControlOutput(executed=executed, label=executed, fields=fields)
-        # dagger: the person's command is the label where they give one; an idle device
-        # labels nothing (has_label False: zero training weight)
-        human_acts = s.rng.random(1) < s.beta
-        s.human_in_control = bool(human_acts[0])
-        executed = np.where(human_acts[:, None], human, policy_action).astype(np.float32)
-        fields["expert_acted"] = human_acts
-        fields["has_label"] = np.array([cmd.active])
-        return ControlOutput(executed=executed, label=human, fields=fields)
 
 
 class TeleopSession:
@@ -215,7 +157,6 @@ class TeleopSession:
         self.auto_save_after, self.episodes, self.operator = auto_save_after, episodes, operator
         self.seed, self.keep_partial = seed, keep_partial
         self.event_hook, self.on_saved = event_hook, on_saved
-        self.rng = np.random.default_rng(seed)
         # what re-simulation needs is stored with the data; render settings are not
         sim_kwargs = (
             {"control_freq": control_freq, "terminate_on_success": False}
@@ -255,12 +196,7 @@ class TeleopSession:
         self.quit_while_waiting = False
         self.flash_text: tuple[str, tuple[int, int, int], float] | None = None
         self.action_dim = int(np.prod(self.envs.single_action_space.shape))
-        self.policy = policy
-        self.runner = None
-        if policy is not None:
-            from iltk.policies import PolicyRunner
-
-            self.runner = PolicyRunner(policy, 1)
+        self.policy_controller = SwappablePolicy(policy) if policy is not None else None
         base = self.env.unwrapped
         self.writer = DemoWriter(
             self.out,
@@ -282,14 +218,16 @@ class TeleopSession:
         self.frames_skipped = 0
         self.submitted = 0
         self.keep_timeouts = keep_timeouts
-        self.retrain_every, self.retrain_steps = int(retrain_every), int(retrain_steps)
-        self.run_dir = Path(run_dir) if run_dir else self.out.with_name(self.out.stem + "_retrain")
-        self.retrain_proc = None
-        self.retrain_round = 0
-        self.policy_version = 0
-        self.next_policy = None
+        self.retrain_every = int(retrain_every)
         if self.retrain_every and mode == "record":
             raise ValueError("--retrain-every applies to correction sessions (hg-dagger, dagger)")
+        self.retrainer = BackgroundRetrainer(
+            self.out,
+            task,
+            Path(run_dir) if run_dir else self.out.with_name(self.out.stem + "_retrain"),
+            retrain_steps,
+            uncorrected_weight=0.0 if mode == "hg-dagger" else 1.0,
+        )
         # create the GL context and draw once now, not inside the first paced step
         self.envs.reset(seed=seed)
         self.draw()
@@ -345,44 +283,45 @@ class TeleopSession:
         self.pacer.restart()  # the pause is no missed deadline
 
     # -------------------------------------------------------------- the loop
+    @property
+    def policy(self):
+        return self.policy_controller.policy if self.policy_controller else None
+
+    @property
+    def policy_version(self) -> int:
+        return self.policy_controller.version if self.policy_controller else 0
+
+    @property
+    def retrain_round(self) -> int:
+        return self.retrainer.rounds
+
+    @property
+    def retrain_proc(self):
+        """The background retraining process while one runs (else None)."""
+        return self.retrainer.process
+
     def hud(self, step: int = 0, success: bool = False, episode: int | None = None) -> list[str]:
-        if episode is None:
-            episode = len(self.result.saved) + self.result.discarded
-        times = list(self.step_times)
-        hz = (
-            (len(times) - 1) / (times[-1] - times[0])
-            if len(times) > 2 and times[-1] > times[0]
-            else 0.0
+        return hud.status_lines(
+            task=self.task,
+            mode=self.mode,
+            episode=len(self.result.saved) + self.result.discarded if episode is None else episode,
+            step=step,
+            max_steps=self.max_steps,
+            control_freq=self.control_freq,
+            success=success,
+            fine=self.last_cmd.fine,
+            hz=hud.achieved_hz(self.step_times),
+            missed_fraction=self.pacer.missed_fraction,
+            saved=len(self.result.saved),
+            out_name=self.out.name,
+            frames_skipped=self.frames_skipped,
+            dart_noise=self.dart_noise,
+            policy_version=None if self.mode == "record" else self.policy_version,
+            retraining=self.retrainer.running,
         )
-        left = (
-            f"   {(self.max_steps - step) / self.control_freq:.1f} s left" if self.max_steps else ""
-        )
-        lines = [
-            f"{self.task}   {self.mode}",
-            f"episode {episode}   step {step}{left}",
-            f"success {'YES' if success else 'no'}   speed "
-            + (f"{FINE_SCALE:.0%} (fine)" if self.last_cmd.fine else "100%"),
-            f"{hz:4.1f}/{self.control_freq:.0f} Hz   missed {self.pacer.missed_fraction:.1%}",
-            f"saved {len(self.result.saved)} -> {self.out.name}",
-        ]
-        if self.frames_skipped:
-            lines.append(f"display frames skipped {self.frames_skipped}")
-        if self.dart_noise:
-            lines.append(f"DART noise sigma {self.dart_noise}")
-        if self.mode != "record":
-            lines.append(
-                f"policy v{getattr(self, 'policy_version', 0)}"
-                + ("   retraining..." if getattr(self, "retrain_proc", None) else "")
-            )
-        return lines
 
     def badge(self) -> tuple[str, tuple[int, int, int]]:
-        """Who is in control, in a colour the person cannot miss."""
-        if self.waiting:
-            return "READY", (150, 150, 150)
-        if self.mode == "record":
-            return "RECORDING", RECORD_COLOR
-        return ("HUMAN", HUMAN_COLOR) if self.human_in_control else ("POLICY", POLICY_COLOR)
+        return hud.badge(self.mode, self.waiting, self.human_in_control)
 
     def scene_size(self) -> tuple[int, int]:
         """The main view's render size: --render-size, else what the window shows it at."""
@@ -420,6 +359,10 @@ class TeleopSession:
             return {0: "quit"}  # the step that carried the quit began no episode
         now = time.perf_counter()
         self.step_times.append(now)
+        if self.mode != "record":  # who acted this step, for the badge
+            fields = ev.control.fields
+            acted = fields.get("intervention", fields.get("expert_acted"))
+            self.human_in_control = bool(np.asarray(acted)[0]) if acted is not None else False
         self.result.steps += 1
         success = bool(np.asarray(ev.info.get("success", [False]))[0])
         self.success_streak = self.success_streak + 1 if success else 0
@@ -518,77 +461,31 @@ class TeleopSession:
 
     # ------------------------------------------------------------ retraining
     def start_retrain(self) -> None:
-        """Retrain on the file in a child process (warm start from the current policy)."""
-        import os
-        import subprocess
-        import sys
-
-        if self.retrain_proc is not None:
-            return  # one at a time; the next save will ask again
-        self.writer.flush()
-        self.retrain_round += 1
-        current = self.run_dir / f"v{self.policy_version}"
-        self.policy.save(current, {"task": self.task, "env_kwargs": {}})
-        target = self.run_dir / f"retrain_{self.retrain_round}"
-        cmd = [
-            sys.executable,
-            "-m",
-            "iltk.cli",
-            "train",
-            "--dataset",
-            str(self.out),
-            "--task",
-            self.task,
-            "--init",
-            str(current),
-            "--out",
-            str(target),
-            "--steps",
-            str(self.retrain_steps),
-            "--eval-episodes",
-            "0",
-            "--no-progress",
-            "--overwrite",
-            "--device",
-            "cpu",
-            "--uncorrected-weight",
-            "0" if self.mode == "hg-dagger" else "1",
-        ]
-        env = {
-            **os.environ,
-            "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1",
-        }  # leave a core to the loop
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        log = (self.run_dir / f"retrain_{self.retrain_round}.log").open("w")
-        self.retrain_proc = (
-            subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env),
-            target,
-            log,
-        )
-        print(f"teleop: retraining in the background -> {target}")
+        """Retrain on the file in a background process (warm start from the current policy)."""
+        self.writer.flush()  # the child reads every saved episode
+        if self.retrainer.start(self.policy, self.policy_version):
+            print(f"teleop: retraining in the background -> {self.retrainer.target}")
 
     def poll_retrain(self, wait: bool = False) -> None:
-        if self.retrain_proc is None:
-            return
-        proc, target, log = self.retrain_proc
-        if wait:
-            proc.wait()
-        if proc.poll() is None:
-            return
-        log.close()
-        self.retrain_proc = None
-        if proc.returncode != 0:
-            print(f"teleop: retraining failed (see {log.name}); keeping the current policy")
-            return
-        from iltk.policies import load_policy
+        policy = self.retrainer.poll(wait)
+        if policy is not None:  # swapped in at the next episode start
+            self.policy_controller.next_policy = policy
 
-        self.next_policy = load_policy(target / "last")
+    def controller(self):
+        """The session's controller: the person, composed as the mode says (see module)."""
+        if self.mode == "record":
+            human = HumanController(self)
+            if self.dart_noise > 0:
+                return DartNoise(human, self.dart_noise, seed=self.seed)
+            return human
+        if self.mode == "hg-dagger":
+            human = HumanController(self, report_takeover=True)
+            return TakeoverGate(human, self.policy_controller, ButtonTrigger("takeover"))
+        human = HumanController(self, report_label=True)
+        return BetaMixture(human, self.policy_controller, self.beta, seed=self.seed)
 
     def run(self) -> SessionResult:
-        controller = HumanController(self)
-        if self.dart_noise > 0:
-            controller = DartNoise(controller, self.dart_noise, seed=self.seed)
+        controller = self.controller()
         gc.collect()
         gc_was_enabled = gc.isenabled()
         gc.disable()  # no collector pauses inside paced steps (see on_episode)
@@ -614,17 +511,11 @@ class TeleopSession:
                 signal.signal(signal.SIGTERM, previous_term)
             self.close()
         self.result.missed_deadlines = self.pacer.missed
-        times = list(self.step_times)
-        self.result.achieved_hz = (
-            (len(times) - 1) / (times[-1] - times[0]) if len(times) > 2 else 0.0
-        )
+        self.result.achieved_hz = hud.achieved_hz(list(self.step_times))
         return self.result
 
     def close(self) -> None:
-        if self.retrain_proc is not None:
-            self.retrain_proc[0].terminate()
-            self.retrain_proc[2].close()
-            self.retrain_proc = None
+        self.retrainer.close()
         try:
             self.writer.close()
         finally:

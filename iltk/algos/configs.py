@@ -18,10 +18,13 @@ from typing import Literal
 
 from iltk.policies.configs import POLICY_REGISTRY, PolicyConfig, policy_entry
 
-PolicyName = Literal[tuple(POLICY_REGISTRY)]  # type: ignore[valid-type]
-"""The name of a registered policy (bc, bc-rnn, act, ...)."""
+SUPERVISED = [e for e in POLICY_REGISTRY.values() if e.supervised]
+"""The policies `iltk train` trains (the others have their own commands)."""
 
-POLICY_HELP = "; ".join(f"{e.name}: {e.summary}" for e in POLICY_REGISTRY.values())
+PolicyName = Literal[tuple(e.name for e in SUPERVISED)]  # type: ignore[valid-type]
+"""The name of a policy `iltk train` trains (bc, bc-rnn, act, ...)."""
+
+POLICY_HELP = "; ".join(f"{e.name}: {e.summary}" for e in SUPERVISED)
 """One line per registered policy, for the help of the fields naming one."""
 
 
@@ -70,7 +73,7 @@ def _policy_options() -> type:
 
     def policy_options(self) -> dict:
         """Every policy's options as keyword arguments (to pass them on to another config)."""
-        return {e.option_name: getattr(self, e.option_name) for e in POLICY_REGISTRY.values()}
+        return {e.option_name: getattr(self, e.option_name) for e in SUPERVISED}
 
     fields = [
         (
@@ -81,7 +84,7 @@ def _policy_options() -> type:
                 metadata={"help": f"Settings of --algo {entry.name}: {entry.summary}."},
             ),
         )
-        for entry in POLICY_REGISTRY.values()
+        for entry in SUPERVISED
     ]
     return dataclasses.make_dataclass(
         "PolicyOptions",
@@ -145,7 +148,8 @@ class TrainConfig(PolicyOptions, OptimSettings):
 
     def __post_init__(self):
         super().__post_init__()
-        policy_entry(self.algo)  # an unknown name: one clear error
+        if not policy_entry(self.algo).supervised:  # an unknown name: one clear error too
+            raise ValueError(f"{self.algo} is not trained by imitation (see its own command)")
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if not 0.0 <= self.valid_fraction < 1.0:
@@ -286,3 +290,115 @@ class DartConfig(RoundConfig):
                     f"{name} must be a finite number {'>= 0' if name == 'init_noise' else '> 0'}"
                     f", got {value}"
                 )
+
+
+@dataclass
+class PPOConfig:
+    """Train a policy with PPO (Schulman et al. 2017) and GAE on a task's reward."""
+
+    task: str = "iltk/Reach-v0"
+    """Task id: an iltk task (its dense reward) or any gymnasium id with a Box action space
+    (Pendulum-v1, Reacher-v5, Hopper-v5, ...)."""
+    steps: int = 200_000
+    """Environment steps to train for (over all envs)."""
+    out: Path = Path("runs/ppo")
+    """Run folder: config.json, best/ and last/ checkpoints, metrics.csv, tb/, plots/."""
+    num_envs: int = 1
+    """Parallel environments."""
+    async_envs: bool = False
+    """Step the envs in subprocesses (pays off when an env step costs more than the
+    inter-process round trip, e.g. 8 Hopper envs on 8 cores; not on 2 cores)."""
+    n_steps: int = 2048
+    """Steps per env in each rollout (the batch is n_steps * num_envs)."""
+    batch_size: int = 64
+    """Minibatch size of the updates."""
+    epochs: int = 10
+    """Passes over each rollout."""
+    lr: float = 3e-4
+    """Adam's learning rate."""
+    lr_schedule: Literal["constant", "linear"] = "constant"
+    """constant (SB3's default) or linear to 0 over the run (CleanRL's anneal)."""
+    gamma: float = 0.99
+    """Discount."""
+    gae_lambda: float = 0.95
+    """GAE's lambda (1: Monte-Carlo returns minus the baseline, 0: one-step TD)."""
+    objective: Literal["clip", "kl-penalty"] = "clip"
+    """clip: the clipped surrogate; kl-penalty: the surrogate minus beta * KL(new || old)
+    with beta adapted after every policy update (halved when the KL measured on the whole
+    batch is below kl_target / 1.5, doubled when above 1.5 kl_target)."""
+    clip: float = 0.2
+    """clip objective: the ratio is clipped to [1 - clip, 1 + clip]."""
+    clip_vf: float | None = None
+    """Clip the value update to this distance from the rollout's values (None: no clip)."""
+    kl_target: float = 0.01
+    """kl-penalty objective: the KL per update it aims at (d_targ)."""
+    kl_beta: float = 1.0
+    """kl-penalty objective: the initial penalty coefficient beta."""
+    ent_coef: float = 0.0
+    """Entropy bonus coefficient."""
+    vf_coef: float = 0.5
+    """Value loss coefficient."""
+    max_grad_norm: float = 0.5
+    """Gradient-norm clip."""
+    target_kl: float | None = None
+    """Stop a rollout's epochs early once the approximate KL exceeds 1.5 * target_kl
+    (SB3's rule; None: never)."""
+    normalize_obs: bool = True
+    """Running observation normalization (saved with the checkpoint)."""
+    normalize_reward: bool = True
+    """Scale rewards by the running std of the discounted return (as SB3's VecNormalize)."""
+    normalize_advantage: bool = True
+    """Standardize the advantages of each minibatch."""
+    hidden: list[int] = field(default_factory=lambda: [64, 64])
+    """Hidden layer sizes of the actor and of the critic."""
+    activation: Literal["tanh", "relu"] = "tanh"
+    """Activation of the actor and of the critic."""
+    log_std_init: float = 0.0
+    """Initial log std of the actions."""
+    eval_every: int = 20_000
+    """Environment steps between evaluations (0: only at the end)."""
+    eval_episodes: int = 10
+    """Episodes per evaluation (deterministic actions, unseen seeds)."""
+    seed: int = 0
+    """Seed of the weights, the sampling and the episodes."""
+    device: str = "cpu"
+    """cpu (fastest for these small networks), cuda or auto."""
+    threads: int = 1
+    """torch threads on the CPU (1 is fastest for 64-unit networks)."""
+    resume: bool = False
+    """Continue from OUT/last (unfinished episodes restart)."""
+    overwrite: bool = False
+    """Start afresh in an OUT that holds an earlier run (its checkpoints and logs are deleted)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def __post_init__(self):
+        for name in ("steps", "num_envs", "n_steps", "batch_size", "epochs", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("eval_every", "eval_episodes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not (math.isfinite(self.lr) and 0 < self.lr <= 1):
+            raise ValueError(f"lr must be in (0, 1], got {self.lr}")
+        for name in ("gamma", "gae_lambda"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("clip", "kl_target", "kl_beta", "max_grad_norm"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value}")
+        for name in ("ent_coef", "vf_coef"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        for name in ("clip_vf", "target_kl"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value}")
+        if self.resume and self.overwrite:
+            raise ValueError("resume and overwrite exclude each other: pick one")
+
+    @property
+    def rollout_size(self) -> int:
+        return self.n_steps * self.num_envs

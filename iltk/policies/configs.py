@@ -55,6 +55,8 @@ class PolicyEntry:
     """``"package.module:Class"`` of the ``Policy`` subclass (imported on first use)."""
     default_lr: float
     summary: str
+    supervised: bool = True
+    """Trained by `iltk train` (else by its own command, e.g. `iltk ppo`)."""
 
     @property
     def option_name(self) -> str:
@@ -72,6 +74,7 @@ def register_policy(
     entry_point: str,
     default_lr: float = 1e-3,
     summary: str = "",
+    supervised: bool = True,
 ) -> PolicyEntry:
     """Make a policy buildable, trainable and loadable by ``name`` (the one registration).
 
@@ -82,7 +85,9 @@ def register_policy(
         raise ValueError(f"policy {name!r} is registered twice")
     if ":" not in entry_point:
         raise ValueError(f"entry_point must be 'module:Class', got {entry_point!r}")
-    entry = PolicyEntry(name, config, entry_point, default_lr, summary or (config.__doc__ or ""))
+    entry = PolicyEntry(
+        name, config, entry_point, default_lr, summary or (config.__doc__ or ""), supervised
+    )
     POLICY_REGISTRY[name] = entry
     return entry
 
@@ -241,6 +246,31 @@ class ACTConfig(PolicyConfig):
             raise ValueError("d_model must be divisible by n_heads")
 
 
+@dataclass
+class ActorCriticConfig(PolicyConfig):
+    """A diagonal-Gaussian actor and a value critic, two MLPs (PPO's policy)."""
+
+    hidden: list[int] = field(default_factory=lambda: [64, 64])
+    """Hidden layer sizes of the actor and of the critic (SB3's MlpPolicy: 64, 64)."""
+    activation: str = "tanh"
+    """tanh or relu."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of the actions (state-independent, learned)."""
+    obs_clip: float = 10.0
+    """Normalized observations are clipped to +-obs_clip (as SB3's VecNormalize)."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"hidden layer sizes must be >= 1, got {self.hidden}")
+        if self.activation not in ("tanh", "relu"):
+            raise ValueError(f"activation must be tanh or relu, got {self.activation!r}")
+        if not (math.isfinite(self.log_std_init) and math.isfinite(self.obs_clip)):
+            raise ValueError("log_std_init and obs_clip must be finite")
+        if self.obs_clip <= 0:
+            raise ValueError(f"obs_clip must be > 0, got {self.obs_clip}")
+
+
 register_policy(
     "bc",
     config=BCConfig,
@@ -261,4 +291,12 @@ register_policy(
     entry_point="iltk.policies.act:ACTPolicy",
     default_lr=3e-4,
     summary="action-chunking transformer (CVAE, temporal ensembling)",
+)
+register_policy(
+    "actor-critic",
+    config=ActorCriticConfig,
+    entry_point="iltk.policies.actor_critic:ActorCritic",
+    default_lr=3e-4,
+    summary="Gaussian actor + value critic with running observation normalization (PPO)",
+    supervised=False,
 )

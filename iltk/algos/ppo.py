@@ -1,0 +1,583 @@
+"""PPO (Schulman et al. 2017) with GAE (Schulman et al. 2016), on the one control loop.
+
+Each iteration collects ``n_steps`` steps in each of ``num_envs`` envs with
+``iltk.rollout.Rollout`` (its state persists across iterations, so unfinished episodes
+carry over), then updates the actor-critic for ``epochs`` passes in minibatches:
+
+- GAE(gamma, lambda): delta_t = r_t + gamma V(s_{t+1}) (1 - terminated_t) - V(s_t),
+  A_t = sum_l (gamma lambda)^l delta_{t+l} within the episode; returns R_t = A_t + V(s_t).
+  At a time-limit truncation the episode did not end in the MDP: its last delta uses the
+  value of the true final observation (``Transition.final_obs``), as SB3 does; CleanRL
+  treats it as a termination (its #198, #457).
+- clip: L = E[min(rho A, clip(rho, 1 - eps, 1 + eps) A)], rho = pi(a|s) / pi_old(a|s).
+- kl-penalty: L = E[rho A] - beta KL(pi || pi_old) (the lecture's adaptive-KL PPO); after
+  each update (all epochs of a rollout) the KL is measured on the whole batch and beta is
+  halved when it is below kl_target / 1.5, doubled when above 1.5 kl_target.
+- plus an entropy bonus, the value loss (optionally clipped around the rollout's values),
+  gradient-norm clipping, SB3's target-KL early stop, optional learning-rate annealing.
+
+Observations are normalized with running statistics that the checkpoint keeps (the
+policy's buffers); rewards are scaled by the running std of the discounted return (SB3's
+VecNormalize). Checkpoints, logs and plots come from the training core.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from iltk.algos.configs import PPOConfig
+from iltk.envs import make_vector_env
+from iltk.evaluate import evaluate_policy
+from iltk.policies import load_policy, make_policy, resolve_device
+from iltk.policies.configs import ActorCriticConfig
+from iltk.rollout import ControlOutput, Rollout
+from iltk.training import Optimization, RunFolder, seed_everything
+
+LOG_2PI = math.log(2 * math.pi)
+EVAL_SEED = 1_000_000  # evaluation episodes never share a seed with training episodes
+
+
+# ----------------------------------------------------------------------------- pieces
+class RunningMeanStd:
+    """Running mean and variance of batches (Chan et al.'s parallel update), float64."""
+
+    def __init__(self, shape=()):
+        self.mean = np.zeros(shape, np.float64)
+        self.var = np.ones(shape, np.float64)
+        self.count = 1e-4
+
+    def update(self, x: np.ndarray) -> None:
+        x = np.asarray(x, np.float64)
+        b_mean, b_var, b_count = x.mean(0), x.var(0), x.shape[0]
+        delta = b_mean - self.mean
+        total = self.count + b_count
+        self.mean = self.mean + delta * b_count / total
+        m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
+        self.var = m2 / total
+        self.count = total
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean, "var": self.var, "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean, self.var, self.count = state["mean"], state["var"], state["count"]
+
+
+def compute_gae(
+    rewards: np.ndarray,
+    values: np.ndarray,
+    terminated: np.ndarray,
+    truncated: np.ndarray,
+    final_values: np.ndarray,
+    last_values: np.ndarray,
+    gamma: float,
+    lam: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """GAE advantages and returns of a (T, N) rollout.
+
+    At step t, delta_t = r_t + gamma * V(next) - V(s_t) with V(next) = 0 where the episode
+    terminated, V(final observation) (``final_values[t]``) where it was truncated by a time
+    limit (the MDP goes on: bootstrap), ``values[t + 1]`` otherwise (``last_values`` after
+    the last step). The sum A_t = sum_l (gamma lambda)^l delta_{t+l} stops where the
+    episode ended, terminated or truncated.
+    """
+    steps = len(rewards)
+    advantages = np.zeros(rewards.shape, np.float64)
+    gae = np.zeros(rewards.shape[1:], np.float64)
+    for t in reversed(range(steps)):
+        next_values = last_values if t == steps - 1 else values[t + 1]
+        next_values = np.where(truncated[t], final_values[t], next_values)
+        next_values = np.where(terminated[t], 0.0, next_values)
+        delta = rewards[t] + gamma * next_values - values[t]
+        ended = np.logical_or(terminated[t], truncated[t])
+        gae = delta + gamma * lam * np.where(ended, 0.0, gae)
+        advantages[t] = gae
+    return advantages, advantages + values
+
+
+def gaussian_kl(mean_p, log_std_p, mean_q, log_std_q) -> torch.Tensor:
+    """KL(p || q) of diagonal Gaussians, summed over the action dimensions."""
+    var_p, var_q = torch.exp(2 * log_std_p), torch.exp(2 * log_std_q)
+    kl = log_std_q - log_std_p + (var_p + (mean_p - mean_q) ** 2) / (2 * var_q) - 0.5
+    return kl.sum(-1)
+
+
+def update_beta(beta: float, kl: float, kl_target: float) -> float:
+    """The adaptive-KL rule: halve beta when KL < d_targ / 1.5, double it when KL > 1.5 d_targ."""
+    if kl < kl_target / 1.5:
+        return beta / 2
+    if kl > kl_target * 1.5:
+        return beta * 2
+    return beta
+
+
+def flat_state(obs, keys: list[str]) -> np.ndarray:
+    """The env's batched observation as one (N, S) array (dict observations: ``keys``)."""
+    if isinstance(obs, dict):
+        return np.concatenate([np.asarray(obs[k]).reshape(len(obs[k]), -1) for k in keys], 1)
+    obs = np.asarray(obs)
+    return obs.reshape(len(obs), -1)
+
+
+def numpy_mlp(seq: torch.nn.Sequential):
+    """A snapshot of an MLP's weights as a numpy function: on the CPU, one step's forward
+    pass of PPO's small networks costs a few microseconds in numpy against ~100 in torch
+    (per-operator dispatch), and collection runs it once per environment step."""
+    layers = []
+    for module in seq:
+        if isinstance(module, torch.nn.Linear):
+            w = module.weight.detach().cpu().numpy().T.copy()
+            layers.append(("linear", w, module.bias.detach().cpu().numpy().copy()))
+        elif isinstance(module, torch.nn.Tanh):
+            layers.append(("tanh", None, None))
+        elif isinstance(module, torch.nn.ReLU):
+            layers.append(("relu", None, None))
+        else:
+            raise TypeError(f"numpy_mlp: unsupported layer {module}")
+
+    def forward(x: np.ndarray) -> np.ndarray:
+        for kind, w, b in layers:
+            if kind == "linear":
+                x = x @ w + b
+            elif kind == "tanh":
+                x = np.tanh(x)
+            else:
+                x = np.maximum(x, 0)
+        return x
+
+    return forward
+
+
+class ActorController:
+    """The control loop's controller while PPO collects: it samples from the Gaussian
+    actor and reports, per step, the normalized observation, log-probability, value and
+    mean that the update needs (fields of the ControlOutput). On the CPU it acts with a
+    numpy snapshot of the weights, refreshed after every update (``refresh``)."""
+
+    def __init__(self, policy, obs_rms, low, high, seed: int, keys):
+        self.policy, self.obs_rms, self.keys = policy, obs_rms, keys
+        self.low, self.high = low, high
+        self.clip = policy.config.obs_clip
+        self.rng = np.random.default_rng(seed)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Take the policy's current weights (after an update)."""
+        self.actor = numpy_mlp(self.policy.actor)
+        self.critic = numpy_mlp(self.policy.critic)
+        self.log_std = self.policy.log_std.detach().cpu().numpy().astype(np.float64)
+
+    def normalize(self, state: np.ndarray) -> np.ndarray:
+        if self.obs_rms is None:
+            return state.astype(np.float32)
+        z = (state - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
+        return np.clip(z, -self.clip, self.clip).astype(np.float32)
+
+    def values(self, obs) -> np.ndarray:
+        return self.critic(self.normalize(flat_state(obs, self.keys)))[:, 0].astype(np.float64)
+
+    def reset(self, env_ids):
+        pass
+
+    def act(self, obs, info, envs) -> ControlOutput:
+        state = flat_state(obs, self.keys)
+        if self.obs_rms is not None:
+            self.obs_rms.update(state)
+        norm = self.normalize(state)
+        mean = self.actor(norm)
+        noise = self.rng.standard_normal(mean.shape)
+        action = (mean + np.exp(self.log_std) * noise).astype(np.float32)
+        logp = (-0.5 * noise**2 - self.log_std - 0.5 * LOG_2PI).sum(-1)
+        return ControlOutput(
+            executed=np.clip(action, self.low, self.high),
+            label=action,
+            fields={
+                "norm_obs": norm,
+                "logp": logp.astype(np.float32),
+                "value": self.critic(norm)[:, 0].astype(np.float64),
+                "mean": mean.astype(np.float32),
+            },
+        )
+
+
+# ----------------------------------------------------------------------------- update
+def ppo_update(policy, optim: Optimization, batch: dict, cfg: PPOConfig, beta: float, gen):
+    """The epochs of one rollout; returns the logged means and the new beta."""
+    n = batch["obs"].shape[0]
+    old_log_std = batch["old_log_std"]
+    sums: dict[str, float] = {}
+    count = 0
+    stop_early = False
+    for _ in range(cfg.epochs):
+        perm = torch.randperm(n, generator=gen, device=batch["obs"].device)
+        for start in range(0, n, cfg.batch_size):
+            idx = perm[start : start + cfg.batch_size]
+            obs, actions = batch["obs"][idx], batch["actions"][idx]
+            adv, returns = batch["advantages"][idx], batch["returns"][idx]
+            if cfg.normalize_advantage and len(idx) > 1:
+                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            mean = policy.actor(obs)
+            log_std = policy.log_std
+            z = (actions - mean) * torch.exp(-log_std)
+            logp = (-0.5 * z.pow(2) - log_std - 0.5 * LOG_2PI).sum(-1)
+            log_ratio = logp - batch["logp"][idx]
+            ratio = log_ratio.exp()
+            if cfg.objective == "clip":
+                surrogate = torch.min(ratio * adv, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv)
+                pg_loss = -surrogate.mean()
+            else:
+                kl = gaussian_kl(mean, log_std, batch["mean"][idx], old_log_std)
+                pg_loss = -(ratio * adv).mean() + beta * kl.mean()
+            values = policy.value(obs)
+            if cfg.clip_vf is not None:
+                old = batch["values"][idx]
+                values = old + (values - old).clamp(-cfg.clip_vf, cfg.clip_vf)
+            v_loss = (returns - values).pow(2).mean()
+            entropy = (log_std + 0.5 * (1 + LOG_2PI)).sum()
+            loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
+            with torch.no_grad():
+                approx_kl = ((ratio - 1) - log_ratio).mean()
+                clip_frac = ((ratio - 1).abs() > cfg.clip).float().mean()
+            if cfg.target_kl is not None and float(approx_kl) > 1.5 * cfg.target_kl:
+                stop_early = True  # SB3's rule: this minibatch's step is not taken
+                break
+            optim.step(loss)
+            for key, value in (
+                ("pg_loss", pg_loss),
+                ("v_loss", v_loss),
+                ("entropy", entropy),
+                ("approx_kl", approx_kl),
+                ("clip_frac", clip_frac),
+            ):
+                sums[key] = sums.get(key, 0.0) + value.detach()
+            count += 1
+        if stop_early:
+            break
+    logs = {k: float(v) / max(count, 1) for k, v in sums.items()}
+    with torch.no_grad():  # the KL of the whole update, measured on the whole batch
+        kl = gaussian_kl(policy.actor(batch["obs"]), policy.log_std, batch["mean"], old_log_std)
+        logs["kl"] = float(kl.mean())
+    if cfg.objective == "kl-penalty":
+        beta = update_beta(beta, logs["kl"], cfg.kl_target)
+    logs.update(beta=beta, updates=count, lr=optim.lr)
+    return logs, beta
+
+
+# ------------------------------------------------------------------------------- run
+METRICS = [
+    "ep_return",
+    "ep_length",
+    "success",
+    "pg_loss",
+    "v_loss",
+    "entropy",
+    "approx_kl",
+    "kl",
+    "clip_frac",
+    "beta",
+    "explained_var",
+    "lr",
+    "fps",
+    "eval_return",
+    "eval_success",
+    "time_s",
+]
+
+
+def _check_task(envs: gym.vector.VectorEnv, task: str) -> None:
+    space = envs.single_action_space
+    if not isinstance(space, gym.spaces.Box):
+        raise ValueError(f"{task}: PPO here needs a continuous (Box) action space, got {space}")
+    if not np.all(np.isfinite(space.low)) or not np.all(np.isfinite(space.high)):
+        raise ValueError(f"{task}: the action space must be bounded, got {space}")
+
+
+def _state_keys(envs) -> list[str]:
+    space = envs.single_observation_space
+    if isinstance(space, gym.spaces.Dict):
+        keys = [k for k, s in space.spaces.items() if s.dtype != np.uint8]
+        if not keys:
+            raise ValueError("PPO here trains on state observations; this env gives images only")
+        return keys
+    if space.dtype == np.uint8:
+        raise ValueError("PPO here trains on state observations; this env gives images only")
+    return ["state"]
+
+
+def train_ppo(cfg: PPOConfig) -> dict:
+    """Run PPO; returns the results dict (also in OUT/results.json)."""
+    torch.set_num_threads(cfg.threads)
+    run = RunFolder(cfg.out, METRICS, resume=cfg.resume, overwrite=cfg.overwrite)
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    envs = make_vector_env(cfg.task, cfg.num_envs, asynchronous=cfg.async_envs)
+    eval_envs = None
+    try:
+        _check_task(envs, cfg.task)
+        keys = _state_keys(envs)
+        space = envs.single_observation_space
+        state_dim = (
+            sum(int(np.prod(space.spaces[k].shape)) for k in keys)
+            if isinstance(space, gym.spaces.Dict)
+            else int(np.prod(space.shape))
+        )
+        low = envs.single_action_space.low.astype(np.float32)
+        high = envs.single_action_space.high.astype(np.float32)
+        resume_from = run.resume_point()
+        if resume_from:
+            policy = load_policy(resume_from, device)
+        else:
+            policy = make_policy(
+                "actor-critic",
+                ActorCriticConfig(
+                    state_dim=state_dim,
+                    action_dim=len(low),
+                    lowdim_keys=keys,
+                    action_low=low.tolist(),
+                    action_high=high.tolist(),
+                    hidden=list(cfg.hidden),
+                    activation=cfg.activation,
+                    log_std_init=cfg.log_std_init,
+                ),
+            ).to(device)
+        iterations = math.ceil(cfg.steps / cfg.rollout_size)
+        per_epoch = math.ceil(cfg.rollout_size / cfg.batch_size)
+        optim = Optimization(
+            policy.parameters(),
+            lr=cfg.lr,
+            total_steps=iterations * cfg.epochs * per_epoch,
+            schedule=cfg.lr_schedule,
+            grad_clip=cfg.max_grad_norm,
+            device=device,
+            eps=1e-5,
+            amp=False,
+        )
+        gen = torch.Generator(device=device).manual_seed(cfg.seed)
+        obs_rms = RunningMeanStd(state_dim) if cfg.normalize_obs else None
+        ret_rms = RunningMeanStd() if cfg.normalize_reward else None
+        state = {"env_steps": 0, "beta": cfg.kl_beta, "history": [], "best_score": None}
+        if resume_from:
+            saved = run.load_train_state(device)
+            optim.load_state_dict(saved)
+            gen.set_state(saved["generator"] if device.type == "cuda" else saved["generator"].cpu())
+            for key in state:
+                state[key] = saved[key]
+            if obs_rms is not None:
+                obs_rms.load_state_dict(saved["obs_rms"])
+            if ret_rms is not None:
+                ret_rms.load_state_dict(saved["ret_rms"])
+        run.write_config(
+            {**dataclasses.asdict(cfg), "policy_config": dataclasses.asdict(policy.config)}
+        )
+        run.open_logs(state["env_steps"])
+
+        controller = ActorController(
+            policy, obs_rms, low, high, cfg.seed + state["env_steps"], keys
+        )
+        finished: list = []
+        # episodes continue the seed sequence after a resume, so no seed is used twice
+        rollout = Rollout(
+            envs,
+            controller,
+            seed=cfg.seed + state["env_steps"],
+            record=False,
+            on_episode=finished.append,
+        )
+        T, N = cfg.n_steps, cfg.num_envs
+        buf = {
+            "obs": np.zeros((T, N, state_dim), np.float32),
+            "actions": np.zeros((T, N, len(low)), np.float32),
+            "mean": np.zeros((T, N, len(low)), np.float32),
+            "logp": np.zeros((T, N), np.float32),
+            "values": np.zeros((T, N), np.float64),
+            "rewards": np.zeros((T, N), np.float64),
+            "terminated": np.zeros((T, N), bool),
+            "truncated": np.zeros((T, N), bool),
+            "final_values": np.zeros((T, N), np.float64),
+        }
+        discounted = np.zeros(N)  # the return the reward scale is estimated from
+
+        def sync_policy_stats():
+            if obs_rms is not None:
+                policy.set_obs_stats(obs_rms.mean, obs_rms.var)
+
+        def checkpoint(score):
+            sync_policy_stats()
+            extra = {"task": cfg.task, "env_kwargs": {}, "step": state["env_steps"]}
+            better = score is not None and (
+                state["best_score"] is None or score >= state["best_score"]
+            )
+            if better:
+                state["best_score"] = score
+                run.save(policy, "best", {**extra, "score": score})
+            train_state = {
+                **optim.state_dict(),
+                **state,
+                "generator": gen.get_state(),
+                "obs_rms": obs_rms.state_dict() if obs_rms is not None else None,
+                "ret_rms": ret_rms.state_dict() if ret_rms is not None else None,
+            }
+            run.save(policy, "last", extra, train_state)
+
+        def evaluate() -> dict:
+            nonlocal eval_envs
+            sync_policy_stats()
+            if eval_envs is None:
+                eval_envs = make_vector_env(cfg.task, 1, asynchronous=False)
+            res = evaluate_policy(
+                policy, cfg.task, cfg.eval_episodes, seed=EVAL_SEED, envs=eval_envs
+            )
+            return {"eval_return": res.mean_return, "eval_success": res.success_rate}
+
+        bar = tqdm(
+            total=cfg.steps,
+            initial=min(state["env_steps"], cfg.steps),
+            unit="step",
+            desc=f"ppo {cfg.task}",
+            disable=not cfg.progress,
+        )
+        t_start = time.perf_counter()
+        last_eval = state["env_steps"]
+        last_row: dict = {}
+        with run.disk_guard():
+            while state["env_steps"] < cfg.steps:
+                t0 = time.perf_counter()
+                finished.clear()
+                policy.eval()
+                for t in range(T):
+                    tr = rollout.step()
+                    fields = tr.control.fields
+                    buf["obs"][t] = fields["norm_obs"]
+                    buf["actions"][t] = tr.control.label
+                    buf["mean"][t] = fields["mean"]
+                    buf["logp"][t] = fields["logp"]
+                    buf["values"][t] = fields["value"]
+                    reward = np.asarray(tr.rewards, np.float64)
+                    if ret_rms is not None:
+                        discounted = discounted * cfg.gamma + reward
+                        ret_rms.update(discounted)
+                        reward = np.clip(reward / np.sqrt(ret_rms.var + 1e-8), -10, 10)
+                        discounted[tr.done] = 0.0
+                    terminated = np.asarray(tr.terminated, bool) & tr.done
+                    truncated = tr.done & ~terminated  # by the time limit (or a command)
+                    buf["final_values"][t] = 0.0
+                    if truncated.any():  # the MDP did not end: bootstrap from the final obs
+                        buf["final_values"][t] = controller.values(tr.final_obs)
+                    buf["rewards"][t] = reward
+                    buf["terminated"][t], buf["truncated"][t] = terminated, truncated
+                last_values = controller.values(rollout.obs)
+                advantages, returns = compute_gae(
+                    buf["rewards"],
+                    buf["values"],
+                    buf["terminated"],
+                    buf["truncated"],
+                    buf["final_values"],
+                    last_values,
+                    cfg.gamma,
+                    cfg.gae_lambda,
+                )
+                state["env_steps"] += T * N
+                collect_s = time.perf_counter() - t0
+
+                def flat(x):
+                    return torch.as_tensor(
+                        np.asarray(x, np.float32).reshape(T * N, *x.shape[2:]), device=device
+                    )
+
+                batch = {k: flat(buf[k]) for k in ("obs", "actions", "mean", "logp", "values")}
+                batch["advantages"], batch["returns"] = flat(advantages), flat(returns)
+                batch["old_log_std"] = policy.log_std.detach().clone()
+                policy.train()
+                logs, state["beta"] = ppo_update(policy, optim, batch, cfg, state["beta"], gen)
+                controller.refresh()
+                var_returns = returns.var()
+                row = {
+                    **logs,
+                    "explained_var": float(1 - (returns - buf["values"]).var() / var_returns)
+                    if var_returns > 0
+                    else float("nan"),
+                    "fps": T * N / (time.perf_counter() - t0),
+                    "time_s": time.perf_counter() - t_start,
+                    "collect_s": collect_s,
+                }
+                if finished:
+                    row.update(
+                        ep_return=float(np.mean([e.episode_return for e in finished])),
+                        ep_length=float(np.mean([e.length for e in finished])),
+                        success=float(np.mean([e.success for e in finished])),
+                    )
+                last_row.update({k: v for k, v in row.items() if k.startswith("ep_")})
+                state["history"].append({"step": state["env_steps"], **row})
+                run.log("train", state["env_steps"], row)
+                bar.update(min(T * N, cfg.steps - bar.n))
+                bar.set_postfix(
+                    fps=f"{row['fps']:.0f}",
+                    ret="-" if "ep_return" not in last_row else f"{last_row['ep_return']:.1f}",
+                )
+                due = cfg.eval_every and state["env_steps"] - last_eval >= cfg.eval_every
+                if (due or state["env_steps"] >= cfg.steps) and cfg.eval_episodes:
+                    last_eval = state["env_steps"]
+                    ev = evaluate()
+                    state["history"].append({"step": state["env_steps"], "eval": True, **ev})
+                    run.log("eval", state["env_steps"], {**ev, "time_s": row["time_s"]})
+                    last_row.update(ev)
+                    checkpoint(ev["eval_success"] * 1e6 + ev["eval_return"])
+                elif due or state["env_steps"] >= cfg.steps:
+                    checkpoint(None)
+        bar.close()
+    finally:
+        run.close()
+        envs.close()
+        if eval_envs is not None:
+            eval_envs.close()
+    plots = [p for p in _plots(run, state["history"]) if p is not None]
+    elapsed = time.perf_counter() - t_start
+    results = {
+        "task": cfg.task,
+        "env_steps": state["env_steps"],
+        "final": {k: last_row.get(k) for k in ("ep_return", "eval_return", "eval_success")},
+        "train_time_s": elapsed,
+        "plots": [str(p) for p in plots],
+        "device": str(device),
+    }
+    run.write_results(results)
+    return results
+
+
+def _plots(run: RunFolder, history: list[dict]) -> list[Path | None]:
+    train = [r for r in history if not r.get("eval") and "ep_return" in r]
+    evals = [r for r in history if r.get("eval")]
+    return [
+        run.plot(
+            "return",
+            {
+                "training episodes": ([r["step"] for r in train], [r["ep_return"] for r in train]),
+                "evaluation (mean action)": (
+                    [r["step"] for r in evals],
+                    [r["eval_return"] for r in evals],
+                ),
+            },
+            xlabel="environment steps",
+            ylabel="episode return",
+            title="PPO return",
+        ),
+        run.plot(
+            "success",
+            {
+                "training episodes": ([r["step"] for r in train], [r["success"] for r in train]),
+                "evaluation": ([r["step"] for r in evals], [r["eval_success"] for r in evals]),
+            },
+            xlabel="environment steps",
+            ylabel="success rate",
+            title="PPO success",
+            ylim=(-0.02, 1.02),
+        ),
+    ]
