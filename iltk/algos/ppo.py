@@ -315,14 +315,19 @@ def _state_keys(envs) -> list[str]:
 def train_ppo(cfg: PPOConfig) -> dict:
     """Run PPO; returns the results dict (also in OUT/results.json)."""
     torch.set_num_threads(cfg.threads)
-    run = RunFolder(cfg.out, METRICS, resume=cfg.resume, overwrite=cfg.overwrite)
-    seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
+    # the task is checked before the run folder is touched
     envs = make_vector_env(cfg.task, cfg.num_envs, asynchronous=cfg.async_envs)
-    eval_envs = None
     try:
         _check_task(envs, cfg.task)
         keys = _state_keys(envs)
+        run = RunFolder(cfg.out, METRICS, resume=cfg.resume, overwrite=cfg.overwrite)
+    except BaseException:
+        envs.close()
+        raise
+    seed_everything(cfg.seed)
+    eval_envs = None
+    try:
         space = envs.single_observation_space
         state_dim = (
             sum(int(np.prod(space.spaces[k].shape)) for k in keys)

@@ -269,6 +269,8 @@ class ActorCriticConfig(PolicyConfig):
             raise ValueError("log_std_init and obs_clip must be finite")
         if self.obs_clip <= 0:
             raise ValueError(f"obs_clip must be > 0, got {self.obs_clip}")
+        if self.image_shapes:
+            raise ValueError("actor-critic acts on state observations; it takes no images")
 
 
 register_policy(

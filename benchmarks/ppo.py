@@ -1,0 +1,209 @@
+"""PPO: iltk against Stable-Baselines3, side by side, same machine, same settings.
+
+Both train with SB3's PPO defaults (n_steps 2048, batch 64, 10 epochs, lr 3e-4, gamma
+0.99, GAE lambda 0.95, clip 0.2, vf_coef 0.5, max_grad_norm 0.5, 64-64 tanh actor and
+critic with orthogonal init, log std 0) plus observation and reward normalization (SB3:
+``VecNormalize``, as RL Zoo's settings for MuJoCo; iltk: its defaults). Both use one torch
+thread (for 64-unit networks more threads only add overhead; SB3 at its default thread
+count is slower still). Reported per run: env-steps/s over the whole ``learn`` (collection
+and updates), the mean return of the last 10 training episodes, and the return of the final
+policy's mean action over 10 evaluation episodes.
+
+    python benchmarks/ppo.py --env Reacher-v5 --steps 200000 --seeds 0 1 2
+    python benchmarks/ppo.py --env Hopper-v5 --steps 1000000 --num-envs 8 --seeds 0
+
+Needs the bench extra (`pip install -e ".[bench]"`: stable-baselines3 2.9.2). Writes
+runs/bench/ppo_<env>_<n>env.json and .png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from iltk.algos.configs import PPOConfig  # noqa: E402
+from iltk.algos.ppo import train_ppo  # noqa: E402
+from iltk.evaluate import evaluate_policy  # noqa: E402
+from iltk.policies import load_policy  # noqa: E402
+
+
+def run_iltk(env_id: str, steps: int, num_envs: int, seed: int, eval_episodes: int) -> dict:
+    out = Path(tempfile.mkdtemp(prefix="iltk_ppo_")) / "run"
+    cfg = PPOConfig(
+        task=env_id,
+        steps=steps,
+        num_envs=num_envs,
+        out=out,
+        seed=seed,
+        eval_every=0,
+        eval_episodes=0,  # evaluated below, the same way as SB3's policy
+        progress=False,
+    )
+    t0 = time.perf_counter()
+    train_ppo(cfg)
+    seconds = time.perf_counter() - t0
+    import csv
+
+    rows = [r for r in csv.DictReader((out / "metrics.csv").open()) if r["ep_return"]]
+    curve = [(int(r["step"]), float(r["ep_return"])) for r in rows]
+    policy = load_policy(out / "last")
+    res = evaluate_policy(policy, env_id, eval_episodes, seed=10_000)
+    return {
+        "seconds": seconds,
+        "steps_per_s": steps / seconds,
+        "final_train_return": float(np.mean([c[1] for c in curve[-max(1, len(curve) // 10) :]])),
+        "eval_return": res.mean_return,
+        "curve": curve,
+    }
+
+
+def run_sb3(env_id: str, steps: int, num_envs: int, seed: int, eval_episodes: int) -> dict:
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    torch.set_num_threads(1)
+    venv = VecNormalize(make_vec_env(env_id, n_envs=num_envs, seed=seed), gamma=0.99)
+    curve: list[tuple[int, float]] = []
+
+    class Episodes(BaseCallback):
+        def _on_step(self) -> bool:
+            for info in self.locals["infos"]:
+                if "episode" in info:
+                    curve.append((self.num_timesteps, float(info["episode"]["r"])))
+            return True
+
+    model = PPO("MlpPolicy", venv, seed=seed, device="cpu", verbose=0)
+    t0 = time.perf_counter()
+    model.learn(steps, callback=Episodes())
+    seconds = time.perf_counter() - t0
+    venv.training, venv.norm_reward = False, False
+    env = gym.make(env_id)
+    returns = []
+    for k in range(eval_episodes):
+        obs, _ = env.reset(seed=10_000 + k)
+        done, total = False, 0.0
+        while not done:
+            action, _ = model.predict(venv.normalize_obs(obs[None]), deterministic=True)
+            obs, r, term, trunc, _ = env.step(action[0])
+            total += r
+            done = term or trunc
+        returns.append(total)
+    env.close()
+    last = [c[1] for c in curve[-10:]]
+    # the training curve, averaged per rollout as iltk logs it
+    return {
+        "seconds": seconds,
+        "steps_per_s": steps / seconds,
+        "final_train_return": float(np.mean(last)) if last else float("nan"),
+        "eval_return": float(np.mean(returns)),
+        "curve": curve,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--env", default="Reacher-v5")
+    parser.add_argument("--steps", type=int, default=200_000)
+    parser.add_argument("--num-envs", type=int, default=1)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--libs", nargs="+", default=["iltk", "sb3"], choices=["iltk", "sb3"])
+    args = parser.parse_args()
+    import stable_baselines3
+
+    runners = {"iltk": run_iltk, "sb3": run_sb3}
+    results: dict[str, list[dict]] = {lib: [] for lib in args.libs}
+    for seed in args.seeds:
+        for lib in args.libs:
+            r = runners[lib](args.env, args.steps, args.num_envs, seed, args.eval_episodes)
+            r["seed"] = seed
+            results[lib].append(r)
+            print(
+                f"{lib:5} seed {seed}: {r['steps_per_s']:7.0f} steps/s, {r['seconds']:6.0f} s, "
+                f"train return {r['final_train_return']:8.1f}, eval return {r['eval_return']:8.1f}",
+                flush=True,
+            )
+    print(
+        f"\n{args.env}, {args.steps} steps, {args.num_envs} env(s), seeds {args.seeds}; "
+        f"stable-baselines3 {stable_baselines3.__version__}, torch {torch.__version__}, "
+        f"{os.cpu_count()} cpus"
+    )
+    print(f"{'':6} {'steps/s':>16} {'train return':>18} {'eval return':>18}")
+    summary = {}
+    for lib, runs in results.items():
+        sps = [r["steps_per_s"] for r in runs]
+        tr = [r["final_train_return"] for r in runs]
+        ev = [r["eval_return"] for r in runs]
+        summary[lib] = {
+            "steps_per_s": [float(np.mean(sps)), float(np.std(sps))],
+            "train_return": [float(np.mean(tr)), float(np.std(tr))],
+            "eval_return": [float(np.mean(ev)), float(np.std(ev))],
+        }
+        print(
+            f"{lib:6} {np.mean(sps):9.0f} ± {np.std(sps):4.0f} {np.mean(tr):11.1f} ± {np.std(tr):5.1f}"
+            f" {np.mean(ev):11.1f} ± {np.std(ev):5.1f}"
+        )
+    if {"iltk", "sb3"} <= set(results):
+        ratio = summary["iltk"]["steps_per_s"][0] / summary["sb3"]["steps_per_s"][0]
+        summary["speedup"] = ratio
+        print(f"iltk / sb3 steps/s: {ratio:.2f}x")
+    stem = f"ppo_{args.env.replace('/', '_')}_{args.num_envs}env"
+    out = Path("runs/bench")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(
+        json.dumps(
+            {
+                "env": args.env,
+                "steps": args.steps,
+                "num_envs": args.num_envs,
+                "seeds": args.seeds,
+                "sb3_version": stable_baselines3.__version__,
+                "torch": torch.__version__,
+                "summary": summary,
+                "runs": results,
+            },
+            indent=2,
+        )
+    )
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for lib, color in (("iltk", "tab:blue"), ("sb3", "tab:orange")):
+        for i, r in enumerate(results.get(lib, [])):
+            xs, ys = zip(*r["curve"]) if r["curve"] else ([], [])
+            # a running mean over 20 episodes, so the curves are readable
+            ys = np.convolve(ys, np.ones(20) / 20, mode="valid") if len(ys) >= 20 else ys
+            ax.plot(
+                xs[len(xs) - len(ys) :], ys, color=color, alpha=0.8, label=lib if i == 0 else None
+            )
+    ax.set(
+        xlabel="environment steps",
+        ylabel="training episode return",
+        title=f"PPO on {args.env}: iltk vs SB3 {stable_baselines3.__version__}",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / f"{stem}.png", dpi=120)
+    print(f"wrote {out / stem}.json and .png")
+
+
+if __name__ == "__main__":
+    main()

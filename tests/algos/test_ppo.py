@@ -1,0 +1,196 @@
+"""PPO: GAE by hand, the adaptive-KL rule, the saved normalization, learning on Reach."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from iltk.algos.configs import PPOConfig
+from iltk.algos.ppo import (
+    RunningMeanStd,
+    compute_gae,
+    gaussian_kl,
+    train_ppo,
+    update_beta,
+)
+from iltk.cli import main as cli_main
+from iltk.policies import load_checkpoint
+
+
+def test_gae_by_hand_with_termination_and_truncation():
+    """One env, 5 steps: an episode truncated at t=1, one terminated at t=3, one running."""
+    g, lam = 0.9, 0.5
+    r = np.array([1.0, 2.0, 0.5, 1.0, 3.0])[:, None]
+    v = np.array([0.5, 1.0, 2.0, 1.5, 0.2])[:, None]
+    term = np.array([0, 0, 0, 1, 0], bool)[:, None]
+    trunc = np.array([0, 1, 0, 0, 0], bool)[:, None]
+    final = np.array([0.0, 4.0, 0.0, 0.0, 0.0])[:, None]  # V of the truncated step's final obs
+    last = np.array([0.7])
+    adv, ret = compute_gae(r, v, term, trunc, final, last, g, lam)
+    # by hand, from the end
+    d4 = 3.0 + g * 0.7 - 0.2  # bootstraps from the observation after the rollout
+    d3 = 1.0 + 0.0 - 1.5  # terminated: no bootstrap
+    d2 = 0.5 + g * 1.5 - 2.0
+    d1 = 2.0 + g * 4.0 - 1.0  # truncated: bootstraps from the final observation
+    d0 = 1.0 + g * 1.0 - 0.5
+    a4, a3 = d4, d3  # a new episode starts after t=3: no carry-over from t=4
+    a2 = d2 + g * lam * a3
+    a1 = d1  # the episode ended at t=1: nothing carries over from t=2
+    a0 = d0 + g * lam * a1
+    np.testing.assert_allclose(adv[:, 0], [a0, a1, a2, a3, a4], rtol=1e-12)
+    np.testing.assert_allclose(ret, adv + v, rtol=1e-12)
+    # lambda = 1, gamma = 1, no ends: advantage = Monte-Carlo return + bootstrap - V
+    z = np.zeros((3, 1), bool)
+    adv1, _ = compute_gae(
+        np.ones((3, 1)), np.zeros((3, 1)), z, z, np.zeros((3, 1)), np.array([5.0]), 1.0, 1.0
+    )
+    np.testing.assert_allclose(adv1[:, 0], [8.0, 7.0, 6.0])
+
+
+def test_adaptive_kl_rule():
+    assert update_beta(1.0, 0.001, 0.01) == 0.5  # KL < d_targ / 1.5: halve
+    assert update_beta(1.0, 0.02, 0.01) == 2.0  # KL > 1.5 d_targ: double
+    assert update_beta(1.0, 0.01, 0.01) == 1.0
+    assert update_beta(1.0, 0.0067, 0.01) == 1.0 and update_beta(1.0, 0.0149, 0.01) == 1.0
+
+
+def test_gaussian_kl_matches_torch():
+    torch.manual_seed(0)
+    mp, mq = torch.randn(7, 3), torch.randn(7, 3)
+    sp, sq = torch.randn(3) * 0.3, torch.randn(3) * 0.3
+    ours = gaussian_kl(mp, sp, mq, sq)
+    ref = torch.distributions.kl_divergence(
+        torch.distributions.Normal(mp, sp.exp()), torch.distributions.Normal(mq, sq.exp())
+    ).sum(-1)
+    torch.testing.assert_close(ours, ref)
+
+
+def test_running_mean_std_matches_numpy():
+    rng = np.random.default_rng(0)
+    data = rng.normal(3.0, 2.0, size=(300, 4))
+    rms = RunningMeanStd(4)
+    for chunk in np.array_split(data, 17):
+        rms.update(chunk)
+    np.testing.assert_allclose(rms.mean, data.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(rms.var, data.var(0), rtol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def reach_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ppo") / "reach"
+    cfg = PPOConfig(
+        task="iltk/Reach-v0",
+        steps=32768,
+        out=out,
+        eval_every=16384,
+        eval_episodes=10,
+        progress=False,
+        seed=0,
+    )
+    return out, train_ppo(cfg)
+
+
+def test_ppo_learns_reach(reach_run):
+    out, res = reach_run
+    evals = [row for row in _rows(out) if row["kind"] == "eval"]
+    first, last = float(evals[0]["eval_return"]), float(evals[-1]["eval_return"])
+    assert res["final"]["eval_success"] >= 0.8, res
+    assert last > first, (first, last)
+    for name in ("config.json", "metrics.csv", "results.json", "plots/return.png"):
+        assert (out / name).exists(), name
+    assert (out / "best" / "model.safetensors").exists() and (
+        out / "last" / "train_state.pt"
+    ).exists()
+
+
+def _rows(out):
+    import csv
+
+    return list(csv.DictReader((out / "metrics.csv").open()))
+
+
+def test_saved_normalization_is_used_on_load(reach_run, capsys):
+    out, _ = reach_run
+    policy, extra = load_checkpoint(out / "best")
+    assert extra["task"] == "iltk/Reach-v0"
+    assert bool(policy.obs_normalized) and policy.obs_var.min() > 0
+    state = torch.as_tensor(
+        np.random.default_rng(0).normal(size=(4, policy.config.state_dim)), dtype=torch.float32
+    )
+    z = ((state - policy.obs_mean) / torch.sqrt(policy.obs_var + 1e-8)).clamp(-10, 10)
+    torch.testing.assert_close(policy.predict({"state": state}), policy.actor(z))
+    # without the statistics the same weights act differently: they are not decoration
+    policy.set_obs_stats(None, None)
+    assert not torch.allclose(policy.predict({"state": state}), policy.actor(z))
+    # iltk eval loads the checkpoint as it was trained and succeeds
+    assert (
+        cli_main(
+            [
+                "eval",
+                str(out / "best"),
+                "--episodes",
+                "10",
+                "--num-envs",
+                "1",
+                "--out",
+                str(out / "eval.json"),
+            ]
+        )
+        == 0
+    )
+    assert json.loads((out / "eval.json").read_text())["success_rate"] >= 0.8
+
+
+def test_kl_penalty_objective_adapts_beta(tmp_path):
+    res = train_ppo(
+        PPOConfig(
+            task="Pendulum-v1",
+            steps=4096,
+            n_steps=512,
+            out=tmp_path / "kl",
+            objective="kl-penalty",
+            kl_target=0.001,
+            kl_beta=1.0,
+            eval_every=0,
+            eval_episodes=0,
+            progress=False,
+        )
+    )
+    assert res["env_steps"] == 4096
+    betas = [float(r["beta"]) for r in _rows(tmp_path / "kl") if r["kind"] == "train"]
+    kls = [float(r["kl"]) for r in _rows(tmp_path / "kl") if r["kind"] == "train"]
+    # each logged beta follows the rule from the previous one and that update's KL
+    beta = 1.0
+    for kl, logged in zip(kls, betas):
+        beta = update_beta(beta, kl, 0.001)
+        assert logged == pytest.approx(beta)
+    assert len(set(betas)) > 1
+    assert all(math.isfinite(k) for k in kls)
+
+
+def test_resume_continues_and_bad_settings_are_refused(tmp_path):
+    out = tmp_path / "run"
+    args = [
+        "ppo",
+        "--task",
+        "Pendulum-v1",
+        "--n-steps",
+        "256",
+        "--eval-episodes",
+        "0",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
+    assert cli_main([*args, "--steps", "512"]) == 0
+    assert cli_main([*args, "--steps", "512"]) == 2  # an earlier run: refused
+    assert cli_main([*args, "--steps", "1024", "--resume"]) == 0
+    steps = [int(r["step"]) for r in _rows(out) if r["kind"] == "train"]
+    assert steps == [256, 512, 768, 1024]
+    with pytest.raises(SystemExit) as bad:  # refused while parsing, before any work
+        cli_main([*args, "--steps", "0", "--overwrite"])
+    assert bad.value.code == 2
+    assert cli_main(["ppo", "--task", "iltk/NoSuch-v0", "--out", str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()
