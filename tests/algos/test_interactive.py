@@ -11,7 +11,7 @@ from iltk.algos.configs import DaggerConfig, DartConfig, LearnerSettings
 from iltk.algos.dagger import beta_at, run_dagger
 from iltk.algos.dart import estimate_covariance, run_dart
 from iltk.cli import main as cli_main
-from iltk.controllers import BetaMixture, HGDaggerGate
+from iltk.controllers import BetaMixture, ButtonTrigger, HGDaggerGate, TakeoverGate
 from iltk.data import DemoFile
 from iltk.data.dataset import DemoDataset
 from iltk.envs import make_env, make_expert
@@ -53,6 +53,34 @@ def test_hg_dagger_gate_takes_over_and_hands_back():
     assert executed[1] == 0.0 and executed[8] == 0.0
     gate.reset(np.array([0]))
     assert not gate.in_control.any()
+
+
+def test_takeover_gate_follows_the_button():
+    """What `iltk correct --mode hg-dagger` composes: the person's button decides."""
+
+    class Person:
+        def __init__(self, held):
+            self.held, self.t = held, 0
+
+        def reset(self, env_ids):
+            pass
+
+        def act(self, obs, info, envs):
+            a = np.array([[0.7]], np.float32)
+            held = np.array([self.held[self.t]])
+            self.t += 1
+            return ControlOutput(executed=a, label=a, fields={"takeover": held, "late": [0.0]})
+
+    held = [False, True, True, False]
+    gate = TakeoverGate(Person(held), Fixed([[-0.2]] * 4), ButtonTrigger("takeover"))
+    for h in held:
+        out = gate.act(None, {}, None)
+        assert bool(out.fields["intervention"][0]) == h and bool(gate.in_control[0]) == h
+        assert out.executed[0, 0] == pytest.approx(0.7 if h else -0.2)
+        assert out.label[0, 0] == pytest.approx(0.7 if h else -0.2)
+        assert "takeover" not in out.fields and "late" in out.fields  # the button is consumed
+    with pytest.raises(ValueError, match="takeover"):
+        TakeoverGate(Fixed([[0.0]]), Fixed([[0.0]]), ButtonTrigger()).act(None, {}, None)
 
 
 def test_beta_mixture_labels_with_the_expert():
