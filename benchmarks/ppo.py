@@ -4,8 +4,7 @@ Both train with SB3's PPO defaults (n_steps 2048, batch 64, 10 epochs, lr 3e-4, 
 0.99, GAE lambda 0.95, clip 0.2, vf_coef 0.5, max_grad_norm 0.5, 64-64 tanh actor and
 critic with orthogonal init, log std 0) plus observation and reward normalization (SB3:
 ``VecNormalize``, as RL Zoo's settings for MuJoCo; iltk: its defaults). Both use one torch
-thread (for 64-unit networks more threads only add overhead; SB3 at its default thread
-count is slower still). Reported per run: env-steps/s over the whole ``learn`` (collection
+thread (iltk's default; SB3 is given the same). Reported per run: env-steps/s over the whole ``learn`` (collection
 and updates), the mean return of the last 10 training episodes, and the return of the final
 policy's mean action over 10 evaluation episodes.
 

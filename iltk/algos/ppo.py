@@ -56,7 +56,15 @@ class RunningMeanStd:
 
     def update(self, x: np.ndarray) -> None:
         x = np.asarray(x, np.float64)
-        b_mean, b_var, b_count = x.mean(0), x.var(0), x.shape[0]
+        b_count = x.shape[0]
+        if b_count == 1:  # one env: Welford's step (a third of the work of the general case)
+            delta = x[0] - self.mean
+            total = self.count + 1
+            self.mean = self.mean + delta / total
+            self.var = (self.var * self.count + delta**2 * self.count / total) / total
+            self.count = total
+            return
+        b_mean, b_var = x.mean(0), x.var(0)
         delta = b_mean - self.mean
         total = self.count + b_count
         self.mean = self.mean + delta * b_count / total
@@ -210,61 +218,66 @@ class ActorController:
 
 # ----------------------------------------------------------------------------- update
 def ppo_update(policy, optim: Optimization, batch: dict, cfg: PPOConfig, beta: float, gen):
-    """The epochs of one rollout; returns the logged means and the new beta."""
+    """The epochs of one rollout; returns the logged means and the new beta.
+
+    The batch is shuffled once per epoch and cut into minibatch views; what is only
+    logged (the approximate KL, the clip fraction, the entropy) is measured once, on the
+    whole batch after the update, so each minibatch runs only what its step needs.
+    """
     n = batch["obs"].shape[0]
     old_log_std = batch["old_log_std"]
-    sums: dict[str, float] = {}
+    keys = ("obs", "actions", "advantages", "returns", "logp", "mean", "values")
+    pg_sum = v_sum = 0.0
     count = 0
     stop_early = False
     for _ in range(cfg.epochs):
         perm = torch.randperm(n, generator=gen, device=batch["obs"].device)
+        shuffled = {k: batch[k][perm] for k in keys}
         for start in range(0, n, cfg.batch_size):
-            idx = perm[start : start + cfg.batch_size]
-            obs, actions = batch["obs"][idx], batch["actions"][idx]
-            adv, returns = batch["advantages"][idx], batch["returns"][idx]
-            if cfg.normalize_advantage and len(idx) > 1:
+            mb = {k: v[start : start + cfg.batch_size] for k, v in shuffled.items()}
+            adv = mb["advantages"]
+            if cfg.normalize_advantage and len(adv) > 1:
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-            mean = policy.actor(obs)
+            mean = policy.actor(mb["obs"])
             log_std = policy.log_std
-            z = (actions - mean) * torch.exp(-log_std)
+            z = (mb["actions"] - mean) * torch.exp(-log_std)
             logp = (-0.5 * z.pow(2) - log_std - 0.5 * LOG_2PI).sum(-1)
-            log_ratio = logp - batch["logp"][idx]
+            log_ratio = logp - mb["logp"]
             ratio = log_ratio.exp()
+            if cfg.target_kl is not None:  # SB3's rule: stop before this minibatch's step
+                with torch.no_grad():
+                    if float(((ratio - 1) - log_ratio).mean()) > 1.5 * cfg.target_kl:
+                        stop_early = True
+                        break
             if cfg.objective == "clip":
                 surrogate = torch.min(ratio * adv, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv)
                 pg_loss = -surrogate.mean()
             else:
-                kl = gaussian_kl(mean, log_std, batch["mean"][idx], old_log_std)
+                kl = gaussian_kl(mean, log_std, mb["mean"], old_log_std)
                 pg_loss = -(ratio * adv).mean() + beta * kl.mean()
-            values = policy.value(obs)
+            values = policy.value(mb["obs"])
             if cfg.clip_vf is not None:
-                old = batch["values"][idx]
+                old = mb["values"]
                 values = old + (values - old).clamp(-cfg.clip_vf, cfg.clip_vf)
-            v_loss = (returns - values).pow(2).mean()
-            entropy = (log_std + 0.5 * (1 + LOG_2PI)).sum()
-            loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
-            with torch.no_grad():
-                approx_kl = ((ratio - 1) - log_ratio).mean()
-                clip_frac = ((ratio - 1).abs() > cfg.clip).float().mean()
-            if cfg.target_kl is not None and float(approx_kl) > 1.5 * cfg.target_kl:
-                stop_early = True  # SB3's rule: this minibatch's step is not taken
-                break
+            v_loss = (mb["returns"] - values).pow(2).mean()
+            loss = pg_loss + cfg.vf_coef * v_loss
+            if cfg.ent_coef:
+                loss = loss - cfg.ent_coef * (log_std + 0.5 * (1 + LOG_2PI)).sum()
             optim.step(loss)
-            for key, value in (
-                ("pg_loss", pg_loss),
-                ("v_loss", v_loss),
-                ("entropy", entropy),
-                ("approx_kl", approx_kl),
-                ("clip_frac", clip_frac),
-            ):
-                sums[key] = sums.get(key, 0.0) + value.detach()
+            pg_sum, v_sum = pg_sum + pg_loss.detach(), v_sum + v_loss.detach()
             count += 1
         if stop_early:
             break
-    logs = {k: float(v) / max(count, 1) for k, v in sums.items()}
-    with torch.no_grad():  # the KL of the whole update, measured on the whole batch
-        kl = gaussian_kl(policy.actor(batch["obs"]), policy.log_std, batch["mean"], old_log_std)
-        logs["kl"] = float(kl.mean())
+    logs = {"pg_loss": float(pg_sum) / max(count, 1), "v_loss": float(v_sum) / max(count, 1)}
+    with torch.no_grad():  # the whole update, measured on the whole batch
+        mean, log_std = policy.actor(batch["obs"]), policy.log_std
+        z = (batch["actions"] - mean) * torch.exp(-log_std)
+        log_ratio = (-0.5 * z.pow(2) - log_std - 0.5 * LOG_2PI).sum(-1) - batch["logp"]
+        ratio = log_ratio.exp()
+        logs["approx_kl"] = float(((ratio - 1) - log_ratio).mean())
+        logs["clip_frac"] = float(((ratio - 1).abs() > cfg.clip).float().mean())
+        logs["kl"] = float(gaussian_kl(mean, log_std, batch["mean"], old_log_std).mean())
+        logs["entropy"] = float((log_std + 0.5 * (1 + LOG_2PI)).sum())
     if cfg.objective == "kl-penalty":
         beta = update_beta(beta, logs["kl"], cfg.kl_target)
     logs.update(beta=beta, updates=count, lr=optim.lr)

@@ -75,6 +75,11 @@ def test_running_mean_std_matches_numpy():
         rms.update(chunk)
     np.testing.assert_allclose(rms.mean, data.mean(0), rtol=1e-5)
     np.testing.assert_allclose(rms.var, data.var(0), rtol=1e-4)
+    one = RunningMeanStd(4)  # one row at a time (one env): the same statistics
+    for row in data:
+        one.update(row[None])
+    np.testing.assert_allclose(one.mean, data.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(one.var, data.var(0), rtol=1e-4)
 
 
 @pytest.fixture(scope="module")
