@@ -1,0 +1,1 @@
+"""Inverse reinforcement learning: MaxEnt IRL, tabular (exact passes) and, later, deep."""
