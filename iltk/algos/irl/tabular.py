@@ -25,7 +25,6 @@ Python loop is over time steps or fixed-point iterations), in float64.
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,24 +33,102 @@ import numpy as np
 import torch
 
 
+# ------------------------------------------------------------------------- backends
+class _NumpyOps:
+    """The passes' few array operations in numpy: on the CPU, for small and medium dense
+    MDPs, numpy's per-call cost (about a microsecond) beats torch's dispatch (several),
+    and the passes are a chain of small operations per time step."""
+
+    torch = False
+
+    def asarray(self, x):
+        return np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, np.float64)
+
+    def empty(self, shape):
+        return np.empty(shape)
+
+    def lse(self, q):  # logsumexp over the last axis
+        if q.size <= 1024:  # one ufunc call: 4 us against 7 at CliffWorld's (28, 4)
+            return np.logaddexp.reduce(q, axis=-1)
+        m = q.max(-1)  # five calls, but vectorized better on large arrays
+        return m + np.log(np.exp(q - m[..., None]).sum(-1))
+
+    def exp(self, x):
+        return np.exp(x)
+
+    def powers(self, g, n):
+        return g ** np.arange(n, dtype=np.float64)
+
+    def absmax(self, x) -> float:
+        return float(np.abs(x).max())
+
+
+class _TorchOps:
+    """The same operations in torch, on ``device`` (sparse transitions, GPUs)."""
+
+    torch = True
+
+    def __init__(self, device):
+        self.device = device
+
+    def asarray(self, x):
+        x = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+        return x.to(device=self.device, dtype=torch.float64)
+
+    def empty(self, shape):
+        return torch.empty(shape, dtype=torch.float64, device=self.device)
+
+    def lse(self, q):
+        return torch.logsumexp(q, dim=-1)
+
+    def exp(self, x):
+        return torch.exp(x)
+
+    def powers(self, g, n):
+        return g ** torch.arange(n, dtype=torch.float64, device=self.device)
+
+    def absmax(self, x) -> float:
+        return float(x.abs().max())
+
+
 # ----------------------------------------------------------------------- transitions
 class Transitions:
     """P(s' | s, a) as a (S * A, S) matrix, dense or sparse, with the two products the
-    passes need: ``expect(V)`` = P V as (S, A), and ``push(x)`` = x^T P for x (S * A,)."""
+    passes need: ``expect(V)`` = P V as (S, A), and ``push(x)`` = sum_{s,a} x(s, a) P(s, a, .).
 
-    def __init__(self, P: Any, device: torch.device | None = None):
+    A dense numpy P runs the passes in numpy (``backend="auto"``, on the CPU); a torch
+    tensor, a sparse matrix or another ``device`` runs them in torch.
+    """
+
+    def __init__(self, P: Any, device: str | torch.device | None = None, backend: str = "auto"):
         if _is_scipy_sparse(P):
-            P = P.tocsr()
-            self.S, self.A = P.shape[1], P.shape[0] // P.shape[1]
-            if self.S * self.A != P.shape[0]:
-                raise ValueError(f"a sparse P must be (S * A, S), got {P.shape}")
-            coo = P.tocoo()
-            idx = torch.as_tensor(np.vstack([coo.row, coo.col]), dtype=torch.int64)
-            P = torch.sparse_coo_tensor(idx, torch.as_tensor(coo.data), P.shape)
+            P = P.tocoo()
+            idx = torch.as_tensor(np.vstack([P.row, P.col]), dtype=torch.int64)
+            P = torch.sparse_coo_tensor(idx, torch.as_tensor(P.data), P.shape)
+        if backend == "auto" and isinstance(P, np.ndarray) and _worth_sparse(P):
+            P = torch.as_tensor(P.reshape(-1, P.shape[-1])).to_sparse()
+        use_numpy = backend == "numpy" or (
+            backend == "auto"
+            and isinstance(P, np.ndarray)
+            and (device is None or torch.device(device).type == "cpu")
+        )
+        if use_numpy:
+            P = np.asarray(P, np.float64)
+            if P.ndim != 3 or P.shape[0] != P.shape[2]:
+                raise ValueError(f"P must be (S, A, S), got {P.shape}")
+            self.S, self.A = P.shape[0], P.shape[1]
+            self.ops: _NumpyOps | _TorchOps = _NumpyOps()
+            self.sparse = False
+            self.flat = np.ascontiguousarray(P.reshape(self.S * self.A, self.S))
+            self.flat_t = None
+            self.device = torch.device("cpu")
+            return
         P = torch.as_tensor(P) if not isinstance(P, torch.Tensor) else P
         if device is not None:
             P = P.to(device)
         P = P.to(torch.float64)
+        self.device = P.device
+        self.ops = _TorchOps(P.device)
         if P.is_sparse or P.layout != torch.strided:
             if P.dim() != 2:
                 raise ValueError(f"a sparse P must be 2-D (S * A, S), got {tuple(P.shape)}")
@@ -70,20 +147,25 @@ class Transitions:
             self.sparse = False
             self.flat = P.reshape(self.S * self.A, self.S)
             self.flat_t = None
-        self.device = P.device
 
-    def expect(self, V: torch.Tensor) -> torch.Tensor:
+    def expect(self, V):
         """sum_s' P(s' | s, a) V(s') as (S, A)."""
         if self.sparse:
             return torch.mv(self.flat, V).reshape(self.S, self.A)
         return (self.flat @ V).reshape(self.S, self.A)
 
-    def push(self, x: torch.Tensor) -> torch.Tensor:
+    def push(self, x):
         """sum_{s, a} x(s, a) P(. | s, a) for x of shape (S, A): the next state distribution."""
         x = x.reshape(-1)
         if self.sparse:
             return torch.mv(self.flat_t, x)
         return x @ self.flat
+
+
+def _worth_sparse(P: np.ndarray) -> bool:
+    """A large, mostly empty dense P runs faster as a sparse matrix: at 1,000 states, 4
+    actions and 5 successors (0.5% filled) a pass took 210 ms dense against a few sparse."""
+    return P.ndim == 3 and P.size >= 1 << 20 and np.count_nonzero(P) <= 0.05 * P.size
 
 
 def _csr_pair(P: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,18 +178,21 @@ def _is_scipy_sparse(x) -> bool:
     return type(x).__module__.startswith("scipy.sparse")
 
 
-def _as_tensor(x, device) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).to(
-        device=device, dtype=torch.float64
-    )
+def _transitions(P, like) -> Transitions:
+    """P as Transitions; a torch ``like`` (the reward or the policy) puts the passes in
+    torch on its device."""
+    if isinstance(P, Transitions):
+        return P
+    if isinstance(like, torch.Tensor):
+        return Transitions(P if not isinstance(P, np.ndarray) else torch.as_tensor(P), like.device)
+    return Transitions(P)
 
 
-def _transitions(P, device) -> Transitions:
-    return P if isinstance(P, Transitions) else Transitions(P, device)
-
-
-def _out(x: torch.Tensor, like_numpy: bool):
-    return x.cpu().numpy() if like_numpy else x
+def _out(x, like):
+    """Results in the kind of ``like``: numpy for numpy inputs, torch for torch ones."""
+    if isinstance(like, torch.Tensor):
+        return x if isinstance(x, torch.Tensor) else torch.as_tensor(x, device=like.device)
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
 
 
 # ------------------------------------------------------------------- backward pass
@@ -123,48 +208,46 @@ def soft_value_iteration(
     """Soft (maximum causal entropy) value iteration: ``(V, Q, pi)``.
 
     Args:
-        P: transitions, (S, A, S) dense or (S * A, S) sparse (see the module).
+        P: transitions, (S, A, S) dense or (S * A, S) sparse, or a :class:`Transitions`.
         r: reward, (S,) or (S, A).
         horizon: H for the finite-horizon recurrences, None for the discounted fixed point.
         discount: g (must be < 1 when ``horizon`` is None).
         tol, max_iter: the fixed point's stopping rule (max |V_new - V| <= tol).
     """
-    numpy_out = not isinstance(r, torch.Tensor)
-    device = r.device if isinstance(r, torch.Tensor) else None
-    T = _transitions(P, device)
-    r = _as_tensor(r, T.device)
-    r_sa = r[:, None].expand(T.S, T.A) if r.dim() == 1 else r
-    if r_sa.shape != (T.S, T.A):
+    T = _transitions(P, r)
+    ops = T.ops
+    rr = ops.asarray(r)
+    if tuple(rr.shape) not in ((T.S,), (T.S, T.A)):
         raise ValueError(
-            f"r must be (S,) or (S, A) = ({T.S},) or {(T.S, T.A)}, got {tuple(r.shape)}"
+            f"r must be (S,) or (S, A) = ({T.S},) or {(T.S, T.A)}, got {tuple(rr.shape)}"
         )
+    r_sa = rr[:, None] * ops.asarray(np.ones((1, T.A))) if rr.ndim == 1 else rr
     if horizon is not None:
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
-        V = torch.empty(horizon, T.S, dtype=torch.float64, device=T.device)
-        Q = torch.empty(horizon, T.S, T.A, dtype=torch.float64, device=T.device)
+        V = ops.empty((horizon, T.S))
+        Q = ops.empty((horizon, T.S, T.A))
         Q[horizon - 1] = r_sa
-        V[horizon - 1] = torch.logsumexp(Q[horizon - 1], dim=1)
+        V[horizon - 1] = ops.lse(Q[horizon - 1])
         for t in range(horizon - 2, -1, -1):
             Q[t] = r_sa + discount * T.expect(V[t + 1])
-            V[t] = torch.logsumexp(Q[t], dim=1)
-        pi = torch.exp(Q - V[:, :, None])
-        return _out(V, numpy_out), _out(Q, numpy_out), _out(pi, numpy_out)
+            V[t] = ops.lse(Q[t])
+        pi = ops.exp(Q - V[:, :, None])
+        return _out(V, r), _out(Q, r), _out(pi, r)
     if not 0 <= discount < 1:
         raise ValueError(f"the infinite horizon needs discount in [0, 1), got {discount}")
-    V = torch.zeros(T.S, dtype=torch.float64, device=T.device)
+    V = ops.asarray(np.zeros(T.S))
     for _ in range(max_iter):
-        Q = r_sa + discount * T.expect(V)
-        V_new = torch.logsumexp(Q, dim=1)
-        delta = float((V_new - V).abs().max())
+        V_new = ops.lse(r_sa + discount * T.expect(V))
+        delta = ops.absmax(V_new - V)
         V = V_new
         if delta <= tol:
             break
     else:
         raise RuntimeError(f"soft value iteration did not converge in {max_iter} iterations")
     Q = r_sa + discount * T.expect(V)
-    pi = torch.exp(Q - V[:, None])
-    return _out(V, numpy_out), _out(Q, numpy_out), _out(pi, numpy_out)
+    pi = ops.exp(Q - V[:, None])
+    return _out(V, r), _out(Q, r), _out(pi, r)
 
 
 # -------------------------------------------------------------------- forward pass
@@ -184,35 +267,33 @@ def state_visitation(
     ``horizon=None``: pi (S, A); D = Dcum = the discounted visitation d (S,) solving
     d = init + g P_pi^T d (mass 1 / (1 - g)).
     """
-    numpy_out = not isinstance(pi, torch.Tensor)
-    device = pi.device if isinstance(pi, torch.Tensor) else None
-    T = _transitions(P, device)
-    pi = _as_tensor(pi, T.device)
-    init = _as_tensor(init, T.device)
+    T = _transitions(P, pi)
+    ops = T.ops
+    p = ops.asarray(pi)
+    d0 = ops.asarray(init)
     if horizon is not None:
-        if pi.shape != (horizon, T.S, T.A):
-            raise ValueError(f"pi must be (H, S, A) = {(horizon, T.S, T.A)}, got {tuple(pi.shape)}")
-        D = torch.empty(horizon + 1, T.S, dtype=torch.float64, device=T.device)
-        D[0] = init
+        if tuple(p.shape) != (horizon, T.S, T.A):
+            raise ValueError(f"pi must be (H, S, A) = {(horizon, T.S, T.A)}, got {tuple(p.shape)}")
+        D = ops.empty((horizon + 1, T.S))
+        D[0] = d0
         for t in range(horizon):
-            D[t + 1] = T.push(D[t][:, None] * pi[t])
-        weights = discount ** torch.arange(horizon + 1, dtype=torch.float64, device=T.device)
-        Dcum = (weights[:, None] * D).sum(0)
-        return _out(D, numpy_out), _out(Dcum, numpy_out)
+            D[t + 1] = T.push(D[t][:, None] * p[t])
+        Dcum = (ops.powers(discount, horizon + 1)[:, None] * D).sum(0)
+        return _out(D, pi), _out(Dcum, pi)
     if not 0 <= discount < 1:
         raise ValueError(f"the infinite horizon needs discount in [0, 1), got {discount}")
-    if pi.shape != (T.S, T.A):
-        raise ValueError(f"pi must be (S, A) = {(T.S, T.A)}, got {tuple(pi.shape)}")
-    d = init.clone()
+    if tuple(p.shape) != (T.S, T.A):
+        raise ValueError(f"pi must be (S, A) = {(T.S, T.A)}, got {tuple(p.shape)}")
+    d = d0
     for _ in range(max_iter):
-        d_new = init + discount * T.push(d[:, None] * pi)
-        delta = float((d_new - d).abs().max())
+        d_new = d0 + discount * T.push(d[:, None] * p)
+        delta = ops.absmax(d_new - d)
         d = d_new
         if delta <= tol:
             break
     else:
         raise RuntimeError(f"the visitation did not converge in {max_iter} iterations")
-    return _out(d, numpy_out), _out(d, numpy_out)
+    return _out(d, pi), _out(d, pi)
 
 
 def state_action_visitation(D, pi, discount: float = 1.0, horizon: int | None = None):
@@ -220,11 +301,8 @@ def state_action_visitation(D, pi, discount: float = 1.0, horizon: int | None = 
     (H, S, A); for the infinite horizon (``horizon=None``) d[s] pi[s, a]."""
     if horizon is None:
         return D[:, None] * pi
-    if isinstance(pi, torch.Tensor):
-        w = discount ** torch.arange(horizon, dtype=pi.dtype, device=pi.device)
-        return (w[:, None, None] * D[:horizon, :, None] * pi).sum(0)
-    w = discount ** np.arange(horizon)
-    return (w[:, None, None] * D[:horizon, :, None] * pi).sum(0)
+    ops = _TorchOps(pi.device) if isinstance(pi, torch.Tensor) else _NumpyOps()
+    return (ops.powers(discount, horizon)[:, None, None] * D[:horizon, :, None] * pi).sum(0)
 
 
 # ------------------------------------------------------------------------------ IRL
@@ -307,35 +385,52 @@ def maxent_irl(
     """
     torch.manual_seed(seed)
     device = torch.device(device)
-    T = _transitions(P, device)
-    phi = _as_tensor(features, device)
+    # the passes: numpy for a dense numpy P on the CPU, torch otherwise (see Transitions)
+    T = P if isinstance(P, Transitions) else Transitions(P, device)
+    ops = T.ops
+    phi = torch.as_tensor(
+        np.asarray(features) if not isinstance(features, torch.Tensor) else features
+    ).to(device=device, dtype=torch.float64)
     if phi.dim() != 2 or phi.shape[0] != T.S:
         raise ValueError(f"features must be (S, F) with S = {T.S}, got {tuple(phi.shape)}")
-    init_t = _as_tensor(init, device)
-    target = _as_tensor(expert_visitation, device)
+    init_p = ops.asarray(init)
+    target = ops.asarray(expert_visitation)
     want = (T.S, T.A) if state_action else (T.S,)
     if tuple(target.shape) != want:
         raise ValueError(f"expert_visitation must be {want}, got {tuple(target.shape)}")
     net = (
         reward_model(model, phi.shape[1], T.A, state_action) if isinstance(model, str) else model
     ).to(device=device, dtype=torch.float64)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    try:  # the fused kernel: a third of the time of the per-tensor loop for small nets
+        opt = torch.optim.Adam(net.parameters(), lr=lr, fused=True)
+    except (RuntimeError, ValueError):
+        opt = torch.optim.Adam(net.parameters(), lr=lr)
+
+    def passes(r: torch.Tensor):
+        r_p = ops.asarray(r.detach())
+        _, _, pi = soft_value_iteration(T, r_p, horizon, discount)
+        D, Dcum = state_visitation(T, pi, init_p, horizon, discount)
+        visit = state_action_visitation(D, pi, discount, horizon) if state_action else Dcum
+        return pi, visit
+
+    def reward() -> torch.Tensor:
+        r = net(phi)
+        return r if state_action else r.reshape(-1)
+
     history = []
     converged = False
     it = 0
     for it in range(1, max_iter + 1):
-        r = net(phi)
-        r = r.squeeze(-1) if not state_action else r
-        with torch.no_grad():
-            _, _, pi = soft_value_iteration(T, r.detach(), horizon, discount)
-            D, Dcum = state_visitation(T, pi, init_t, horizon, discount)
-            visit = state_action_visitation(D, pi, discount, horizon) if state_action else Dcum
+        r = reward()
+        _, visit = passes(r)
+        diff = visit - target
         opt.zero_grad()
         # d/dtheta of (E_pi[r] - E_D[r]) is minus the log-likelihood's gradient
-        loss = ((visit - target) * r).sum()
+        loss = (torch.as_tensor(diff, device=device) * r).sum()
         loss.backward()
-        grad_norm = math.sqrt(sum(float((p.grad**2).sum()) for p in net.parameters()))
-        linf = float((visit - target).abs().max())
+        grads = [p.grad.reshape(-1) for p in net.parameters() if p.grad is not None]
+        grad_norm = float(torch.linalg.vector_norm(torch.cat(grads)))
+        linf = ops.absmax(diff)
         history.append({"iteration": it, "linf": linf, "grad_norm": grad_norm})
         if progress is not None:
             progress.update(1)
@@ -345,15 +440,13 @@ def maxent_irl(
             break
         opt.step()
     with torch.no_grad():
-        r = net(phi)
-        r = r.squeeze(-1) if not state_action else r
-        _, _, pi = soft_value_iteration(T, r, horizon, discount)
-        D, Dcum = state_visitation(T, pi, init_t, horizon, discount)
-        visit = state_action_visitation(D, pi, discount, horizon) if state_action else Dcum
+        r = reward()
+        pi, visit = passes(r)
+    as_np = _NumpyOps().asarray
     return IRLResult(
-        reward=r.cpu().numpy(),
-        pi=pi.cpu().numpy(),
-        visitation=visit.cpu().numpy(),
+        reward=as_np(r),
+        pi=as_np(pi),
+        visitation=as_np(visit),
         iterations=it,
         converged=converged,
         history=history,
