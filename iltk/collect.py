@@ -53,8 +53,9 @@ def collect_demos(
     probe = make_env(task, **env_kwargs)
     try:
         make_expert(probe)  # fails, before any file is touched, for envs without an expert
-        model_xml = probe.unwrapped.model_xml()
-        control_freq = probe.unwrapped.control_freq
+        base = probe.unwrapped  # MuJoCo tasks store their model; tabular MDPs have none
+        model_xml = base.model_xml() if hasattr(base, "model_xml") else ""
+        control_freq = getattr(base, "control_freq", None)
     finally:
         probe.close()
     # the writer (and its lock) before the envs: a second writer is refused before any work

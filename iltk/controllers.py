@@ -24,7 +24,9 @@ class ExpertController:
 
     def act(self, obs, info, envs: gym.vector.VectorEnv) -> ControlOutput:
         try:
+            # (N, A): a discrete expert's action index becomes a (N, 1) column
             actions = np.stack(envs.call("expert_action")).astype(np.float32)
+            actions = actions.reshape(len(actions), -1)
         except AttributeError as err:
             raise ValueError(
                 "this environment has no scripted expert (only iltk tasks have one)"

@@ -23,6 +23,17 @@ TASKS: dict[str, dict[str, Any]] = {
     "iltk/Lift-v0": {"entry_point": "iltk.envs.lift:LiftEnv", "max_episode_steps": 150},
 }
 TASK_IDS = tuple(TASKS)
+# tabular MDPs for IRL (a state index observed, an action index taken; soft-optimal experts)
+TABULAR_TASKS: dict[str, dict[str, Any]] = {
+    "iltk/ObjectWorld-v0": {
+        "entry_point": "iltk.envs.tabular:TabularEnv",
+        "kwargs": {"world": "object"},
+    },
+    "iltk/RandomMDP-v0": {
+        "entry_point": "iltk.envs.tabular:TabularEnv",
+        "kwargs": {"world": "random"},
+    },
+}
 
 
 class UnknownTaskError(ValueError):
@@ -30,7 +41,7 @@ class UnknownTaskError(ValueError):
 
 
 def register_tasks() -> None:
-    for task_id, spec in TASKS.items():
+    for task_id, spec in {**TASKS, **TABULAR_TASKS}.items():
         if task_id not in gym.registry:
             gym.register(id=task_id, **spec)
 
@@ -114,10 +125,11 @@ class ScriptedExpert:
     """
 
     def __init__(self, env: gym.Env):
-        if not is_iltk_task(env):
+        if not hasattr(env.unwrapped, "expert_action"):
             raise ValueError(
                 f"no scripted expert for {env.spec.id if env.spec else type(env).__name__!r}: "
-                f"scripted experts exist for the iltk tasks {', '.join(TASK_IDS)}"
+                f"scripted experts exist for the iltk tasks {', '.join(TASK_IDS)} and the "
+                f"tabular ones {', '.join(TABULAR_TASKS)}"
             )
         self.env = env.unwrapped
 
@@ -131,6 +143,7 @@ def make_expert(env: gym.Env) -> ScriptedExpert:
 
 
 __all__ = [
+    "TABULAR_TASKS",
     "TASKS",
     "TASK_IDS",
     "MujocoTaskEnv",

@@ -188,3 +188,40 @@ def test_cuda_path_matches_cpu():
     for a, b in zip(cpu, gpu):
         assert b.is_cuda
         np.testing.assert_allclose(a, b.cpu().numpy(), atol=1e-10)
+
+
+def test_object_world_demos_in_the_one_format_teach_irl(tmp_path):
+    """The whole path: a tabular env's soft-optimal expert records episodes in the one
+    format; IRL learns from the file; its policy visits states as the expert does."""
+    import iltk  # noqa: F401  (registers the tasks)
+    from iltk.algos.irl.tabular import demo_trajectories
+    from iltk.collect import collect_demos
+    from iltk.envs.tabular import object_world, soft_optimal_policy
+
+    mdp = object_world()  # the env's defaults
+    # the env's own small planner agrees with the general solver
+    _, _, pi = soft_value_iteration(mdp.P, mdp.reward, mdp.horizon)
+    np.testing.assert_allclose(soft_optimal_policy(mdp), pi, atol=1e-12)
+    path = tmp_path / "ow.hdf5"
+    collect_demos("iltk/ObjectWorld-v0", path, 400, progress=False)
+    trajs = demo_trajectories(path)
+    assert len(trajs) == 400 and all(len(s) == mdp.horizon + 1 for s, _ in trajs)
+    target = expert_visitation(trajs, mdp.n_states, mdp.n_actions)
+    res = maxent_irl(
+        mdp.P,
+        mdp.features,
+        mdp.init,
+        target,
+        horizon=mdp.horizon,
+        lr=0.05,
+        max_iter=1000,
+        linf_eps=0.05,
+    )
+    _, Dcum_expert = state_visitation(mdp.P, pi, mdp.init, mdp.horizon)
+    _, Dcum_uniform = state_visitation(
+        mdp.P, np.full(pi.shape, 1 / mdp.n_actions), mdp.init, mdp.horizon
+    )
+    err = np.abs(res.visitation - Dcum_expert).max()
+    assert err < 0.5 * np.abs(Dcum_uniform - Dcum_expert).max(), err
+    # the learned reward ranks cells as the true one does (it is linear in the same features)
+    assert np.corrcoef(res.reward, mdp.reward)[0, 1] > 0.8

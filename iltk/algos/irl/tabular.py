@@ -479,9 +479,31 @@ def expert_visitation(
     return out / max(len(trajectories), 1)
 
 
+def demo_trajectories(path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (states, actions) of every episode in an iltk episode file of a tabular env
+    (``obs/state`` holds the state index): states of length T + 1 (with the state after
+    the last action, from ``next_obs``), actions of length T."""
+    from iltk.data import DemoFile
+
+    out = []
+    with DemoFile(path) as f:
+        for demo in f.demos:
+            states = f.read(demo, "obs/state").reshape(-1)
+            if not np.issubdtype(states.dtype, np.integer):
+                raise ValueError(
+                    f"{path}: {demo}/obs/state holds {states.dtype} values, not state indices "
+                    "(tabular IRL needs an episode file of a tabular env, e.g. iltk/ObjectWorld-v0)"
+                )
+            last = f.read(demo, "next_obs/state").reshape(-1)[-1:]
+            actions = f.read(demo, "actions").reshape(len(states), -1)[:, 0]
+            out.append((np.concatenate([states, last]), actions.astype(np.int64)))
+    return out
+
+
 __all__ = [
     "IRLResult",
     "Transitions",
+    "demo_trajectories",
     "expert_visitation",
     "maxent_irl",
     "reward_model",
