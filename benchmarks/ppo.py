@@ -4,9 +4,10 @@ Both train with SB3's PPO defaults (n_steps 2048, batch 64, 10 epochs, lr 3e-4, 
 0.99, GAE lambda 0.95, clip 0.2, vf_coef 0.5, max_grad_norm 0.5, 64-64 tanh actor and
 critic with orthogonal init, log std 0) plus observation and reward normalization (SB3:
 ``VecNormalize``, as RL Zoo's settings for MuJoCo; iltk: its defaults). Both use one torch
-thread (iltk's default; SB3 is given the same). Reported per run: env-steps/s over the whole ``learn`` (collection
-and updates), the mean return of the last 10 training episodes, and the return of the final
-policy's mean action over 10 evaluation episodes.
+thread (iltk's default; SB3 is given the same). Reported per run: env-steps/s over the
+whole ``learn`` (collection and updates), the mean return of the training episodes that
+ended in the last rollout, and the return of the final policy's mean action over 10
+evaluation episodes.
 
     python benchmarks/ppo.py --env Reacher-v5 --steps 200000 --seeds 0 1 2
     python benchmarks/ppo.py --env Hopper-v5 --steps 1000000 --num-envs 8 --seeds 0
@@ -60,7 +61,8 @@ def run_iltk(env_id: str, steps: int, num_envs: int, seed: int, eval_episodes: i
     return {
         "seconds": seconds,
         "steps_per_s": steps / seconds,
-        "final_train_return": float(np.mean([c[1] for c in curve[-max(1, len(curve) // 10) :]])),
+        # the training episodes that ended in the last rollout (iltk logs their mean)
+        "final_train_return": curve[-1][1] if curve else float("nan"),
         "eval_return": res.mean_return,
         "curve": curve,
     }
@@ -100,8 +102,8 @@ def run_sb3(env_id: str, steps: int, num_envs: int, seed: int, eval_episodes: in
             done = term or trunc
         returns.append(total)
     env.close()
-    last = [c[1] for c in curve[-10:]]
-    # the training curve, averaged per rollout as iltk logs it
+    # the training episodes that ended in the last rollout (2048 steps per env)
+    last = [ret for step, ret in curve if step > steps - 2048 * num_envs]
     return {
         "seconds": seconds,
         "steps_per_s": steps / seconds,

@@ -199,3 +199,24 @@ def test_resume_continues_and_bad_settings_are_refused(tmp_path):
     assert bad.value.code == 2
     assert cli_main(["ppo", "--task", "iltk/NoSuch-v0", "--out", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_async_envs_and_state_dict_observations(tmp_path):
+    """Several envs in subprocesses; the rollout size is n_steps * num_envs."""
+    res = train_ppo(
+        PPOConfig(
+            task="iltk/Reach-v0",
+            steps=512,
+            n_steps=128,
+            num_envs=2,
+            async_envs=True,
+            batch_size=64,
+            out=tmp_path / "a",
+            eval_every=0,
+            eval_episodes=2,
+            progress=False,
+        )
+    )
+    assert res["env_steps"] == 512
+    steps = [int(r["step"]) for r in _rows(tmp_path / "a") if r["kind"] == "train"]
+    assert steps == [256, 512]
