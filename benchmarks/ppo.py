@@ -113,6 +113,40 @@ def run_sb3(env_id: str, steps: int, num_envs: int, seed: int, eval_episodes: in
     }
 
 
+def per_rollout(curve, rollout: int):
+    """Episode returns averaged per rollout of ``rollout`` steps (iltk logs them so)."""
+    bins: dict[int, list[float]] = {}
+    for step, ret in curve:
+        bins.setdefault(-(-step // rollout) * rollout, []).append(ret)
+    return sorted((k, float(np.mean(v))) for k, v in bins.items())
+
+
+def plot(results: dict, env: str, num_envs: int, sb3_version: str, path: Path) -> None:
+    """Training return against env steps, both libraries at one resolution (per rollout)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for lib, color in (("iltk", "tab:blue"), ("sb3", "tab:orange")):
+        for i, r in enumerate(results.get(lib, [])):
+            curve = r["curve"] if lib == "iltk" else per_rollout(r["curve"], 2048 * num_envs)
+            if curve:
+                xs, ys = zip(*curve)
+                ax.plot(xs, ys, color=color, alpha=0.8, label=lib if i == 0 else None)
+    ax.set(
+        xlabel="environment steps",
+        ylabel="training episode return (per rollout)",
+        title=f"PPO on {env}: iltk vs SB3 {sb3_version}",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -123,7 +157,18 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--libs", nargs="+", default=["iltk", "sb3"], choices=["iltk", "sb3"])
+    parser.add_argument("--replot", default=None, help="redraw the PNG of a written JSON")
     args = parser.parse_args()
+    if args.replot:
+        d = json.loads(Path(args.replot).read_text())
+        plot(
+            d["runs"],
+            d["env"],
+            d["num_envs"],
+            d["sb3_version"],
+            Path(args.replot).with_suffix(".png"),
+        )
+        return
     import stable_baselines3
 
     runners = {"iltk": run_iltk, "sb3": run_sb3}
@@ -180,29 +225,7 @@ def main():
             indent=2,
         )
     )
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    for lib, color in (("iltk", "tab:blue"), ("sb3", "tab:orange")):
-        for i, r in enumerate(results.get(lib, [])):
-            xs, ys = zip(*r["curve"]) if r["curve"] else ([], [])
-            # a running mean over 20 episodes, so the curves are readable
-            ys = np.convolve(ys, np.ones(20) / 20, mode="valid") if len(ys) >= 20 else ys
-            ax.plot(
-                xs[len(xs) - len(ys) :], ys, color=color, alpha=0.8, label=lib if i == 0 else None
-            )
-    ax.set(
-        xlabel="environment steps",
-        ylabel="training episode return",
-        title=f"PPO on {args.env}: iltk vs SB3 {stable_baselines3.__version__}",
-    )
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / f"{stem}.png", dpi=120)
+    plot(results, args.env, args.num_envs, stable_baselines3.__version__, out / f"{stem}.png")
     print(f"wrote {out / stem}.json and .png")
 
 
