@@ -491,51 +491,24 @@ class Replay:
         replay_window(self.file, self.episode, self.window, self.render_size)
 
 
-def _dagger_command() -> type:
-    @dataclass
-    class Dagger(DaggerConfig):
-        __doc__ = DaggerConfig.__doc__ + (
-            " Round 0 trains on expert demos; each round runs the beta-mixture (dagger) or the "
-            "policy under a simulated takeover gate (hg-dagger), labels with the expert, "
-            "aggregates into OUT/data.hdf5, retrains and evaluates; success against expert "
-            "labels goes to OUT/rounds.csv and OUT/success_vs_labels.png."
-        )
+def _run_dagger(cfg) -> None:
+    from iltk.algos.dagger import run_dagger
 
-        def run(self) -> None:
-            from iltk.algos.dagger import run_dagger
-
-            rows = run_dagger(self)
-            last = rows[-1]
-            print(
-                f"{self.variant}: {last['expert_labels']} expert labels, final success "
-                f"{last['success_rate']:.0%}; policy in {self.out / 'policy'}, log in {self.out / 'rounds.csv'}"
-            )
-
-    Dagger.__name__ = Dagger.__qualname__ = "Dagger"
-    return Dagger
+    last = run_dagger(cfg)[-1]
+    print(
+        f"{cfg.variant}: {last['expert_labels']} expert labels, final success "
+        f"{last['success_rate']:.0%}; policy in {cfg.out / 'policy'}, log in {cfg.out / 'rounds.csv'}"
+    )
 
 
-def _dart_command() -> type:
-    @dataclass
-    class Dart(DartConfig):
-        __doc__ = DartConfig.__doc__ + (
-            " Each round re-estimates the noise covariance as the learner's error covariance on "
-            "the states the noisy supervisor visited, measured with a policy not trained on them, "
-            "demonstrates under that noise (labels stay clean), aggregates, retrains and evaluates."
-        )
+def _run_dart(cfg) -> None:
+    from iltk.algos.dart import run_dart
 
-        def run(self) -> None:
-            from iltk.algos.dart import run_dart
-
-            rows = run_dart(self)
-            last = rows[-1]
-            print(
-                f"dart: {last['expert_labels']} labels, noise std {last['noise_std']}, final success "
-                f"{last['success_rate']:.0%}; policy in {self.out / 'policy'}"
-            )
-
-    Dart.__name__ = Dart.__qualname__ = "Dart"
-    return Dart
+    last = run_dart(cfg)[-1]
+    print(
+        f"dart: {last['expert_labels']} labels, noise std {last['noise_std']}, final success "
+        f"{last['success_rate']:.0%}; policy in {cfg.out / 'policy'}"
+    )
 
 
 @dataclass
@@ -816,105 +789,90 @@ class Dataset:
         )
 
 
-def _train_command() -> type:
-    """`iltk train`: TrainConfig (iltk/algos/configs.py) plus a run() method."""
+def _run_train(cfg) -> None:
+    from iltk.algos.bc import train
 
-    @dataclass
-    class Train(TrainConfig):
-        __doc__ = TrainConfig.__doc__ + (
-            " Writes OUT/config.json, best/ and last/ checkpoints, metrics.csv, TensorBoard logs "
-            "and loss/success plots; --resume continues from OUT/last."
-        )
-
-        def run(self) -> None:
-            from iltk.algos.bc import train
-
-            if not self.dataset.exists():
-                raise CliError(
-                    f"{self.dataset}: no such dataset file (make one with 'iltk collect')"
-                )
-            res = train(self)
-            final = res["final"] or {}
-            msg = f"trained {self.algo} for {res['steps']} steps on {res['device']} in {res['train_time_s']:.0f}s"
-            if final.get("success_rate") is not None:
-                msg += f"; final success {final['success_rate']:.0%}"
-            print(msg)
-            print(
-                f"checkpoints: {self.out / 'best'} and {self.out / 'last'}; plots in {self.out / 'plots'}"
-            )
-
-    Train.__name__ = Train.__qualname__ = "Train"
-    return Train
+    if not cfg.dataset.exists():
+        raise CliError(f"{cfg.dataset}: no such dataset file (make one with 'iltk collect')")
+    res = train(cfg)
+    final = res["final"] or {}
+    msg = f"trained {cfg.algo} for {res['steps']} steps on {res['device']} in {res['train_time_s']:.0f}s"
+    if final.get("success_rate") is not None:
+        msg += f"; final success {final['success_rate']:.0%}"
+    print(msg)
+    print(f"checkpoints: {cfg.out / 'best'} and {cfg.out / 'last'}; plots in {cfg.out / 'plots'}")
 
 
-def _ppo_command() -> type:
-    @dataclass
-    class Ppo(PPOConfig):
-        __doc__ = PPOConfig.__doc__ + (
-            " Writes OUT/config.json, best/ (by evaluation success, then return) and last/ "
-            "checkpoints that `iltk eval` and `iltk replay --policy` load (with the observation "
-            "normalization), metrics.csv, TensorBoard logs and return/success plots; --resume "
-            "continues from OUT/last."
-        )
+def _run_ppo(cfg) -> None:
+    from iltk.algos.ppo import train_ppo
 
-        def run(self) -> None:
-            from iltk.algos.ppo import train_ppo
-
-            res = train_ppo(self)
-            final = res["final"]
-            msg = f"ppo: {res['env_steps']} env steps in {res['train_time_s']:.0f}s"
-            if final.get("eval_return") is not None:
-                msg += f"; evaluation return {final['eval_return']:.1f}"
-                msg += f", success {final['eval_success']:.0%}"
-            print(msg)
-            print(
-                f"checkpoints: {self.out / 'best'} and {self.out / 'last'}; plots in {self.out / 'plots'}"
-            )
-
-    Ppo.__name__ = Ppo.__qualname__ = "Ppo"
-    return Ppo
+    res = train_ppo(cfg)
+    final = res["final"]
+    msg = f"ppo: {res['env_steps']} env steps in {res['train_time_s']:.0f}s"
+    if final.get("eval_return") is not None:
+        msg += f"; evaluation return {final['eval_return']:.1f}"
+        msg += f", success {final['eval_success']:.0%}"
+    print(msg)
+    print(f"checkpoints: {cfg.out / 'best'} and {cfg.out / 'last'}; plots in {cfg.out / 'plots'}")
 
 
-def _ppo_command() -> type:
-    @dataclass
-    class Ppo(PPOConfig):
-        __doc__ = PPOConfig.__doc__ + (
-            " Writes OUT/config.json, best/ (by evaluation success, then return) and last/ "
-            "checkpoints that `iltk eval` and `iltk replay --policy` load (with the observation "
-            "normalization), metrics.csv, TensorBoard logs and return/success plots; --resume "
-            "continues from OUT/last."
-        )
-
-        def run(self) -> None:
-            from iltk.algos.ppo import train_ppo
-
-            res = train_ppo(self)
-            final = res["final"]
-            msg = f"ppo: {res['env_steps']} env steps in {res['train_time_s']:.0f}s"
-            if final.get("eval_return") is not None:
-                msg += f"; evaluation return {final['eval_return']:.1f}"
-                msg += f", success {final['eval_success']:.0%}"
-            print(msg)
-            print(
-                f"checkpoints: {self.out / 'best'} and {self.out / 'last'}; plots in {self.out / 'plots'}"
-            )
-
-    Ppo.__name__ = Ppo.__qualname__ = "Ppo"
-    return Ppo
+def _command(name: str, config: type, more_doc: str, run) -> type:
+    """A subcommand from a torch-free settings dataclass (``iltk/algos/configs.py``): the
+    same fields, the docstring extended, and ``run``."""
+    cls = type(
+        name,
+        (config,),
+        {
+            "__doc__": f"{config.__doc__} {more_doc}",
+            "run": run,
+            "__module__": __name__,
+            "__qualname__": name,
+        },
+    )
+    return dataclass(cls)
 
 
 COMMANDS: dict[str, type] = {
     "tasks": Tasks,
     "collect": Collect,
     "dataset": Dataset,
-    "train": _train_command(),
+    "train": _command(
+        "Train",
+        TrainConfig,
+        "Writes OUT/config.json, best/ and last/ checkpoints, metrics.csv, TensorBoard logs "
+        "and loss/success plots; --resume continues from OUT/last.",
+        _run_train,
+    ),
     "eval": Eval,
     "record": Record,
     "replay": Replay,
     "correct": Correct,
-    "dagger": _dagger_command(),
-    "dart": _dart_command(),
-    "ppo": _ppo_command(),
+    "dagger": _command(
+        "Dagger",
+        DaggerConfig,
+        "Round 0 trains on expert demos; each round runs the beta-mixture (dagger) or the "
+        "policy under a simulated takeover gate (hg-dagger), labels with the expert, "
+        "aggregates into OUT/data.hdf5, retrains and evaluates; success against expert "
+        "labels goes to OUT/rounds.csv and OUT/success_vs_labels.png.",
+        _run_dagger,
+    ),
+    "dart": _command(
+        "Dart",
+        DartConfig,
+        "Each round re-estimates the noise covariance as the learner's error covariance on "
+        "the states the noisy supervisor visited, measured with a policy not trained on them, "
+        "demonstrates under that noise (labels stay clean), aggregates, retrains and evaluates.",
+        _run_dart,
+    ),
+    "ppo": _command(
+        "Ppo",
+        PPOConfig,
+        "Writes OUT/config.json, best/ (by evaluation success, then return) and last/ "
+        "checkpoints that `iltk eval` and `iltk replay --policy` load (with the observation "
+        "normalization), metrics.csv, TensorBoard logs and return/success plots; --resume "
+        "continues from OUT/last.",
+        _run_ppo,
+    ),
 }
 GROUPS: dict[str, dict[str, type]] = {"dataset": DATASET_COMMANDS}
 
