@@ -355,6 +355,9 @@ class PPOConfig:
     """Activation of the actor and of the critic."""
     log_std_init: float = 0.0
     """Initial log std of the actions."""
+    reward: Path | None = None
+    """Train on a learned reward (a reward checkpoint folder, e.g. `iltk irl`'s DIR/reward)
+    instead of the env's; the env's return is still logged and evaluated."""
     eval_every: int = 20_000
     """Environment steps between evaluations (0: only at the end)."""
     eval_episodes: int = 10

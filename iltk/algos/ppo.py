@@ -18,7 +18,9 @@ carry over), then updates the actor-critic for ``epochs`` passes in minibatches:
 
 Observations are normalized with running statistics that the checkpoint keeps (the
 policy's buffers); rewards are scaled by the running std of the discounted return (SB3's
-VecNormalize). Checkpoints, logs and plots come from the training core.
+VecNormalize). ``--reward DIR`` replaces the env's reward with a saved reward network
+(``iltk.rewards``), r(s_t) or r(s_t, a_t); the env's return is still logged. Checkpoints,
+logs and plots come from the training core.
 """
 
 from __future__ import annotations
@@ -299,6 +301,7 @@ METRICS = [
     "explained_var",
     "lr",
     "fps",
+    "learned_reward",
     "eval_return",
     "eval_success",
     "time_s",
@@ -325,6 +328,32 @@ def _state_keys(envs) -> list[str]:
     return ["state"]
 
 
+def _learned_reward(cfg: PPOConfig, envs, keys):
+    """The reward network of ``--reward`` (None: the env's reward), checked against the
+    task's observation and action sizes."""
+    if cfg.reward is None:
+        return None
+    from iltk.rewards import load_reward
+
+    net = load_reward(cfg.reward)
+    space = envs.single_observation_space
+    obs_dim = (
+        sum(int(np.prod(space.spaces[k].shape)) for k in keys)
+        if isinstance(space, gym.spaces.Dict)
+        else int(np.prod(space.shape))
+    )
+    action_dim = int(np.prod(envs.single_action_space.shape))
+    if net.config.obs_dim != obs_dim or (
+        not net.config.state_only and net.config.action_dim != action_dim
+    ):
+        raise ValueError(
+            f"{cfg.reward}: the reward takes observations of {net.config.obs_dim} values"
+            + ("" if net.config.state_only else f" and actions of {net.config.action_dim}")
+            + f", but {cfg.task} has {obs_dim} and {action_dim}: a reward learned on another task?"
+        )
+    return net
+
+
 def train_ppo(cfg: PPOConfig) -> dict:
     """Run PPO; returns the results dict (also in OUT/results.json)."""
     torch.set_num_threads(cfg.threads)
@@ -334,6 +363,7 @@ def train_ppo(cfg: PPOConfig) -> dict:
     try:
         _check_task(envs, cfg.task)
         keys = _state_keys(envs)
+        learned = _learned_reward(cfg, envs, keys)
         run = RunFolder(cfg.out, METRICS, resume=cfg.resume, overwrite=cfg.overwrite)
     except BaseException:
         envs.close()
@@ -469,6 +499,7 @@ def train_ppo(cfg: PPOConfig) -> dict:
             while state["env_steps"] < cfg.steps:
                 t0 = time.perf_counter()
                 finished.clear()
+                learned_sum = 0.0
                 policy.eval()
                 for t in range(T):
                     tr = rollout.step()
@@ -479,6 +510,12 @@ def train_ppo(cfg: PPOConfig) -> dict:
                     buf["logp"][t] = fields["logp"]
                     buf["values"][t] = fields["value"]
                     reward = np.asarray(tr.rewards, np.float64)
+                    if learned is not None:  # r(s_t) or r(s_t, a_t) of the learned reward
+                        reward = learned.rewards(
+                            flat_state(tr.obs, keys),
+                            None if learned.config.state_only else tr.control.executed,
+                        )
+                        learned_sum += float(reward.mean())
                     if ret_rms is not None:
                         discounted = discounted * cfg.gamma + reward
                         ret_rms.update(discounted)
@@ -523,6 +560,7 @@ def train_ppo(cfg: PPOConfig) -> dict:
                     if var_returns > 0
                     else float("nan"),
                     "fps": T * N / (time.perf_counter() - t0),
+                    "learned_reward": learned_sum / T if learned is not None else None,
                     "time_s": time.perf_counter() - t_start,
                     "collect_s": collect_s,
                 }

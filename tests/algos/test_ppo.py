@@ -220,3 +220,55 @@ def test_async_envs_and_state_dict_observations(tmp_path):
     assert res["env_steps"] == 512
     steps = [int(r["step"]) for r in _rows(tmp_path / "a") if r["kind"] == "train"]
     assert steps == [256, 512]
+
+
+def test_ppo_trains_on_a_saved_learned_reward(tmp_path, capsys):
+    from iltk.rewards import RewardConfig, RewardError, RewardNet, load_reward
+
+    net = RewardNet(RewardConfig(obs_dim=3, hidden=[]))  # Pendulum: cos, sin, angular velocity
+    with torch.no_grad():
+        net.net[0].weight.zero_()
+        net.net[0].bias.fill_(1.0)  # a constant reward of 1 per step
+    net.save(tmp_path / "reward")
+    back = load_reward(tmp_path / "reward")
+    obs = np.random.default_rng(0).normal(size=(5, 3))
+    np.testing.assert_allclose(back.rewards(obs), net.rewards(obs))
+    np.testing.assert_allclose(back.rewards(obs), 1.0)
+    train_ppo(
+        PPOConfig(
+            task="Pendulum-v1",
+            steps=1024,
+            n_steps=512,
+            out=tmp_path / "run",
+            reward=tmp_path / "reward",
+            normalize_reward=False,
+            eval_every=0,
+            eval_episodes=0,
+            progress=False,
+        )
+    )
+    rows = [r for r in _rows(tmp_path / "run") if r["kind"] == "train"]
+    assert [float(r["learned_reward"]) for r in rows] == [1.0, 1.0]
+    assert all(float(r["ep_return"]) < 0 for r in rows if r["ep_return"])  # the env's, logged
+    # a reward of another task's shape is refused before any work
+    RewardNet(RewardConfig(obs_dim=7)).save(tmp_path / "other")
+    assert (
+        cli_main(
+            [
+                "ppo",
+                "--task",
+                "Pendulum-v1",
+                "--reward",
+                str(tmp_path / "other"),
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )
+    assert "another task" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    (tmp_path / "other" / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(RewardError, match="damaged"):
+        load_reward(tmp_path / "other")
+    with pytest.raises(RewardError, match="not a reward"):
+        load_reward(tmp_path)
