@@ -11,6 +11,7 @@ evaluation episodes.
 
     python benchmarks/ppo.py --env Reacher-v5 --steps 200000 --seeds 0 1 2
     python benchmarks/ppo.py --env Hopper-v5 --steps 1000000 --num-envs 8 --seeds 0
+    python benchmarks/ppo.py --env Hopper-v5 --steps 1000000 --libs iltk-kl --tag kl
 
 Needs the bench extra (`pip install -e ".[bench]"`: stable-baselines3 2.9.2). Writes
 runs/bench/ppo_<env>_<n>env.json and .png.
@@ -37,10 +38,13 @@ from iltk.evaluate import evaluate_policy  # noqa: E402
 from iltk.policies import load_policy  # noqa: E402
 
 
-def run_iltk(env_id: str, steps: int, num_envs: int, seed: int, eval_episodes: int) -> dict:
+def run_iltk(
+    env_id: str, steps: int, num_envs: int, seed: int, eval_episodes: int, objective="clip"
+) -> dict:
     out = Path(tempfile.mkdtemp(prefix="iltk_ppo_")) / "run"
     cfg = PPOConfig(
         task=env_id,
+        objective=objective,
         steps=steps,
         num_envs=num_envs,
         out=out,
@@ -129,9 +133,10 @@ def plot(results: dict, env: str, num_envs: int, sb3_version: str, path: Path) -
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    for lib, color in (("iltk", "tab:blue"), ("sb3", "tab:orange")):
+    colors = (("iltk", "tab:blue"), ("iltk-kl", "tab:green"), ("sb3", "tab:orange"))
+    for lib, color in colors:
         for i, r in enumerate(results.get(lib, [])):
-            curve = r["curve"] if lib == "iltk" else per_rollout(r["curve"], 2048 * num_envs)
+            curve = r["curve"] if lib != "sb3" else per_rollout(r["curve"], 2048 * num_envs)
             if curve:
                 xs, ys = zip(*curve)
                 ax.plot(xs, ys, color=color, alpha=0.8, label=lib if i == 0 else None)
@@ -156,7 +161,14 @@ def main():
     parser.add_argument("--num-envs", type=int, default=1)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--eval-episodes", type=int, default=10)
-    parser.add_argument("--libs", nargs="+", default=["iltk", "sb3"], choices=["iltk", "sb3"])
+    parser.add_argument(
+        "--libs",
+        nargs="+",
+        default=["iltk", "sb3"],
+        choices=["iltk", "iltk-kl", "sb3"],
+        help="iltk-kl: iltk with --objective kl-penalty (its defaults: kl_target 0.01, beta 1)",
+    )
+    parser.add_argument("--tag", default="", help="suffix of the written JSON and PNG")
     parser.add_argument("--replot", default=None, help="redraw the PNG of a written JSON")
     args = parser.parse_args()
     if args.replot:
@@ -171,7 +183,11 @@ def main():
         return
     import stable_baselines3
 
-    runners = {"iltk": run_iltk, "sb3": run_sb3}
+    runners = {
+        "iltk": run_iltk,
+        "iltk-kl": lambda *a: run_iltk(*a, objective="kl-penalty"),
+        "sb3": run_sb3,
+    }
     results: dict[str, list[dict]] = {lib: [] for lib in args.libs}
     for seed in args.seeds:
         for lib in args.libs:
@@ -179,7 +195,7 @@ def main():
             r["seed"] = seed
             results[lib].append(r)
             print(
-                f"{lib:5} seed {seed}: {r['steps_per_s']:7.0f} steps/s, {r['seconds']:6.0f} s, "
+                f"{lib:7} seed {seed}: {r['steps_per_s']:7.0f} steps/s, {r['seconds']:6.0f} s, "
                 f"train return {r['final_train_return']:8.1f}, eval return {r['eval_return']:8.1f}",
                 flush=True,
             )
@@ -188,7 +204,7 @@ def main():
         f"stable-baselines3 {stable_baselines3.__version__}, torch {torch.__version__}, "
         f"{os.cpu_count()} cpus"
     )
-    print(f"{'':6} {'steps/s':>16} {'train return':>18} {'eval return':>18}")
+    print(f"{'':8} {'steps/s':>16} {'train return':>18} {'eval return':>18}")
     summary = {}
     for lib, runs in results.items():
         sps = [r["steps_per_s"] for r in runs]
@@ -200,14 +216,16 @@ def main():
             "eval_return": [float(np.mean(ev)), float(np.std(ev))],
         }
         print(
-            f"{lib:6} {np.mean(sps):9.0f} ± {np.std(sps):4.0f} {np.mean(tr):11.1f} ± {np.std(tr):5.1f}"
+            f"{lib:8} {np.mean(sps):9.0f} ± {np.std(sps):4.0f} {np.mean(tr):11.1f} ± {np.std(tr):5.1f}"
             f" {np.mean(ev):11.1f} ± {np.std(ev):5.1f}"
         )
     if {"iltk", "sb3"} <= set(results):
         ratio = summary["iltk"]["steps_per_s"][0] / summary["sb3"]["steps_per_s"][0]
         summary["speedup"] = ratio
         print(f"iltk / sb3 steps/s: {ratio:.2f}x")
-    stem = f"ppo_{args.env.replace('/', '_')}_{args.num_envs}env"
+    stem = f"ppo_{args.env.replace('/', '_')}_{args.num_envs}env" + (
+        f"_{args.tag}" if args.tag else ""
+    )
     out = Path("runs/bench")
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stem}.json").write_text(
