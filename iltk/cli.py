@@ -18,7 +18,7 @@ import tyro
 from tyro.conf import Positional, Suppress
 from tyro.constructors import ConstructorRegistry, StructConstructorSpec, StructTypeInfo
 
-from iltk.algos.configs import DaggerConfig, DartConfig, PPOConfig, TrainConfig
+from iltk.algos.configs import DaggerConfig, DartConfig, IRLConfig, PPOConfig, TrainConfig
 from iltk.data.format import DatasetError
 from iltk.envs import UnknownTaskError
 
@@ -27,7 +27,7 @@ def _cli_registry() -> ConstructorRegistry:
     """How tyro reads iltk's config dataclasses, through its public constructor API:
 
     - fields marked ``FROM_DATA`` (a policy's shapes, keys and bounds, filled in from the
-      dataset) are not options;
+      dataset) or ``NOT_AN_OPTION`` are not options;
     - attribute docstrings are reflowed: tyro keeps every line break of a multi-line
       docstring, so ``--help`` came out ragged at 80 columns (a line starting with '-' or a
       digit still starts a new line, for lists).
@@ -63,7 +63,11 @@ def _cli_registry() -> ConstructorRegistry:
             busy.pop()
         if not isinstance(spec, StructConstructorSpec):
             return spec
-        from_data = {f.name for f in dataclasses.fields(info.type) if f.metadata.get("from_data")}
+        from_data = {
+            f.name
+            for f in dataclasses.fields(info.type)
+            if f.metadata.get("from_data") or f.metadata.get("option") is False
+        }
         fields = []
         for f in spec.fields:
             help_of = f.helptext
@@ -816,6 +820,32 @@ def _run_ppo(cfg) -> None:
     print(f"checkpoints: {cfg.out / 'best'} and {cfg.out / 'last'}; plots in {cfg.out / 'plots'}")
 
 
+def _run_irl(cfg) -> None:
+    from iltk.algos.irl.deep import train_irl
+
+    res = train_irl(cfg)
+    if "iterations" in res:  # tabular
+        print(
+            f"irl: {res['iterations']} iterations in {res['train_time_s']:.1f}s "
+            f"({'converged' if res['converged'] else 'not converged'}); max visitation error "
+            f"{res['visitation_linf']:.2g}; correlation with the true reward "
+            f"{res['reward_correlation_with_true']:.2f}"
+        )
+        print(f"reward: {res['reward']}; plots: {', '.join(res['plots']) or 'none'}")
+        return
+    final = res["final"]
+    msg = f"irl: {res['env_steps']} env steps on {res['demos']} demos in {res['train_time_s']:.0f}s"
+    if final.get("eval_success") is not None:
+        msg += f"; the policy's evaluation success {final['eval_success']:.0%}"
+        msg += f" (return {final['eval_return']:.1f} on the task's reward, never trained on)"
+    print(msg)
+    out = Path(res["reward"]).parent
+    print(
+        f"reward: {res['reward']} (iltk ppo --reward {res['reward']}); policy: {res['policy']}; "
+        f"plots in {out / 'plots'}"
+    )
+
+
 def _command(name: str, config: type, more_doc: str, run) -> type:
     """A subcommand from a torch-free settings dataclass (``iltk/algos/configs.py``): the
     same fields, the docstring extended, and ``run``."""
@@ -872,6 +902,15 @@ COMMANDS: dict[str, type] = {
         "normalization), metrics.csv, TensorBoard logs and return/success plots; --resume "
         "continues from OUT/last.",
         _run_ppo,
+    ),
+    "irl": _command(
+        "Irl",
+        IRLConfig,
+        "Writes OUT/reward/ (`iltk ppo --reward OUT/reward`), OUT/policy/ (`iltk eval`, "
+        "`iltk replay --policy`), last/, metrics.csv, TensorBoard logs and plots, among them "
+        "plots/reward_heatmap.png (the learned reward over the task's plane, demonstrations "
+        "drawn on it); tabular tasks write OUT/reward.npz and the grid's heatmaps.",
+        _run_irl,
     ),
 }
 GROUPS: dict[str, dict[str, type]] = {"dataset": DATASET_COMMANDS}

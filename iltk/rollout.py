@@ -13,7 +13,7 @@ the same seed gives the same episodes whatever the number of envs.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -235,6 +235,8 @@ class Rollout:
         envs: a vector env made with ``autoreset_mode=DISABLED`` (see ``make_vector_env``).
         controller: who acts (expert, policy, human, and their combinators).
         seed: episode ``k`` is reset with seed ``seed + k``.
+        seeds: instead, episode ``k`` is reset with ``seeds[k % len(seeds)]`` (IRL's policy
+            player replays the demonstrations' starts this way).
         on_episode: called with every finished episode (a recorder saves it here).
         after_step: called after every step; may return ``{env_index: command}`` with a
             command from :data:`COMMANDS`.
@@ -252,6 +254,7 @@ class Rollout:
         controller: Controller,
         *,
         seed: int = 0,
+        seeds: Sequence[int] | None = None,
         on_episode: Callable[[Episode], None] | None = None,
         after_step: Callable[[StepEvent], dict[int, str] | None] | None = None,
         pacer: RatePacer | None = None,
@@ -260,6 +263,9 @@ class Rollout:
         progress: Any = None,
     ):
         self.envs, self.controller, self.seed = envs, controller, int(seed)
+        self.seeds = [int(s) for s in seeds] if seeds is not None else None
+        if self.seeds is not None and not self.seeds:
+            raise ValueError("seeds must hold at least one seed")
         self.on_episode, self.after_step, self.pacer = on_episode, after_step, pacer
         self.progress = progress
         self.n = envs.num_envs
@@ -280,12 +286,18 @@ class Rollout:
         self.quit_requested = False
 
     # ----------------------------------------------------------------- episodes
+    def seed_of(self, index: int) -> int:
+        """The reset seed of episode ``index``."""
+        if self.seeds is not None:
+            return self.seeds[index % len(self.seeds)]
+        return self.seed + index
+
     def _start(self, mask: np.ndarray):
         seeds = []
         for i in range(self.n):
             if mask[i] and self.started < self.limit:
                 self.episode_of[i] = self.started
-                seeds.append(self.seed + self.started)
+                seeds.append(self.seed_of(self.started))
                 self.started += 1
             elif mask[i]:
                 # the vector env steps all sub-envs together: this one resets (seedless,
@@ -336,7 +348,7 @@ class Rollout:
                 states=_stack(steps, "state") if self.record_states else None,
                 fields={k: np.stack([s["fields"][k] for s in steps]) for k in steps[0]["fields"]},
                 success=bool(steps[-1]["success"]),
-                seed=self.seed + index,
+                seed=self.seed_of(index),
                 index=index,
                 terminated=bool(terminated),
                 truncated=bool(truncated),
@@ -345,7 +357,7 @@ class Rollout:
             )
         else:
             ep = EpisodeStats(
-                seed=self.seed + index,
+                seed=self.seed_of(index),
                 index=index,
                 length=int(self.lengths[i]),
                 episode_return=float(self.returns[i]),

@@ -171,15 +171,25 @@ class RunFolder:
         fields: the columns of ``metrics.csv`` ("step" and "kind" first).
         resume: continue the run in ``out`` (from ``out/last``).
         overwrite: delete an earlier run in ``out`` first.
+        outputs: the names in ``out`` that make a run (what ``overwrite`` deletes and what
+            a fresh run refuses to write over).
     """
 
     OUTPUTS = ("config.json", "last", "best", "metrics.csv", "results.json", "tb", "plots")
 
-    def __init__(self, out: Path, fields: list[str], *, resume: bool, overwrite: bool):
+    def __init__(
+        self,
+        out: Path,
+        fields: list[str],
+        *,
+        resume: bool,
+        overwrite: bool,
+        outputs: tuple[str, ...] = OUTPUTS,
+    ):
         self.out = Path(out)
         self.fields = ["step", "kind", *[f for f in fields if f not in ("step", "kind")]]
         self.resume = resume
-        prepare_run_folder(self.out, resume=resume, overwrite=overwrite, outputs=self.OUTPUTS)
+        prepare_run_folder(self.out, resume=resume, overwrite=overwrite, outputs=outputs)
         self.tb = None
         self.csv_file = None
         self.csv = None

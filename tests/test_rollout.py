@@ -32,6 +32,20 @@ def test_same_seed_same_episodes_whatever_the_number_of_envs(noise):
             np.testing.assert_array_equal(a.states, b.states)
 
 
+def test_a_seed_list_is_cycled_and_restarts_the_same_scenes():
+    """IRL's policy player replays the demonstrations' starts: episode k is reset with
+    seeds[k % len(seeds)], so the third episode starts where the first did."""
+    envs = _envs(2)
+    eps = Rollout(envs, ExpertController(), seeds=[7, 3]).run(3)
+    envs.close()
+    assert [e.seed for e in eps] == [7, 3, 7]  # returned in episode order
+    first, third = eps[0], eps[2]
+    np.testing.assert_array_equal(first.obs["state"][0], third.obs["state"][0])
+    assert not np.array_equal(first.obs["state"][0], eps[1].obs["state"][0])
+    with pytest.raises(ValueError, match="at least one seed"):
+        Rollout(_envs(1), ExpertController(), seeds=[])
+
+
 def test_commands_save_discard_reset_quit():
     envs = _envs(2)
     seen = []

@@ -2,7 +2,8 @@
 
 `iltk --help` and every subcommand's `--help` are built from these dataclasses, so they
 live apart from the algorithms (which import torch): ``TrainConfig`` (`iltk train`),
-``RoundConfig`` / ``DaggerConfig`` / ``DartConfig`` (`iltk dagger`, `iltk dart`). The
+``RoundConfig`` / ``DaggerConfig`` / ``DartConfig`` (`iltk dagger`, `iltk dart`),
+``PPOConfig`` (`iltk ppo`) and ``IRLConfig`` (`iltk irl`, PPO's settings plus its own). The
 optimizer settings and the per-policy options are declared once (``OptimSettings``,
 ``PolicyOptions``) and shared by `iltk train` and the learner of the interactive rounds.
 ``PolicyOptions`` has one group per registered policy (``iltk.policies.configs``).
@@ -17,6 +18,9 @@ from pathlib import Path
 from typing import Literal
 
 from iltk.policies.configs import POLICY_REGISTRY, PolicyConfig, policy_entry
+
+NOT_AN_OPTION = {"option": False}
+"""Field metadata: a setting the command line does not offer (e.g. one a subclass rules out)."""
 
 SUPERVISED = [e for e in POLICY_REGISTRY.values() if e.supervised]
 """The policies `iltk train` trains (the others have their own commands)."""
@@ -405,3 +409,94 @@ class PPOConfig:
     @property
     def rollout_size(self) -> int:
         return self.n_steps * self.num_envs
+
+
+@dataclass
+class IRLConfig(PPOConfig):
+    """Learn a reward from demonstrations alone (MaxEnt IRL) and a policy that is soft-optimal for it.
+
+    MuJoCo tasks: IRL as a game. The reward player, an MLP r(s) (or r(s, a)) on the task's
+    observations, raises the reward of the demonstrations' states against those of the
+    policy's recent rollouts (the MaxEnt IRL gradient, E_demo[grad r] - E_policy[grad r]),
+    with an L2 and a gradient penalty on the rewards; the policy player is PPO with an
+    entropy bonus on the current reward. An episode that ends before the time limit is
+    its final state held to it, on both sides, so that ending neither pays nor costs. Tabular tasks
+    (iltk/ObjectWorld-v0, iltk/RandomMDP-v0): exact MaxEnt IRL (soft value iteration and
+    visitation passes). The env's reward is never used for learning (only for the logged
+    evaluations)."""
+
+    task: str | None = None
+    """Task id (default: the dataset's)."""
+    reward: Path | None = field(default=None, metadata=NOT_AN_OPTION)
+    resume: bool = field(default=False, metadata=NOT_AN_OPTION)
+    dataset: Path = Path("datasets/demos.hdf5")
+    """Episode file of demonstrations."""
+    demos: int = 0
+    """Use the first DEMOS episodes of the file (0: all)."""
+    out: Path = Path("runs/irl")
+    """Run folder: reward/ (for `iltk ppo --reward`), policy/ (for `iltk eval`), last/,
+    metrics.csv, tb/, plots/ (with the learned reward as a heatmap)."""
+    steps: int = 300_000
+    """Environment steps of the policy player (MuJoCo tasks)."""
+    ent_coef: float = 0.01
+    """Entropy bonus of the policy player (a soft best response to the reward)."""
+    reward_hidden: list[int] = field(default_factory=lambda: [64, 64])
+    """Hidden layer sizes of the reward network (MuJoCo tasks)."""
+    state_only: bool = True
+    """Learn r(s) (transfers to new dynamics); --no-state-only learns r(s, a)."""
+    reward_lr: float = 3e-4
+    """Adam's learning rate of the reward player."""
+    reward_updates: int = 10
+    """Reward minibatch steps after each PPO update."""
+    reward_batch: int = 512
+    """Demonstration and policy samples per reward step (each)."""
+    reward_l2: float = 0.01
+    """Penalty on the squared rewards of both sample sets (keeps the game bounded)."""
+    reward_grad_penalty: float = 10.0
+    """Weight of the gradient penalty (|grad r| - 1)^2 between demo and policy samples
+    (WGAN-GP's): keeps the reward 1-Lipschitz, a slope towards the demonstrations rather
+    than a step (0: off)."""
+    demo_starts: bool = True
+    """The policy's training episodes start from the demonstrations' starts (their reset
+    seeds, cycled), so that both sides of the game share goals and layouts; evaluations
+    use unseen starts."""
+    replay: int = 5
+    """The reward player compares with the states of the last REPLAY rollouts (past
+    policies too, which steadies the game)."""
+    horizon: int | None = None
+    """Tabular tasks: the horizon (default: the task's)."""
+    discount: float = 1.0
+    """Tabular tasks: the discount of the visitations."""
+    model: Literal["linear", "mlp"] = "linear"
+    """Tabular tasks: the reward model over the state features."""
+    max_iter: int = 1000
+    """Tabular tasks: iteration limit (stops earlier when the visitations match)."""
+    tolerance: float = 1e-3
+    """Tabular tasks: stop when max |visitation - expert visitation| is below this."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.reward is not None:
+            raise ValueError("--reward is for `iltk ppo`; `iltk irl` learns the reward")
+        if self.demos < 0:
+            raise ValueError(f"demos must be >= 0, got {self.demos}")
+        for name in ("reward_updates", "reward_batch", "replay", "max_iter"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("reward_lr", "tolerance"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value}")
+        for name in ("reward_l2", "reward_grad_penalty"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if not 0.0 < self.discount <= 1.0:
+            raise ValueError(f"discount must be in (0, 1], got {self.discount}")
+        if self.horizon is not None and self.horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {self.horizon}")
+        if self.resume:
+            raise ValueError(
+                "`iltk irl` does not resume yet (the reward player's state is not saved "
+                "with last/): run it again with --overwrite"
+            )

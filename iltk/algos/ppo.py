@@ -328,6 +328,14 @@ def _state_keys(envs) -> list[str]:
     return ["state"]
 
 
+def _obs_dim(envs, keys) -> int:
+    """Size of the flattened state observation (the keys' values concatenated)."""
+    space = envs.single_observation_space
+    if isinstance(space, gym.spaces.Dict):
+        return sum(int(np.prod(space.spaces[k].shape)) for k in keys)
+    return int(np.prod(space.shape))
+
+
 def _learned_reward(cfg: PPOConfig, envs, keys):
     """The reward network of ``--reward`` (None: the env's reward), checked against the
     task's observation and action sizes."""
@@ -336,12 +344,7 @@ def _learned_reward(cfg: PPOConfig, envs, keys):
     from iltk.rewards import load_reward
 
     net = load_reward(cfg.reward)
-    space = envs.single_observation_space
-    obs_dim = (
-        sum(int(np.prod(space.spaces[k].shape)) for k in keys)
-        if isinstance(space, gym.spaces.Dict)
-        else int(np.prod(space.shape))
-    )
+    obs_dim = _obs_dim(envs, keys)
     action_dim = int(np.prod(envs.single_action_space.shape))
     if net.config.obs_dim != obs_dim or (
         not net.config.state_only and net.config.action_dim != action_dim
@@ -354,29 +357,49 @@ def _learned_reward(cfg: PPOConfig, envs, keys):
     return net
 
 
-def train_ppo(cfg: PPOConfig) -> dict:
-    """Run PPO; returns the results dict (also in OUT/results.json)."""
+def train_ppo(cfg: PPOConfig, game=None) -> dict:
+    """Run PPO; returns the results dict (also in OUT/results.json).
+
+    ``game``: the reward player of adversarial IRL (``iltk.algos.irl.deep``), or None. It
+    gives ``env_kwargs`` (how the envs are made), ``horizon`` (the episodes' time limit, or
+    None; an episode that ends earlier is its final state held to it, ``hold(states,
+    steps)`` is told of each), ``outputs`` (its files in OUT),
+    ``episode_seeds`` (the reset seeds the
+    rollouts cycle through, or None), ``prepare(state_dim, action_dim)`` (called once the task is checked; returns the live
+    reward network PPO trains on), ``update(states, actions) -> logs`` after each PPO
+    update with the rollout's raw states and executed actions, and ``save(out)`` at every
+    checkpoint. PPO's ``best/`` is then not chosen by the env's reward (the learner never
+    sees it): only ``last/`` is written.
+    """
     torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     # the task is checked before the run folder is touched
-    envs = make_vector_env(cfg.task, cfg.num_envs, asynchronous=cfg.async_envs)
+    env_kwargs = game.env_kwargs if game is not None else {}
+    # evaluations and checkpoints: the task as the env kwargs make it, ending at success
+    eval_kwargs = {k: v for k, v in env_kwargs.items() if k != "terminate_on_success"}
+    envs = make_vector_env(cfg.task, cfg.num_envs, asynchronous=cfg.async_envs, **env_kwargs)
     try:
         _check_task(envs, cfg.task)
         keys = _state_keys(envs)
-        learned = _learned_reward(cfg, envs, keys)
-        run = RunFolder(cfg.out, METRICS, resume=cfg.resume, overwrite=cfg.overwrite)
+        if game is not None:
+            action_dim = int(np.prod(envs.single_action_space.shape))
+            learned = game.prepare(_obs_dim(envs, keys), action_dim)
+        else:
+            learned = _learned_reward(cfg, envs, keys)
+        run = RunFolder(
+            cfg.out,
+            METRICS + (list(game.metrics) if game is not None else []),
+            resume=cfg.resume,
+            overwrite=cfg.overwrite,
+            outputs=RunFolder.OUTPUTS + (tuple(game.outputs) if game is not None else ()),
+        )
     except BaseException:
         envs.close()
         raise
     seed_everything(cfg.seed)
     eval_envs = None
     try:
-        space = envs.single_observation_space
-        state_dim = (
-            sum(int(np.prod(space.spaces[k].shape)) for k in keys)
-            if isinstance(space, gym.spaces.Dict)
-            else int(np.prod(space.shape))
-        )
+        state_dim = _obs_dim(envs, keys)
         low = envs.single_action_space.low.astype(np.float32)
         high = envs.single_action_space.high.astype(np.float32)
         resume_from = run.resume_point()
@@ -436,6 +459,7 @@ def train_ppo(cfg: PPOConfig) -> dict:
             envs,
             controller,
             seed=cfg.seed + state["env_steps"],
+            seeds=game.episode_seeds if game is not None else None,
             record=False,
             on_episode=finished.append,
         )
@@ -451,7 +475,11 @@ def train_ppo(cfg: PPOConfig) -> dict:
             "truncated": np.zeros((T, N), bool),
             "final_values": np.zeros((T, N), np.float64),
         }
+        if game is not None:  # what the reward player learns from
+            buf["states"] = np.zeros((T, N, state_dim), np.float32)
+            buf["executed"] = np.zeros((T, N, len(low)), np.float32)
         discounted = np.zeros(N)  # the return the reward scale is estimated from
+        ep_len = np.zeros(N, np.int64)  # steps into each env's episode (IRL's held states)
 
         def sync_policy_stats():
             if obs_rms is not None:
@@ -459,7 +487,9 @@ def train_ppo(cfg: PPOConfig) -> dict:
 
         def checkpoint(score):
             sync_policy_stats()
-            extra = {"task": cfg.task, "env_kwargs": {}, "step": state["env_steps"]}
+            extra = {"task": cfg.task, "env_kwargs": eval_kwargs, "step": state["env_steps"]}
+            if game is not None:
+                game.save(cfg.out)
             better = score is not None and (
                 state["best_score"] is None or score >= state["best_score"]
             )
@@ -479,7 +509,7 @@ def train_ppo(cfg: PPOConfig) -> dict:
             nonlocal eval_envs
             sync_policy_stats()
             if eval_envs is None:
-                eval_envs = make_vector_env(cfg.task, 1, asynchronous=False)
+                eval_envs = make_vector_env(cfg.task, 1, asynchronous=False, **eval_kwargs)
             res = evaluate_policy(
                 policy, cfg.task, cfg.eval_episodes, seed=EVAL_SEED, envs=eval_envs
             )
@@ -511,10 +541,12 @@ def train_ppo(cfg: PPOConfig) -> dict:
                     buf["values"][t] = fields["value"]
                     reward = np.asarray(tr.rewards, np.float64)
                     if learned is not None:  # r(s_t) or r(s_t, a_t) of the learned reward
+                        states = flat_state(tr.obs, keys)
                         reward = learned.rewards(
-                            flat_state(tr.obs, keys),
-                            None if learned.config.state_only else tr.control.executed,
+                            states, None if learned.config.state_only else tr.control.executed
                         )
+                        if game is not None:
+                            buf["states"][t], buf["executed"][t] = states, tr.control.executed
                         learned_sum += float(reward.mean())
                     if ret_rms is not None:
                         discounted = discounted * cfg.gamma + reward
@@ -526,6 +558,30 @@ def train_ppo(cfg: PPOConfig) -> dict:
                     buf["final_values"][t] = 0.0
                     if truncated.any():  # the MDP did not end: bootstrap from the final obs
                         buf["final_values"][t] = controller.values(tr.final_obs)
+                    ep_len += 1
+                    if game is not None and terminated.any():
+                        # an ended episode is its final state held to the horizon, as the
+                        # demonstrations are: its value is that state's learned reward for
+                        # the remaining steps, so ending neither pays nor costs in itself
+                        ended = np.flatnonzero(terminated)
+                        final = flat_state(tr.final_obs, keys)[ended]
+                        held = game.horizon - ep_len[ended] if game.horizon else None
+                        r_final = learned.rewards(
+                            final,
+                            None if learned.config.state_only else np.zeros((len(ended), len(low))),
+                        )
+                        if ret_rms is not None:
+                            r_final = np.clip(r_final / np.sqrt(ret_rms.var + 1e-8), -10, 10)
+                        if held is None:  # no horizon: held forever
+                            weight = np.full(len(ended), 1.0 / (1.0 - cfg.gamma))
+                        elif cfg.gamma == 1.0:
+                            weight = held.astype(np.float64)
+                        else:
+                            weight = (1.0 - cfg.gamma**held) / (1.0 - cfg.gamma)
+                        buf["final_values"][t, ended] = r_final * weight
+                        truncated, terminated = truncated | terminated, np.zeros_like(terminated)
+                        game.hold(final, held)
+                    ep_len[tr.done] = 0
                     buf["rewards"][t] = reward
                     buf["terminated"][t], buf["truncated"][t] = terminated, truncated
                 last_values = controller.values(rollout.obs)
@@ -553,6 +609,12 @@ def train_ppo(cfg: PPOConfig) -> dict:
                 policy.train()
                 logs, state["beta"] = ppo_update(policy, optim, batch, cfg, state["beta"], gen)
                 controller.refresh()
+                if game is not None:  # the reward player's move, on this rollout's states
+                    logs.update(
+                        game.update(
+                            buf["states"].reshape(T * N, -1), buf["executed"].reshape(T * N, -1)
+                        )
+                    )
                 var_returns = returns.var()
                 row = {
                     **logs,
@@ -585,7 +647,10 @@ def train_ppo(cfg: PPOConfig) -> dict:
                     state["history"].append({"step": state["env_steps"], "eval": True, **ev})
                     run.log("eval", state["env_steps"], {**ev, "time_s": row["time_s"]})
                     last_row.update(ev)
-                    checkpoint(ev["eval_success"] * 1e6 + ev["eval_return"])
+                    # IRL's learner never sees the env's reward: no best/ chosen by it
+                    checkpoint(
+                        None if game is not None else ev["eval_success"] * 1e6 + ev["eval_return"]
+                    )
                 elif due or state["env_steps"] >= cfg.steps:
                     checkpoint(None)
         bar.close()

@@ -250,6 +250,39 @@ class MujocoTaskEnv(gym.Env):
     def _site_pos(self, name: str) -> np.ndarray:
         return self.data.site(name).xpos.copy()
 
+    # ------------------------------------------------------------ reward maps
+    heatmap_label: str = ""
+    """What a reward heatmap moves over the plane (empty: the task has no heatmap)."""
+    heatmap_obs_xy: slice = slice(0, 2)
+    """Where that thing's xy lies in the state observation (to draw trajectories on the map)."""
+
+    def heatmap_extent(self) -> tuple[float, float, float, float]:
+        """(x_min, x_max, y_min, y_max) of the plane a reward heatmap covers, for the
+        current episode (e.g. around its goal)."""
+        raise NotImplementedError(f"{type(self).__name__} has no reward heatmap")
+
+    def _heatmap_place(self, xy: np.ndarray) -> None:
+        """Put the thing a heatmap moves at ``xy`` (qpos only; kinematics follows)."""
+        raise NotImplementedError(f"{type(self).__name__} has no reward heatmap")
+
+    def heatmap_observations(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        """State observations (len(ys), len(xs), state_dim) of the current scene with the
+        heatmap's thing moved to every (x, y) of the grid, at rest, everything else as it
+        is; the scene is restored afterwards."""
+        saved = self.get_state()
+        out = np.zeros((len(ys), len(xs), self.state_dim), np.float32)
+        try:
+            for i, y in enumerate(ys):
+                for j, x in enumerate(xs):
+                    self._heatmap_place(np.array([x, y]))
+                    self.data.qvel[:] = 0.0
+                    mujoco.mj_kinematics(self.model, self.data)
+                    out[i, j] = self._state_obs()
+        finally:
+            self.set_state(saved)
+            mujoco.mj_forward(self.model, self.data)
+        return out
+
     def _set_mocap(self, body: str, pos) -> None:
         mocap_id = self.model.body(body).mocapid[0]
         self.data.mocap_pos[mocap_id] = pos

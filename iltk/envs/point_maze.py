@@ -64,6 +64,14 @@ class PointMazeEnv(MujocoTaskEnv):
         self.data.userdata[0] = rng.choice([-1.0, 1.0])
         self.data.userdata[1] = self.data.qpos[1]  # the start's y, for the follow rule
 
+    heatmap_label = "agent x, y"
+
+    def heatmap_extent(self):
+        return (-1.05, 1.05, -0.7, 0.7)  # inside the outer walls
+
+    def _heatmap_place(self, xy):
+        self.data.qpos[:2] = xy
+
     def _apply_action(self, action):
         self.data.ctrl[:] = action * self.max_speed
 

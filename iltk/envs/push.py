@@ -52,6 +52,19 @@ class PushEnv(MujocoTaskEnv):
         self.data.qpos[4] = self._draw(rng, -np.pi, np.pi, 0.0)
         self._set_mocap("goal", [goal[0], goal[1], 0.001])
 
+    heatmap_label = "block x, y (pusher behind it on the block-goal line)"
+    heatmap_obs_xy = slice(4, 6)
+
+    def heatmap_extent(self):
+        g = self._goal()
+        return (g[0] - 0.25, g[0] + 0.25, g[1] - 0.25, g[1] + 0.25)
+
+    def _heatmap_place(self, xy):
+        to_goal = self._goal() - xy
+        d = to_goal / max(float(np.linalg.norm(to_goal)), 1e-6)
+        self.data.qpos[2:4] = xy
+        self.data.qpos[0:2] = xy - d * (BLOCK_HALF + PUSHER_RADIUS + 0.005)
+
     def _apply_action(self, action):
         self.data.ctrl[:] = action * self.max_speed
 

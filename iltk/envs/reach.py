@@ -43,6 +43,14 @@ class ReachEnv(MujocoTaskEnv):
         self.data.qpos[:3] = start
         self._set_mocap("target", target)
 
+    heatmap_label = "end effector x, y (at the target's height)"
+
+    def heatmap_extent(self):
+        return (LOW[0], HIGH[0], LOW[1], HIGH[1])
+
+    def _heatmap_place(self, xy):
+        self.data.qpos[:3] = [xy[0], xy[1], self._target()[2]]
+
     def _apply_action(self, action):
         # the workspace is a box (the slide joints are unlimited): velocities that would
         # leave it are cut at its faces, so no controller can fly the effector off camera

@@ -1,0 +1,171 @@
+"""Deep MaxEnt IRL (the game) and the `iltk irl` command."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from iltk.algos.configs import IRLConfig
+from iltk.algos.irl.deep import Demonstrations, RewardPlayer, load_demonstrations
+from iltk.cli import main as cli_main
+from iltk.collect import collect_demos
+from iltk.data import DatasetError
+from iltk.envs import make_env
+
+
+@pytest.fixture(scope="module")
+def reach_demos(tmp_path_factory):
+    path = tmp_path_factory.mktemp("irl") / "reach.hdf5"
+    collect_demos("iltk/Reach-v0", path, 3, progress=False)
+    return path
+
+
+def test_ended_demos_are_padded_to_the_horizon_with_their_final_state(reach_demos):
+    plain = load_demonstrations(reach_demos, "iltk/Reach-v0")
+    padded = load_demonstrations(reach_demos, "iltk/Reach-v0", horizon=100)
+    lengths = [len(e) for e in plain.episodes]
+    assert all(n < 100 for n in lengths) and len(plain.states) == sum(lengths)
+    assert len(padded.states) == 300 and padded.padded == 300 - sum(lengths)
+    from iltk.data import DemoFile
+
+    with DemoFile(reach_demos) as f:
+        final = f.read(f.demos[0], "next_obs/state")[-1]
+    ep = padded.episodes[0]
+    np.testing.assert_array_equal(ep[: lengths[0]], plain.episodes[0])
+    np.testing.assert_allclose(ep[lengths[0] :], np.repeat(final[None], 100 - lengths[0], 0))
+    assert padded.seeds == [0, 1, 2]
+    one = load_demonstrations(reach_demos, "iltk/Reach-v0", limit=1)
+    assert len(one.episodes) == 1
+    with pytest.raises(DatasetError, match="PointMaze"):
+        load_demonstrations(reach_demos, "iltk/PointMaze-v0")
+    with pytest.raises(DatasetError, match="fewer than --demos 5"):
+        load_demonstrations(reach_demos, "iltk/Reach-v0", limit=5)
+
+
+def _separated(**settings):
+    """A reward player after one move on demonstrations at +1 on the first coordinate
+    against a policy at -1 (the second coordinate is noise on both sides)."""
+    rng = np.random.default_rng(0)
+    expert = np.c_[np.ones(500), rng.normal(size=500)].astype(np.float32)
+    policy = np.c_[-np.ones(500), rng.normal(size=500)].astype(np.float32)
+    demos = Demonstrations(expert, np.zeros((500, 1), np.float32), [expert], [0], 0, {})
+    cfg = IRLConfig(task="iltk/Reach-v0", reward_updates=300, seed=0, **settings)
+    player = RewardPlayer(cfg, demos, {}, "cpu")
+    net = player.prepare(2, 1)
+    logs = player.update(policy, np.zeros((500, 1), np.float32))
+    line = np.c_[np.linspace(-1, 1, 21), np.zeros(21)].astype(np.float32)
+    return logs, net.rewards(expert).mean(), net.rewards(policy).mean(), net.rewards(line)
+
+
+def test_the_reward_player_raises_demo_states_against_the_policys():
+    # L2 alone: a step between the sets, as high as the penalty lets it be (the
+    # optimum of gap - 0.05 (r_e^2 + r_p^2) is r = +-10)
+    logs, r_e, r_p, line = _separated(reward_l2=0.05, reward_grad_penalty=0.0)
+    assert logs["reward_gap"] > 10.0 and r_e > r_p + 10.0, logs
+    assert max(abs(r_e), abs(r_p)) < 12.0
+    # with the gradient penalty: 1-Lipschitz in the normalized input (the sets lie 2 apart
+    # there: the first coordinate's std over both is 1), so a slope of about 1 per unit
+    # that rises all the way from the policy's states to the demonstrations'
+    logs, r_e, r_p, line = _separated(reward_l2=0.01, reward_grad_penalty=10.0)
+    assert 1.0 < r_e - r_p < 2.6, (r_e, r_p)
+    steps = np.diff(line)
+    assert (steps > 0).all(), line
+    assert steps.max() < 0.2, steps  # no step: 21 points 0.1 apart, slope about 1
+
+
+@pytest.mark.parametrize("task", ["iltk/Reach-v0", "iltk/PointMaze-v0", "iltk/Push-v0"])
+def test_heatmap_observations_move_one_thing_and_restore_the_scene(task):
+    env = make_env(task)
+    u = env.unwrapped
+    env.reset(seed=3)
+    before, state = u._state_obs().copy(), u.get_state()
+    x0, x1, y0, y1 = u.heatmap_extent()
+    xs, ys = np.linspace(x0, x1, 4), np.linspace(y0, y1, 3)
+    obs = u.heatmap_observations(xs, ys)
+    assert obs.shape == (3, 4, u.state_dim)
+    xy = obs[..., u.heatmap_obs_xy]
+    np.testing.assert_allclose(xy[..., 0], np.broadcast_to(xs, (3, 4)), atol=1e-9)
+    np.testing.assert_allclose(xy[..., 1], np.broadcast_to(ys[:, None], (3, 4)), atol=1e-9)
+    np.testing.assert_array_equal(u._state_obs(), before)
+    np.testing.assert_array_equal(u.get_state(), state)
+    env.close()
+
+
+def test_irl_command_writes_a_reward_ppo_trains_on_and_a_policy_eval_loads(
+    reach_demos, tmp_path, capsys
+):
+    from iltk.policies import load_policy
+    from iltk.rewards import load_reward
+
+    out = tmp_path / "irl"
+    args = ["irl", "--dataset", str(reach_demos), "--out", str(out), "--no-progress"]
+    args += ["--steps", "1024", "--n-steps", "256", "--eval-every", "512"]
+    args += ["--eval-episodes", "2", "--reward-updates", "3"]
+    assert cli_main(args) == 0
+    said = capsys.readouterr().out
+    assert "iltk ppo --reward" in said and "never trained on" in said
+    reward = load_reward(out / "reward")
+    assert reward.config.obs_dim == 9 and reward.config.state_only
+    policy = load_policy(out / "policy")
+    assert policy.config.state_dim == 9
+    res = json.loads((out / "results.json").read_text())
+    assert res["demos"] == 3 and res["demo_states"] == 300
+    assert (out / "plots" / "reward_heatmap.png").stat().st_size > 10_000
+    assert not (out / "best").exists()  # nothing chosen by the env's reward
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert "reward_gap" in rows[0] and len(rows) > 4
+    # the two consumers of its outputs
+    assert cli_main(["eval", str(out / "policy"), "--episodes", "2", "--num-envs", "1"]) == 0
+    ppo = tmp_path / "ppo"
+    args = ["ppo", "--task", "iltk/Reach-v0", "--reward", str(out / "reward")]
+    args += ["--out", str(ppo), "--steps", "512", "--n-steps", "256", "--no-progress"]
+    args += ["--eval-episodes", "1"]
+    assert cli_main(args) == 0
+    # a second run does not write over the first without --overwrite
+    capsys.readouterr()
+    assert cli_main(["irl", "--dataset", str(reach_demos), "--out", str(out)]) != 0
+    assert "earlier run" in capsys.readouterr().err
+
+
+def test_irl_command_on_a_tabular_task(tmp_path, capsys):
+    path = tmp_path / "ow.hdf5"
+    collect_demos("iltk/ObjectWorld-v0", path, 200, progress=False)
+    out = tmp_path / "irl"
+    args = ["irl", "--dataset", str(path), "--out", str(out), "--no-progress"]
+    args += ["--tolerance", "0.05"]
+    assert cli_main(args) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["task"] == "iltk/ObjectWorld-v0" and res["demos"] == 200
+    assert res["reward_correlation_with_true"] > 0.8, res
+    assert (out / "plots" / "reward_heatmap.png").exists()
+    with np.load(out / "reward.npz") as z:
+        assert z["reward"].shape == (z["expert_visitation"].shape[0],)
+    assert "correlation with the true reward" in capsys.readouterr().out
+
+
+def test_the_reward_player_checks_the_tasks_sizes():
+    demos = Demonstrations(
+        np.zeros((4, 2), np.float32), np.zeros((4, 1), np.float32), [], [], 0, {}
+    )
+    with pytest.raises(ValueError, match="observations have 2 values, the task's 9"):
+        RewardPlayer(IRLConfig(task="iltk/Reach-v0"), demos, {}, "cpu").prepare(9, 1)
+
+
+def test_bad_irl_settings_are_refused(reach_demos, tmp_path, capsys):
+    for args, words in [
+        (["--demos", "-1"], "demos must be >= 0"),
+        (["--reward-l2", "nan"], "reward_l2"),
+        (["--task", "iltk/Push-v0"], "not iltk/Push-v0"),
+    ]:
+        argv = ["irl", "--dataset", str(reach_demos), "--out", str(tmp_path / "o")] + args
+        try:
+            code = cli_main(argv)
+        except SystemExit as exit:  # tyro's settings errors
+            code = exit.code
+        assert code != 0
+        assert words in capsys.readouterr().err, words
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(ValueError, match="does not resume"):
+        IRLConfig(resume=True)
+    torch.set_num_threads(1)
