@@ -444,10 +444,11 @@ class IRLConfig(PPOConfig):
     """Hidden layer sizes of the reward network (MuJoCo tasks)."""
     state_only: bool = True
     """Learn r(s) (transfers to new dynamics); --no-state-only learns r(s, a)."""
-    reward_lr: float = 3e-4
+    reward_lr: float = 1e-3
     """Adam's learning rate of the reward player."""
-    reward_updates: int = 10
-    """Reward minibatch steps after each PPO update."""
+    reward_updates: int = 50
+    """Reward minibatch steps after each PPO update (10 at lr 3e-4 left Reach's reward a
+    ramp after 100k steps)."""
     reward_batch: int = 512
     """Demonstration and policy samples per reward step (each)."""
     reward_l2: float = 0.01
