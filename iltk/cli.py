@@ -18,7 +18,14 @@ import tyro
 from tyro.conf import Positional, Suppress
 from tyro.constructors import ConstructorRegistry, StructConstructorSpec, StructTypeInfo
 
-from iltk.algos.configs import DaggerConfig, DartConfig, IRLConfig, PPOConfig, TrainConfig
+from iltk.algos.configs import (
+    DaggerConfig,
+    DartConfig,
+    FinetuneSettings,
+    IRLConfig,
+    PPOConfig,
+    TrainConfig,
+)
 from iltk.data.format import DatasetError
 from iltk.envs import UnknownTaskError
 
@@ -846,6 +853,18 @@ def _run_irl(cfg) -> None:
     )
 
 
+def _run_finetune(cfg) -> None:
+    from iltk.algos.finetune import finetune
+
+    res = finetune(cfg)
+    start, final = res.get("start") or {}, res["final"]
+    msg = f"finetune: {res['env_steps']} env steps in {res['train_time_s']:.0f}s"
+    if start.get("eval_success") is not None and final.get("eval_success") is not None:
+        msg += f"; success {start['eval_success']:.0%} (start) -> {final['eval_success']:.0%}"
+    print(msg)
+    print(f"checkpoints: {cfg.out / 'best'} and {cfg.out / 'last'}; plots in {cfg.out / 'plots'}")
+
+
 def _command(name: str, config: type, more_doc: str, run) -> type:
     """A subcommand from a torch-free settings dataclass (``iltk/algos/configs.py``): the
     same fields, the docstring extended, and ``run``."""
@@ -902,6 +921,15 @@ COMMANDS: dict[str, type] = {
         "normalization), metrics.csv, TensorBoard logs and return/success plots; --resume "
         "continues from OUT/last.",
         _run_ppo,
+    ),
+    "finetune": _command(
+        "Finetune",
+        FinetuneSettings,
+        "Writes OUT/config.json, best/ (by evaluation success, then return) and last/ "
+        "checkpoints that `iltk eval`, `iltk replay --policy` and `iltk correct` load, "
+        "metrics.csv (the start's evaluation at step 0), TensorBoard logs and return/success "
+        "plots with the start and the end of the warm-up marked; --resume continues.",
+        _run_finetune,
     ),
     "irl": _command(
         "Irl",

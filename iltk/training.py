@@ -75,7 +75,8 @@ class Optimization:
     """An optimizer, its schedule, autocast and gradient clipping, stepped as one.
 
     Args:
-        params: the parameters to optimize.
+        params: the parameters to optimize, or groups of them (dicts with "params" and
+            their own "lr", e.g. an actor's and a critic's).
         lr: the peak learning rate.
         total_steps: steps of the whole run (the schedule's horizon).
         warmup_steps, schedule: see :func:`lr_lambda`.
@@ -103,13 +104,18 @@ class Optimization:
         amp: bool = True,
         fused: bool = True,
     ):
-        self.params = [p for p in params if p.requires_grad]
+        params = list(params)
+        if params and isinstance(params[0], dict):  # groups with their own learning rates
+            groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in params]
+        else:
+            groups = [{"params": [p for p in params if p.requires_grad]}]
+        self.params = [p for g in groups for p in g["params"]]
         try:
             self.opt = torch.optim.AdamW(
-                self.params, lr=lr, weight_decay=weight_decay, eps=eps, fused=fused or None
+                groups, lr=lr, weight_decay=weight_decay, eps=eps, fused=fused or None
             )
         except (RuntimeError, ValueError):  # a device or dtype the fused kernel lacks
-            self.opt = torch.optim.AdamW(self.params, lr=lr, weight_decay=weight_decay, eps=eps)
+            self.opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, eps=eps)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lr_lambda(warmup_steps, total_steps, schedule)
         )

@@ -501,3 +501,62 @@ class IRLConfig(PPOConfig):
                 "`iltk irl` does not resume yet (the reward player's state is not saved "
                 "with last/): run it again with --overwrite"
             )
+
+
+@dataclass
+class FinetuneSettings(PPOConfig):
+    """Fine-tune a behaviour-cloned policy with PPO on the task's reward.
+
+    The actor starts as the BC policy (its normalization kept): its action is the mean of a
+    Gaussian with a learned std bounded to [exp(min_log_std), exp(max_log_std)]. A fresh
+    critic is first warmed up for CRITIC_WARMUP rollouts with the actor frozen (a random
+    critic's advantages would otherwise undo the BC policy in the first updates), then both
+    train, the actor at a small learning rate and clip (DPPO's recipe: actor 1e-5 to 1e-4,
+    critic 1e-3, clip 0.01 to 0.1). The policy is evaluated before any update: the curves
+    and metrics.csv start there."""
+
+    policy: Path = Path("runs/bc/best")
+    """The BC checkpoint to start from (an MLP `bc` policy)."""
+    task: str | None = None
+    """Task id (default: the checkpoint's)."""
+    steps: int = 500_000
+    """Environment steps (the warm-up's included)."""
+    out: Path = Path("runs/finetune")
+    """Run folder: best/ and last/ (ordinary checkpoints), metrics.csv, tb/, plots/."""
+    reward_type: Literal["sparse", "dense"] = "sparse"
+    """sparse: 1 at success (the task's own measure), else 0; dense: the env's reward.
+    (--reward DIR trains on a learned reward instead.)"""
+    lr: float = 3e-5
+    """The actor's learning rate."""
+    critic_lr: float = 1e-3
+    """The critic's learning rate."""
+    critic_warmup: int = 5
+    """Rollouts that train the critic alone before the actor moves."""
+    clip: float = 0.05
+    """The ratio's clip (small: the start is already good)."""
+    log_std_init: float = -2.0
+    """Initial log std of the exploration noise (actions in [-1, 1]: std 0.14)."""
+    min_log_std: float = -3.0
+    """Lower bound of the log std (a minimum exploration)."""
+    max_log_std: float = -0.5
+    """Upper bound of the log std."""
+    critic_hidden: list[int] = field(default_factory=lambda: [256, 256])
+    """Hidden layer sizes of the critic."""
+    normalize_obs: bool = field(default=False, metadata=NOT_AN_OPTION)
+    hidden: list[int] = field(default_factory=lambda: [64, 64], metadata=NOT_AN_OPTION)
+    activation: Literal["tanh", "relu"] = field(default="tanh", metadata=NOT_AN_OPTION)
+    eval_every: int = 20_000
+    """Environment steps between evaluations (0: only at the start and the end)."""
+    eval_episodes: int = 50
+    """Episodes per evaluation (deterministic actions, unseen seeds)."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.normalize_obs:
+            raise ValueError("a fine-tuned policy keeps its own normalization")
+        if self.critic_warmup < 0:
+            raise ValueError(f"critic_warmup must be >= 0, got {self.critic_warmup}")
+        if not (math.isfinite(self.critic_lr) and 0 < self.critic_lr <= 1):
+            raise ValueError(f"critic_lr must be in (0, 1], got {self.critic_lr}")
+        if not self.min_log_std <= self.log_std_init <= self.max_log_std:
+            raise ValueError("need min_log_std <= log_std_init <= max_log_std")

@@ -141,6 +141,8 @@ def numpy_mlp(seq: torch.nn.Sequential):
     """A snapshot of an MLP's weights as a numpy function: on the CPU, one step's forward
     pass of PPO's small networks costs a few microseconds in numpy against ~100 in torch
     (per-operator dispatch), and collection runs it once per environment step."""
+    if not isinstance(seq, torch.nn.Sequential):
+        raise TypeError(f"numpy_mlp: {type(seq).__name__} is not an nn.Sequential")
     layers = []
     for module in seq:
         if isinstance(module, torch.nn.Linear):
@@ -166,6 +168,26 @@ def numpy_mlp(seq: torch.nn.Sequential):
     return forward
 
 
+def torch_function(module: torch.nn.Module):
+    """A module as a numpy function (what ``numpy_mlp`` cannot snapshot: a fine-tuned BC
+    policy's actor, a critic behind a normalization layer)."""
+    device = next(module.parameters(), torch.zeros(())).device
+
+    @torch.no_grad()
+    def forward(x: np.ndarray) -> np.ndarray:
+        out = module(torch.as_tensor(np.asarray(x, np.float32), device=device))
+        return out.detach().cpu().numpy()
+
+    return forward
+
+
+def snapshot(module: torch.nn.Module):
+    try:
+        return numpy_mlp(module)
+    except TypeError:
+        return torch_function(module)
+
+
 class ActorController:
     """The control loop's controller while PPO collects: it samples from the Gaussian
     actor and reports, per step, the normalized observation, log-probability, value and
@@ -181,8 +203,8 @@ class ActorController:
 
     def refresh(self) -> None:
         """Take the policy's current weights (after an update)."""
-        self.actor = numpy_mlp(self.policy.actor)
-        self.critic = numpy_mlp(self.policy.critic)
+        self.actor = snapshot(self.policy.actor)
+        self.critic = snapshot(self.policy.critic)
         self.log_std = self.policy.log_std.detach().cpu().numpy().astype(np.float64)
 
     def normalize(self, state: np.ndarray) -> np.ndarray:
@@ -219,8 +241,18 @@ class ActorController:
 
 
 # ----------------------------------------------------------------------------- update
-def ppo_update(policy, optim: Optimization, batch: dict, cfg: PPOConfig, beta: float, gen):
+def ppo_update(
+    policy,
+    optim: Optimization,
+    batch: dict,
+    cfg: PPOConfig,
+    beta: float,
+    gen,
+    train_actor: bool = True,
+):
     """The epochs of one rollout; returns the logged means and the new beta.
+    ``train_actor=False`` trains the critic alone (fine-tuning's warm-up: the actor is
+    frozen while the value of the policy it starts from is learned).
 
     The batch is shuffled once per epoch and cut into minibatch views; what is only
     logged (the approximate KL, the clip fraction, the entropy) is measured once, on the
@@ -262,8 +294,8 @@ def ppo_update(policy, optim: Optimization, batch: dict, cfg: PPOConfig, beta: f
                 old = mb["values"]
                 values = old + (values - old).clamp(-cfg.clip_vf, cfg.clip_vf)
             v_loss = (mb["returns"] - values).pow(2).mean()
-            loss = pg_loss + cfg.vf_coef * v_loss
-            if cfg.ent_coef:
+            loss = pg_loss + cfg.vf_coef * v_loss if train_actor else cfg.vf_coef * v_loss
+            if cfg.ent_coef and train_actor:
                 loss = loss - cfg.ent_coef * (log_std + 0.5 * (1 + LOG_2PI)).sum()
             optim.step(loss)
             pg_sum, v_sum = pg_sum + pg_loss.detach(), v_sum + v_loss.detach()
@@ -280,7 +312,7 @@ def ppo_update(policy, optim: Optimization, batch: dict, cfg: PPOConfig, beta: f
         logs["clip_frac"] = float(((ratio - 1).abs() > cfg.clip).float().mean())
         logs["kl"] = float(gaussian_kl(mean, log_std, batch["mean"], old_log_std).mean())
         logs["entropy"] = float((log_std + 0.5 * (1 + LOG_2PI)).sum())
-    if cfg.objective == "kl-penalty":
+    if cfg.objective == "kl-penalty" and train_actor:
         beta = update_beta(beta, logs["kl"], cfg.kl_target)
     logs.update(beta=beta, updates=count, lr=optim.lr)
     return logs, beta
@@ -288,6 +320,7 @@ def ppo_update(policy, optim: Optimization, batch: dict, cfg: PPOConfig, beta: f
 
 # ------------------------------------------------------------------------------- run
 METRICS = [
+    "warmup",
     "ep_return",
     "ep_length",
     "success",
@@ -357,8 +390,18 @@ def _learned_reward(cfg: PPOConfig, envs, keys):
     return net
 
 
-def train_ppo(cfg: PPOConfig, game=None) -> dict:
+def train_ppo(
+    cfg: PPOConfig, game=None, policy=None, env_kwargs: dict | None = None, reward_fn=None
+) -> dict:
     """Run PPO; returns the results dict (also in OUT/results.json).
+
+    ``policy``: start from this policy instead of a fresh actor-critic (fine-tuning; it
+    provides ``actor``, ``critic``, ``log_std``, ``value``, and ``actor_parameters()`` /
+    ``critic_parameters()`` for the two learning rates, ``cfg.lr`` and ``cfg.critic_lr``);
+    it is evaluated once before any update (the start of the curves), and the first
+    ``cfg.critic_warmup`` rollouts train its critic alone. ``env_kwargs``: how the task's
+    envs are made (e.g. the demonstrations' ``init_spread``). ``reward_fn(transition)``:
+    the per-env rewards to train on instead of the env's (e.g. sparse success).
 
     ``game``: the reward player of adversarial IRL (``iltk.algos.irl.deep``), or None. It
     gives ``env_kwargs`` (how the envs are made), ``horizon`` (the episodes' time limit, or
@@ -374,7 +417,8 @@ def train_ppo(cfg: PPOConfig, game=None) -> dict:
     torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     # the task is checked before the run folder is touched
-    env_kwargs = game.env_kwargs if game is not None else {}
+    env_kwargs = game.env_kwargs if game is not None else dict(env_kwargs or {})
+    initial = policy
     # evaluations and checkpoints: the task as the env kwargs make it, ending at success
     eval_kwargs = {k: v for k, v in env_kwargs.items() if k != "terminate_on_success"}
     envs = make_vector_env(cfg.task, cfg.num_envs, asynchronous=cfg.async_envs, **env_kwargs)
@@ -405,6 +449,8 @@ def train_ppo(cfg: PPOConfig, game=None) -> dict:
         resume_from = run.resume_point()
         if resume_from:
             policy = load_policy(resume_from, device)
+        elif initial is not None:
+            policy = initial.to(device)
         else:
             policy = make_policy(
                 "actor-critic",
@@ -421,8 +467,16 @@ def train_ppo(cfg: PPOConfig, game=None) -> dict:
             ).to(device)
         iterations = math.ceil(cfg.steps / cfg.rollout_size)
         per_epoch = math.ceil(cfg.rollout_size / cfg.batch_size)
+        params = (
+            [
+                {"params": policy.actor_parameters(), "lr": cfg.lr},
+                {"params": policy.critic_parameters(), "lr": getattr(cfg, "critic_lr", cfg.lr)},
+            ]
+            if hasattr(policy, "actor_parameters")
+            else policy.parameters()
+        )
         optim = Optimization(
-            policy.parameters(),
+            params,
             lr=cfg.lr,
             total_steps=iterations * cfg.epochs * per_epoch,
             schedule=cfg.lr_schedule,
@@ -434,13 +488,19 @@ def train_ppo(cfg: PPOConfig, game=None) -> dict:
         gen = torch.Generator(device=device).manual_seed(cfg.seed)
         obs_rms = RunningMeanStd(state_dim) if cfg.normalize_obs else None
         ret_rms = RunningMeanStd() if cfg.normalize_reward else None
-        state = {"env_steps": 0, "beta": cfg.kl_beta, "history": [], "best_score": None}
+        state = {
+            "env_steps": 0,
+            "iterations": 0,
+            "beta": cfg.kl_beta,
+            "history": [],
+            "best_score": None,
+        }
         if resume_from:
             saved = run.load_train_state(device)
             optim.load_state_dict(saved)
             gen.set_state(saved["generator"] if device.type == "cuda" else saved["generator"].cpu())
             for key in state:
-                state[key] = saved[key]
+                state[key] = saved.get(key, state[key])
             if obs_rms is not None:
                 obs_rms.load_state_dict(saved["obs_rms"])
             if ret_rms is not None:
@@ -526,6 +586,12 @@ def train_ppo(cfg: PPOConfig, game=None) -> dict:
         last_eval = state["env_steps"]
         last_row: dict = {}
         with run.disk_guard():
+            if initial is not None and not resume_from and cfg.eval_episodes:
+                ev = evaluate()  # where fine-tuning starts: step 0 of the curves
+                state["history"].append({"step": 0, "eval": True, "start": True, **ev})
+                run.log("eval", 0, {**ev, "time_s": 0.0})
+                last_row.update(ev)
+                state["start"] = ev
             while state["env_steps"] < cfg.steps:
                 t0 = time.perf_counter()
                 finished.clear()
@@ -539,7 +605,9 @@ def train_ppo(cfg: PPOConfig, game=None) -> dict:
                     buf["mean"][t] = fields["mean"]
                     buf["logp"][t] = fields["logp"]
                     buf["values"][t] = fields["value"]
-                    reward = np.asarray(tr.rewards, np.float64)
+                    reward = (
+                        np.asarray(tr.rewards, np.float64) if reward_fn is None else reward_fn(tr)
+                    )
                     if learned is not None:  # r(s_t) or r(s_t, a_t) of the learned reward
                         states = flat_state(tr.obs, keys)
                         reward = learned.rewards(
@@ -607,7 +675,12 @@ def train_ppo(cfg: PPOConfig, game=None) -> dict:
                 batch["advantages"], batch["returns"] = flat(advantages), flat(returns)
                 batch["old_log_std"] = policy.log_std.detach().clone()
                 policy.train()
-                logs, state["beta"] = ppo_update(policy, optim, batch, cfg, state["beta"], gen)
+                warming = state["iterations"] < getattr(cfg, "critic_warmup", 0)
+                logs, state["beta"] = ppo_update(
+                    policy, optim, batch, cfg, state["beta"], gen, train_actor=not warming
+                )
+                state["iterations"] += 1
+                logs["warmup"] = float(warming)
                 controller.refresh()
                 if game is not None:  # the reward player's move, on this rollout's states
                     logs.update(
@@ -665,6 +738,7 @@ def train_ppo(cfg: PPOConfig, game=None) -> dict:
         "task": cfg.task,
         "env_steps": state["env_steps"],
         "final": {k: last_row.get(k) for k in ("ep_return", "eval_return", "eval_success")},
+        "start": state.get("start"),  # the starting policy's evaluation (fine-tuning)
         "train_time_s": elapsed,
         "plots": [str(p) for p in plots],
         "device": str(device),
@@ -676,6 +750,11 @@ def train_ppo(cfg: PPOConfig, game=None) -> dict:
 def _plots(run: RunFolder, history: list[dict]) -> list[Path | None]:
     train = [r for r in history if not r.get("eval") and "ep_return" in r]
     evals = [r for r in history if r.get("eval")]
+    # fine-tuning: where the starting policy was evaluated, and where the actor began to move
+    marks = {"start policy": 0} if any(r.get("start") for r in history) else None
+    warm = [r["step"] for r in history if r.get("warmup") == 1.0]
+    if marks and warm:
+        marks["critic warm-up ends"] = max(warm)
     return [
         run.plot(
             "return",
@@ -689,6 +768,7 @@ def _plots(run: RunFolder, history: list[dict]) -> list[Path | None]:
             xlabel="environment steps",
             ylabel="episode return",
             title="PPO return",
+            marks=marks,
         ),
         run.plot(
             "success",
@@ -700,5 +780,6 @@ def _plots(run: RunFolder, history: list[dict]) -> list[Path | None]:
             ylabel="success rate",
             title="PPO success",
             ylim=(-0.02, 1.02),
+            marks=marks,
         ),
     ]

@@ -273,6 +273,37 @@ class ActorCriticConfig(PolicyConfig):
             raise ValueError("actor-critic acts on state observations; it takes no images")
 
 
+@dataclass
+class FinetuneConfig(PolicyConfig):
+    """A behaviour-cloned policy as PPO's actor: its action is the Gaussian's mean, with a
+    learnable, bounded, state-independent std, and a value critic beside it."""
+
+    base: str = "bc"
+    """The registered policy it starts from."""
+    base_config: dict = field(default_factory=dict)
+    """That policy's config (as saved in its checkpoint)."""
+    critic_hidden: list[int] = field(default_factory=lambda: [256, 256])
+    """Hidden layer sizes of the critic (tanh), on the base's normalized state."""
+    log_std_init: float = -2.0
+    """Initial log std of the exploration noise (actions are in [-1, 1])."""
+    min_log_std: float = -3.0
+    """The std never goes below exp(min_log_std) (DPPO keeps a minimum exploration std)."""
+    max_log_std: float = -0.5
+    """...nor above exp(max_log_std)."""
+    obs_clip: float = 10.0
+    """(PPO's running normalization is off for it: the base normalizes its input.)"""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.min_log_std <= self.log_std_init <= self.max_log_std:
+            raise ValueError(
+                f"need min_log_std <= log_std_init <= max_log_std, got {self.min_log_std}, "
+                f"{self.log_std_init}, {self.max_log_std}"
+            )
+        if any(h < 1 for h in self.critic_hidden):
+            raise ValueError(f"hidden layer sizes must be >= 1, got {self.critic_hidden}")
+
+
 register_policy(
     "bc",
     config=BCConfig,
@@ -300,5 +331,13 @@ register_policy(
     entry_point="iltk.policies.actor_critic:ActorCritic",
     default_lr=3e-4,
     summary="Gaussian actor + value critic with running observation normalization (PPO)",
+    supervised=False,
+)
+register_policy(
+    "finetune",
+    config=FinetuneConfig,
+    entry_point="iltk.policies.finetune:FinetunePolicy",
+    default_lr=3e-5,
+    summary="a BC policy fine-tuned with PPO (its mean, a bounded learned std, a critic)",
     supervised=False,
 )

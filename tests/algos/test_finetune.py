@@ -1,0 +1,129 @@
+"""PPO fine-tuning of BC policies (`iltk finetune`)."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from iltk.algos.bc import train
+from iltk.algos.configs import FinetuneSettings, TrainConfig
+from iltk.algos.finetune import FinetuneError, finetune
+from iltk.cli import main as cli_main
+from iltk.collect import collect_demos
+from iltk.data import DemoFile
+from iltk.policies import load_policy
+from iltk.policies.finetune import FinetunePolicy
+
+
+@pytest.fixture(scope="module")
+def bc_reach(tmp_path_factory):
+    """BC on 8 Reach demos: it succeeds about a third of the time, room to improve."""
+    root = tmp_path_factory.mktemp("ft")
+    data = root / "reach8.hdf5"
+    collect_demos("iltk/Reach-v0", data, 8, progress=False)
+    train(
+        TrainConfig(
+            algo="bc", dataset=data, out=root / "bc", steps=2000, eval_episodes=0, progress=False
+        )
+    )
+    return root, data
+
+
+def _evals(out):
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    return [(int(r["step"]), float(r["eval_success"])) for r in rows if r["kind"] == "eval"]
+
+
+def _states(data):
+    with DemoFile(data) as f:
+        return np.concatenate([f.read(d, "obs/state") for d in f.demos]).astype(np.float32)
+
+
+def test_the_start_is_the_bc_policy_and_the_warm_up_leaves_it_alone(bc_reach, tmp_path):
+    root, data = bc_reach
+    bc = load_policy(root / "bc" / "last")
+    ft = FinetunePolicy.from_base(bc, "bc")
+    obs = {"state": torch.as_tensor(_states(data))}
+    np.testing.assert_array_equal(ft.predict(obs).numpy(), bc.predict(obs).numpy())
+    # every rollout a warm-up one: the actor is exactly the BC policy after training
+    out = tmp_path / "warm"
+    cfg = FinetuneSettings(
+        policy=root / "bc" / "last",
+        out=out,
+        steps=2048,
+        n_steps=512,
+        critic_warmup=10,
+        eval_every=0,
+        eval_episodes=0,
+        progress=False,
+    )
+    finetune(cfg)
+    tuned = load_policy(out / "last")
+    assert isinstance(tuned, FinetunePolicy)
+    np.testing.assert_array_equal(tuned.predict(obs).numpy(), bc.predict(obs).numpy())
+    fresh = FinetunePolicy.from_base(bc, "bc")
+    assert not torch.equal(tuned.critic[1][0].weight, fresh.critic[1][0].weight)
+
+
+def test_first_update_after_the_warm_up_changes_the_actions_little(bc_reach, tmp_path):
+    root, data = bc_reach
+    bc = load_policy(root / "bc" / "last")
+    out = tmp_path / "one"
+    cfg = FinetuneSettings(
+        policy=root / "bc" / "last",
+        out=out,
+        steps=3 * 512,
+        n_steps=512,
+        critic_warmup=2,
+        eval_every=0,
+        eval_episodes=0,
+        progress=False,
+    )
+    finetune(cfg)
+    tuned = load_policy(out / "last")
+    obs = {"state": torch.as_tensor(_states(data))}
+    change = (tuned.predict(obs) - bc.predict(obs)).abs().max(-1).values
+    assert float(change.max()) > 0  # the actor did move...
+    assert float(change.mean()) < 0.02, float(change.mean())  # ...a little, on its own data
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert [r["warmup"] for r in rows if r["kind"] == "train"] == ["1.0", "1.0", "0.0"]
+
+
+def test_finetuning_improves_success_on_reach(bc_reach, tmp_path, capsys):
+    root, _ = bc_reach
+    out = tmp_path / "ft"
+    args = ["finetune", "--policy", str(root / "bc" / "last"), "--out", str(out)]
+    args += ["--steps", "20480", "--n-steps", "1024", "--eval-every", "10240"]
+    args += ["--eval-episodes", "50", "--no-progress"]
+    assert cli_main(args) == 0
+    assert "(start) ->" in capsys.readouterr().out
+    evals = _evals(out)
+    assert evals[0][0] == 0 and len(evals) == 3
+    start, later = evals[0][1], [s for _, s in evals[1:]]
+    assert max(later) >= start + 0.1, evals
+    for name in ("best", "last", "plots/success.png", "plots/return.png"):
+        assert (out / name).exists(), name
+    assert cli_main(["eval", str(out / "best"), "--episodes", "2", "--num-envs", "1"]) == 0
+
+
+def test_what_cannot_be_finetuned_is_refused(bc_reach, tmp_path, capsys):
+    root, data = bc_reach
+    train(
+        TrainConfig(
+            algo="bc-rnn",
+            dataset=data,
+            out=tmp_path / "rnn",
+            steps=2,
+            eval_episodes=0,
+            progress=False,
+        )
+    )
+    with pytest.raises(FinetuneError, match="bc-rnn"):
+        finetune(FinetuneSettings(policy=tmp_path / "rnn" / "last", out=tmp_path / "o"))
+    assert cli_main(["finetune", "--policy", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+    assert "no such checkpoint" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main(["finetune", "--normalize-obs"])  # not an option: the BC policy normalizes
+    with pytest.raises(ValueError, match="min_log_std"):
+        FinetuneSettings(log_std_init=0.0)
