@@ -508,7 +508,9 @@ class FinetuneSettings(PPOConfig):
     """Fine-tune a behaviour-cloned policy with PPO on the task's reward.
 
     The actor starts as the BC policy (its normalization kept): its action is the mean of a
-    Gaussian with a learned std bounded to [exp(min_log_std), exp(max_log_std)]. A fresh
+    Gaussian with a learned std bounded to [exp(min_log_std), exp(max_log_std)]. BC-RNN and
+    ACT policies (or any, with --residual) stay frozen, chunk ensembling and hidden state
+    included, under a per-step Gaussian residual whose last layer starts at zero. A fresh
     critic is first warmed up for CRITIC_WARMUP rollouts with the actor frozen (a random
     critic's advantages would otherwise undo the BC policy in the first updates), then both
     train, the actor at a small learning rate and clip (DPPO's recipe: actor 1e-5 to 1e-4,
@@ -541,7 +543,10 @@ class FinetuneSettings(PPOConfig):
     max_log_std: float = -0.5
     """Upper bound of the log std."""
     critic_hidden: list[int] = field(default_factory=lambda: [256, 256])
-    """Hidden layer sizes of the critic."""
+    """Hidden layer sizes of the critic (and of a residual's actor)."""
+    residual: bool = False
+    """Keep the BC policy frozen and train a per-step Gaussian residual on top (always so
+    for bc-rnn and act policies: their hidden state and chunk ensembling stay as trained)."""
     normalize_obs: bool = field(default=False, metadata=NOT_AN_OPTION)
     hidden: list[int] = field(default_factory=lambda: [64, 64], metadata=NOT_AN_OPTION)
     activation: Literal["tanh", "relu"] = field(default="tanh", metadata=NOT_AN_OPTION)
@@ -552,8 +557,6 @@ class FinetuneSettings(PPOConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.normalize_obs:
-            raise ValueError("a fine-tuned policy keeps its own normalization")
         if self.critic_warmup < 0:
             raise ValueError(f"critic_warmup must be >= 0, got {self.critic_warmup}")
         if not (math.isfinite(self.critic_lr) and 0 < self.critic_lr <= 1):

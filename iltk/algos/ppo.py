@@ -194,9 +194,13 @@ class ActorController:
     mean that the update needs (fields of the ControlOutput). On the CPU it acts with a
     numpy snapshot of the weights, refreshed after every update (``refresh``)."""
 
-    def __init__(self, policy, obs_rms, low, high, seed: int, keys):
+    def __init__(self, policy, obs_rms, low, high, seed: int, keys, base_runner=None):
         self.policy, self.obs_rms, self.keys = policy, obs_rms, keys
         self.low, self.high = low, high
+        # a residual policy: the frozen base acts first, in its own runner; PPO's
+        # observation is (state, base action) and its action the residual on top
+        self.base_runner = base_runner
+        self.last_base: np.ndarray | None = None
         self.clip = policy.config.obs_clip
         self.rng = np.random.default_rng(seed)
         self.refresh()
@@ -214,13 +218,23 @@ class ActorController:
         return np.clip(z, -self.clip, self.clip).astype(np.float32)
 
     def values(self, obs) -> np.ndarray:
-        return self.critic(self.normalize(flat_state(obs, self.keys)))[:, 0].astype(np.float64)
+        state = flat_state(obs, self.keys)
+        if self.base_runner is not None:
+            # bootstrapping at a truncation or a rollout's end: the base's action there is
+            # taken as its last one (asking its runner would advance the base's state)
+            state = np.concatenate([state, self.last_base], 1)
+        return self.critic(self.normalize(state))[:, 0].astype(np.float64)
 
     def reset(self, env_ids):
-        pass
+        if self.base_runner is not None:
+            self.base_runner.reset(env_ids)
 
     def act(self, obs, info, envs) -> ControlOutput:
         state = flat_state(obs, self.keys)
+        base = None
+        if self.base_runner is not None:
+            base = self.last_base = self.base_runner.act(obs).astype(np.float64)
+            state = np.concatenate([state, base], 1)
         if self.obs_rms is not None:
             self.obs_rms.update(state)
         norm = self.normalize(state)
@@ -228,8 +242,9 @@ class ActorController:
         noise = self.rng.standard_normal(mean.shape)
         action = (mean + np.exp(self.log_std) * noise).astype(np.float32)
         logp = (-0.5 * noise**2 - self.log_std - 0.5 * LOG_2PI).sum(-1)
+        executed = action if base is None else (base + action).astype(np.float32)
         return ControlOutput(
-            executed=np.clip(action, self.low, self.high),
+            executed=np.clip(executed, self.low, self.high),
             label=action,
             fields={
                 "norm_obs": norm,
@@ -486,7 +501,8 @@ def train_ppo(
             amp=False,
         )
         gen = torch.Generator(device=device).manual_seed(cfg.seed)
-        obs_rms = RunningMeanStd(state_dim) if cfg.normalize_obs else None
+        ppo_dim = getattr(policy, "ppo_obs_dim", state_dim)  # a residual's: (state, base action)
+        obs_rms = RunningMeanStd(ppo_dim) if cfg.normalize_obs else None
         ret_rms = RunningMeanStd() if cfg.normalize_reward else None
         state = {
             "env_steps": 0,
@@ -510,8 +526,13 @@ def train_ppo(
         )
         run.open_logs(state["env_steps"])
 
+        base_runner = None
+        if policy.kind == "residual":
+            from iltk.policies.runners import PolicyRunner
+
+            base_runner = PolicyRunner(policy.base, cfg.num_envs)
         controller = ActorController(
-            policy, obs_rms, low, high, cfg.seed + state["env_steps"], keys
+            policy, obs_rms, low, high, cfg.seed + state["env_steps"], keys, base_runner
         )
         finished: list = []
         # episodes continue the seed sequence after a resume, so no seed is used twice
@@ -525,7 +546,7 @@ def train_ppo(
         )
         T, N = cfg.n_steps, cfg.num_envs
         buf = {
-            "obs": np.zeros((T, N, state_dim), np.float32),
+            "obs": np.zeros((T, N, ppo_dim), np.float32),
             "actions": np.zeros((T, N, len(low)), np.float32),
             "mean": np.zeros((T, N, len(low)), np.float32),
             "logp": np.zeros((T, N), np.float32),

@@ -304,6 +304,34 @@ class FinetuneConfig(PolicyConfig):
             raise ValueError(f"hidden layer sizes must be >= 1, got {self.critic_hidden}")
 
 
+@dataclass
+class ResidualConfig(PolicyConfig):
+    """A frozen policy of any kind plus a per-step Gaussian residual trained with PPO
+    (ResiP, Ankile et al.): action = base action + residual(state, base action)."""
+
+    base: str = "act"
+    """The registered policy underneath (frozen)."""
+    base_config: dict = field(default_factory=dict)
+    """That policy's config (as saved in its checkpoint)."""
+    hidden: list[int] = field(default_factory=lambda: [256, 256])
+    """Hidden layer sizes of the residual actor and of the critic (tanh)."""
+    log_std_init: float = -2.5
+    """Initial log std of the residual's exploration noise."""
+    min_log_std: float = -4.0
+    """Lower bound of the log std."""
+    max_log_std: float = -1.0
+    """Upper bound of the log std."""
+    obs_clip: float = 10.0
+    """Normalized (state, base action) inputs are clipped to +-obs_clip."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.min_log_std <= self.log_std_init <= self.max_log_std:
+            raise ValueError("need min_log_std <= log_std_init <= max_log_std")
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"hidden layer sizes must be >= 1, got {self.hidden}")
+
+
 register_policy(
     "bc",
     config=BCConfig,
@@ -339,5 +367,13 @@ register_policy(
     entry_point="iltk.policies.finetune:FinetunePolicy",
     default_lr=3e-5,
     summary="a BC policy fine-tuned with PPO (its mean, a bounded learned std, a critic)",
+    supervised=False,
+)
+register_policy(
+    "residual",
+    config=ResidualConfig,
+    entry_point="iltk.policies.finetune:ResidualPolicy",
+    default_lr=3e-4,
+    summary="a frozen policy (any kind) plus a per-step Gaussian residual trained with PPO",
     supervised=False,
 )

@@ -108,3 +108,99 @@ class FinetunePolicy(Policy):
     @torch.no_grad()
     def predict(self, obs):
         return self.actor(obs["state"])
+
+
+class ResidualPolicy(Policy):
+    """A frozen base policy of any kind (step, recurrent, chunked with temporal
+    ensembling) and a per-step Gaussian residual on top: the residual actor-critic reads
+    the state and the base's action, and its mean is added to that action. The last layer
+    of the residual actor starts at zero, so the policy starts as the base exactly.
+
+    The base's per-episode state (RNN hidden state, action queue, ensembling buffer) lives
+    in its own runner (``PolicyRunner`` gives a residual policy one), so fine-tuning does not
+    change how the base acts: chunks are still predicted and ensembled as trained."""
+
+    kind = "residual"
+
+    def __init__(self, config):
+        super().__init__(config)
+        from iltk.policies.actor_critic import ActorCritic
+        from iltk.policies.configs import ActorCriticConfig
+
+        self.base = make_policy(config.base, build_config(config.base, dict(config.base_config)))
+        self.base.requires_grad_(False)
+        a = config.action_dim
+        self.residual = ActorCritic(
+            ActorCriticConfig(
+                state_dim=config.state_dim + a,
+                action_dim=a,
+                hidden=list(config.hidden),
+                log_std_init=config.log_std_init,
+                obs_clip=config.obs_clip,
+            )
+        )
+        nn.init.zeros_(self.residual.actor[-1].weight)
+        nn.init.zeros_(self.residual.actor[-1].bias)
+
+    @property
+    def actor(self) -> nn.Module:  # what PPO's update and collection read
+        return self.residual.actor
+
+    @property
+    def critic(self) -> nn.Module:
+        return self.residual.critic
+
+    @classmethod
+    def from_base(cls, base: Policy, base_name: str, **settings) -> ResidualPolicy:
+        c = base.config
+        config = build_config(
+            "residual",
+            dict(
+                state_dim=c.state_dim,
+                action_dim=c.action_dim,
+                lowdim_keys=list(c.lowdim_keys),
+                action_low=list(c.action_low),
+                action_high=list(c.action_high),
+                base=base_name,
+                base_config=dataclasses.asdict(c),
+                **settings,
+            ),
+        )
+        policy = make_policy("residual", config)
+        policy.base.load_state_dict(base.state_dict())
+        return policy
+
+    @property
+    def ppo_obs_dim(self) -> int:
+        """PPO's observation for it: the state and the base's action."""
+        return self.config.state_dim + self.config.action_dim
+
+    @property
+    def log_std(self) -> torch.Tensor:
+        return self.residual.log_std.clamp(self.config.min_log_std, self.config.max_log_std)
+
+    def actor_parameters(self) -> list[nn.Parameter]:
+        return [*self.residual.actor.parameters(), self.residual.log_std]
+
+    def critic_parameters(self) -> list[nn.Parameter]:
+        return list(self.residual.critic.parameters())
+
+    def set_obs_stats(self, mean, var) -> None:
+        self.residual.set_obs_stats(mean, var)
+
+    def value(self, norm_obs: torch.Tensor) -> torch.Tensor:
+        return self.residual.value(norm_obs)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.base.eval()  # frozen: no dropout, no batch statistics, whatever the mode
+        return self
+
+    @torch.no_grad()
+    def act_on(self, state: torch.Tensor, base_action: torch.Tensor) -> torch.Tensor:
+        """The action: the base's plus the residual's mean."""
+        x = self.residual.normalize(torch.cat([state, base_action], -1))
+        return base_action + self.residual.actor(x)
+
+    def loss(self, batch):
+        raise NotImplementedError("a residual policy is trained with PPO (iltk finetune)")

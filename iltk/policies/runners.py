@@ -107,6 +107,14 @@ class PolicyRunner:
             self.hidden = policy.init_hidden(num_envs)
             self.reset_period = getattr(cfg, "reset_period", 0)
             self.steps = np.zeros(num_envs, np.int64)  # steps since the hidden state was reset
+        if policy.kind == "residual":  # the frozen base acts through its own runner
+            self.base_runner = PolicyRunner(
+                policy.base,
+                num_envs,
+                temporal_ensemble=temporal_ensemble,
+                n_action_steps=n_action_steps,
+                ensemble_m=ensemble_m,
+            )
         if policy.kind == "chunk":
             self.ensemble = (
                 cfg.temporal_ensemble if temporal_ensemble is None else temporal_ensemble
@@ -124,6 +132,8 @@ class PolicyRunner:
                 self.hidden, torch.as_tensor(ids, device=self.device)
             )
             self.steps[ids] = 0
+        if self.policy.kind == "residual":
+            self.base_runner.reset(ids)
         if self.policy.kind == "chunk":
             self.ensembler.reset(ids)
             self.queue_pos[ids] = self.n_action_steps
@@ -134,6 +144,9 @@ class PolicyRunner:
         kind = self.policy.kind
         if kind == "step":
             actions = self.policy.predict(t).float().cpu().numpy()
+        elif kind == "residual":
+            base = torch.as_tensor(self.base_runner.act(obs), device=self.device)
+            actions = self.policy.act_on(t["state"], base).float().cpu().numpy()
         elif kind == "recurrent":
             if self.reset_period:
                 due = np.flatnonzero((self.steps > 0) & (self.steps % self.reset_period == 0))

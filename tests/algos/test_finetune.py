@@ -107,20 +107,79 @@ def test_finetuning_improves_success_on_reach(bc_reach, tmp_path, capsys):
     assert cli_main(["eval", str(out / "best"), "--episodes", "2", "--num-envs", "1"]) == 0
 
 
-def test_what_cannot_be_finetuned_is_refused(bc_reach, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def act_reach(bc_reach):
     root, data = bc_reach
+    from iltk.policies.act import ACTConfig
+
     train(
         TrainConfig(
-            algo="bc-rnn",
+            algo="act",
             dataset=data,
-            out=tmp_path / "rnn",
-            steps=2,
+            out=root / "act",
+            steps=30,
+            batch_size=16,
+            act=ACTConfig(d_model=32, dim_feedforward=64, chunk_size=8),
             eval_episodes=0,
             progress=False,
         )
     )
-    with pytest.raises(FinetuneError, match="bc-rnn"):
-        finetune(FinetuneSettings(policy=tmp_path / "rnn" / "last", out=tmp_path / "o"))
+    return root / "act" / "last"
+
+
+def test_a_zero_residual_reproduces_the_frozen_chunk_policy_exactly(act_reach):
+    """Over whole episodes in 2 envs, with temporal ensembling: the residual policy and
+    its base act identically before training (the residual's last layer is zero)."""
+    from iltk.envs import make_vector_env
+    from iltk.policies.finetune import ResidualPolicy
+    from iltk.policies.runners import PolicyRunner
+
+    base = load_policy(act_reach)
+    res = ResidualPolicy.from_base(base, "act")
+    res.set_obs_stats(np.ones(base.config.state_dim + 3), np.full(base.config.state_dim + 3, 4.0))
+    for (k, v), (_, w) in zip(base.state_dict().items(), res.base.state_dict().items()):
+        assert torch.equal(v, w), k  # the base's weights, copied
+    # the same module underneath (two copies of a transformer may differ in the last bit
+    # with oneDNN's kernel choice, which is not what this test is about)
+    runners = [PolicyRunner(res.base, 2), PolicyRunner(res, 2)]
+    envs = make_vector_env("iltk/Reach-v0", 2, asynchronous=False, terminate_on_success=False)
+    obs, _ = envs.reset(seed=[5, 6])
+    for r in runners:
+        r.reset()
+    for _ in range(30):
+        a_base, a_res = (r.act(obs) for r in runners)
+        np.testing.assert_array_equal(a_base, a_res)
+        obs, *_ = envs.step(a_base)
+    envs.close()
+
+
+def test_an_act_policy_is_finetuned_through_a_residual(act_reach, tmp_path):
+    from iltk.policies.finetune import ResidualPolicy
+
+    out = tmp_path / "act_ft"
+    args = ["finetune", "--policy", str(act_reach), "--out", str(out), "--steps", "1024"]
+    args += ["--n-steps", "256", "--critic-warmup", "1", "--eval-episodes", "2", "--no-progress"]
+    assert cli_main(args) == 0
+    tuned = load_policy(out / "last")
+    assert isinstance(tuned, ResidualPolicy) and tuned.config.base == "act"
+    # the base stayed frozen; the residual moved
+    base = load_policy(act_reach)
+    for (k, v), (_, w) in zip(base.state_dict().items(), tuned.base.state_dict().items()):
+        assert torch.equal(v, w), k
+    assert tuned.residual.actor[-1].weight.abs().sum() > 0
+    assert bool(tuned.residual.obs_normalized)  # PPO's statistics of (state, base action)
+    assert cli_main(["eval", str(out / "last"), "--episodes", "2", "--num-envs", "2"]) == 0
+
+
+def test_what_cannot_be_finetuned_is_refused(bc_reach, tmp_path, capsys):
+    root, data = bc_reach
+    from iltk.policies import make_policy
+    from iltk.policies.configs import ActorCriticConfig
+
+    ppo = make_policy("actor-critic", ActorCriticConfig(state_dim=9, action_dim=3))
+    ppo.save(tmp_path / "ppo", {"task": "iltk/Reach-v0"})
+    with pytest.raises(FinetuneError, match="behaviour-cloned"):
+        finetune(FinetuneSettings(policy=tmp_path / "ppo", out=tmp_path / "o"))
     assert cli_main(["finetune", "--policy", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
     assert "no such checkpoint" in capsys.readouterr().err
     with pytest.raises(SystemExit):
