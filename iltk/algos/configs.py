@@ -544,6 +544,18 @@ class FinetuneSettings(PPOConfig):
     """Upper bound of the log std."""
     critic_hidden: list[int] = field(default_factory=lambda: [256, 256])
     """Hidden layer sizes of the critic (and of a residual's actor)."""
+    kl_bc: float = 0.0
+    """Weight of the KL penalty towards the starting policy (its mean under the current
+    std; for a residual, towards a zero residual). 0: off."""
+    bc_weight: float = 0.0
+    """DAPG's behaviour-cloning term: this weight times bc_decay^k on the BC loss of a
+    minibatch of demonstrations at rollout k (MLP policies). 0: off."""
+    bc_decay: float = 0.95
+    """Per-rollout decay of bc_weight."""
+    bc_batch_size: int = 256
+    """Demonstration samples per minibatch of the BC term."""
+    dataset: Path | None = None
+    """The demonstrations of the BC term (default: the checkpoint's own dataset)."""
     residual: bool = False
     """Keep the BC policy frozen and train a per-step Gaussian residual on top (always so
     for bc-rnn and act policies: their hidden state and chunk ensembling stay as trained)."""
@@ -563,3 +575,11 @@ class FinetuneSettings(PPOConfig):
             raise ValueError(f"critic_lr must be in (0, 1], got {self.critic_lr}")
         if not self.min_log_std <= self.log_std_init <= self.max_log_std:
             raise ValueError("need min_log_std <= log_std_init <= max_log_std")
+        for name in ("kl_bc", "bc_weight"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if not 0.0 < self.bc_decay <= 1.0:
+            raise ValueError(f"bc_decay must be in (0, 1], got {self.bc_decay}")
+        if self.bc_batch_size < 1:
+            raise ValueError(f"bc_batch_size must be >= 1, got {self.bc_batch_size}")

@@ -14,9 +14,12 @@ for a learned one). The envs are made as the BC policy's were (its checkpoint's
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+from pathlib import Path
 
 import numpy as np
+import torch
 
 from iltk.algos.configs import FinetuneSettings
 from iltk.policies import load_checkpoint
@@ -34,6 +37,62 @@ def success_reward(transition) -> np.ndarray:
             "this task reports no success: pass --reward-type dense (or --reward DIR)"
         )
     return np.asarray(success, np.float64)
+
+
+class TowardsStart:
+    """What keeps the actor near the policy it started from, added to PPO's actor loss:
+
+    - a KL penalty, ``kl_bc`` * KL(pi || pi_start) with pi_start the starting mean under
+      the current std: sum (mean - mean_start)^2 / (2 std^2) (for a residual the start is
+      a zero residual);
+    - DAPG's behaviour-cloning term (Rajeswaran et al. 2017), ``bc_weight`` *
+      ``bc_decay``^k times the BC policy's own loss on a minibatch of demonstrations at
+      rollout k (MLP fine-tuning only: a residual's frozen base has nothing to clone).
+    """
+
+    def __init__(self, policy, cfg: FinetuneSettings, dataset, device):
+        self.kl_bc, self.bc_weight, self.bc_decay = cfg.kl_bc, cfg.bc_weight, cfg.bc_decay
+        self.residual = policy.kind == "residual"
+        # the starting actor, frozen (a fine-tuned MLP's actor is the BC network itself)
+        self.start = None if self.residual else copy.deepcopy(policy.actor._base[0]).eval()
+        if self.start is not None:
+            self.start.requires_grad_(False)
+            from iltk.policies.finetune import BaseMean
+
+            self.start_mean = BaseMean(self.start)
+        self.policy, self.dataset = policy, dataset
+        self.batch = cfg.bc_batch_size
+        self.gen = torch.Generator(device=device).manual_seed(cfg.seed + 7)
+        self.weight = self.bc_weight
+        self.sums: dict[str, list] = {"bc_loss": [], "kl_to_start": []}
+
+    def start_rollout(self, iteration: int) -> None:
+        self.weight = self.bc_weight * self.bc_decay**iteration
+
+    def loss(self, obs, mean, log_std) -> torch.Tensor:
+        total = torch.zeros((), device=mean.device)
+        if self.kl_bc > 0:
+            if self.residual:
+                ref = torch.zeros_like(mean)
+            else:
+                with torch.no_grad():
+                    ref = self.start_mean(obs)
+            kl = ((mean - ref).pow(2) / (2 * torch.exp(2 * log_std))).sum(-1).mean()
+            total = total + self.kl_bc * kl
+            self.sums["kl_to_start"].append(kl.detach())
+        if self.weight > 0 and self.dataset is not None:
+            idx = self.dataset.sample_indices(self.batch, self.gen)
+            bc, _ = self.policy.loss(self.dataset.batch_steps(idx))
+            total = total + self.weight * bc
+            self.sums["bc_loss"].append(bc.detach())
+        return total
+
+    def logs(self) -> dict:
+        out = {"bc_weight": self.weight if self.dataset is not None else None}
+        for key, values in self.sums.items():
+            out[key] = float(torch.stack(values).mean()) if values else None
+            values.clear()
+        return out
 
 
 def finetune(cfg: FinetuneSettings) -> dict:
@@ -67,4 +126,34 @@ def finetune(cfg: FinetuneSettings) -> dict:
     cfg = dataclasses.replace(cfg, task=task, normalize_obs=residual)
     env_kwargs = dict(extra.get("env_kwargs") or {})
     reward_fn = success_reward if cfg.reward_type == "sparse" and cfg.reward is None else None
-    return train_ppo(cfg, policy=policy, env_kwargs=env_kwargs, reward_fn=reward_fn)
+    dataset = None
+    if cfg.bc_weight > 0:
+        if residual:
+            raise FinetuneError(
+                "--bc-weight: a residual policy's base is frozen, there is nothing to clone; "
+                "use --kl-bc to keep the residual small"
+            )
+        from iltk.data.dataset import DemoDataset
+        from iltk.policies import resolve_device
+
+        path = cfg.dataset or extra.get("dataset")
+        if not path or not Path(path).exists():
+            raise FinetuneError(
+                f"--bc-weight needs the demonstrations: the checkpoint names {path!r}; "
+                "pass --dataset FILE"
+            )
+        device = resolve_device(cfg.device)
+        dataset = DemoDataset(path, obs_keys=list(base.config.lowdim_keys), device=device)
+        dataset.check_compatible(base.config.state_dim, base.config.action_dim, str(path))
+    regularizer = None
+    if cfg.kl_bc > 0 or dataset is not None:
+        from iltk.policies import resolve_device
+
+        regularizer = TowardsStart(policy, cfg, dataset, resolve_device(cfg.device))
+    return train_ppo(
+        cfg,
+        policy=policy,
+        env_kwargs=env_kwargs,
+        reward_fn=reward_fn,
+        regularizer=regularizer,
+    )

@@ -264,10 +264,12 @@ def ppo_update(
     beta: float,
     gen,
     train_actor: bool = True,
+    regularizer=None,
 ):
     """The epochs of one rollout; returns the logged means and the new beta.
     ``train_actor=False`` trains the critic alone (fine-tuning's warm-up: the actor is
-    frozen while the value of the policy it starts from is learned).
+    frozen while the value of the policy it starts from is learned). ``regularizer(obs,
+    mean, log_std)``: a loss added to the actor's (fine-tuning's pull towards the BC policy).
 
     The batch is shuffled once per epoch and cut into minibatch views; what is only
     logged (the approximate KL, the clip fraction, the entropy) is measured once, on the
@@ -310,6 +312,8 @@ def ppo_update(
                 values = old + (values - old).clamp(-cfg.clip_vf, cfg.clip_vf)
             v_loss = (mb["returns"] - values).pow(2).mean()
             loss = pg_loss + cfg.vf_coef * v_loss if train_actor else cfg.vf_coef * v_loss
+            if regularizer is not None and train_actor:
+                loss = loss + regularizer(mb["obs"], mean, log_std)
             if cfg.ent_coef and train_actor:
                 loss = loss - cfg.ent_coef * (log_std + 0.5 * (1 + LOG_2PI)).sum()
             optim.step(loss)
@@ -336,6 +340,9 @@ def ppo_update(
 # ------------------------------------------------------------------------------- run
 METRICS = [
     "warmup",
+    "bc_loss",
+    "bc_weight",
+    "kl_to_start",
     "ep_return",
     "ep_length",
     "success",
@@ -406,7 +413,12 @@ def _learned_reward(cfg: PPOConfig, envs, keys):
 
 
 def train_ppo(
-    cfg: PPOConfig, game=None, policy=None, env_kwargs: dict | None = None, reward_fn=None
+    cfg: PPOConfig,
+    game=None,
+    policy=None,
+    env_kwargs: dict | None = None,
+    reward_fn=None,
+    regularizer=None,
 ) -> dict:
     """Run PPO; returns the results dict (also in OUT/results.json).
 
@@ -417,6 +429,8 @@ def train_ppo(
     ``cfg.critic_warmup`` rollouts train its critic alone. ``env_kwargs``: how the task's
     envs are made (e.g. the demonstrations' ``init_spread``). ``reward_fn(transition)``:
     the per-env rewards to train on instead of the env's (e.g. sparse success).
+    ``regularizer``: an object with ``loss(obs, mean, log_std)`` added to the actor's loss,
+    ``start_rollout(iteration)`` before each update and ``logs()`` after it.
 
     ``game``: the reward player of adversarial IRL (``iltk.algos.irl.deep``), or None. It
     gives ``env_kwargs`` (how the envs are made), ``horizon`` (the episodes' time limit, or
@@ -697,9 +711,20 @@ def train_ppo(
                 batch["old_log_std"] = policy.log_std.detach().clone()
                 policy.train()
                 warming = state["iterations"] < getattr(cfg, "critic_warmup", 0)
+                if regularizer is not None:
+                    regularizer.start_rollout(state["iterations"])
                 logs, state["beta"] = ppo_update(
-                    policy, optim, batch, cfg, state["beta"], gen, train_actor=not warming
+                    policy,
+                    optim,
+                    batch,
+                    cfg,
+                    state["beta"],
+                    gen,
+                    train_actor=not warming,
+                    regularizer=regularizer.loss if regularizer is not None else None,
                 )
+                if regularizer is not None:
+                    logs.update(regularizer.logs())
                 state["iterations"] += 1
                 logs["warmup"] = float(warming)
                 controller.refresh()

@@ -107,6 +107,39 @@ def test_finetuning_improves_success_on_reach(bc_reach, tmp_path, capsys):
     assert cli_main(["eval", str(out / "best"), "--episodes", "2", "--num-envs", "1"]) == 0
 
 
+def test_the_pull_towards_the_start_keeps_the_actor_near_it(bc_reach, tmp_path):
+    """The same fast updates (actor lr 1e-3, clip 0.2) with and without a strong KL
+    penalty towards the BC policy plus DAPG's BC term: the penalized actor moves less."""
+    root, data = bc_reach
+    bc = load_policy(root / "bc" / "last")
+    obs = {"state": torch.as_tensor(_states(data))}
+    change = {}
+    for name, pull in (("free", {}), ("pulled", {"kl_bc": 100.0, "bc_weight": 1.0})):
+        out = tmp_path / name
+        cfg = FinetuneSettings(
+            policy=root / "bc" / "last",
+            out=out,
+            steps=4 * 512,
+            n_steps=512,
+            critic_warmup=1,
+            lr=1e-3,
+            clip=0.2,
+            eval_every=0,
+            eval_episodes=0,
+            progress=False,
+            **pull,
+        )
+        finetune(cfg)
+        tuned = load_policy(out / "last")
+        change[name] = float((tuned.predict(obs) - bc.predict(obs)).abs().mean())
+        rows = [r for r in csv.DictReader((out / "metrics.csv").open()) if r["kind"] == "train"]
+    assert change["pulled"] < 0.5 * change["free"], change
+    # the BC term decays per rollout (0.95^k) and both terms were logged
+    weights = [float(r["bc_weight"]) for r in rows]
+    np.testing.assert_allclose(weights[1:], [0.95**k for k in range(1, 4)])
+    assert all(r["bc_loss"] and r["kl_to_start"] for r in rows[1:])
+
+
 @pytest.fixture(scope="module")
 def act_reach(bc_reach):
     root, data = bc_reach
