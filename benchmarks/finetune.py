@@ -1,0 +1,182 @@
+"""PPO fine-tuning of BC policies: success on unseen starts against env steps.
+
+Each row: scripted demos (episode seeds 0..n-1), BC at its defaults (``--algo``: bc is the
+3x256 MLP, 20k steps; act the CPU-sized ACT of bc_suite.py), then `iltk finetune` with
+its defaults for ``--steps`` env steps, evaluated every ``--eval-every`` steps on
+``--eval-episodes`` unseen starts (the start included, at step 0). Reported: the start,
+the best and the final success, the lowest evaluation during fine-tuning (the collapse
+check: no evaluation more than 5 points below the start), and the env steps to +20
+points. ``--scratch`` adds PPO from scratch on the same task and reward (the baseline that
+fine-tuning must beat per env step).
+
+    python benchmarks/finetune.py --task iltk/Push-v0 --algo bc --demos 25 --seeds 0 1 2
+    python benchmarks/finetune.py --task iltk/Push-v0 --algo act --demos 100
+    python benchmarks/finetune.py --task iltk/Lift-v0 --algo bc --demos 5 --reward-type dense
+
+Writes runs/bench/finetune_<task>_<algo>_<demos>.json and .png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np  # noqa: E402
+
+from iltk.algos.bc import train  # noqa: E402
+from iltk.algos.configs import FinetuneSettings, PPOConfig, TrainConfig  # noqa: E402
+from iltk.algos.finetune import finetune, success_reward  # noqa: E402
+from iltk.algos.ppo import train_ppo  # noqa: E402
+from iltk.collect import collect_demos  # noqa: E402
+from iltk.policies.act import ACTConfig  # noqa: E402
+
+
+def curve(out: Path) -> list[tuple[int, float]]:
+    rows = csv.DictReader((out / "metrics.csv").open())
+    return [(int(r["step"]), float(r["eval_success"])) for r in rows if r["kind"] == "eval"]
+
+
+def summarize(points: list[tuple[int, float]]) -> dict:
+    start = points[0][1]
+    later = points[1:]
+    reach = [s for s, v in later if v >= start + 0.2]
+    return {
+        "start": start,
+        "best": max(v for _, v in later),
+        "final": later[-1][1],
+        "lowest": min(v for _, v in later),
+        "steps_to_plus_20": reach[0] if reach else None,
+    }
+
+
+def run(args, seed: int, root: Path) -> dict:
+    cell = root / f"s{seed}"
+    cell.mkdir(parents=True, exist_ok=True)
+    data = cell / "demos.hdf5"
+    collect_demos(args.task, data, args.demos, overwrite=True, progress=False)
+    common = dict(progress=False, overwrite=True, seed=seed)
+    extra = {}
+    if args.algo == "act":
+        extra = dict(
+            steps=3000, batch_size=64, act=ACTConfig(d_model=64, dim_feedforward=256, chunk_size=20)
+        )
+    t0 = time.perf_counter()
+    train(
+        TrainConfig(
+            algo=args.algo, dataset=data, out=cell / "bc", eval_episodes=0, **extra, **common
+        )
+    )
+    bc_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    finetune(
+        FinetuneSettings(
+            policy=cell / "bc" / "last",
+            out=cell / "ft",
+            steps=args.steps,
+            eval_every=args.eval_every,
+            eval_episodes=args.eval_episodes,
+            reward_type=args.reward_type,
+            **common,
+        )
+    )
+    out = {"seed": seed, "bc_s": bc_s, "finetune_s": time.perf_counter() - t0}
+    out["finetune"] = curve(cell / "ft")
+    out.update(summarize(out["finetune"]))
+    if args.scratch:
+        t0 = time.perf_counter()
+        train_ppo(
+            PPOConfig(
+                task=args.task,
+                steps=args.steps,
+                out=cell / "scratch",
+                eval_every=args.eval_every,
+                eval_episodes=args.eval_episodes,
+                **common,
+            ),
+            reward_fn=success_reward if args.reward_type == "sparse" else None,
+        )
+        out["scratch_s"] = time.perf_counter() - t0
+        out["scratch"] = curve(cell / "scratch")
+    return out
+
+
+def plot(rows: list[dict], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for i, r in enumerate(rows):
+        xs, ys = zip(*r["finetune"])
+        ax.plot(xs, [100 * y for y in ys], color="tab:blue", label="fine-tuning" if not i else None)
+        if "scratch" in r:
+            xs, ys = zip(*r["scratch"])
+            ax.plot(
+                xs,
+                [100 * y for y in ys],
+                color="tab:gray",
+                label="PPO from scratch" if not i else None,
+            )
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set(
+        xlabel="environment steps",
+        ylabel="success on unseen starts (%)",
+        title=title,
+        ylim=(-3, 103),
+    )
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--task", default="iltk/Push-v0")
+    parser.add_argument("--algo", default="bc", choices=["bc", "bc-rnn", "act"])
+    parser.add_argument("--demos", type=int, default=25)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--steps", type=int, default=500_000)
+    parser.add_argument("--eval-every", type=int, default=50_000)
+    parser.add_argument("--eval-episodes", type=int, default=100)
+    parser.add_argument("--reward-type", default="sparse", choices=["sparse", "dense"])
+    parser.add_argument("--scratch", action="store_true", help="also PPO from scratch")
+    args = parser.parse_args()
+    stem = f"finetune_{args.task.split('/')[-1]}_{args.algo}_{args.demos}_{args.reward_type}"
+    root = Path("runs/bench") / stem
+    rows = []
+    for seed in args.seeds:
+        r = run(args, seed, root)
+        rows.append(r)
+        to20 = r["steps_to_plus_20"]
+        print(
+            f"seed {seed}: start {r['start']:.0%}, best {r['best']:.0%}, final {r['final']:.0%},"
+            f" lowest {r['lowest']:.0%}, +20 points at {to20 if to20 is not None else '-'} steps"
+            f" (BC {r['bc_s']:.0f}s, fine-tuning {r['finetune_s']:.0f}s)",
+            flush=True,
+        )
+    for key in ("start", "best", "final", "lowest"):
+        v = [r[key] for r in rows]
+        print(f"{key:7} {100 * np.mean(v):5.1f}% ± {100 * np.std(v):4.1f}")
+    out = Path("runs/bench")
+    (out / f"{stem}.json").write_text(json.dumps({"args": vars(args), "runs": rows}, indent=2))
+    plot(
+        rows,
+        f"{args.task}: {args.algo} on {args.demos} demos, {args.reward_type}",
+        out / f"{stem}.png",
+    )
+    print(f"wrote {out / stem}.json and .png")
+
+
+if __name__ == "__main__":
+    main()
