@@ -800,12 +800,25 @@ class Dataset:
         )
 
 
-def _run_train(cfg) -> None:
-    from iltk.algos.bc import train
-
+def _run_train(cfg) -> int | None:
     if not cfg.dataset.exists():
         raise CliError(f"{cfg.dataset}: no such dataset file (make one with 'iltk collect')")
+    if cfg.nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        from iltk.distributed import launch
+
+        code = launch(cfg.nproc, _ARGV)
+        if code != 0:
+            raise CliError(
+                f"the {cfg.nproc}-process run failed (exit status {code}; the failing rank's "
+                f"error is above); {cfg.out / 'last'} holds the last complete checkpoint: fix "
+                "the cause and run the same command with --resume"
+            )
+        return None
+    from iltk.algos.bc import train
+
     res = train(cfg)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return None  # rank 0 reports for the job
     final = res["final"] or {}
     msg = f"trained {cfg.algo} for {res['steps']} steps on {res['device']} in {res['train_time_s']:.0f}s"
     if final.get("success_rate") is not None:
@@ -944,10 +957,15 @@ COMMANDS: dict[str, type] = {
 GROUPS: dict[str, dict[str, type]] = {"dataset": DATASET_COMMANDS}
 
 
+_ARGV: list[str] = []  # this invocation's arguments (`iltk train --nproc` passes them on)
+
+
 def main(argv: list[str] | None = None) -> int:
     from iltk import __version__
 
+    global _ARGV
     argv = sys.argv[1:] if argv is None else argv
+    _ARGV = list(argv)
     if argv in (["--version"], ["-V"]):
         print(f"iltk {__version__}")
         return 0

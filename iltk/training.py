@@ -179,6 +179,9 @@ class RunFolder:
         overwrite: delete an earlier run in ``out`` first.
         outputs: the names in ``out`` that make a run (what ``overwrite`` deletes and what
             a fresh run refuses to write over).
+        writer: False for the ranks of a data-parallel job other than 0: they read the
+            checkpoint to resume from (after rank 0 has checked the folder) and write
+            nothing.
     """
 
     OUTPUTS = ("config.json", "last", "best", "metrics.csv", "results.json", "tb", "plots")
@@ -191,11 +194,14 @@ class RunFolder:
         resume: bool,
         overwrite: bool,
         outputs: tuple[str, ...] = OUTPUTS,
+        writer: bool = True,
     ):
         self.out = Path(out)
         self.fields = ["step", "kind", *[f for f in fields if f not in ("step", "kind")]]
         self.resume = resume
-        prepare_run_folder(self.out, resume=resume, overwrite=overwrite, outputs=outputs)
+        self.writer = writer
+        if writer:
+            prepare_run_folder(self.out, resume=resume, overwrite=overwrite, outputs=outputs)
         self.tb = None
         self.csv_file = None
         self.csv = None
@@ -213,10 +219,12 @@ class RunFolder:
         """``out/last`` when resuming and it holds a training state (else a note, None)."""
         if not self.resume:
             return None
-        recover_dir(self.last)
+        if self.writer:
+            recover_dir(self.last)
         if (self.last / "train_state.pt").exists():
             return self.last
-        print(f"note: {self.out} holds no checkpoint to resume from; training from step 0")
+        if self.writer:
+            print(f"note: {self.out} holds no checkpoint to resume from; training from step 0")
         return None
 
     def load_train_state(self, device: torch.device | str = "cpu") -> dict[str, Any]:
@@ -225,10 +233,14 @@ class RunFolder:
 
     # ------------------------------------------------------------------- logs
     def write_config(self, config: dict[str, Any]) -> None:
+        if not self.writer:
+            return
         atomic_write_text(self.out / "config.json", json.dumps(config, indent=2, default=str))
 
     def open_logs(self, step: int) -> None:
         """Open ``metrics.csv`` (appending after ``step`` when resuming) and TensorBoard."""
+        if not self.writer:
+            return
         from torch.utils.tensorboard import SummaryWriter
 
         self.tb = SummaryWriter(str(self.out / "tb"))
@@ -244,6 +256,8 @@ class RunFolder:
     def log(self, kind: str, step: int, row: dict[str, Any], scalars: dict | None = None) -> None:
         """One row of ``metrics.csv`` (kind: train, eval, ...) and its numbers in TensorBoard
         under ``kind/`` (``scalars`` adds values for TensorBoard only)."""
+        if not self.writer:
+            return
         assert self.csv is not None and self.tb is not None, "open_logs() first"
         self.csv.writerow({**row, "step": step, "kind": kind})
         self.csv_file.flush()
@@ -271,6 +285,8 @@ class RunFolder:
         """Write checkpoint ``out/<name>`` atomically with ``model.save`` (a Policy or
         anything with the same ``save(dir, extra, extra_files)``); ``train_state`` goes
         into the same folder as ``train_state.pt``."""
+        if not self.writer:
+            return self.out / name
         files = dict(extra_files or {})
         if train_state is not None:
             buffer = io.BytesIO()
@@ -296,6 +312,8 @@ class RunFolder:
             raise OutputError(disk_error(err, self.out, todo)) from None
 
     def write_results(self, results: dict[str, Any]) -> None:
+        if not self.writer:
+            return
         atomic_write_text(self.out / "results.json", json.dumps(results, indent=2, default=str))
 
     # ------------------------------------------------------------------ plots
@@ -313,7 +331,7 @@ class RunFolder:
         """``plots/<name>.png``: one line per {label: (xs, ys)}; ``marks`` draws labelled
         vertical lines (e.g. where fine-tuning started). None when there is nothing to plot."""
         series = {k: v for k, v in series.items() if len(v[0])}
-        if not series:
+        if not series or not self.writer:
             return None
         import matplotlib
 

@@ -24,6 +24,7 @@ from iltk.algos.configs import TrainConfig
 from iltk.data.dataset import DemoDataset
 from iltk.data.format import DatasetError
 from iltk.data.reader import DemoFile
+from iltk.distributed import Dist, setup
 from iltk.envs import env_shapes, make_vector_env
 from iltk.evaluate import evaluate_policy
 from iltk.policies import (
@@ -56,8 +57,9 @@ def dataset_env_kwargs(ds: DemoDataset, task: str) -> dict:
 class Trainer:
     """Holds the state of one training run (used by ``iltk train`` and by DAgger rounds)."""
 
-    def __init__(self, cfg: TrainConfig, policy: Policy | None = None):
+    def __init__(self, cfg: TrainConfig, policy: Policy | None = None, dist: Dist | None = None):
         self.cfg = cfg
+        self.dist = dist or Dist()
         self.device = resolve_device(cfg.device)
         seed_everything(cfg.seed)
         # held-out demos: --valid-fraction, else the file's own mask/valid (as documented)
@@ -137,7 +139,16 @@ class Trainer:
             grad_clip=cfg.grad_clip,
             device=self.device,
         )
-        self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        # each rank draws its own batches (rank 0 the single-process ones); --batch-size is
+        # the global batch, split over the ranks
+        self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed + self.dist.rank)
+        self.batch_size = cfg.batch_size // self.dist.world
+        self.model: torch.nn.Module = self.policy
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.policy, device_ids=ids)
         self.step = 0
         self.history: dict[str, list] = {"train": [], "eval": []}
         self.best_score = -math.inf
@@ -149,10 +160,10 @@ class Trainer:
         logged values stay tensors (read them at log time)."""
         self.policy.train()
         if batch is None:
-            idx = self.ds.sample_indices(self.cfg.batch_size, self.gen)
+            idx = self.ds.sample_indices(self.batch_size, self.gen)
             batch = get_batch(self.ds, self.spec, idx)
         with self.optim.autocast():
-            loss, info = self.policy(batch)  # through forward: a DDP wrapper sees it
+            loss, info = self.model(batch)  # through forward: DDP averages the gradients
         info.update(self.optim.step(loss))
         self.step += 1
         return info
@@ -213,11 +224,32 @@ METRICS = ["loss", "lr", "grad_norm", "valid_loss", "success_rate", "mean_return
 
 
 def train(cfg: TrainConfig) -> dict:
-    """Run a whole training job; returns the results dict (also in OUT/results.json)."""
-    run = RunFolder(cfg.out, METRICS, resume=cfg.resume, overwrite=cfg.overwrite)
+    """Run a whole training job; returns the results dict (also in OUT/results.json).
+
+    Under torchrun (``iltk.distributed``) every rank runs this: rank 0 checks the run
+    folder first and alone evaluates, logs and writes; the others train beside it."""
+    dist, device = setup(cfg.device)
+    try:
+        return _train(dataclasses.replace(cfg, device=device), dist)
+    finally:
+        dist.close()
+
+
+def _train(cfg: TrainConfig, dist: Dist) -> dict:
+    if cfg.batch_size % dist.world:
+        raise ValueError(
+            f"--batch-size {cfg.batch_size} (the global batch) must divide by the "
+            f"{dist.world} processes"
+        )
+    run = None
+    if dist.main:  # refusals, --overwrite and crash recovery happen once, before the others
+        run = RunFolder(cfg.out, METRICS, resume=cfg.resume, overwrite=cfg.overwrite)
+    dist.barrier()
+    if run is None:
+        run = RunFolder(cfg.out, METRICS, resume=cfg.resume, overwrite=False, writer=False)
     resume_from = run.resume_point()
     policy = load_policy(resume_from, resolve_device(cfg.device)) if resume_from else None
-    trainer = Trainer(cfg, policy)
+    trainer = Trainer(cfg, policy, dist)
     if resume_from:
         trainer.load_train_state(run.load_train_state(trainer.device))
     resolved = dataclasses.asdict(cfg)
@@ -263,10 +295,10 @@ def train(cfg: TrainConfig) -> dict:
                 losses.add(info["loss"])
                 bar.update(1)
                 if trainer.step % cfg.log_every == 0 or trainer.step == cfg.steps:
-                    # the one device-to-host sync of a log period
+                    # the one device-to-host sync of a log period (the loss: every rank's)
                     scalars = {k: float(v) for k, v in info.items()}
                     row = {
-                        "loss": losses.pop(),
+                        "loss": dist.mean(losses.pop()),
                         "lr": scalars["lr"],
                         "grad_norm": scalars.get("grad_norm"),
                     }
@@ -283,13 +315,19 @@ def train(cfg: TrainConfig) -> dict:
                         success="-" if success is None else f"{success:.0%}",
                     )
                 at_eval = cfg.eval_every and trainer.step % cfg.eval_every == 0
-                if at_eval and trainer.step < cfg.steps:
-                    last_eval = do_eval()
-            last_eval = do_eval()
+                if at_eval and trainer.step < cfg.steps and dist.main:
+                    last_eval = do_eval()  # the other ranks wait at their next step
+            if dist.main:
+                last_eval = do_eval()
     finally:
         bar.close()
         run.close()
         trainer.close()
+    # the same weights on every rank, or DDP went wrong: each rank's checksum is kept
+    checksums = dist.gather(
+        float(sum(p.detach().double().sum().item() for p in trainer.policy.parameters()))
+    )
+    dist.barrier()
     plots = [p for p in _plots(run, trainer.history) if p is not None]
     elapsed = time.perf_counter() - t0
     results = {
@@ -301,6 +339,8 @@ def train(cfg: TrainConfig) -> dict:
         "samples_per_s": trainer.step * cfg.batch_size / max(elapsed, 1e-9),
         "plots": [str(p) for p in plots],
         "device": str(trainer.device),
+        "processes": dist.world,
+        "rank_checksums": checksums,
     }
     run.write_results(results)
     return results

@@ -37,7 +37,8 @@ class OptimSettings:
     """The optimizer of supervised training: AdamW, linear warm-up, then cosine or constant."""
 
     batch_size: int = 256
-    """Samples (or windows, or chunks) per step."""
+    """Samples (or windows, or chunks) per step; with --nproc the global batch, split over the
+    processes."""
     lr: float | None = None
     """Peak learning rate (default: the policy's own: 1e-3 for bc and bc-rnn, 3e-4 for act)."""
     lr_schedule: Literal["cosine", "constant"] = "cosine"
@@ -149,9 +150,19 @@ class TrainConfig(PolicyOptions, OptimSettings):
     """Start afresh in an OUT that holds an earlier run (its checkpoints and logs are deleted)."""
     progress: bool = True
     """Show a progress bar."""
+    nproc: int = 1
+    """Data-parallel processes on this machine (DDP under torchrun: gloo on the CPU, one
+    GPU each on CUDA); --batch-size is then the global batch, split over them. Under your
+    own `torchrun --nproc_per_node N -m iltk train ...` leave it at 1."""
 
     def __post_init__(self):
         super().__post_init__()
+        if self.nproc < 1:
+            raise ValueError(f"nproc must be >= 1, got {self.nproc}")
+        if self.batch_size % self.nproc:
+            raise ValueError(
+                f"batch_size {self.batch_size} (the global batch) must divide by nproc {self.nproc}"
+            )
         if not policy_entry(self.algo).supervised:  # an unknown name: one clear error too
             raise ValueError(f"{self.algo} is not trained by imitation (see its own command)")
         if self.steps < 1:
