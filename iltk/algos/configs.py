@@ -468,10 +468,12 @@ class IRLConfig(PPOConfig):
     """Weight of the gradient penalty (|grad r| - 1)^2 between demo and policy samples
     (WGAN-GP's): keeps the reward 1-Lipschitz, a slope towards the demonstrations rather
     than a step (0: off)."""
-    demo_starts: bool = True
-    """The policy's training episodes start from the demonstrations' starts (their reset
-    seeds, cycled), so that both sides of the game share goals and layouts; evaluations
-    use unseen starts."""
+    starts: Literal["mixed", "demos", "fresh"] = "mixed"
+    """Where the policy's training episodes start. demos: from the demonstrations' starts
+    (their reset seeds, cycled), so that both sides of the game share goals and layouts;
+    mixed: every other episode so, the rest fresh (the reward player compares only the
+    former, the policy learns from all: it then also acts where no demonstration went);
+    fresh: every episode fresh. Evaluations always use unseen starts."""
     replay: int = 5
     """The reward player compares with the states of the last REPLAY rollouts (past
     policies too, which steadies the game)."""

@@ -436,11 +436,12 @@ def train_ppo(
     gives ``env_kwargs`` (how the envs are made), ``horizon`` (the episodes' time limit, or
     None; an episode that ends earlier is its final state held to it, ``hold(states,
     steps)`` is told of each), ``outputs`` (its files in OUT),
-    ``episode_seeds`` (the reset seeds the
-    rollouts cycle through, or None), ``prepare(state_dim, action_dim)`` (called once the task is checked; returns the live
-    reward network PPO trains on), ``update(states, actions) -> logs`` after each PPO
-    update with the rollout's raw states and executed actions, and ``save(out)`` at every
-    checkpoint. PPO's ``best/`` is then not chosen by the env's reward (the learner never
+    ``episode_seeds`` (the reset seeds the rollouts cycle through, or None),
+    ``compared(episode_indices) -> mask`` (the episodes whose states the reward player
+    compares), ``prepare(state_dim, action_dim)`` (called once the task is checked;
+    returns the live reward network PPO trains on), ``update(states, actions) -> logs``
+    after each PPO update with the compared steps' raw states and executed actions, and
+    ``save(out)`` at every checkpoint. PPO's ``best/`` is then not chosen by the env's reward (the learner never
     sees it): only ``last/`` is written.
     """
     torch.set_num_threads(cfg.threads)
@@ -573,6 +574,7 @@ def train_ppo(
         if game is not None:  # what the reward player learns from
             buf["states"] = np.zeros((T, N, state_dim), np.float32)
             buf["executed"] = np.zeros((T, N, len(low)), np.float32)
+            buf["compared"] = np.zeros((T, N), bool)
         discounted = np.zeros(N)  # the return the reward scale is estimated from
         ep_len = np.zeros(N, np.int64)  # steps into each env's episode (IRL's held states)
 
@@ -650,6 +652,7 @@ def train_ppo(
                         )
                         if game is not None:
                             buf["states"][t], buf["executed"][t] = states, tr.control.executed
+                            buf["compared"][t] = game.compared(tr.episode_index)
                         learned_sum += float(reward.mean())
                     if ret_rms is not None:
                         discounted = discounted * cfg.gamma + reward
@@ -683,6 +686,8 @@ def train_ppo(
                             weight = (1.0 - cfg.gamma**held) / (1.0 - cfg.gamma)
                         buf["final_values"][t, ended] = r_final * weight
                         truncated, terminated = truncated | terminated, np.zeros_like(terminated)
+                        if held is not None:
+                            held = np.where(game.compared(tr.episode_index[ended]), held, 0)
                         game.hold(final, held)
                     ep_len[tr.done] = 0
                     buf["rewards"][t] = reward
@@ -729,9 +734,11 @@ def train_ppo(
                 logs["warmup"] = float(warming)
                 controller.refresh()
                 if game is not None:  # the reward player's move, on this rollout's states
+                    mask = buf["compared"].reshape(T * N)
                     logs.update(
                         game.update(
-                            buf["states"].reshape(T * N, -1), buf["executed"].reshape(T * N, -1)
+                            buf["states"].reshape(T * N, -1)[mask],
+                            buf["executed"].reshape(T * N, -1)[mask],
                         )
                     )
                 var_returns = returns.var()

@@ -144,6 +144,22 @@ def test_irl_command_on_a_tabular_task(tmp_path, capsys):
     assert "correlation with the true reward" in capsys.readouterr().out
 
 
+def test_mixed_starts_alternate_demo_and_fresh_episodes_and_compare_the_former():
+    seeds = [4, 9, 2]
+    demos = Demonstrations(
+        np.zeros((3, 2), np.float32), np.zeros((3, 1), np.float32), [], seeds, 0, {}
+    )
+    mixed = RewardPlayer(IRLConfig(task="iltk/Reach-v0"), demos, {}, "cpu")
+    first = mixed.episode_seeds[:8]
+    assert first[::2] == [4, 9, 2, 4] and not set(first[1::2]) & {4, 9, 2}
+    assert len(set(first[1::2])) == 4  # fresh ones are all different
+    np.testing.assert_array_equal(mixed.compared(np.array([0, 1, 2, 3, -1])), [1, 0, 1, 0, 0])
+    only = RewardPlayer(IRLConfig(task="iltk/Reach-v0", starts="demos"), demos, {}, "cpu")
+    assert only.episode_seeds == seeds and only.compared(np.array([1, -1])).tolist() == [1, 0]
+    fresh = RewardPlayer(IRLConfig(task="iltk/Reach-v0", starts="fresh"), demos, {}, "cpu")
+    assert fresh.episode_seeds is None
+
+
 def test_the_reward_player_checks_the_tasks_sizes():
     demos = Demonstrations(
         np.zeros((4, 2), np.float32), np.zeros((4, 1), np.float32), [], [], 0, {}

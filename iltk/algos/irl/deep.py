@@ -139,12 +139,30 @@ class RewardPlayer:
         self.replay: collections.deque = collections.deque(maxlen=cfg.replay)
         self.net: RewardNet | None = None
         self.updates = 0
-        # the policy's episodes start where the demonstrations did: goals and layouts are
-        # then the same on both sides, and the reward cannot tell them apart by what the
-        # policy does not control (with fresh layouts, 16 demos' 16 goals alone separate
-        # the two sets and the reward learns nothing about reaching)
-        known = all(s is not None for s in demos.seeds)
-        self.episode_seeds = demos.seeds if cfg.demo_starts and known else None
+        # the reward player compares the demonstrations with policy episodes that start
+        # where they did: goals and layouts are then the same on both sides, and the
+        # reward cannot tell them apart by what the policy does not control (with fresh
+        # layouts, 16 demos' 16 goals alone separate the two sets). "mixed": every other
+        # training episode starts fresh (not compared), so the policy also learns to act
+        # where no demonstration went
+        known = bool(demos.seeds) and all(s is not None for s in demos.seeds)
+        self.starts = cfg.starts if known else "fresh"
+        self.episode_seeds = None
+        if self.starts == "demos":
+            self.episode_seeds = list(demos.seeds)
+        elif self.starts == "mixed":
+            n = len(demos.seeds)
+            fresh = 10_000_000 + cfg.seed * 1_000_003  # far from the demos' 0.. and eval's
+            self.episode_seeds = [
+                demos.seeds[(k // 2) % n] if k % 2 == 0 else fresh + k for k in range(200_000)
+            ]
+
+    def compared(self, episode_index: np.ndarray) -> np.ndarray:
+        """Which episodes (by index) the reward player compares with the demonstrations."""
+        idx = np.asarray(episode_index)
+        if self.starts == "mixed":
+            return (idx >= 0) & (idx % 2 == 0)
+        return idx >= 0
 
     def prepare(self, obs_dim: int, action_dim: int) -> RewardNet:
         """Build the reward network once the task's sizes are known (checked against the demos)."""
