@@ -274,16 +274,13 @@ class ActorCriticConfig(PolicyConfig):
 
 
 @dataclass
-class FinetuneConfig(PolicyConfig):
-    """A behaviour-cloned policy as PPO's actor: its action is the Gaussian's mean, with a
-    learnable, bounded, state-independent std, and a value critic beside it."""
+class OnBaseConfig(PolicyConfig):
+    """A policy built on a saved one (fine-tuning): the base and a bounded exploration std."""
 
     base: str = "bc"
     """The registered policy it starts from."""
     base_config: dict = field(default_factory=dict)
     """That policy's config (as saved in its checkpoint)."""
-    critic_hidden: list[int] = field(default_factory=lambda: [256, 256])
-    """Hidden layer sizes of the critic (tanh), on the base's normalized state."""
     log_std_init: float = -2.0
     """Initial log std of the exploration noise (actions are in [-1, 1])."""
     min_log_std: float = -3.0
@@ -291,7 +288,7 @@ class FinetuneConfig(PolicyConfig):
     max_log_std: float = -0.5
     """...nor above exp(max_log_std)."""
     obs_clip: float = 10.0
-    """(PPO's running normalization is off for it: the base normalizes its input.)"""
+    """Normalized inputs are clipped to +-obs_clip (where PPO normalizes them)."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -300,19 +297,33 @@ class FinetuneConfig(PolicyConfig):
                 f"need min_log_std <= log_std_init <= max_log_std, got {self.min_log_std}, "
                 f"{self.log_std_init}, {self.max_log_std}"
             )
-        if any(h < 1 for h in self.critic_hidden):
-            raise ValueError(f"hidden layer sizes must be >= 1, got {self.critic_hidden}")
+        if any(h < 1 for h in self.hidden_sizes()):
+            raise ValueError(f"hidden layer sizes must be >= 1, got {self.hidden_sizes()}")
+
+    def hidden_sizes(self) -> list[int]:
+        return []
 
 
 @dataclass
-class ResidualConfig(PolicyConfig):
+class FinetuneConfig(OnBaseConfig):
+    """A behaviour-cloned MLP as PPO's actor: its action is the Gaussian's mean, with a
+    learnable, bounded, state-independent std, and a value critic beside it (PPO's running
+    normalization is off for it: the base normalizes its input)."""
+
+    critic_hidden: list[int] = field(default_factory=lambda: [256, 256])
+    """Hidden layer sizes of the critic (tanh), on the base's normalized state."""
+
+    def hidden_sizes(self) -> list[int]:
+        return self.critic_hidden
+
+
+@dataclass
+class ResidualConfig(OnBaseConfig):
     """A frozen policy of any kind plus a per-step Gaussian residual trained with PPO
     (ResiP, Ankile et al.): action = base action + residual(state, base action)."""
 
     base: str = "act"
     """The registered policy underneath (frozen)."""
-    base_config: dict = field(default_factory=dict)
-    """That policy's config (as saved in its checkpoint)."""
     hidden: list[int] = field(default_factory=lambda: [256, 256])
     """Hidden layer sizes of the residual actor and of the critic (tanh)."""
     log_std_init: float = -2.5
@@ -321,15 +332,9 @@ class ResidualConfig(PolicyConfig):
     """Lower bound of the log std."""
     max_log_std: float = -1.0
     """Upper bound of the log std."""
-    obs_clip: float = 10.0
-    """Normalized (state, base action) inputs are clipped to +-obs_clip."""
 
-    def __post_init__(self):
-        super().__post_init__()
-        if not self.min_log_std <= self.log_std_init <= self.max_log_std:
-            raise ValueError("need min_log_std <= log_std_init <= max_log_std")
-        if any(h < 1 for h in self.hidden):
-            raise ValueError(f"hidden layer sizes must be >= 1, got {self.hidden}")
+    def hidden_sizes(self) -> list[int]:
+        return self.hidden
 
 
 register_policy(

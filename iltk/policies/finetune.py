@@ -22,8 +22,27 @@ import torch
 from torch import nn
 
 from iltk.policies.base import Policy, make_policy
-from iltk.policies.configs import FinetuneConfig, build_config
+from iltk.policies.configs import FinetuneConfig, ResidualConfig, build_config
 from iltk.policies.nets import mlp
+
+
+def on_base(name: str, base: Policy, base_name: str, **settings) -> Policy:
+    """A ``name`` policy (finetune, residual) built on ``base``, its weights copied; made
+    through the registry, which names the class for saving."""
+    c = base.config
+    values = dict(
+        state_dim=c.state_dim,
+        action_dim=c.action_dim,
+        lowdim_keys=list(c.lowdim_keys),
+        action_low=list(c.action_low),
+        action_high=list(c.action_high),
+        base=base_name,
+        base_config=dataclasses.asdict(c),
+        **settings,
+    )
+    policy = make_policy(name, build_config(name, values))
+    policy.base.load_state_dict(base.state_dict())
+    return policy
 
 
 class BaseMean(nn.Module):
@@ -73,20 +92,7 @@ class FinetunePolicy(Policy):
     @classmethod
     def from_base(cls, base: Policy, base_name: str, **settings) -> FinetunePolicy:
         """A fine-tune policy that starts as ``base`` (its weights copied)."""
-        c = base.config
-        config = FinetuneConfig(
-            state_dim=c.state_dim,
-            action_dim=c.action_dim,
-            lowdim_keys=list(c.lowdim_keys),
-            action_low=list(c.action_low),
-            action_high=list(c.action_high),
-            base=base_name,
-            base_config=dataclasses.asdict(c),
-            **settings,
-        )
-        policy = make_policy("finetune", config)  # through the registry: it names the class
-        policy.base.load_state_dict(base.state_dict())
-        return policy
+        return on_base("finetune", base, base_name, **settings)
 
     @property
     def log_std(self) -> torch.Tensor:
@@ -122,7 +128,7 @@ class ResidualPolicy(Policy):
 
     kind = "residual"
 
-    def __init__(self, config):
+    def __init__(self, config: ResidualConfig):
         super().__init__(config)
         from iltk.policies.actor_critic import ActorCritic
         from iltk.policies.configs import ActorCriticConfig
@@ -152,23 +158,8 @@ class ResidualPolicy(Policy):
 
     @classmethod
     def from_base(cls, base: Policy, base_name: str, **settings) -> ResidualPolicy:
-        c = base.config
-        config = build_config(
-            "residual",
-            dict(
-                state_dim=c.state_dim,
-                action_dim=c.action_dim,
-                lowdim_keys=list(c.lowdim_keys),
-                action_low=list(c.action_low),
-                action_high=list(c.action_high),
-                base=base_name,
-                base_config=dataclasses.asdict(c),
-                **settings,
-            ),
-        )
-        policy = make_policy("residual", config)
-        policy.base.load_state_dict(base.state_dict())
-        return policy
+        """A residual policy on ``base`` (its weights copied), acting as it at the start."""
+        return on_base("residual", base, base_name, **settings)
 
     @property
     def ppo_obs_dim(self) -> int:
