@@ -343,14 +343,14 @@ class RunFolder:
         fig, ax = plt.subplots(figsize=(6, 3.5))
         for label, (xs, ys) in series.items():
             ax.plot(xs, ys, "o-" if len(xs) < 30 else "-", label=label, markersize=3)
-        for label, x in (marks or {}).items():
+        for i, (label, x) in enumerate((marks or {}).items()):
             ax.axvline(x, color="gray", linestyle="--", linewidth=1)
-            ax.annotate(
+            ax.annotate(  # one line down per mark: close marks do not overwrite each other
                 label,
                 (x, 1),
                 xycoords=("data", "axes fraction"),
                 fontsize=7,
-                xytext=(3, -10),
+                xytext=(3, -10 - 9 * i),
                 textcoords="offset points",
             )
         if ylim is not None:

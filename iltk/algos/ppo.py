@@ -805,6 +805,7 @@ def _plots(run: RunFolder, history: list[dict]) -> list[Path | None]:
     evals = [r for r in history if r.get("eval")]
     # fine-tuning: where the starting policy was evaluated, and where the actor began to move
     marks = {"start policy": 0} if any(r.get("start") for r in history) else None
+    title = "fine-tuning" if marks else "PPO"
     warm = [r["step"] for r in history if r.get("warmup") == 1.0]
     if marks and warm:
         marks["critic warm-up ends"] = max(warm)
@@ -820,7 +821,7 @@ def _plots(run: RunFolder, history: list[dict]) -> list[Path | None]:
             },
             xlabel="environment steps",
             ylabel="episode return",
-            title="PPO return",
+            title=f"{title} return",
             marks=marks,
         ),
         run.plot(
@@ -831,7 +832,7 @@ def _plots(run: RunFolder, history: list[dict]) -> list[Path | None]:
             },
             xlabel="environment steps",
             ylabel="success rate",
-            title="PPO success",
+            title=f"{title} success",
             ylim=(-0.02, 1.02),
             marks=marks,
         ),
