@@ -14,7 +14,8 @@ Every policy is evaluated on the same ``--eval-episodes`` unseen starts (seeds 1
 
     python benchmarks/irl_deep.py --tasks iltk/Reach-v0 --demos 1 4 16 --seeds 0
 
-Writes runs/bench/irl_deep.json and irl_deep.png (success against demos per method).
+Writes OUT.json and OUT.png (``--out``, default runs/bench/irl_deep: success against demos
+per method).
 """
 
 from __future__ import annotations
@@ -163,11 +164,11 @@ def main():
                 v = [r["success"][m] for r in cell if m in r["success"]]
                 vals.append(f"{100 * np.mean(v):11.0f}%" if v else f"{'-':>12}")
             print(f"{task:22} {demos:5d} " + " ".join(vals))
-    out = Path("runs/bench")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "irl_deep.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
-    plot(rows, out / "irl_deep.png")
-    print(f"wrote {out / 'irl_deep.json'} and .png")
+    stem = Path(args.out)  # runs/bench/irl_deep -> runs/bench/irl_deep.json and .png
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
+    plot(rows, stem.with_suffix(".png"))
+    print(f"wrote {stem}.json and .png")
 
 
 if __name__ == "__main__":
