@@ -435,13 +435,13 @@ def train_ppo(
     ``game``: the reward player of adversarial IRL (``iltk.algos.irl.deep``), or None. It
     gives ``env_kwargs`` (how the envs are made), ``horizon`` (the episodes' time limit, or
     None; an episode that ends earlier is its final state held to it, ``hold(states,
-    steps)`` is told of each), ``outputs`` (its files in OUT),
-    ``episode_seeds`` (the reset seeds the rollouts cycle through, or None),
-    ``compared(episode_indices) -> mask`` (the episodes whose states the reward player
-    compares), ``prepare(state_dim, action_dim)`` (called once the task is checked;
-    returns the live reward network PPO trains on), ``update(states, actions) -> logs``
-    after each PPO update with the compared steps' raw states and executed actions, and
-    ``save(out)`` at every checkpoint. PPO's ``best/`` is then not chosen by the env's reward (the learner never
+    steps)`` is told of each), ``outputs`` (its files in OUT), ``episode_seeds`` (the
+    reset seeds the rollouts cycle through, or None), ``compared(episode_indices) ->
+    mask`` (the episodes whose states the reward player compares), ``prepare(state_dim,
+    action_dim)`` (called once the task is checked; returns the live reward network PPO
+    trains on), ``update(states, actions) -> logs`` after each PPO update with the
+    compared steps' raw states and executed actions, and ``save(out)`` at every
+    checkpoint. PPO's ``best/`` is then not chosen by the env's reward (the learner never
     sees it): only ``last/`` is written.
     """
     torch.set_num_threads(cfg.threads)
@@ -449,8 +449,6 @@ def train_ppo(
     # the task is checked before the run folder is touched
     env_kwargs = game.env_kwargs if game is not None else dict(env_kwargs or {})
     initial = policy
-    # evaluations and checkpoints: the task as the env kwargs make it, ending at success
-    eval_kwargs = {k: v for k, v in env_kwargs.items() if k != "terminate_on_success"}
     envs = make_vector_env(cfg.task, cfg.num_envs, asynchronous=cfg.async_envs, **env_kwargs)
     try:
         _check_task(envs, cfg.task)
@@ -584,7 +582,7 @@ def train_ppo(
 
         def checkpoint(score):
             sync_policy_stats()
-            extra = {"task": cfg.task, "env_kwargs": eval_kwargs, "step": state["env_steps"]}
+            extra = {"task": cfg.task, "env_kwargs": env_kwargs, "step": state["env_steps"]}
             if game is not None:
                 game.save(cfg.out)
             better = score is not None and (
@@ -606,7 +604,7 @@ def train_ppo(
             nonlocal eval_envs
             sync_policy_stats()
             if eval_envs is None:
-                eval_envs = make_vector_env(cfg.task, 1, asynchronous=False, **eval_kwargs)
+                eval_envs = make_vector_env(cfg.task, 1, asynchronous=False, **env_kwargs)
             res = evaluate_policy(
                 policy, cfg.task, cfg.eval_episodes, seed=EVAL_SEED, envs=eval_envs
             )
