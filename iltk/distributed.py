@@ -128,6 +128,10 @@ def launch(nproc: int, argv: list[str]) -> int:
     env = dict(os.environ)
     # each rank gets its share of the cores (torchrun's own default is 1 thread per rank)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    if os.path.exists("/sys/class/net/lo"):
+        # every rank is on this machine: gloo talks over loopback, whatever the hostname
+        # resolves to (containers often resolve it to nothing reachable)
+        env.setdefault("GLOO_SOCKET_IFNAME", "lo")
     try:
         return subprocess.run(cmd, env=env).returncode
     except KeyboardInterrupt:  # torchrun forwards the signal to the ranks and stops them
