@@ -807,6 +807,8 @@ def _run_train(cfg) -> int | None:
         from iltk.distributed import launch
 
         code = launch(cfg.nproc, _ARGV)
+        if code == 130:  # Ctrl-C: torchrun stopped every rank
+            raise KeyboardInterrupt
         if code != 0:
             raise CliError(
                 f"the {cfg.nproc}-process run failed (exit status {code}; the failing rank's "

@@ -100,6 +100,39 @@ def test_a_killed_rank_ends_the_job_with_an_error_instead_of_a_hang(demos, tmp_p
     assert "the 2-process run failed" in err and "--resume" in err
 
 
+def test_ctrl_c_stops_every_rank(demos, tmp_path):
+    """SIGINT to the terminal's process group (what Ctrl-C sends): the launcher, torchrun
+    and both ranks end, with status 130."""
+    out = tmp_path / "interrupted"
+    cmd = [sys.executable, "-m", "iltk", "train", "--nproc", "2", "--dataset", str(demos)]
+    cmd += ["--out", str(out), "--steps", "1000000", "--log-every", "20", "--eval-every", "0"]
+    cmd += ["--eval-episodes", "0", "--no-progress", "--batch-size", "64"]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "MUJOCO_GL": "egl"},
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            metrics = out / "metrics.csv"
+            if metrics.exists() and len(metrics.read_text().splitlines()) > 2:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the two-process run did not get going"
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130 and "interrupted" in err
+    assert not _rank_pids(str(out), 0) and not _rank_pids(str(out), 1)
+
+
 def test_launch_arguments_and_settings():
     assert strip_nproc(["train", "--nproc", "2", "--steps", "5"]) == ["train", "--steps", "5"]
     assert strip_nproc(["train", "--nproc=4", "--out", "x"]) == ["train", "--out", "x"]
