@@ -212,14 +212,15 @@ class Collect:
 
     def run(self) -> None:
         from iltk.collect import collect_demos
+        from iltk.envs import TASK_IDS
 
         kwargs = {}
-        if self.task.startswith("iltk/"):
+        if self.task in TASK_IDS:  # the MuJoCo tasks (tabular ones observe a state index)
             kwargs = {"obs_mode": self.obs_mode, "image_size": self.image_size}
             if self.init_spread != 1.0:
                 kwargs["init_spread"] = self.init_spread
         elif self.init_spread != 1.0:
-            raise CliError("--init-spread applies to iltk tasks only")
+            raise CliError("--init-spread applies to the MuJoCo iltk tasks only")
         if self.episodes < 1:
             raise CliError("--episodes must be at least 1")
         if self.num_envs < 1:

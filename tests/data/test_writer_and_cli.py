@@ -123,7 +123,7 @@ def test_collect_init_spread_is_recorded(tmp_path, capsys):
     assert len(starts) == 1  # one layout, whatever the seed
     foreign = ["collect", "--task", "Pendulum-v1", "--out", str(tmp_path / "p.hdf5")]
     assert cli_main([*foreign, "--init-spread", "0.5"]) == 2
-    assert "iltk tasks only" in capsys.readouterr().err
+    assert "iltk tasks only" in capsys.readouterr().err  # the MuJoCo ones
 
 
 def test_dart_noise_is_the_same_whatever_the_number_of_envs(tmp_path):
