@@ -70,6 +70,7 @@ def run_cell(task: str, demos: int, seed: int, args, root: Path) -> dict:
                 eval_episodes=args.eval_episodes,
                 reward_updates=args.reward_updates,
                 reward_lr=args.reward_lr,
+                starts=args.starts,
                 **common,
             )
         )
@@ -141,6 +142,12 @@ def main():
     parser.add_argument("--ppo-steps", type=int, default=200_000)
     parser.add_argument("--reward-updates", type=int, default=50)
     parser.add_argument("--reward-lr", type=float, default=1e-3)
+    parser.add_argument(
+        "--starts",
+        default="demos",
+        choices=["demos", "mixed", "fresh"],
+        help="where IRL's training episodes start (iltk irl --starts)",
+    )
     parser.add_argument("--eval-episodes", type=int, default=100)
     parser.add_argument("--out", default="runs/bench/irl_deep")
     args = parser.parse_args()

@@ -468,12 +468,14 @@ class IRLConfig(PPOConfig):
     """Weight of the gradient penalty (|grad r| - 1)^2 between demo and policy samples
     (WGAN-GP's): keeps the reward 1-Lipschitz, a slope towards the demonstrations rather
     than a step (0: off)."""
-    starts: Literal["mixed", "demos", "fresh"] = "mixed"
+    starts: Literal["demos", "mixed", "fresh"] = "demos"
     """Where the policy's training episodes start. demos: from the demonstrations' starts
     (their reset seeds, cycled), so that both sides of the game share goals and layouts;
     mixed: every other episode so, the rest fresh (the reward player compares only the
-    former, the policy learns from all: it then also acts where no demonstration went);
-    fresh: every episode fresh. Evaluations always use unseen starts."""
+    former, the policy learns from all, so it also acts where no demonstration went; but
+    the reward is never pushed down where only fresh episodes go, and on Reach a fresh PPO
+    on a mixed run's reward did not learn: benchmarks/RESULTS.md); fresh: every episode
+    fresh. Evaluations always use unseen starts."""
     replay: int = 5
     """The reward player compares with the states of the last REPLAY rollouts (past
     policies too, which steadies the game)."""

@@ -150,7 +150,7 @@ def test_mixed_starts_alternate_demo_and_fresh_episodes_and_compare_the_former()
     demos = Demonstrations(
         np.zeros((3, 2), np.float32), np.zeros((3, 1), np.float32), [], seeds, 0, {}
     )
-    mixed = RewardPlayer(IRLConfig(task="iltk/Reach-v0"), demos, {}, "cpu")
+    mixed = RewardPlayer(IRLConfig(task="iltk/Reach-v0", starts="mixed"), demos, {}, "cpu")
     first = mixed.episode_seeds[:8]
     assert first[::2] == [4, 9, 2, 4] and not set(first[1::2]) & {4, 9, 2}
     assert len(set(first[1::2])) == 4  # fresh ones are all different

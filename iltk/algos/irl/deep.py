@@ -144,7 +144,7 @@ class RewardPlayer:
         # reward cannot tell them apart by what the policy does not control (with fresh
         # layouts, 16 demos' 16 goals alone separate the two sets). "mixed": every other
         # training episode starts fresh (not compared), so the policy also learns to act
-        # where no demonstration went
+        # where no demonstration went (and the reward is never pushed down there)
         known = bool(demos.seeds) and all(s is not None for s in demos.seeds)
         self.starts = cfg.starts if known else "fresh"
         self.episode_seeds = None
