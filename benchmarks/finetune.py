@@ -151,8 +151,10 @@ def main():
     parser.add_argument("--eval-episodes", type=int, default=100)
     parser.add_argument("--reward-type", default="sparse", choices=["sparse", "dense"])
     parser.add_argument("--scratch", action="store_true", help="also PPO from scratch")
+    parser.add_argument("--tag", default="", help="suffix of the run folder, JSON and PNG")
     args = parser.parse_args()
     stem = f"finetune_{args.task.split('/')[-1]}_{args.algo}_{args.demos}_{args.reward_type}"
+    stem += f"_{args.tag}" if args.tag else ""
     root = Path("runs/bench") / stem
     rows = []
     for seed in args.seeds:
