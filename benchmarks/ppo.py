@@ -5,9 +5,10 @@ Both train with SB3's PPO defaults (n_steps 2048, batch 64, 10 epochs, lr 3e-4, 
 critic with orthogonal init, log std 0) plus observation and reward normalization (SB3:
 ``VecNormalize``, as RL Zoo's settings for MuJoCo; iltk: its defaults). Both use one torch
 thread (iltk's default; SB3 is given the same). Reported per run: env-steps/s over the
-whole ``learn`` (collection and updates), the mean return of the training episodes that
-ended in the last rollout, and the return of the final policy's mean action over 10
-evaluation episodes.
+whole ``learn`` and its split (collecting rollouts, updates), the mean return of the
+training episodes that ended in the last rollout and in the last 10% of the steps, the
+return of the final policy's mean action and of its sampled actions over
+``--eval-episodes`` (30) evaluation episodes, and the final log std.
 
     python benchmarks/ppo.py --env Reacher-v5 --steps 200000 --seeds 0 1 2
     python benchmarks/ppo.py --env Hopper-v5 --steps 1000000 --num-envs 8 --seeds 0
@@ -38,6 +39,30 @@ from iltk.evaluate import evaluate_policy  # noqa: E402
 from iltk.policies import load_policy  # noqa: E402
 
 
+def episode_returns(act, env_id: str, episodes: int) -> list[float]:
+    """Returns of ``episodes`` seeded episodes (seeds 10000..) with ``act(obs) -> action``."""
+    env = gym.make(env_id)
+    returns = []
+    for k in range(episodes):
+        obs, _ = env.reset(seed=10_000 + k)
+        done, total = False, 0.0
+        while not done:
+            action = np.clip(act(obs), env.action_space.low, env.action_space.high)
+            obs, r, term, trunc, _ = env.step(action)
+            total += r
+            done = term or trunc
+        returns.append(total)
+    env.close()
+    return returns
+
+
+def tail_mean(curve, steps: int) -> float:
+    """Mean return of the training episodes that ended in the last 10% of the steps (the
+    last rollout alone holds 2-3 Hopper episodes and swings by 1,000 between rollouts)."""
+    tail = [ret for step, ret in curve if step > 0.9 * steps]
+    return float(np.mean(tail)) if tail else float("nan")
+
+
 def run_iltk(
     env_id: str, steps: int, num_envs: int, seed: int, eval_episodes: int, objective="clip"
 ) -> dict:
@@ -54,20 +79,36 @@ def run_iltk(
         progress=False,
     )
     t0 = time.perf_counter()
-    train_ppo(cfg)
+    results = train_ppo(cfg)
     seconds = time.perf_counter() - t0
     import csv
 
     rows = [r for r in csv.DictReader((out / "metrics.csv").open()) if r["ep_return"]]
+    # iltk logs the mean of the episodes that ended in each rollout, and their count is
+    # not logged: the tail mean weights rollouts equally (SB3's, episodes)
     curve = [(int(r["step"]), float(r["ep_return"])) for r in rows]
     policy = load_policy(out / "last")
     res = evaluate_policy(policy, env_id, eval_episodes, seed=10_000)
+    log_std = policy.log_std.detach().numpy().astype(np.float64)
+    rng = np.random.default_rng(seed)
+
+    def sampled(obs):
+        with torch.no_grad():
+            x = policy.normalize(torch.as_tensor(obs, dtype=torch.float32)[None])
+            mean = policy.actor(x)[0].numpy()
+        return mean + np.exp(log_std) * rng.standard_normal(mean.shape)
+
     return {
         "seconds": seconds,
         "steps_per_s": steps / seconds,
+        "collect_s": results["collect_s"],
+        "update_s": results["update_s"],
         # the training episodes that ended in the last rollout (iltk logs their mean)
         "final_train_return": curve[-1][1] if curve else float("nan"),
+        "tail_train_return": tail_mean(curve, steps),
         "eval_return": res.mean_return,
+        "eval_return_sampled": float(np.mean(episode_returns(sampled, env_id, eval_episodes))),
+        "final_log_std": log_std.tolist(),
         "curve": curve,
     }
 
@@ -90,29 +131,46 @@ def run_sb3(env_id: str, steps: int, num_envs: int, seed: int, eval_episodes: in
             return True
 
     model = PPO("MlpPolicy", venv, seed=seed, device="cpu", verbose=0)
+    spent = {"collect": 0.0, "update": 0.0}
+
+    def timed(name, fn):
+        def wrapper(*a, **kw):
+            t = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                spent[name] += time.perf_counter() - t
+
+        return wrapper
+
+    # where SB3's time goes: its two phases, timed on this instance
+    model.collect_rollouts = timed("collect", model.collect_rollouts)
+    model.train = timed("update", model.train)
     t0 = time.perf_counter()
     model.learn(steps, callback=Episodes())
     seconds = time.perf_counter() - t0
     venv.training, venv.norm_reward = False, False
-    env = gym.make(env_id)
-    returns = []
-    for k in range(eval_episodes):
-        obs, _ = env.reset(seed=10_000 + k)
-        done, total = False, 0.0
-        while not done:
-            action, _ = model.predict(venv.normalize_obs(obs[None]), deterministic=True)
-            obs, r, term, trunc, _ = env.step(action[0])
-            total += r
-            done = term or trunc
-        returns.append(total)
-    env.close()
+
+    def policy(deterministic):
+        return lambda obs: model.predict(
+            venv.normalize_obs(obs[None]), deterministic=deterministic
+        )[0][0]
+
     # the training episodes that ended in the last rollout (2048 steps per env)
     last = [ret for step, ret in curve if step > steps - 2048 * num_envs]
     return {
         "seconds": seconds,
         "steps_per_s": steps / seconds,
+        "collect_s": spent["collect"],
+        "update_s": spent["update"],
         "final_train_return": float(np.mean(last)) if last else float("nan"),
-        "eval_return": float(np.mean(returns)),
+        # per rollout, as iltk's (episodes averaged within each rollout first)
+        "tail_train_return": tail_mean(per_rollout(curve, 2048 * num_envs), steps),
+        "eval_return": float(np.mean(episode_returns(policy(True), env_id, eval_episodes))),
+        "eval_return_sampled": float(
+            np.mean(episode_returns(policy(False), env_id, eval_episodes))
+        ),
+        "final_log_std": model.policy.log_std.detach().numpy().astype(np.float64).tolist(),
         "curve": curve,
     }
 
@@ -160,7 +218,7 @@ def main():
     parser.add_argument("--steps", type=int, default=200_000)
     parser.add_argument("--num-envs", type=int, default=1)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--eval-episodes", type=int, default=30)
     parser.add_argument(
         "--libs",
         nargs="+",
@@ -195,8 +253,12 @@ def main():
             r["seed"] = seed
             results[lib].append(r)
             print(
-                f"{lib:7} seed {seed}: {r['steps_per_s']:7.0f} steps/s, {r['seconds']:6.0f} s, "
-                f"train return {r['final_train_return']:8.1f}, eval return {r['eval_return']:8.1f}",
+                f"{lib:7} seed {seed}: {r['steps_per_s']:7.0f} steps/s, {r['seconds']:6.0f} s "
+                f"(collect {r['collect_s']:.0f} s, update {r['update_s']:.0f} s), "
+                f"train return {r['final_train_return']:8.1f} (last 10%: "
+                f"{r['tail_train_return']:8.1f}), eval return {r['eval_return']:8.1f} "
+                f"(sampled {r['eval_return_sampled']:8.1f}), "
+                f"log std {np.mean(r['final_log_std']):.2f}",
                 flush=True,
             )
     print(
@@ -204,21 +266,25 @@ def main():
         f"stable-baselines3 {stable_baselines3.__version__}, torch {torch.__version__}, "
         f"{os.cpu_count()} cpus"
     )
-    print(f"{'':8} {'steps/s':>16} {'train return':>18} {'eval return':>18}")
+    columns = {
+        "steps_per_s": "steps/s",
+        "collect_s": "collect s",
+        "update_s": "update s",
+        "final_train_return": "train (last)",
+        "tail_train_return": "train (10%)",
+        "eval_return": "eval",
+        "eval_return_sampled": "eval sampled",
+    }
+    print(f"{'':8}" + "".join(f"{name:>20}" for name in columns.values()) + f"{'log std':>10}")
     summary = {}
     for lib, runs in results.items():
-        sps = [r["steps_per_s"] for r in runs]
-        tr = [r["final_train_return"] for r in runs]
-        ev = [r["eval_return"] for r in runs]
         summary[lib] = {
-            "steps_per_s": [float(np.mean(sps)), float(np.std(sps))],
-            "train_return": [float(np.mean(tr)), float(np.std(tr))],
-            "eval_return": [float(np.mean(ev)), float(np.std(ev))],
+            key: [float(np.mean([r[key] for r in runs])), float(np.std([r[key] for r in runs]))]
+            for key in columns
         }
-        print(
-            f"{lib:8} {np.mean(sps):9.0f} ± {np.std(sps):4.0f} {np.mean(tr):11.1f} ± {np.std(tr):5.1f}"
-            f" {np.mean(ev):11.1f} ± {np.std(ev):5.1f}"
-        )
+        summary[lib]["log_std"] = float(np.mean([np.mean(r["final_log_std"]) for r in runs]))
+        cells = "".join(f"{m:12.1f} ± {sd:5.1f}" for m, sd in (summary[lib][k] for k in columns))
+        print(f"{lib:8}{cells}{summary[lib]['log_std']:10.2f}")
     if {"iltk", "sb3"} <= set(results):
         ratio = summary["iltk"]["steps_per_s"][0] / summary["sb3"]["steps_per_s"][0]
         summary["speedup"] = ratio

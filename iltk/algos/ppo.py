@@ -356,6 +356,8 @@ METRICS = [
     "explained_var",
     "lr",
     "fps",
+    "collect_s",
+    "update_s",
     "learned_reward",
     "eval_return",
     "eval_success",
@@ -618,6 +620,7 @@ def train_ppo(
             disable=not cfg.progress,
         )
         t_start = time.perf_counter()
+        n_before = len(state["history"])
         last_eval = state["env_steps"]
         last_row: dict = {}
         with run.disk_guard():
@@ -728,6 +731,7 @@ def train_ppo(
                 )
                 if regularizer is not None:
                     logs.update(regularizer.logs())
+                update_s = time.perf_counter() - t0 - collect_s
                 state["iterations"] += 1
                 logs["warmup"] = float(warming)
                 controller.refresh()
@@ -748,7 +752,8 @@ def train_ppo(
                     "fps": T * N / (time.perf_counter() - t0),
                     "learned_reward": learned_sum / T if learned is not None else None,
                     "time_s": time.perf_counter() - t_start,
-                    "collect_s": collect_s,
+                    "collect_s": collect_s,  # the rollout: env steps and acting
+                    "update_s": update_s,  # the epochs of minibatch updates
                 }
                 if finished:
                     row.update(
@@ -791,6 +796,9 @@ def train_ppo(
         "final": {k: last_row.get(k) for k in ("ep_return", "eval_return", "eval_success")},
         "start": state.get("start"),  # the starting policy's evaluation (fine-tuning)
         "train_time_s": elapsed,
+        # where the time went (this call): collecting rollouts, and PPO's updates
+        "collect_s": sum(h.get("collect_s", 0.0) for h in state["history"][n_before:]),
+        "update_s": sum(h.get("update_s", 0.0) for h in state["history"][n_before:]),
         "plots": [str(p) for p in plots],
         "device": str(device),
     }
