@@ -7,7 +7,8 @@ its defaults for ``--steps`` env steps, evaluated every ``--eval-every`` steps o
 the best and the final success, the lowest evaluation during fine-tuning (the collapse
 check: no evaluation more than 5 points below the start), and the env steps to +20
 points. ``--scratch`` adds PPO from scratch on the same task and reward (the baseline that
-fine-tuning must beat per env step).
+fine-tuning must beat per env step); ``--beside dagger dart`` adds DAgger and DART from the
+same start (round 0 is BC on the same demos), plotted against env steps and expert labels.
 
     python benchmarks/finetune.py --task iltk/Push-v0 --algo bc --demos 25 --seeds 0 1 2
     python benchmarks/finetune.py --task iltk/Push-v0 --algo act --demos 100
@@ -30,10 +31,19 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import numpy as np  # noqa: E402
 
 from iltk.algos.bc import train  # noqa: E402
-from iltk.algos.configs import FinetuneSettings, PPOConfig, TrainConfig  # noqa: E402
+from iltk.algos.configs import (  # noqa: E402
+    DaggerConfig,
+    DartConfig,
+    FinetuneSettings,
+    PPOConfig,
+    TrainConfig,
+)
+from iltk.algos.dagger import run_dagger  # noqa: E402
+from iltk.algos.dart import run_dart  # noqa: E402
 from iltk.algos.finetune import finetune, success_reward  # noqa: E402
 from iltk.algos.ppo import train_ppo  # noqa: E402
 from iltk.collect import collect_demos  # noqa: E402
+from iltk.data.reader import DemoFile  # noqa: E402
 from iltk.policies.act import ACTConfig  # noqa: E402
 
 
@@ -53,6 +63,36 @@ def summarize(points: list[tuple[int, float]]) -> dict:
         "lowest": min(v for _, v in later),
         "steps_to_plus_20": reach[0] if reach else None,
     }
+
+
+def beside(args, seed: int, cell: Path, method: str) -> list[dict]:
+    """DAgger or DART from the same start: round 0 is BC on ``--demos`` scripted demos (the
+    same seeds, the same 3x256 MLP and 20k steps), then ``--rounds`` rounds of
+    ``--episodes-per-round`` episodes, each labelled by the scripted expert."""
+    common = dict(
+        task=args.task,
+        rounds=args.rounds,
+        episodes_per_round=args.episodes_per_round,
+        initial_demos=args.demos,
+        eval_episodes=args.eval_episodes,
+        seed=seed,
+        out=cell / method,
+        overwrite=True,
+    )
+    rows = run_dagger(DaggerConfig(**common), False) if method == "dagger" else None
+    if method == "dart":
+        rows = run_dart(DartConfig(**common), False)
+    # DAgger's rows count each round's steps; every step DART collects is labelled (the
+    # episodes it probes the learner's error on are not counted)
+    env_steps = (
+        np.cumsum([r["steps"] for r in rows])
+        if method == "dagger"
+        else [r["expert_labels"] for r in rows]
+    )
+    return [
+        {"env_steps": int(n), "labels": int(r["expert_labels"]), "success": r["success_rate"]}
+        for n, r in zip(env_steps, rows)
+    ]
 
 
 def run(args, seed: int, root: Path) -> dict:
@@ -103,36 +143,88 @@ def run(args, seed: int, root: Path) -> dict:
         )
         out["scratch_s"] = time.perf_counter() - t0
         out["scratch"] = curve(cell / "scratch")
+    # the labels fine-tuning costs: the demos' steps, none after
+    out["demo_steps"] = demo_steps(data)
+    for method in args.beside:
+        t0 = time.perf_counter()
+        out[method] = beside(args, seed, cell, method)
+        out[f"{method}_s"] = time.perf_counter() - t0
     return out
 
 
+def demo_steps(path: Path) -> int:
+    with DemoFile(path, validate="none") as f:
+        return sum(f.num_samples(d) for d in f.demos)
+
+
 def plot(rows: list[dict], title: str, path: Path) -> None:
+    """Success against env steps (left; log scale when DAgger or DART are beside) and
+    against expert labels (right, when they are)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    methods = [m for m in ("dagger", "dart") if m in rows[0]]
+    fig, axes = plt.subplots(1, 2 if methods else 1, figsize=(11 if methods else 6.5, 3.8))
+    axes = np.atleast_1d(axes)
+    colors = {"dagger": "tab:orange", "dart": "tab:green"}
     for i, r in enumerate(rows):
         xs, ys = zip(*r["finetune"])
-        ax.plot(xs, [100 * y for y in ys], color="tab:blue", label="fine-tuning" if not i else None)
+        demo = r.get("demo_steps", 0) if methods else 0  # on a log axis: count the demos too
+        axes[0].plot(
+            [x + demo for x in xs],
+            [100 * y for y in ys],
+            color="tab:blue",
+            marker="o" if methods else None,
+            label="PPO fine-tuning" if not i else None,
+        )
         if "scratch" in r:
             xs, ys = zip(*r["scratch"])
-            ax.plot(
-                xs,
+            axes[0].plot(
+                [x + 1 for x in xs] if methods else xs,
                 [100 * y for y in ys],
                 color="tab:gray",
                 label="PPO from scratch" if not i else None,
             )
-    ax.axvline(0, color="k", lw=0.8)
-    ax.set(
-        xlabel="environment steps",
-        ylabel="success on unseen starts (%)",
-        title=title,
-        ylim=(-3, 103),
-    )
-    ax.grid(alpha=0.3)
-    ax.legend()
+        for m in methods:
+            pts = r[m]
+            label = m.upper() if m == "dart" else "DAgger"
+            axes[0].plot(
+                [p["env_steps"] for p in pts],
+                [100 * p["success"] for p in pts],
+                color=colors[m],
+                marker="s",
+                label=label if not i else None,
+            )
+            axes[1].plot(
+                [p["labels"] for p in pts],
+                [100 * p["success"] for p in pts],
+                color=colors[m],
+                marker="s",
+                label=label if not i else None,
+            )
+        if methods:
+            final = [100 * y for _, y in r["finetune"]]
+            axes[1].plot(
+                [r["demo_steps"]] * len(final),
+                final,
+                color="tab:blue",
+                marker="o",
+                ls="none",
+                label="PPO fine-tuning (every evaluation)" if not i else None,
+            )
+    axes[0].set(xlabel="environment steps" + (" (demos included)" if methods else ""))
+    if methods:
+        axes[0].set_xscale("log")
+        axes[1].set(xlabel="expert labels (demonstration and labelled steps)")
+    else:
+        axes[0].axvline(0, color="k", lw=0.8)
+    for ax in axes:
+        ax.set(ylabel="success on unseen starts (%)", ylim=(-3, 103))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -151,6 +243,15 @@ def main():
     parser.add_argument("--eval-episodes", type=int, default=100)
     parser.add_argument("--reward-type", default="sparse", choices=["sparse", "dense"])
     parser.add_argument("--scratch", action="store_true", help="also PPO from scratch")
+    parser.add_argument(
+        "--beside",
+        nargs="*",
+        default=[],
+        choices=["dagger", "dart"],
+        help="also DAgger / DART from the same start (success against env steps and labels)",
+    )
+    parser.add_argument("--rounds", type=int, default=6, help="DAgger / DART rounds")
+    parser.add_argument("--episodes-per-round", type=int, default=10)
     parser.add_argument("--tag", default="", help="suffix of the run folder, JSON and PNG")
     args = parser.parse_args()
     stem = f"finetune_{args.task.split('/')[-1]}_{args.algo}_{args.demos}_{args.reward_type}"
