@@ -221,6 +221,11 @@ class Collect:
                 kwargs["init_spread"] = self.init_spread
         elif self.init_spread != 1.0:
             raise CliError("--init-spread applies to the MuJoCo iltk tasks only")
+        elif self.success_only:
+            raise CliError(
+                f"--success-only needs a task with a success test (the MuJoCo iltk tasks); "
+                f"{self.task}'s episodes have none"
+            )
         if self.episodes < 1:
             raise CliError("--episodes must be at least 1")
         if self.num_envs < 1:
@@ -241,10 +246,13 @@ class Collect:
             overwrite=self.overwrite,
         )
         rate = res.successes / max(res.attempted, 1)
-        print(
-            f"saved {_count(res.saved, 'episode')} to {res.path} "
-            f"(expert success {res.successes}/{res.attempted} = {rate:.0%})"
+        # tabular tasks have no success, only the reward their expert is soft-optimal for
+        how = (
+            f"expert success {res.successes}/{res.attempted} = {rate:.0%}"
+            if self.task in TASK_IDS
+            else f"expert's mean return {res.mean_return:.2f} over {res.attempted}"
         )
+        print(f"saved {_count(res.saved, 'episode')} to {res.path} ({how})")
 
 
 @dataclass

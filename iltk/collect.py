@@ -21,6 +21,7 @@ class CollectResult:
     saved: int
     attempted: int
     successes: int
+    mean_return: float = float("nan")
 
 
 def collect_demos(
@@ -75,11 +76,13 @@ def collect_demos(
         controller = DartNoise(controller, dart_noise, seed=seed)
     source = "dart" if dart_noise > 0 else "scripted"
     saved = attempted = successes = 0
+    returns: list[float] = []
     bar = tqdm(total=episodes, desc=f"collect {task}", unit="ep", disable=not progress)
 
     def on_episode(ep: Episode):
         nonlocal saved, successes
         successes += ep.success
+        returns.append(ep.episode_return)
         if success_only and not ep.success:
             return
         if saved >= episodes:
@@ -102,4 +105,5 @@ def collect_demos(
         bar.close()
         envs.close()
         writer.close()
-    return CollectResult(Path(out), saved, attempted, successes)
+    mean_return = float(sum(returns) / len(returns)) if returns else float("nan")
+    return CollectResult(Path(out), saved, attempted, successes, mean_return)

@@ -132,6 +132,10 @@ def test_irl_command_on_a_tabular_task(tmp_path, capsys):
     path = tmp_path / "ow.hdf5"  # through the command line, as the README's tour does
     args = ["collect", "--task", "iltk/ObjectWorld-v0", "--episodes", "200", "--out", str(path)]
     assert cli_main(args) == 0
+    said = capsys.readouterr().out
+    assert "expert's mean return" in said and "success" not in said  # tabular: no success
+    assert cli_main(args + ["--success-only", "--overwrite"]) == 2
+    assert "--success-only needs a task with a success test" in capsys.readouterr().err
     out = tmp_path / "irl"
     args = ["irl", "--dataset", str(path), "--out", str(out), "--no-progress"]
     args += ["--tolerance", "0.05"]
