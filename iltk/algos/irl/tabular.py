@@ -47,11 +47,12 @@ class _NumpyOps:
     def empty(self, shape):
         return np.empty(shape)
 
-    def lse(self, q):  # logsumexp over the last axis
+    def lse(self, q, axis: int = -1):  # logsumexp over ``axis``
         if q.size <= 256:  # one ufunc call: 4 us against 6 at CliffWorld's (28, 4)
-            return np.logaddexp.reduce(q, axis=-1)
-        m = q.max(-1)  # five calls, but vectorized better on large arrays
-        return m + np.log(np.exp(q - m[..., None]).sum(-1))
+            return np.logaddexp.reduce(q, axis=axis)
+        m = q.max(axis)  # five calls, but vectorized better on large arrays
+        shift = m[None] if axis == 0 else m[..., None]  # (np.expand_dims costs 12 us)
+        return m + np.log(np.exp(q - shift).sum(axis))
 
     def exp(self, x):
         return np.exp(x)
@@ -78,8 +79,8 @@ class _TorchOps:
     def empty(self, shape):
         return torch.empty(shape, dtype=torch.float64, device=self.device)
 
-    def lse(self, q):
-        return torch.logsumexp(q, dim=-1)
+    def lse(self, q, axis: int = -1):
+        return torch.logsumexp(q, dim=axis)
 
     def exp(self, x):
         return torch.exp(x)
@@ -94,11 +95,18 @@ class _TorchOps:
 # ----------------------------------------------------------------------- transitions
 class Transitions:
     """P(s' | s, a) as a (S * A, S) matrix, dense or sparse, with the two products the
-    passes need: ``expect(V)`` = P V as (S, A), and ``push(x)`` = sum_{s,a} x(s, a) P(s, a, .).
+    passes need: ``expect(V)`` = P V, and ``push(x)`` = sum_{s,a} x(s, a) P(s, a, .).
 
     A dense numpy P runs the passes in numpy (``backend="auto"``, on the CPU); a torch
     tensor, a sparse matrix or another ``device`` runs them in torch.
+
+    Layout: torch works on (S, A) slices; numpy on action-major (A, S) ones
+    (``action_major``), where a logsumexp over the actions reduces a leading axis of
+    length A: 10 us against 21 over a trailing one at 100 states and 4 actions, half of a
+    backward step.
     """
+
+    action_major = False
 
     def __init__(self, P: Any, device: str | torch.device | None = None, backend: str = "auto"):
         if _is_scipy_sparse(P):
@@ -119,7 +127,8 @@ class Transitions:
             self.S, self.A = P.shape[0], P.shape[1]
             self.ops: _NumpyOps | _TorchOps = _NumpyOps()
             self.sparse = False
-            self.flat = np.ascontiguousarray(P.reshape(self.S * self.A, self.S))
+            self.action_major = True  # rows (a, s): see the class's docstring
+            self.flat = np.ascontiguousarray(P.transpose(1, 0, 2).reshape(self.A * self.S, self.S))
             self.flat_t = None
             self.device = torch.device("cpu")
             return
@@ -149,13 +158,16 @@ class Transitions:
             self.flat_t = None
 
     def expect(self, V):
-        """sum_s' P(s' | s, a) V(s') as (S, A)."""
+        """sum_s' P(s' | s, a) V(s') as (S, A), or (A, S) when ``action_major``."""
         if self.sparse:
             return torch.mv(self.flat, V).reshape(self.S, self.A)
+        if self.action_major:
+            return (self.flat @ V).reshape(self.A, self.S)
         return (self.flat @ V).reshape(self.S, self.A)
 
     def push(self, x):
-        """sum_{s, a} x(s, a) P(. | s, a) for x of shape (S, A): the next state distribution."""
+        """sum_{s, a} x(s, a) P(. | s, a) for x of shape (S, A), or (A, S) when
+        ``action_major``: the next state distribution."""
         x = x.reshape(-1)
         if self.sparse:
             return torch.mv(self.flat_t, x)
@@ -222,31 +234,40 @@ def soft_value_iteration(
             f"r must be (S,) or (S, A) = ({T.S},) or {(T.S, T.A)}, got {tuple(rr.shape)}"
         )
     r_sa = rr[:, None] * ops.asarray(np.ones((1, T.A))) if rr.ndim == 1 else rr
+    # the backend's layout (see Transitions): slices (S, A), or (A, S) when action-major;
+    # a = the action axis of a slice; results are handed back as (.., S, A) either way
+    am = T.action_major
+    a = 0 if am else -1
+    r_l = np.ascontiguousarray(r_sa.T) if am else r_sa
     if horizon is not None:
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
         V = ops.empty((horizon, T.S))
-        Q = ops.empty((horizon, T.S, T.A))
-        Q[horizon - 1] = r_sa
-        V[horizon - 1] = ops.lse(Q[horizon - 1])
+        Q = ops.empty((horizon, *r_l.shape))
+        Q[horizon - 1] = r_l
+        V[horizon - 1] = ops.lse(Q[horizon - 1], a)
         for t in range(horizon - 2, -1, -1):
-            Q[t] = r_sa + discount * T.expect(V[t + 1])
-            V[t] = ops.lse(Q[t])
-        pi = ops.exp(Q - V[:, :, None])
+            Q[t] = r_l + discount * T.expect(V[t + 1])
+            V[t] = ops.lse(Q[t], a)
+        pi = ops.exp(Q - (V[:, None, :] if am else V[:, :, None]))
+        if am:  # (H, S, A) views of the action-major arrays
+            Q, pi = Q.transpose(0, 2, 1), pi.transpose(0, 2, 1)
         return _out(V, r), _out(Q, r), _out(pi, r)
     if not 0 <= discount < 1:
         raise ValueError(f"the infinite horizon needs discount in [0, 1), got {discount}")
     V = ops.asarray(np.zeros(T.S))
     for _ in range(max_iter):
-        V_new = ops.lse(r_sa + discount * T.expect(V))
+        V_new = ops.lse(r_l + discount * T.expect(V), a)
         delta = ops.absmax(V_new - V)
         V = V_new
         if delta <= tol:
             break
     else:
         raise RuntimeError(f"soft value iteration did not converge in {max_iter} iterations")
-    Q = r_sa + discount * T.expect(V)
-    pi = ops.exp(Q - V[:, None])
+    Q = r_l + discount * T.expect(V)
+    pi = ops.exp(Q - (V[None, :] if am else V[:, None]))
+    if am:
+        Q, pi = Q.T, pi.T
     return _out(V, r), _out(Q, r), _out(pi, r)
 
 
@@ -276,8 +297,13 @@ def state_visitation(
             raise ValueError(f"pi must be (H, S, A) = {(horizon, T.S, T.A)}, got {tuple(p.shape)}")
         D = ops.empty((horizon + 1, T.S))
         D[0] = d0
-        for t in range(horizon):
-            D[t + 1] = T.push(D[t][:, None] * p[t])
+        if T.action_major:  # (H, A, S): a view of the backward pass's own array
+            p = p.transpose(0, 2, 1)
+            for t in range(horizon):
+                D[t + 1] = T.push(p[t] * D[t])
+        else:
+            for t in range(horizon):
+                D[t + 1] = T.push(D[t][:, None] * p[t])
         Dcum = (ops.powers(discount, horizon + 1)[:, None] * D).sum(0)
         return _out(D, pi), _out(Dcum, pi)
     if not 0 <= discount < 1:
@@ -285,8 +311,10 @@ def state_visitation(
     if tuple(p.shape) != (T.S, T.A):
         raise ValueError(f"pi must be (S, A) = {(T.S, T.A)}, got {tuple(p.shape)}")
     d = d0
+    if T.action_major:
+        p = np.ascontiguousarray(p.T)
     for _ in range(max_iter):
-        d_new = d0 + discount * T.push(d[:, None] * p)
+        d_new = d0 + discount * T.push(p * d if T.action_major else d[:, None] * p)
         delta = ops.absmax(d_new - d)
         d = d_new
         if delta <= tol:
