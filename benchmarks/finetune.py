@@ -35,6 +35,7 @@ from iltk.algos.configs import (  # noqa: E402
     DaggerConfig,
     DartConfig,
     FinetuneSettings,
+    LearnerSettings,
     PPOConfig,
     TrainConfig,
 )
@@ -78,6 +79,8 @@ def beside(args, seed: int, cell: Path, method: str) -> list[dict]:
         seed=seed,
         out=cell / method,
         overwrite=True,
+        # every round trains BC afresh as round 0 did (compounding_errors.py --cold-start)
+        learner=LearnerSettings(steps_per_round=20_000, warm_start=False),
     )
     rows = run_dagger(DaggerConfig(**common), False) if method == "dagger" else None
     if method == "dart":
