@@ -108,6 +108,12 @@ def test_ppo_learns_reach(reach_run):
     assert (out / "best" / "model.safetensors").exists() and (
         out / "last" / "train_state.pt"
     ).exists()
+    # where the time went: rollouts and updates, each a real share of the run
+    train = [row for row in _rows(out) if row["kind"] == "train"]
+    assert all(float(r["collect_s"]) > 0 and float(r["update_s"]) > 0 for r in train)
+    assert 0 < res["collect_s"] and 0 < res["update_s"]
+    assert res["collect_s"] + res["update_s"] < res["train_time_s"]
+    assert res["collect_s"] == pytest.approx(sum(float(r["collect_s"]) for r in train), rel=1e-6)
 
 
 def _rows(out):
