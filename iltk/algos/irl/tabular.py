@@ -448,7 +448,12 @@ def maxent_irl(
 
     # a linear reward with the passes in numpy: its gradient in closed form, phi^T (D - D_E),
     # without autograd (whose per-call cost was a third of an iteration at 100 states)
-    closed_form = isinstance(net, torch.nn.Linear) and net.bias is None and not ops.torch
+    closed_form = (
+        isinstance(net, torch.nn.Linear)
+        and net.bias is None
+        and not ops.torch
+        and phi.device.type == "cpu"
+    )
     if closed_form:
         weight = net.weight.detach().numpy()  # shares memory: sees every Adam step
         phi_np = phi.numpy()
