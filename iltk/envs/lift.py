@@ -5,8 +5,9 @@
 - **Observation** (``state``, 17): gripper position (3), gripper velocity (3), finger
   opening (1), cube position (3), cube orientation quaternion (4), cube minus gripper (3).
 - **Reward terms** (``info``): ``reward_reach`` = -distance gripper to cube,
-  ``reward_lift`` = 5 * cube height above the table (capped at the success height),
-  ``reward_ctrl`` = -0.01 * |action|^2, ``reward_success`` = 1 when successful.
+  ``reward_lift`` = -5 * the height still missing to success (0 once lifted),
+  ``reward_ctrl`` = -0.01 * |action|^2, ``reward_success`` = 1 when successful. Every
+  term but the last is <= 0, so (episodes ending on success) no step short of success pays.
 - **Success**: the cube's bottom is more than 0.08 m above the table.
 - **Episode end**: success (``terminate_on_success``) or 150 steps (7.5 s at 20 Hz).
 """
@@ -69,7 +70,10 @@ class LiftEnv(MujocoTaskEnv):
     def _reward_terms(self, action):
         return {
             "reward_reach": -float(np.linalg.norm(self._cube() - self._grip())),
-            "reward_lift": 5.0 * min(max(self._height(), 0.0), LIFT_HEIGHT),
+            # <= 0: the height still missing to success. Episodes end on success, so a
+            # positive lift term (it was 5 * height) paid PPO to hold the cube just below
+            # the success height instead of lifting it (benchmarks/RESULTS.md)
+            "reward_lift": -5.0 * (LIFT_HEIGHT - min(max(self._height(), 0.0), LIFT_HEIGHT)),
             "reward_ctrl": -0.01 * float(np.sum(np.square(action))),
             "reward_success": float(self._is_success()),
         }
