@@ -84,8 +84,8 @@ def run_iltk(
     import csv
 
     rows = [r for r in csv.DictReader((out / "metrics.csv").open()) if r["ep_return"]]
-    # iltk logs the mean of the episodes that ended in each rollout, and their count is
-    # not logged: the tail mean weights rollouts equally (SB3's, episodes)
+    # iltk logs the mean of the episodes that ended in each rollout (not their count): the
+    # tail mean weights rollouts equally, and SB3's curve is averaged per rollout to match
     curve = [(int(r["step"]), float(r["ep_return"])) for r in rows]
     policy = load_policy(out / "last")
     res = evaluate_policy(policy, env_id, eval_episodes, seed=10_000)
