@@ -82,8 +82,9 @@ def beside(args, seed: int, cell: Path, method: str) -> list[dict]:
         # every round trains BC afresh as round 0 did (compounding_errors.py --cold-start)
         learner=LearnerSettings(steps_per_round=20_000, warm_start=False),
     )
-    rows = run_dagger(DaggerConfig(**common), False) if method == "dagger" else None
-    if method == "dart":
+    if method == "dagger":
+        rows = run_dagger(DaggerConfig(**common), False)
+    else:
         rows = run_dart(DartConfig(**common), False)
     # DAgger's rows count each round's steps; every step DART collects is labelled (the
     # episodes it probes the learner's error on are not counted)
