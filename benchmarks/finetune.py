@@ -126,6 +126,8 @@ def run(args, seed: int, root: Path) -> dict:
             eval_every=args.eval_every,
             eval_episodes=args.eval_episodes,
             reward_type=args.reward_type,
+            **({"lr": args.lr} if args.lr is not None else {}),
+            **({"clip": args.clip} if args.clip is not None else {}),
             **common,
         )
     )
@@ -253,6 +255,12 @@ def main():
         default=[],
         choices=["dagger", "dart"],
         help="also DAgger / DART from the same start (success against env steps and labels)",
+    )
+    parser.add_argument(
+        "--lr", type=float, default=None, help="fine-tuning's actor lr (default: iltk's)"
+    )
+    parser.add_argument(
+        "--clip", type=float, default=None, help="fine-tuning's clip (default: iltk's)"
     )
     parser.add_argument("--rounds", type=int, default=6, help="DAgger / DART rounds")
     parser.add_argument("--episodes-per-round", type=int, default=10)

@@ -131,11 +131,20 @@ class Optimization:
         """Backward, clip, step the optimizer and the schedule. Returns ``grad_norm`` (a
         tensor, when clipping) and the ``lr`` used."""
         lr = self.sched.get_last_lr()[0]
-        self.opt.zero_grad(set_to_none=True)
+        # what zero_grad(set_to_none=True) and clip_grad_norm_ do, without their per-call
+        # overhead (profiler hooks, grouping by device): 0.2 ms of a 1 ms step of PPO's
+        # 64-unit networks on the CPU
+        for p in self.params:
+            p.grad = None
         loss.backward()
         info: dict[str, torch.Tensor | float] = {"lr": lr}
         if self.grad_clip > 0:
-            info["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip).detach()
+            grads = [p.grad for p in self.params if p.grad is not None]
+            norm = torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads]))
+            scale = (self.grad_clip / (norm + 1e-6)).clamp_(max=1.0)
+            for g in grads:
+                g.mul_(scale)
+            info["grad_norm"] = norm.detach()
         self.opt.step()
         self.sched.step()
         return info

@@ -44,6 +44,34 @@ def test_optimization_clips_and_keeps_tensors():
     assert other.lr == pytest.approx(0.09)
 
 
+def test_optimization_clips_as_torch_does():
+    """Its own clipping (one norm over all gradients, one scale) leaves the gradients
+    torch's clip_grad_norm_ leaves, an unused parameter included, and none below the max."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+    unused = torch.nn.Parameter(torch.ones(3))
+    ref = [p.detach().clone().requires_grad_() for p in net.parameters()]
+    x = torch.randn(16, 5)
+
+    def loss_of(w1, b1, w2, b2):
+        return (torch.tanh(x @ w1.T + b1) @ w2.T + b2).pow(2).sum() * 10
+
+    for max_norm, clipped in ((0.5, True), (1e6, False)):
+        opt = Optimization([*net.parameters(), unused], lr=1e-3, total_steps=10, grad_clip=max_norm)
+        info = opt.step(loss_of(*net.parameters()))
+        for r in ref:
+            r.grad = None
+        loss_of(*ref).backward()
+        norm = torch.nn.utils.clip_grad_norm_(ref, max_norm)
+        assert float(info["grad_norm"]) == pytest.approx(float(norm), rel=1e-5)
+        assert (float(norm) > max_norm) == clipped
+        for p, r in zip(net.parameters(), ref):
+            torch.testing.assert_close(p.grad, r.grad)
+        assert unused.grad is None
+        for p, r in zip(net.parameters(), ref):
+            r.data.copy_(p.data)
+
+
 def test_running_mean_reads_once():
     m = RunningMean()
     assert m.pop() is None
