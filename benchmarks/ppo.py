@@ -64,12 +64,19 @@ def tail_mean(curve, steps: int) -> float:
 
 
 def run_iltk(
-    env_id: str, steps: int, num_envs: int, seed: int, eval_episodes: int, objective="clip"
+    env_id: str,
+    steps: int,
+    num_envs: int,
+    seed: int,
+    eval_episodes: int,
+    objective="clip",
+    compile=False,
 ) -> dict:
     out = Path(tempfile.mkdtemp(prefix="iltk_ppo_")) / "run"
     cfg = PPOConfig(
         task=env_id,
         objective=objective,
+        compile=compile,
         steps=steps,
         num_envs=num_envs,
         out=out,
@@ -191,7 +198,12 @@ def plot(results: dict, env: str, num_envs: int, sb3_version: str, path: Path) -
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    colors = (("iltk", "tab:blue"), ("iltk-kl", "tab:green"), ("sb3", "tab:orange"))
+    colors = (
+        ("iltk", "tab:blue"),
+        ("iltk-kl", "tab:green"),
+        ("iltk-compile", "tab:purple"),
+        ("sb3", "tab:orange"),
+    )
     for lib, color in colors:
         for i, r in enumerate(results.get(lib, [])):
             curve = r["curve"] if lib != "sb3" else per_rollout(r["curve"], 2048 * num_envs)
@@ -223,8 +235,9 @@ def main():
         "--libs",
         nargs="+",
         default=["iltk", "sb3"],
-        choices=["iltk", "iltk-kl", "sb3"],
-        help="iltk-kl: iltk with --objective kl-penalty (its defaults: kl_target 0.01, beta 1)",
+        choices=["iltk", "iltk-kl", "iltk-compile", "sb3"],
+        help="iltk-kl: iltk with --objective kl-penalty (its defaults: kl_target 0.01, beta 1);"
+        " iltk-compile: iltk with --compile",
     )
     parser.add_argument("--tag", default="", help="suffix of the written JSON and PNG")
     parser.add_argument("--replot", default=None, help="redraw the PNG of a written JSON")
@@ -244,6 +257,7 @@ def main():
     runners = {
         "iltk": run_iltk,
         "iltk-kl": lambda *a: run_iltk(*a, objective="kl-penalty"),
+        "iltk-compile": lambda *a: run_iltk(*a, compile=True),
         "sb3": run_sb3,
     }
     results: dict[str, list[dict]] = {lib: [] for lib in args.libs}

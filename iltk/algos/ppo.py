@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -256,6 +258,62 @@ class ActorController:
 
 
 # ----------------------------------------------------------------------------- update
+def minibatch_loss(
+    policy,
+    mb: dict,
+    old_log_std: torch.Tensor,
+    beta: torch.Tensor,
+    *,
+    objective: str,
+    clip: float,
+    clip_vf: float | None,
+    vf_coef: float,
+    normalize_advantage: bool,
+    train_actor: bool,
+    want_kl: bool,
+):
+    """PPO's loss on one minibatch: (loss, surrogate loss, value loss, approximate KL of
+    the old to the new policy or None, the actor's mean). The loss is the clipped
+    surrogate (or the surrogate minus beta * KL(new || old)) plus vf_coef times the
+    squared error of the value (clipped to clip_vf from the rollout's values when set);
+    the critic's term alone while the actor is frozen (``train_actor=False``)."""
+    adv = mb["advantages"]
+    if normalize_advantage and adv.shape[0] > 1:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    mean = policy.actor(mb["obs"])
+    log_std = policy.log_std
+    z = (mb["actions"] - mean) * torch.exp(-log_std)
+    logp = (-0.5 * z.pow(2) - log_std - 0.5 * LOG_2PI).sum(-1)
+    log_ratio = logp - mb["logp"]
+    ratio = log_ratio.exp()
+    approx_kl = ((ratio - 1) - log_ratio).mean().detach() if want_kl else None
+    if objective == "clip":
+        surrogate = torch.min(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv)
+        pg_loss = -surrogate.mean()
+    else:
+        kl = gaussian_kl(mean, log_std, mb["mean"], old_log_std)
+        pg_loss = -(ratio * adv).mean() + beta * kl.mean()
+    values = policy.value(mb["obs"])
+    if clip_vf is not None:
+        old = mb["values"]
+        values = old + (values - old).clamp(-clip_vf, clip_vf)
+    v_loss = (mb["returns"] - values).pow(2).mean()
+    loss = pg_loss + vf_coef * v_loss if train_actor else vf_coef * v_loss
+    return loss, pg_loss, v_loss, approx_kl, mean
+
+
+_compiled_loss = None
+
+
+def compiled_minibatch_loss():
+    """``minibatch_loss`` through ``torch.compile`` (forward and backward as generated
+    kernels), compiled on its first call for each shape and flag."""
+    global _compiled_loss
+    if _compiled_loss is None:
+        _compiled_loss = torch.compile(minibatch_loss, dynamic=False)
+    return _compiled_loss
+
+
 def ppo_update(
     policy,
     optim: Optimization,
@@ -281,41 +339,34 @@ def ppo_update(
     pg_sum = v_sum = 0.0
     count = 0
     stop_early = False
+    loss_fn = compiled_minibatch_loss() if getattr(cfg, "compile", False) else minibatch_loss
+    beta_t = torch.tensor(float(beta), device=batch["obs"].device)  # no recompile as it adapts
     for _ in range(cfg.epochs):
         perm = torch.randperm(n, generator=gen, device=batch["obs"].device)
         shuffled = {k: batch[k][perm] for k in keys}
         for start in range(0, n, cfg.batch_size):
             mb = {k: v[start : start + cfg.batch_size] for k, v in shuffled.items()}
-            adv = mb["advantages"]
-            if cfg.normalize_advantage and len(adv) > 1:
-                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-            mean = policy.actor(mb["obs"])
-            log_std = policy.log_std
-            z = (mb["actions"] - mean) * torch.exp(-log_std)
-            logp = (-0.5 * z.pow(2) - log_std - 0.5 * LOG_2PI).sum(-1)
-            log_ratio = logp - mb["logp"]
-            ratio = log_ratio.exp()
-            if cfg.target_kl is not None:  # SB3's rule: stop before this minibatch's step
-                with torch.no_grad():
-                    if float(((ratio - 1) - log_ratio).mean()) > 1.5 * cfg.target_kl:
-                        stop_early = True
-                        break
-            if cfg.objective == "clip":
-                surrogate = torch.min(ratio * adv, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv)
-                pg_loss = -surrogate.mean()
-            else:
-                kl = gaussian_kl(mean, log_std, mb["mean"], old_log_std)
-                pg_loss = -(ratio * adv).mean() + beta * kl.mean()
-            values = policy.value(mb["obs"])
-            if cfg.clip_vf is not None:
-                old = mb["values"]
-                values = old + (values - old).clamp(-cfg.clip_vf, cfg.clip_vf)
-            v_loss = (mb["returns"] - values).pow(2).mean()
-            loss = pg_loss + cfg.vf_coef * v_loss if train_actor else cfg.vf_coef * v_loss
+            loss, pg_loss, v_loss, approx_kl, mean = loss_fn(
+                policy,
+                mb,
+                old_log_std,
+                beta_t,
+                objective=cfg.objective,
+                clip=cfg.clip,
+                clip_vf=cfg.clip_vf,
+                vf_coef=cfg.vf_coef,
+                normalize_advantage=cfg.normalize_advantage,
+                train_actor=train_actor,
+                want_kl=cfg.target_kl is not None,
+            )
+            # SB3's rule: stop before this minibatch's step
+            if approx_kl is not None and float(approx_kl) > 1.5 * cfg.target_kl:
+                stop_early = True
+                break
             if regularizer is not None and train_actor:
-                loss = loss + regularizer(mb["obs"], mean, log_std)
+                loss = loss + regularizer(mb["obs"], mean, policy.log_std)
             if cfg.ent_coef and train_actor:
-                loss = loss - cfg.ent_coef * (log_std + 0.5 * (1 + LOG_2PI)).sum()
+                loss = loss - cfg.ent_coef * (policy.log_std + 0.5 * (1 + LOG_2PI)).sum()
             optim.step(loss)
             pg_sum, v_sum = pg_sum + pg_loss.detach(), v_sum + v_loss.detach()
             count += 1
@@ -363,6 +414,10 @@ METRICS = [
     "eval_success",
     "time_s",
 ]
+
+
+def _cxx_compiler() -> str | None:
+    return os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++")
 
 
 def _check_task(envs: gym.vector.VectorEnv, task: str) -> None:
@@ -448,6 +503,11 @@ def train_ppo(
     """
     torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
+    if cfg.compile and device.type == "cpu" and not _cxx_compiler():
+        raise ValueError(
+            "--compile: torch.compile needs a C++ compiler on the CPU (g++ or clang++, or"
+            " set CXX); install one or run without --compile"
+        )
     # the task is checked before the run folder is touched
     env_kwargs = game.env_kwargs if game is not None else dict(env_kwargs or {})
     initial = policy
