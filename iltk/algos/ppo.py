@@ -115,6 +115,12 @@ def compute_gae(
     return advantages, advantages + values
 
 
+def gaussian_logp(actions, mean, log_std) -> torch.Tensor:
+    """log N(actions; mean, exp(log_std)^2), summed over the action dims."""
+    z = (actions - mean) * torch.exp(-log_std)
+    return (-0.5 * z.pow(2) - log_std - 0.5 * LOG_2PI).sum(-1)
+
+
 def gaussian_kl(mean_p, log_std_p, mean_q, log_std_q) -> torch.Tensor:
     """KL(p || q) of diagonal Gaussians, summed over the action dimensions."""
     var_p, var_q = torch.exp(2 * log_std_p), torch.exp(2 * log_std_q)
@@ -282,9 +288,7 @@ def minibatch_loss(
         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
     mean = policy.actor(mb["obs"])
     log_std = policy.log_std
-    z = (mb["actions"] - mean) * torch.exp(-log_std)
-    logp = (-0.5 * z.pow(2) - log_std - 0.5 * LOG_2PI).sum(-1)
-    log_ratio = logp - mb["logp"]
+    log_ratio = gaussian_logp(mb["actions"], mean, log_std) - mb["logp"]
     ratio = log_ratio.exp()
     approx_kl = ((ratio - 1) - log_ratio).mean().detach() if want_kl else None
     if objective == "clip":
@@ -375,8 +379,7 @@ def ppo_update(
     logs = {"pg_loss": float(pg_sum) / max(count, 1), "v_loss": float(v_sum) / max(count, 1)}
     with torch.no_grad():  # the whole update, measured on the whole batch
         mean, log_std = policy.actor(batch["obs"]), policy.log_std
-        z = (batch["actions"] - mean) * torch.exp(-log_std)
-        log_ratio = (-0.5 * z.pow(2) - log_std - 0.5 * LOG_2PI).sum(-1) - batch["logp"]
+        log_ratio = gaussian_logp(batch["actions"], mean, log_std) - batch["logp"]
         ratio = log_ratio.exp()
         logs["approx_kl"] = float(((ratio - 1) - log_ratio).mean())
         logs["clip_frac"] = float(((ratio - 1).abs() > cfg.clip).float().mean())
