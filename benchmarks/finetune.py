@@ -128,6 +128,7 @@ def run(args, seed: int, root: Path) -> dict:
             reward_type=args.reward_type,
             **({"lr": args.lr} if args.lr is not None else {}),
             **({"clip": args.clip} if args.clip is not None else {}),
+            **({"log_std_init": args.log_std_init} if args.log_std_init is not None else {}),
             **common,
         )
     )
@@ -261,6 +262,12 @@ def main():
     )
     parser.add_argument(
         "--clip", type=float, default=None, help="fine-tuning's clip (default: iltk's)"
+    )
+    parser.add_argument(
+        "--log-std-init",
+        type=float,
+        default=None,
+        help="fine-tuning's initial exploration log std (default: iltk's)",
     )
     parser.add_argument("--rounds", type=int, default=6, help="DAgger / DART rounds")
     parser.add_argument("--episodes-per-round", type=int, default=10)
