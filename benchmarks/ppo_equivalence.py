@@ -164,13 +164,12 @@ def compare_collection(args) -> None:
         for v in rec.values():
             v.clear()
         model.collect_rollouts(model.env, callback, model.rollout_buffer, T)
-        rewards = []  # iltk's reward normalization, as in train_ppo
-        for raw, term, trunc in zip(rec["raw"], rec["term"], rec["trunc"]):
-            discounted = discounted * GAMMA + raw
-            ret_rms.update(discounted)
-            rewards.append(np.clip(raw / np.sqrt(ret_rms.var + 1e-8), -10, 10))
-            discounted[term | trunc] = 0.0
-        rewards = np.array(rewards)
+        rewards = np.array(  # iltk's reward normalization, the function train_ppo calls
+            [
+                iltk_ppo.scale_rewards(ret_rms, discounted, raw, term | trunc, GAMMA)
+                for raw, term, trunc in zip(rec["raw"], rec["term"], rec["trunc"])
+            ]
+        )
         rb = model.rollout_buffer
         with torch.no_grad():
             last = model.policy.predict_values(model.policy.obs_to_tensor(model._last_obs)[0])

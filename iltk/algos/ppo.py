@@ -83,6 +83,24 @@ class RunningMeanStd:
         self.mean, self.var, self.count = state["mean"], state["var"], state["count"]
 
 
+def scale_rewards(
+    ret_rms: RunningMeanStd,
+    discounted: np.ndarray,
+    rewards: np.ndarray,
+    done: np.ndarray,
+    gamma: float,
+) -> np.ndarray:
+    """One step of reward normalization (SB3's VecNormalize): the running discounted
+    return ``discounted`` (updated in place, zeroed where an episode ended) feeds
+    ``ret_rms``; the rewards come back divided by its std and clipped to +-10."""
+    discounted *= gamma
+    discounted += rewards
+    ret_rms.update(discounted)
+    scaled = np.clip(rewards / np.sqrt(ret_rms.var + 1e-8), -10, 10)
+    discounted[done] = 0.0
+    return scaled
+
+
 def compute_gae(
     rewards: np.ndarray,
     values: np.ndarray,
@@ -719,10 +737,7 @@ def train_ppo(
                             buf["compared"][t] = game.compared(tr.episode_index)
                         learned_sum += float(reward.mean())
                     if ret_rms is not None:
-                        discounted = discounted * cfg.gamma + reward
-                        ret_rms.update(discounted)
-                        reward = np.clip(reward / np.sqrt(ret_rms.var + 1e-8), -10, 10)
-                        discounted[tr.done] = 0.0
+                        reward = scale_rewards(ret_rms, discounted, reward, tr.done, cfg.gamma)
                     terminated = np.asarray(tr.terminated, bool) & tr.done
                     truncated = tr.done & ~terminated  # by the time limit (or a command)
                     buf["final_values"][t] = 0.0
