@@ -22,6 +22,7 @@ import io
 import json
 import math
 import random
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,15 @@ class Optimization:
         self.opt.step()
         self.sched.step()
         return info
+
+    def advance(self) -> float:
+        """Step the schedule alone, for a step taken outside the torch optimizer (PPO's
+        numpy update); returns the learning rate that step is to use."""
+        lr = self.sched.get_last_lr()[0]
+        with warnings.catch_warnings():  # torch warns when no optimizer.step() came first
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            self.sched.step()
+        return lr
 
     @property
     def lr(self) -> float:

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from iltk.algos import ppo_numpy
 from iltk.algos.configs import PPOConfig
 from iltk.envs import make_vector_env
 from iltk.evaluate import evaluate_policy
@@ -345,6 +346,7 @@ def ppo_update(
     gen,
     train_actor: bool = True,
     regularizer=None,
+    fast=None,
 ):
     """The epochs of one rollout; returns the logged means and the new beta.
     ``train_actor=False`` trains the critic alone (fine-tuning's warm-up: the actor is
@@ -354,6 +356,8 @@ def ppo_update(
     The batch is shuffled once per epoch and cut into minibatch views; what is only
     logged (the approximate KL, the clip fraction, the entropy) is measured once, on the
     whole batch after the update, so each minibatch runs only what its step needs.
+    ``fast``: a :class:`~iltk.algos.ppo_numpy.NumpyPPO` that takes the minibatch steps
+    instead of autograd and the torch optimizer (the same shuffles, the same update).
     """
     n = batch["obs"].shape[0]
     old_log_std = batch["old_log_std"]
@@ -361,9 +365,39 @@ def ppo_update(
     pg_sum = v_sum = 0.0
     count = 0
     stop_early = False
+    if fast is not None:
+        if not train_actor:
+            raise ValueError("the numpy update has no critic warm-up")
+        arrays = {k: batch[k].numpy() for k in keys}
+        old_ls = old_log_std.numpy()
+        kl_stop = 1.5 * cfg.target_kl if cfg.target_kl is not None else None
+        for _ in range(cfg.epochs):
+            perm = torch.randperm(n, generator=gen).numpy()
+            shuffled = {k: v[perm] for k, v in arrays.items()}
+            for start in range(0, n, cfg.batch_size):
+                out = fast.step(
+                    {k: v[start : start + cfg.batch_size] for k, v in shuffled.items()},
+                    objective=cfg.objective,
+                    clip=cfg.clip,
+                    clip_vf=cfg.clip_vf,
+                    vf_coef=cfg.vf_coef,
+                    ent_coef=cfg.ent_coef,
+                    normalize_advantage=cfg.normalize_advantage,
+                    beta=beta,
+                    old_log_std=old_ls,
+                    lr=optim.advance(),
+                    kl_stop=kl_stop,
+                )
+                if out is None:  # SB3's target-KL rule: stop before this minibatch's step
+                    stop_early = True
+                    break
+                pg_sum, v_sum, count = pg_sum + out[0], v_sum + out[1], count + 1
+            if stop_early:
+                break
+        fast.write_back()
     loss_fn = compiled_minibatch_loss() if getattr(cfg, "compile", False) else minibatch_loss
     beta_t = torch.tensor(float(beta), device=batch["obs"].device)  # no recompile as it adapts
-    for _ in range(cfg.epochs):
+    for _ in range(cfg.epochs if fast is None else 0):
         perm = torch.randperm(n, generator=gen, device=batch["obs"].device)
         shuffled = {k: batch[k][perm] for k in keys}
         for start in range(0, n, cfg.batch_size):
@@ -529,6 +563,13 @@ def train_ppo(
             "--compile: torch.compile needs a C++ compiler on the CPU (g++ or clang++, or"
             " set CXX); install one or run without --compile"
         )
+    if cfg.update_backend == "numpy":
+        why = ppo_numpy.why_not(cfg, device, policy, regularizer)
+        if why:
+            raise ValueError(
+                f"--update-backend numpy cannot run this run's updates: {why}; use"
+                " --update-backend auto (or torch)"
+            )
     # the task is checked before the run folder is touched
     env_kwargs = game.env_kwargs if game is not None else dict(env_kwargs or {})
     initial = policy
@@ -617,6 +658,12 @@ def train_ppo(
                 obs_rms.load_state_dict(saved["obs_rms"])
             if ret_rms is not None:
                 ret_rms.load_state_dict(saved["ret_rms"])
+        fast = None  # the numpy update, where it covers the run (ppo_numpy.py)
+        if cfg.update_backend != "torch" and not ppo_numpy.why_not(
+            cfg, device, policy, regularizer
+        ):
+            fast = ppo_numpy.NumpyPPO(policy, lr=cfg.lr, eps=1e-5, max_grad_norm=cfg.max_grad_norm)
+            fast.load_from(optim.opt)  # a resumed run's Adam moments
         run.write_config(
             {**dataclasses.asdict(cfg), "policy_config": dataclasses.asdict(policy.config)}
         )
@@ -674,6 +721,8 @@ def train_ppo(
             if better:
                 state["best_score"] = score
                 run.save(policy, "best", {**extra, "score": score})
+            if fast is not None:  # its Adam moments, in torch's layout
+                fast.save_to(optim.opt)
             train_state = {
                 **optim.state_dict(),
                 **state,
@@ -806,6 +855,7 @@ def train_ppo(
                     gen,
                     train_actor=not warming,
                     regularizer=regularizer.loss if regularizer is not None else None,
+                    fast=fast,
                 )
                 if regularizer is not None:
                     logs.update(regularizer.logs())
