@@ -209,11 +209,12 @@ class NumpyPPO:
             if approx_kl > kl_stop:
                 return None
         adv = mb["advantages"]
-        if normalize_advantage and n > 1:
-            adv = (adv - adv.mean()) / (adv.std(ddof=1) + 1e-8)
+        if normalize_advantage and n > 1:  # torch's std: Bessel-corrected
+            adv = adv - adv.mean()
+            adv = adv / np.float32(math.sqrt(float(adv @ adv) / (n - 1)) + 1e-8)
         if objective == "clip":
             clipped = np.clip(ratio, 1 - clip, 1 + clip)
-            pg_loss = -float(np.mean(np.minimum(ratio * adv, clipped * adv)))
+            pg_loss = -float(np.minimum(ratio * adv, clipped * adv).sum()) / n
             # torch.min's gradient goes to the smaller branch (half to each on a tie, where
             # the clamp passes its half on: the unclipped gradient in all)
             live = (ratio * adv <= clipped * adv) | ((ratio >= 1 - clip) & (ratio <= 1 + clip))
@@ -239,7 +240,7 @@ class NumpyPPO:
             values = mb["values"] + np.clip(delta, -clip_vf, clip_vf)
             dv_scale = dv_scale * (np.abs(delta) <= clip_vf)
         err = values - mb["returns"]
-        v_loss = float(np.mean(err * err))
+        v_loss = float(err @ err) / n
         self._backward(self.critic, self.g_critic, hv, (dv_scale * err)[:, None])
         # the global gradient-norm clip
         g = self.grad
