@@ -384,14 +384,15 @@ class PPOConfig:
     threads: int = 1
     """torch threads on the CPU (1 is fastest for 64-unit networks)."""
     compile: bool = False
-    """torch.compile the minibatch loss (its forward and backward): on the CPU a 64-sample
-    step of the 64-unit networks takes a fifth less (0.73 against 0.90 ms), after a
-    compile of 10-60 s at the start (worth it for runs of 1M steps, not for short ones).
-    Needs a C++ compiler."""
+    """torch.compile torch's minibatch loss (its forward and backward): a 64-sample step
+    of the 64-unit networks takes 0.73 ms against 0.90 eager, after a compile of 10-60 s.
+    It runs the torch update; on the CPU the default numpy update is faster still (see
+    --update-backend), so it is worth it on a GPU or for policies the numpy update does
+    not cover. Needs a C++ compiler."""
     update_backend: Literal["auto", "numpy", "torch"] = "auto"
     """Who runs the minibatch updates. numpy: the loss's gradients written out and Adam
     over one flat array (iltk/algos/ppo_numpy.py, checked against autograd in the tests):
-    on the CPU a 64-sample step of the 64-unit networks takes 0.19 ms against torch's
+    on the CPU a 64-sample step of the 64-unit networks takes 0.17 ms against torch's
     0.87 (0.65 compiled); it covers a fresh actor-critic on the CPU. torch: autograd and
     torch.optim (CUDA, --compile, fine-tuned policies, regularizers). auto: numpy where it
     covers the run, else torch."""
