@@ -3,7 +3,10 @@
 1. The update: SB3 2.9.2 collects one rollout on ``--env`` (VecNormalize, its PPO
    defaults); iltk's actor-critic is given SB3's weights, and both run their update (10
    epochs of ``--batch-size`` minibatches, with the same permutations) on the same
-   rollout. Printed: the largest difference of any weight and of the log std afterwards.
+   rollout, iltk once with each update backend (torch's autograd, and the numpy update
+   with its gradients written out), and once more in torch from weights nudged by 1e-7,
+   the control for how far float32 rounding alone carries over thousands of Adam steps.
+   Printed: the largest difference from SB3's of any weight and of the log std afterwards.
 2. The collection's arithmetic: SB3's raw rewards, terminations and time-limit
    truncations (``--max-episode-steps`` makes them frequent) are re-processed by iltk's
    reward normalization (running std of the discounted return, clip 10) and GAE with
@@ -34,11 +37,15 @@ from stable_baselines3.common.vec_env import VecNormalize  # noqa: E402
 
 import iltk.algos.ppo as iltk_ppo  # noqa: E402
 from iltk.algos.configs import PPOConfig  # noqa: E402
+from iltk.algos.ppo_numpy import NumpyPPO  # noqa: E402
 from iltk.policies import make_policy  # noqa: E402
 from iltk.policies.configs import ActorCriticConfig  # noqa: E402
 from iltk.training import Optimization  # noqa: E402
 
 GAMMA, LAM = 0.99, 0.95
+# iltk's two update backends, and torch's again from weights nudged by 1e-7 (the control:
+# how far float32 rounding alone carries after thousands of Adam steps on clipped losses)
+BACKENDS = ("torch", "numpy", "torch, weights nudged by 1e-7")
 
 
 def sb3_model(env_id: str, num_envs: int, batch_size: int, max_steps: int | None):
@@ -84,14 +91,19 @@ def compare_update(args) -> None:
     rb = model.rollout_buffer
     n = model.n_steps * args.num_envs
     obs_dim, act_dim = rb.observations.shape[-1], rb.actions.shape[-1]
-    policy, layers = copy_of(model.policy, obs_dim, act_dim)
+    # iltk's two update backends, each from its own copy of SB3's starting weights
+    copies = {backend: copy_of(model.policy, obs_dim, act_dim) for backend in BACKENDS}
+    with torch.no_grad():
+        nudge = torch.Generator().manual_seed(0)
+        for p in copies[BACKENDS[2]][0].parameters():
+            p.add_(1e-7 * torch.randn(p.shape, generator=nudge))
 
     def flat(x, *shape):  # env-major, as SB3's buffer flattens (T, N) before shuffling
         return torch.as_tensor(np.asarray(x, np.float32).swapaxes(0, 1).reshape(n, *shape))
 
     obs = flat(rb.observations, obs_dim)
     with torch.no_grad():
-        mean = policy.actor(obs)
+        mean = copies["torch"][0].actor(obs)
     batch = {
         "obs": obs,
         "actions": flat(rb.actions, act_dim),
@@ -100,36 +112,46 @@ def compare_update(args) -> None:
         "logp": flat(rb.log_probs),
         "values": flat(rb.values),
         "mean": mean,
-        "old_log_std": policy.log_std.detach().clone(),
+        "old_log_std": model.policy.log_std.detach().clone(),
     }
     cfg = PPOConfig(task=args.env, batch_size=args.batch_size)
-    optim = Optimization(
-        policy.parameters(), lr=cfg.lr, total_steps=10**6, grad_clip=cfg.max_grad_norm, eps=1e-5
-    )
-    # the same shuffles on both sides: iltk draws them with torch.randperm, SB3's buffer
+    # the same shuffles on every side: iltk draws them with torch.randperm, SB3's buffer
     # with np.random.permutation
     perms = [np.random.default_rng(k).permutation(n) for k in range(cfg.epochs)]
-    ours, theirs = iter(perms), iter(perms)
     randperm, permutation = torch.randperm, np.random.permutation
-    iltk_ppo.torch.randperm = lambda *a, **k: torch.as_tensor(next(ours))
-    try:
-        iltk_ppo.ppo_update(policy, optim, batch, cfg, 1.0, torch.Generator())
-    finally:
-        iltk_ppo.torch.randperm = randperm
+    for backend, (policy, _) in copies.items():
+        optim = Optimization(
+            policy.parameters(),
+            lr=cfg.lr,
+            total_steps=10**6,
+            grad_clip=cfg.max_grad_norm,
+            eps=1e-5,
+        )
+        fast = None
+        if backend == "numpy":
+            fast = NumpyPPO(policy, lr=cfg.lr, eps=1e-5, max_grad_norm=cfg.max_grad_norm)
+        ours = iter(perms)
+        iltk_ppo.torch.randperm = lambda *a, _ours=ours, **k: torch.as_tensor(next(_ours))
+        try:
+            iltk_ppo.ppo_update(policy, optim, batch, cfg, 1.0, torch.Generator(), fast=fast)
+        finally:
+            iltk_ppo.torch.randperm = randperm
+    theirs = iter(perms)
     np.random.permutation = lambda *a, **k: next(theirs)
     try:
         model.train()
     finally:
         np.random.permutation = permutation
-    weights = max(float((d.weight - s.weight).abs().max().detach()) for d, s in layers)
-    scale = max(float(s.weight.abs().max().detach()) for _, s in layers)
-    log_std = float((policy.log_std - model.policy.log_std).abs().max().detach())
     moved = float((model.policy.log_std.detach()).abs().max())
-    print(
-        f"update ({cfg.epochs} epochs of {args.batch_size}-sample minibatches, {n} steps):"
-        f" weights max|diff| {weights:.1e} (max|w| {scale:.2f}), log std max|diff|"
-        f" {log_std:.1e} (moved by up to {moved:.3f})"
-    )
+    for backend, (policy, layers) in copies.items():
+        weights = max(float((d.weight - s.weight).abs().max().detach()) for d, s in layers)
+        scale = max(float(s.weight.abs().max().detach()) for _, s in layers)
+        log_std = float((policy.log_std - model.policy.log_std).abs().max().detach())
+        print(
+            f"update, iltk ({backend}) ({cfg.epochs} epochs of {args.batch_size}-sample"
+            f" minibatches, {n} steps): weights max|diff| {weights:.1e} (max|w| {scale:.2f}),"
+            f" log std max|diff| {log_std:.1e} (moved by up to {moved:.3f})"
+        )
     venv.close()
 
 
