@@ -71,12 +71,14 @@ def run_iltk(
     eval_episodes: int,
     objective="clip",
     compile=False,
+    update_backend="auto",
 ) -> dict:
     out = Path(tempfile.mkdtemp(prefix="iltk_ppo_")) / "run"
     cfg = PPOConfig(
         task=env_id,
         objective=objective,
         compile=compile,
+        update_backend=update_backend,
         steps=steps,
         num_envs=num_envs,
         out=out,
@@ -235,9 +237,10 @@ def main():
         "--libs",
         nargs="+",
         default=["iltk", "sb3"],
-        choices=["iltk", "iltk-kl", "iltk-compile", "sb3"],
-        help="iltk-kl: iltk with --objective kl-penalty (its defaults: kl_target 0.01, beta 1);"
-        " iltk-compile: iltk with --compile",
+        choices=["iltk", "iltk-kl", "iltk-compile", "iltk-torch", "sb3"],
+        help="iltk: its defaults (on the CPU the numpy update); iltk-kl: with --objective"
+        " kl-penalty (its defaults: kl_target 0.01, beta 1); iltk-compile: with --compile;"
+        " iltk-torch: with --update-backend torch (autograd and torch's AdamW, eager)",
     )
     parser.add_argument("--tag", default="", help="suffix of the written JSON and PNG")
     parser.add_argument("--replot", default=None, help="redraw the PNG of a written JSON")
@@ -258,6 +261,7 @@ def main():
         "iltk": run_iltk,
         "iltk-kl": lambda *a: run_iltk(*a, objective="kl-penalty"),
         "iltk-compile": lambda *a: run_iltk(*a, compile=True),
+        "iltk-torch": lambda *a: run_iltk(*a, update_backend="torch"),
         "sb3": run_sb3,
     }
     results: dict[str, list[dict]] = {lib: [] for lib in args.libs}
@@ -267,7 +271,7 @@ def main():
             r["seed"] = seed
             results[lib].append(r)
             print(
-                f"{lib:7} seed {seed}: {r['steps_per_s']:7.0f} steps/s, {r['seconds']:6.0f} s "
+                f"{lib:10} seed {seed}: {r['steps_per_s']:7.0f} steps/s, {r['seconds']:6.0f} s "
                 f"(collect {r['collect_s']:.0f} s, update {r['update_s']:.0f} s), "
                 f"train return {r['final_train_return']:8.1f} (last 10%: "
                 f"{r['tail_train_return']:8.1f}), eval return {r['eval_return']:8.1f} "
