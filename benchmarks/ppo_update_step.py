@@ -114,6 +114,8 @@ def main():
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    if args.steps < 1 or args.repeats < 1:
+        parser.error("--steps and --repeats must be at least 1")
     torch.set_num_threads(1)
     rows = {
         "torch eager": lambda: torch_step(False, False),

@@ -385,7 +385,7 @@ class PPOConfig:
     """torch threads on the CPU (1 is fastest for 64-unit networks)."""
     compile: bool = False
     """torch.compile torch's minibatch loss (its forward and backward): a 64-sample step
-    of the 64-unit networks takes 0.73 ms against 0.90 eager, after a compile of 10-60 s.
+    of the 64-unit networks takes 0.67-0.73 ms against 0.90 eager, after a compile of 10-60 s.
     It runs the torch update; on the CPU the default numpy update is faster still (see
     --update-backend), so it is worth it on a GPU or for policies the numpy update does
     not cover. Needs a C++ compiler."""
@@ -393,7 +393,7 @@ class PPOConfig:
     """Who runs the minibatch updates. numpy: the loss's gradients written out and Adam
     over one flat array (iltk/algos/ppo_numpy.py, checked against autograd in the tests):
     on the CPU a 64-sample step of the 64-unit networks takes 0.17 ms against torch's
-    0.87 (0.65 compiled); it covers a fresh actor-critic on the CPU. torch: autograd and
+    0.92 (0.67 compiled); it covers a fresh actor-critic on the CPU. torch: autograd and
     torch.optim (CUDA, --compile, fine-tuned policies, regularizers). auto: numpy where it
     covers the run, else torch."""
     resume: bool = False

@@ -2,7 +2,7 @@
 
 On the CPU a PPO minibatch step of the usual 64-unit networks is bound by per-operator
 overhead, not arithmetic: torch's eager step (forward, autograd, gradient clipping, fused
-Adam) costs about 0.9 ms for 64 samples, ``torch.compile`` brings it to 0.65-0.73 ms, and
+Adam) costs about 0.9 ms for 64 samples, ``torch.compile`` brings it to 0.67-0.73 ms, and
 most of that is dispatch (the matrices are 64 x 64). The same step in numpy, on one flat
 float32 buffer that holds every weight (so gradient clipping and Adam are a handful of
 array operations over all parameters at once), costs a fraction of it. This module is that
