@@ -19,6 +19,7 @@ from tyro.conf import Positional, Suppress
 from tyro.constructors import ConstructorRegistry, StructConstructorSpec, StructTypeInfo
 
 from iltk.algos.configs import (
+    ChunkExecution,
     DaggerConfig,
     DartConfig,
     FinetuneSettings,
@@ -96,12 +97,20 @@ class CliError(Exception):
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".gif")
 
 
-def _policy_for_task(checkpoint: Path, task: str | None, device: str = "cpu"):
-    """Load a checkpoint and the task it acts in: (policy, task, env_kwargs)."""
+def _policy_for_task(
+    checkpoint: Path, task: str | None, device: str = "cpu", chunk: ChunkExecution | None = None
+):
+    """Load a checkpoint and the task it acts in: (policy, task, env_kwargs); ``chunk``
+    changes how a chunked policy acts."""
     from iltk.evaluate import check_policy_task
-    from iltk.policies import load_checkpoint, resolve_device
+    from iltk.policies import load_checkpoint, resolve_device, set_chunk_execution
 
     policy, extra = load_checkpoint(checkpoint, resolve_device(device))
+    if chunk is not None:
+        try:
+            set_chunk_execution(policy, **chunk.given())
+        except ValueError as err:
+            raise CliError(f"{checkpoint}: --chunk.*: {err}") from None
     task = task or extra.get("task")
     if not task:
         raise CliError(f"{checkpoint}: the checkpoint names no task; pass --task")
@@ -276,6 +285,8 @@ class Eval:
     """Also render the first two episodes to this mp4."""
     out: Path | None = None
     """Per-episode JSON (default: CHECKPOINT/eval.json)."""
+    chunk: ChunkExecution = field(default_factory=ChunkExecution)
+    """Chunked policies: how chunks are executed (default: as the checkpoint says)."""
 
     def run(self) -> None:
         from iltk.evaluate import evaluate_policy, policy_video
@@ -288,7 +299,9 @@ class Eval:
         out = self.out or self.checkpoint / "eval.json"
         if self.video:
             _check_video(self.video)
-        policy, task, env_kwargs = _policy_for_task(self.checkpoint, self.task, self.device)
+        policy, task, env_kwargs = _policy_for_task(
+            self.checkpoint, self.task, self.device, self.chunk
+        )
         check_output(out, overwrite=True, what="--out")
         from tqdm.auto import tqdm
 
@@ -450,6 +463,8 @@ class Replay:
     """Window size."""
     render_size: tuple[int, int] = (320, 240)
     """Rendered image size."""
+    chunk: ChunkExecution = field(default_factory=ChunkExecution)
+    """With --policy, a chunked one: how chunks are executed (default: as the checkpoint says)."""
 
     def run(self) -> None:
         _check_render_size(self.render_size)
@@ -458,7 +473,7 @@ class Replay:
         if self.episodes < 0:
             raise CliError(f"--episodes must be >= 0 (0: until Esc), got {self.episodes}")
         if self.policy is not None:
-            policy, task, env_kwargs = _policy_for_task(self.policy, self.task)
+            policy, task, env_kwargs = _policy_for_task(self.policy, self.task, chunk=self.chunk)
             if self.video:
                 from iltk.evaluate import policy_video
 

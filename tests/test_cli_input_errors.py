@@ -74,6 +74,11 @@ def test_eval_and_replay_numbers(checkpoint, reach, capsys, tmp_path):
     )
     assert not (tmp_path / "v.mp4").exists()
     _fails(["dataset", "verify", str(reach), "--episodes", "-1"], capsys, "--episodes must be >= 0")
+    _fails(  # a step policy has no chunks to execute differently
+        ["eval", str(checkpoint), "--chunk.n-action-steps", "1"],
+        capsys,
+        "--chunk.*: n_action_steps, temporal_ensemble: the policy (bc) predicts no action chunks",
+    )
 
 
 def test_read_only_output_is_refused_before_any_work(reach, capsys, tmp_path, monkeypatch):

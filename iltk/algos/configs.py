@@ -33,6 +33,24 @@ POLICY_HELP = "; ".join(f"{e.name}: {e.summary}" for e in SUPERVISED)
 
 
 @dataclass
+class ChunkExecution:
+    """How a chunked policy (act, or a residual on one) acts; unset: as its checkpoint says."""
+
+    temporal_ensemble: bool | None = None
+    """Predict every step and average every prediction made for the step (ACT's temporal
+    ensembling)."""
+    n_action_steps: int | None = None
+    """Execute this many actions of each chunk open-loop, then predict again (1: a fresh
+    chunk every step, its first action executed); implies no temporal ensembling."""
+    ensemble_m: float | None = None
+    """Temporal-ensemble weights exp(-m*i), i = 0 the oldest prediction."""
+
+    def given(self) -> dict:
+        """The settings given, for ``iltk.policies.set_chunk_execution``."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass
 class OptimSettings:
     """The optimizer of supervised training: AdamW, linear warm-up, then cosine or constant."""
 
@@ -586,7 +604,10 @@ class FinetuneSettings(PPOConfig):
     """The demonstrations of the BC term (default: the checkpoint's own dataset)."""
     residual: bool = False
     """Keep the BC policy frozen and train a per-step Gaussian residual on top (always so
-    for bc-rnn and act policies: their hidden state and chunk ensembling stay as trained)."""
+    for bc-rnn and act policies: their hidden state and chunk execution stay as trained)."""
+    chunk: ChunkExecution = field(default_factory=ChunkExecution)
+    """An act policy: how its chunks are executed under the residual (default: as its
+    checkpoint says); the fine-tuned checkpoint keeps it."""
     normalize_obs: bool = field(default=False, metadata=NOT_AN_OPTION)
     hidden: list[int] = field(default_factory=lambda: [64, 64], metadata=NOT_AN_OPTION)
     activation: Literal["tanh", "relu"] = field(default="tanh", metadata=NOT_AN_OPTION)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from iltk.algos.configs import FinetuneSettings
-from iltk.policies import load_checkpoint
+from iltk.policies import load_checkpoint, set_chunk_execution
 
 
 class FinetuneError(ValueError):
@@ -111,6 +111,10 @@ def finetune(cfg: FinetuneSettings) -> dict:
     task = cfg.task or extra.get("task")
     if not task:
         raise FinetuneError(f"{cfg.policy}: the checkpoint does not name its task; pass --task")
+    try:
+        set_chunk_execution(base, **cfg.chunk.given())
+    except ValueError as err:
+        raise FinetuneError(f"{cfg.policy}: --chunk.*: {err}") from None
     residual = cfg.residual or name != "bc"
     bounds = dict(
         log_std_init=cfg.log_std_init, min_log_std=cfg.min_log_std, max_log_std=cfg.max_log_std

@@ -24,6 +24,7 @@ _LAZY = {
     "resolve_device": "iltk.policies.base",
     "PolicyRunner": "iltk.policies.runners",
     "TemporalEnsembler": "iltk.policies.runners",
+    "set_chunk_execution": "iltk.policies.runners",
 }
 
 

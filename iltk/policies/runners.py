@@ -8,6 +8,7 @@ the temporal-ensemble buffer, per env.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,46 @@ class TemporalEnsembler:
             w = np.exp(-self.m * i)
             out[e] = (w[:, None] * preds).sum(0) / w.sum()
         return out
+
+
+def set_chunk_execution(
+    policy: Policy,
+    *,
+    temporal_ensemble: bool | None = None,
+    n_action_steps: int | None = None,
+    ensemble_m: float | None = None,
+) -> Policy:
+    """Change how a chunked policy acts, in its config (so a checkpoint saved from it keeps
+    the change): temporal ensembling, or ``n_action_steps`` actions of each chunk executed
+    open-loop (1: a fresh chunk every step, its first action executed). A residual policy
+    on a chunked base changes its base. ``None`` keeps a setting; with no setting given
+    the policy is returned as it is, whatever its kind.
+
+    Raises ValueError for a policy that predicts no chunks, or a setting its config
+    refuses (n_action_steps beyond the chunk)."""
+    changes = {
+        k: v
+        for k, v in dict(
+            temporal_ensemble=temporal_ensemble,
+            n_action_steps=n_action_steps,
+            ensemble_m=ensemble_m,
+        ).items()
+        if v is not None
+    }
+    if not changes:
+        return policy
+    if n_action_steps is not None and temporal_ensemble is None:
+        changes["temporal_ensemble"] = False  # an open-loop length means no ensembling
+    chunked = policy.base if policy.kind == "residual" else policy
+    if chunked.kind != "chunk":
+        raise ValueError(
+            f"{', '.join(sorted(changes))}: the policy ({type(policy).name}) predicts no "
+            "action chunks; these settings are for chunked policies (act)"
+        )
+    chunked.config = dataclasses.replace(chunked.config, **changes)  # validates again
+    if chunked is not policy:  # what the residual's checkpoint saves of its base
+        policy.config.base_config = dataclasses.asdict(chunked.config)
+    return policy
 
 
 def obs_to_tensors(obs: Any, policy: Policy, device: torch.device) -> dict[str, torch.Tensor]:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from iltk.algos.bc import train
-from iltk.algos.configs import FinetuneSettings, TrainConfig
+from iltk.algos.configs import ChunkExecution, FinetuneSettings, TrainConfig
 from iltk.algos.finetune import FinetuneError, finetune
 from iltk.cli import main as cli_main
 from iltk.collect import collect_demos
@@ -192,9 +192,12 @@ def test_an_act_policy_is_finetuned_through_a_residual(act_reach, tmp_path):
     out = tmp_path / "act_ft"
     args = ["finetune", "--policy", str(act_reach), "--out", str(out), "--steps", "1024"]
     args += ["--n-steps", "256", "--critic-warmup", "1", "--eval-episodes", "2", "--no-progress"]
+    args += ["--chunk.n-action-steps", "1"]  # a fresh chunk every step, no ensembling
     assert cli_main(args) == 0
     tuned = load_policy(out / "last")
     assert isinstance(tuned, ResidualPolicy) and tuned.config.base == "act"
+    assert (tuned.base.config.temporal_ensemble, tuned.base.config.n_action_steps) == (False, 1)
+    assert load_policy(act_reach).config.temporal_ensemble  # the BC checkpoint is untouched
     # the base stayed frozen; the residual moved
     base = load_policy(act_reach)
     for (k, v), (_, w) in zip(base.state_dict().items(), tuned.base.state_dict().items()):
@@ -215,6 +218,15 @@ def test_what_cannot_be_finetuned_is_refused(bc_reach, tmp_path, capsys):
         finetune(FinetuneSettings(policy=tmp_path / "ppo", out=tmp_path / "o"))
     assert cli_main(["finetune", "--policy", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
     assert "no such checkpoint" in capsys.readouterr().err
+    with pytest.raises(FinetuneError, match="predicts no action chunks"):
+        finetune(
+            FinetuneSettings(
+                policy=root / "bc" / "last",
+                out=tmp_path / "o",
+                chunk=ChunkExecution(n_action_steps=1),
+            )
+        )
+    assert not (tmp_path / "o").exists()
     with pytest.raises(SystemExit):
         cli_main(["finetune", "--normalize-obs"])  # not an option: the BC policy normalizes
     with pytest.raises(ValueError, match="min_log_std"):

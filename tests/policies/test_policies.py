@@ -11,6 +11,7 @@ from iltk.policies import (
     build_config,
     load_policy,
     make_policy,
+    set_chunk_execution,
 )
 from iltk.policies.nets import gmm_log_prob
 
@@ -201,6 +202,45 @@ def test_act_open_loop_queue():
     assert len(calls) == 3  # steps 0, 3 and 6
     chunk = orig({"state": torch.zeros(1, 6)}).numpy().clip(-1, 1)
     np.testing.assert_allclose(np.concatenate(acts[:3]), chunk[0, :3], atol=1e-6)
+
+
+def test_set_chunk_execution_changes_how_act_acts_and_is_saved(tmp_path):
+    torch.manual_seed(0)
+    policy = small_policy("act").eval()  # temporal ensembling, as trained by default
+    calls = []
+    orig = policy.predict_chunk
+    policy.predict_chunk = lambda obs: (calls.append(1), orig(obs))[1]
+    set_chunk_execution(policy, n_action_steps=2)  # implies no ensembling
+    assert policy.config.temporal_ensemble is False and policy.config.n_action_steps == 2
+    runner = PolicyRunner(policy, 1)
+    obs = np.zeros((1, 6), np.float32)
+    acts = [runner.act(obs) for _ in range(4)]
+    assert len(calls) == 2  # steps 0 and 2
+    chunk = orig({"state": torch.zeros(1, 6)}).numpy().clip(-1, 1)
+    np.testing.assert_allclose(np.concatenate(acts[:2]), chunk[0, :2], atol=1e-6)
+    del policy.predict_chunk
+    policy.save(tmp_path / "act")
+    loaded = load_policy(tmp_path / "act")
+    assert (loaded.config.temporal_ensemble, loaded.config.n_action_steps) == (False, 2)
+    with pytest.raises(ValueError, match="n_action_steps"):
+        set_chunk_execution(loaded, n_action_steps=6)  # beyond the chunk of 5
+    assert set_chunk_execution(loaded) is loaded and loaded.config.n_action_steps == 2
+
+
+def test_set_chunk_execution_reaches_a_residual_base_and_refuses_step_policies(tmp_path):
+    policy = small_policy("residual").eval()
+    assert policy.base.config.temporal_ensemble is True
+    set_chunk_execution(policy, temporal_ensemble=False, n_action_steps=1)
+    policy.save(tmp_path / "res")
+    loaded = load_policy(tmp_path / "res")
+    assert loaded.base.config.temporal_ensemble is False
+    assert loaded.base.config.n_action_steps == 1
+    obs = np.random.default_rng(1).normal(size=(3, 2, 6)).astype(np.float32)
+    np.testing.assert_allclose(
+        rollout_actions(loaded, obs), rollout_actions(policy, obs), atol=1e-6
+    )
+    with pytest.raises(ValueError, match="predicts no action chunks"):
+        set_chunk_execution(small_policy("bc"), temporal_ensemble=False)
 
 
 def test_gmm_log_prob_matches_torch_distributions():
