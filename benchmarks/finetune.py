@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 
 from iltk.algos.bc import train  # noqa: E402
 from iltk.algos.configs import (  # noqa: E402
+    ChunkExecution,
     DaggerConfig,
     DartConfig,
     FinetuneSettings,
@@ -129,6 +130,10 @@ def run(args, seed: int, root: Path) -> dict:
             **({"lr": args.lr} if args.lr is not None else {}),
             **({"clip": args.clip} if args.clip is not None else {}),
             **({"log_std_init": args.log_std_init} if args.log_std_init is not None else {}),
+            chunk=ChunkExecution(
+                temporal_ensemble=True if args.ensemble else None,
+                n_action_steps=args.n_action_steps,
+            ),
             **common,
         )
     )
@@ -269,10 +274,25 @@ def main():
         default=None,
         help="fine-tuning's initial exploration log std (default: iltk's)",
     )
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument(
+        "--n-action-steps",
+        type=int,
+        default=None,
+        help="act: execute N actions of each chunk, then predict again (1: a fresh chunk "
+        "every step); default: as ACT's config says",
+    )
+    how.add_argument(
+        "--ensemble",
+        action="store_true",
+        help="act: temporal ensembling (m = 0.01) under the residual",
+    )
     parser.add_argument("--rounds", type=int, default=6, help="DAgger / DART rounds")
     parser.add_argument("--episodes-per-round", type=int, default=10)
     parser.add_argument("--tag", default="", help="suffix of the run folder, JSON and PNG")
     args = parser.parse_args()
+    if (args.n_action_steps is not None or args.ensemble) and args.algo != "act":
+        parser.error("--n-action-steps and --ensemble are for --algo act")
     stem = f"finetune_{args.task.split('/')[-1]}_{args.algo}_{args.demos}_{args.reward_type}"
     stem += f"_{args.tag}" if args.tag else ""
     root = Path("runs/bench") / stem
