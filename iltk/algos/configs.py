@@ -555,7 +555,7 @@ class FinetuneSettings(PPOConfig):
 
     The actor starts as the BC policy (its normalization kept): its action is the mean of a
     Gaussian with a learned std bounded to [exp(min_log_std), exp(max_log_std)]. BC-RNN and
-    ACT policies (or any, with --residual) stay frozen, chunk ensembling and hidden state
+    ACT policies (or any, with --residual) stay frozen, chunk execution and hidden state
     included, under a per-step Gaussian residual whose last layer starts at zero. A fresh
     critic is first warmed up for CRITIC_WARMUP rollouts with the actor frozen (a random
     critic's advantages would otherwise undo the BC policy in the first updates), then both

@@ -204,10 +204,13 @@ class ACTConfig(PolicyConfig):
     chunk_size: int = 20
     """K: actions predicted per inference."""
     n_action_steps: int = 1
-    """Open-loop execution: actions of a chunk executed before predicting again
-    (ignored when temporal ensembling is on)."""
-    temporal_ensemble: bool = True
-    """Predict every step and average all predictions for the current step."""
+    """Open-loop execution: actions of a chunk executed before predicting again (1: a
+    fresh chunk every step, its first action executed; ignored when temporal ensembling
+    is on)."""
+    temporal_ensemble: bool = False
+    """Predict every step and average all predictions for the current step (ACT's
+    temporal ensembling; off by default: on Push it cost ACT about 50 points of success
+    against a fresh chunk every step, benchmarks/act_execution.py)."""
     ensemble_m: float = 0.01
     """Temporal-ensemble weights exp(-m*i), i=0 the OLDEST prediction (m<0 favours new)."""
     d_model: int = 256
@@ -356,7 +359,7 @@ register_policy(
     config=ACTConfig,
     entry_point="iltk.policies.act:ACTPolicy",
     default_lr=3e-4,
-    summary="action-chunking transformer (CVAE, temporal ensembling)",
+    summary="action-chunking transformer (CVAE; a fresh chunk every step, or temporal ensembling)",
 )
 register_policy(
     "actor-critic",

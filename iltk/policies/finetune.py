@@ -117,14 +117,15 @@ class FinetunePolicy(Policy):
 
 
 class ResidualPolicy(Policy):
-    """A frozen base policy of any kind (step, recurrent, chunked with temporal
-    ensembling) and a per-step Gaussian residual on top: the residual actor-critic reads
+    """A frozen base policy of any kind (step, recurrent, chunked, temporal ensembling
+    included) and a per-step Gaussian residual on top: the residual actor-critic reads
     the state and the base's action, and its mean is added to that action. The last layer
     of the residual actor starts at zero, so the policy starts as the base exactly.
 
     The base's per-episode state (RNN hidden state, action queue, ensembling buffer) lives
     in its own runner (``PolicyRunner`` gives a residual policy one), so fine-tuning does not
-    change how the base acts: chunks are still predicted and ensembled as trained."""
+    change how the base acts: chunks are predicted, executed and ensembled as its config
+    says."""
 
     kind = "residual"
 

@@ -12,7 +12,7 @@ from iltk.algos.finetune import FinetuneError, finetune
 from iltk.cli import main as cli_main
 from iltk.collect import collect_demos
 from iltk.data import DemoFile
-from iltk.policies import load_policy
+from iltk.policies import load_policy, set_chunk_execution
 from iltk.policies.finetune import FinetunePolicy
 
 
@@ -168,6 +168,7 @@ def test_a_zero_residual_reproduces_the_frozen_chunk_policy_exactly(act_reach):
     from iltk.policies.runners import PolicyRunner
 
     base = load_policy(act_reach)
+    set_chunk_execution(base, temporal_ensemble=True)  # the runner's most stateful case
     res = ResidualPolicy.from_base(base, "act")
     res.set_obs_stats(np.ones(base.config.state_dim + 3), np.full(base.config.state_dim + 3, 4.0))
     for (k, v), (_, w) in zip(base.state_dict().items(), res.base.state_dict().items()):
@@ -192,12 +193,12 @@ def test_an_act_policy_is_finetuned_through_a_residual(act_reach, tmp_path):
     out = tmp_path / "act_ft"
     args = ["finetune", "--policy", str(act_reach), "--out", str(out), "--steps", "1024"]
     args += ["--n-steps", "256", "--critic-warmup", "1", "--eval-episodes", "2", "--no-progress"]
-    args += ["--chunk.n-action-steps", "1"]  # a fresh chunk every step, no ensembling
+    args += ["--chunk.temporal-ensemble", "True"]  # trained to act with a fresh chunk a step
     assert cli_main(args) == 0
     tuned = load_policy(out / "last")
     assert isinstance(tuned, ResidualPolicy) and tuned.config.base == "act"
-    assert (tuned.base.config.temporal_ensemble, tuned.base.config.n_action_steps) == (False, 1)
-    assert load_policy(act_reach).config.temporal_ensemble  # the BC checkpoint is untouched
+    assert tuned.base.config.temporal_ensemble  # the residual acts on the ensembled base
+    assert not load_policy(act_reach).config.temporal_ensemble  # the BC checkpoint: untouched
     # the base stayed frozen; the residual moved
     base = load_policy(act_reach)
     for (k, v), (_, w) in zip(base.state_dict().items(), tuned.base.state_dict().items()):

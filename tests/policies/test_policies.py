@@ -206,7 +206,7 @@ def test_act_open_loop_queue():
 
 def test_set_chunk_execution_changes_how_act_acts_and_is_saved(tmp_path):
     torch.manual_seed(0)
-    policy = small_policy("act").eval()  # temporal ensembling, as trained by default
+    policy = small_policy("act", temporal_ensemble=True).eval()
     calls = []
     orig = policy.predict_chunk
     policy.predict_chunk = lambda obs: (calls.append(1), orig(obs))[1]
@@ -229,12 +229,12 @@ def test_set_chunk_execution_changes_how_act_acts_and_is_saved(tmp_path):
 
 def test_set_chunk_execution_reaches_a_residual_base_and_refuses_step_policies(tmp_path):
     policy = small_policy("residual").eval()
-    assert policy.base.config.temporal_ensemble is True
-    set_chunk_execution(policy, temporal_ensemble=False, n_action_steps=1)
+    assert (policy.base.config.temporal_ensemble, policy.base.config.n_action_steps) == (False, 1)
+    set_chunk_execution(policy, temporal_ensemble=True, ensemble_m=-0.5)
     policy.save(tmp_path / "res")
     loaded = load_policy(tmp_path / "res")
-    assert loaded.base.config.temporal_ensemble is False
-    assert loaded.base.config.n_action_steps == 1
+    assert loaded.base.config.temporal_ensemble is True
+    assert loaded.base.config.ensemble_m == -0.5
     obs = np.random.default_rng(1).normal(size=(3, 2, 6)).astype(np.float32)
     np.testing.assert_allclose(
         rollout_actions(loaded, obs), rollout_actions(policy, obs), atol=1e-6
