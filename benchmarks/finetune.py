@@ -130,6 +130,8 @@ def run(args, seed: int, root: Path) -> dict:
             **({"lr": args.lr} if args.lr is not None else {}),
             **({"clip": args.clip} if args.clip is not None else {}),
             **({"log_std_init": args.log_std_init} if args.log_std_init is not None else {}),
+            num_envs=args.num_envs,
+            n_steps=2048 // args.num_envs,
             chunk=ChunkExecution(
                 temporal_ensemble=True if args.ensemble else None,
                 n_action_steps=args.n_action_steps,
@@ -286,6 +288,14 @@ def main():
         "--ensemble",
         action="store_true",
         help="act: temporal ensembling (m = 0.01) under the residual",
+    )
+    parser.add_argument(
+        "--num-envs",
+        type=int,
+        default=1,
+        choices=[1, 2, 4, 8],
+        help="fine-tuning's envs, 2048 / N steps each per rollout (the same 2048-step "
+        "rollouts; a chunked base predicts for all envs in one batch)",
     )
     parser.add_argument("--rounds", type=int, default=6, help="DAgger / DART rounds")
     parser.add_argument("--episodes-per-round", type=int, default=10)
