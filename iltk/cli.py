@@ -318,7 +318,10 @@ class Eval:
         print(res.line())
         from iltk.files import atomic_write_text
 
-        atomic_write_text(out, json.dumps(res.to_dict(), indent=2))
+        record = res.to_dict()
+        if self.chunk.given():  # how the chunks were executed, where not as saved
+            record["chunk_execution"] = self.chunk.given()
+        atomic_write_text(out, json.dumps(record, indent=2))
         print(f"per-episode results: {out}")
         if self.video:
             policy_video(policy, task, self.video, seed=self.seed, env_kwargs=env_kwargs)

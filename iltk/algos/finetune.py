@@ -4,12 +4,13 @@ An MLP BC checkpoint becomes the actor of ``iltk.policies.finetune.FinetunePolic
 mean action, a bounded learned std, a fresh critic); a BC-RNN or ACT checkpoint (or any,
 with ``--residual``) stays frozen under a per-step Gaussian residual
 (``ResidualPolicy``, ResiP's recipe: the chunk execution and hidden states are kept as
-trained, or as ``--chunk.*`` says, and only the small residual moves). Then ``iltk.algos.ppo.train_ppo``
-runs with two learning rates (a small one for the actor, a large one for the critic), a
-critic warm-up with the actor frozen, a small clip, and the task's sparse success as the
-reward by default (``--reward-type dense`` for the env's shaped reward, ``--reward DIR``
-for a learned one). The envs are made as the BC policy's were (its checkpoint's
-``env_kwargs``, e.g. ``init_spread``). The result is an ordinary checkpoint.
+trained, or as ``--chunk.*`` says, and only the small residual moves). Then
+``iltk.algos.ppo.train_ppo`` runs with two learning rates (a small one for the actor, a
+large one for the critic), a critic warm-up with the actor frozen, a small clip, and the
+task's sparse success as the reward by default (``--reward-type dense`` for the env's
+shaped reward, ``--reward DIR`` for a learned one). The envs are made as the BC policy's
+were (its checkpoint's ``env_kwargs``, e.g. ``init_spread``). The result is an ordinary
+checkpoint.
 """
 
 from __future__ import annotations

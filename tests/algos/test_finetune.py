@@ -1,6 +1,7 @@
 """PPO fine-tuning of BC policies (`iltk finetune`)."""
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -206,6 +207,11 @@ def test_an_act_policy_is_finetuned_through_a_residual(act_reach, tmp_path):
     assert tuned.residual.actor[-1].weight.abs().sum() > 0
     assert bool(tuned.residual.obs_normalized)  # PPO's statistics of (state, base action)
     assert cli_main(["eval", str(out / "last"), "--episodes", "2", "--num-envs", "2"]) == 0
+    # the plain ACT evaluated open-loop, 3 actions a chunk: the JSON says how it acted
+    args = ["eval", str(act_reach), "--episodes", "2", "--chunk.n-action-steps", "3"]
+    assert cli_main([*args, "--out", str(tmp_path / "e.json")]) == 0
+    record = json.loads((tmp_path / "e.json").read_text())
+    assert record["chunk_execution"] == {"n_action_steps": 3} and record["episodes"] == 2
 
 
 def test_what_cannot_be_finetuned_is_refused(bc_reach, tmp_path, capsys):
