@@ -237,7 +237,10 @@ class ACTConfig(PolicyConfig):
         if self.chunk_size < 1:
             raise ValueError("chunk_size must be >= 1")
         if not 1 <= self.n_action_steps <= self.chunk_size:
-            raise ValueError("n_action_steps must be in [1, chunk_size]")
+            raise ValueError(
+                f"n_action_steps must be in [1, chunk_size = {self.chunk_size}], "
+                f"got {self.n_action_steps}"
+            )
         for name in ("d_model", "n_heads", "enc_layers", "dec_layers", "dim_feedforward"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
