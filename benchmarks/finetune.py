@@ -46,6 +46,7 @@ from iltk.algos.finetune import finetune, success_reward  # noqa: E402
 from iltk.algos.ppo import train_ppo  # noqa: E402
 from iltk.collect import collect_demos  # noqa: E402
 from iltk.data.reader import DemoFile  # noqa: E402
+from iltk.envs import UnknownTaskError, is_iltk_task, make_env  # noqa: E402
 from iltk.policies.act import ACTConfig  # noqa: E402
 
 
@@ -303,6 +304,14 @@ def main():
     args = parser.parse_args()
     if (args.n_action_steps is not None or args.ensemble) and args.algo != "act":
         parser.error("--n-action-steps and --ensemble are for --algo act")
+    try:  # before any demo is collected
+        env = make_env(args.task)
+    except UnknownTaskError as err:
+        parser.error(str(err))
+    iltk_task = is_iltk_task(env)
+    env.close()
+    if not iltk_task:
+        parser.error(f"{args.task}: not an iltk task; the demos come from an iltk task's expert")
     stem = f"finetune_{args.task.split('/')[-1]}_{args.algo}_{args.demos}_{args.reward_type}"
     stem += f"_{args.tag}" if args.tag else ""
     root = Path("runs/bench") / stem
