@@ -1,8 +1,9 @@
 """`iltk finetune`: PPO fine-tuning of a behaviour-cloned policy.
 
 An MLP BC checkpoint becomes the actor of ``iltk.policies.finetune.FinetunePolicy`` (its
-mean action, a bounded learned std, a fresh critic); a BC-RNN or ACT checkpoint (or any,
-with ``--residual``) stays frozen under a per-step Gaussian residual
+mean action, a bounded learned std, a fresh critic); a BC-RNN or ACT checkpoint, or a BC
+one with a GMM head (or any, with ``--residual True``) stays frozen under a per-step
+Gaussian residual
 (``ResidualPolicy``, ResiP's recipe: the chunk execution and hidden states are kept as
 trained, or as ``--chunk.*`` says, and only the small residual moves). Then
 ``iltk.algos.ppo.train_ppo`` runs with two learning rates (a small one for the actor, a
@@ -116,7 +117,13 @@ def finetune(cfg: FinetuneSettings) -> dict:
         set_chunk_execution(base, **cfg.chunk.given())
     except ValueError as err:
         raise FinetuneError(f"{cfg.policy}: --chunk.*: {err}") from None
-    residual = cfg.residual or name != "bc"
+    gmm = name == "bc" and base.config.head == "gmm"
+    if cfg.residual is False and name != "bc":
+        raise FinetuneError(
+            f"--residual False: a {name} policy is fine-tuned through a residual only "
+            "(its hidden state and chunk execution stay frozen); leave --residual unset"
+        )
+    residual = cfg.residual if cfg.residual is not None else (name != "bc" or gmm)
     bounds = dict(
         log_std_init=cfg.log_std_init, min_log_std=cfg.min_log_std, max_log_std=cfg.max_log_std
     )
@@ -137,6 +144,7 @@ def finetune(cfg: FinetuneSettings) -> dict:
             raise FinetuneError(
                 "--bc-weight: a residual policy's base is frozen, there is nothing to clone; "
                 "use --kl-bc to keep the residual small"
+                + (" (or --residual False: the GMM's MLP fine-tuned itself)" if gmm else "")
             )
         from iltk.data.dataset import DemoDataset
         from iltk.policies import resolve_device
