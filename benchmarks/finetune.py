@@ -13,6 +13,7 @@ same start (round 0 is BC on the same demos), plotted against env steps and expe
     python benchmarks/finetune.py --task iltk/Push-v0 --algo bc --demos 25 --seeds 0 1 2
     python benchmarks/finetune.py --task iltk/Push-v0 --algo act --demos 100
     python benchmarks/finetune.py --task iltk/Lift-v0 --algo bc --demos 5 --reward-type dense
+    python benchmarks/finetune.py --algo bc --head gmm --residual false   # GMM: its top mode
 
 Writes runs/bench/finetune_<task>_<algo>_<demos>.json and .png.
 """
@@ -48,6 +49,7 @@ from iltk.collect import collect_demos  # noqa: E402
 from iltk.data.reader import DemoFile  # noqa: E402
 from iltk.envs import UnknownTaskError, is_iltk_task, make_env  # noqa: E402
 from iltk.policies.act import ACTConfig  # noqa: E402
+from iltk.policies.configs import BCConfig  # noqa: E402
 
 
 def curve(out: Path) -> list[tuple[int, float]]:
@@ -112,6 +114,8 @@ def run(args, seed: int, root: Path) -> dict:
         extra = dict(
             steps=3000, batch_size=64, act=ACTConfig(d_model=64, dim_feedforward=256, chunk_size=20)
         )
+    elif args.head != "deterministic":
+        extra = dict(bc=BCConfig(head=args.head))
     t0 = time.perf_counter()
     train(
         TrainConfig(
@@ -133,6 +137,7 @@ def run(args, seed: int, root: Path) -> dict:
             **({"log_std_init": args.log_std_init} if args.log_std_init is not None else {}),
             num_envs=args.num_envs,
             n_steps=2048 // args.num_envs,
+            residual={"auto": None, "true": True, "false": False}[args.residual],
             chunk=ChunkExecution(
                 temporal_ensemble=True if args.ensemble else None,
                 n_action_steps=args.n_action_steps,
@@ -298,12 +303,31 @@ def main():
         help="fine-tuning's envs, 2048 / N steps each per rollout (the same 2048-step "
         "rollouts; a chunked base predicts for all envs in one batch)",
     )
+    parser.add_argument(
+        "--head",
+        default="deterministic",
+        choices=["deterministic", "gaussian", "gmm"],
+        help="bc: the action head of the MLP (default: iltk's, deterministic)",
+    )
+    parser.add_argument(
+        "--residual",
+        default="auto",
+        choices=["auto", "true", "false"],
+        help="fine-tune through a residual on the frozen policy (auto: iltk's choice, a "
+        "residual for bc-rnn, act and a GMM head)",
+    )
     parser.add_argument("--rounds", type=int, default=6, help="DAgger / DART rounds")
     parser.add_argument("--episodes-per-round", type=int, default=10)
     parser.add_argument("--tag", default="", help="suffix of the run folder, JSON and PNG")
     args = parser.parse_args()
     if (args.n_action_steps is not None or args.ensemble) and args.algo != "act":
         parser.error("--n-action-steps and --ensemble are for --algo act")
+    if args.head != "deterministic" and args.algo != "bc":
+        parser.error("--head is for --algo bc (bc-rnn's head is a GMM, act's deterministic)")
+    if args.residual == "false" and args.algo != "bc":
+        parser.error(
+            f"--residual false: {args.algo} policies are fine-tuned through a residual only"
+        )
     try:  # before any demo is collected
         env = make_env(args.task)
     except UnknownTaskError as err:
@@ -312,7 +336,9 @@ def main():
     env.close()
     if not iltk_task:
         parser.error(f"{args.task}: not an iltk task; the demos come from an iltk task's expert")
-    stem = f"finetune_{args.task.split('/')[-1]}_{args.algo}_{args.demos}_{args.reward_type}"
+    algo = args.algo + ("" if args.head == "deterministic" else f"-{args.head}")
+    algo += "" if args.residual == "auto" else f"-residual-{args.residual}"
+    stem = f"finetune_{args.task.split('/')[-1]}_{algo}_{args.demos}_{args.reward_type}"
     stem += f"_{args.tag}" if args.tag else ""
     root = Path("runs/bench") / stem
     rows = []
@@ -333,7 +359,7 @@ def main():
     (out / f"{stem}.json").write_text(json.dumps({"args": vars(args), "runs": rows}, indent=2))
     plot(
         rows,
-        f"{args.task}: {args.algo} on {args.demos} demos, {args.reward_type}",
+        f"{args.task}: {algo} on {args.demos} demos, {args.reward_type}",
         out / f"{stem}.png",
     )
     print(f"wrote {out / stem}.json and .png")

@@ -34,7 +34,12 @@ def group_key(args: dict) -> tuple:
             execution = "config"
     else:
         execution = ""
-    return (args["task"], args["algo"], int(args["demos"]), args["reward_type"], execution)
+    algo = args["algo"]
+    if args.get("head", "deterministic") != "deterministic":
+        algo += f" {args['head']}"
+    if args.get("residual", "auto") != "auto":
+        execution = f"residual {args['residual']}"
+    return (args["task"], algo, int(args["demos"]), args["reward_type"], execution)
 
 
 def label(key: tuple) -> str:
