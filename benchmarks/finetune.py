@@ -60,7 +60,7 @@ def curve(out: Path) -> list[tuple[int, float]]:
 def summarize(points: list[tuple[int, float]]) -> dict:
     start = points[0][1]
     later = points[1:]
-    reach = [s for s, v in later if v >= start + 0.2]
+    reach = [s for s, v in later if v >= start + 0.2 - 1e-9]  # 0.62 + 0.2 > 0.82 in floats
     return {
         "start": start,
         "best": max(v for _, v in later),
