@@ -557,10 +557,9 @@ class FinetuneSettings(PPOConfig):
     Gaussian with a learned std bounded to [exp(min_log_std), exp(max_log_std)]. BC-RNN and
     ACT policies and GMM heads (or any, with --residual True) stay frozen, chunk execution
     and hidden state included, under a per-step Gaussian residual whose last layer starts
-    at zero. A fresh
-    critic is first warmed up for CRITIC_WARMUP rollouts with the actor frozen (a random
-    critic's advantages would otherwise undo the BC policy in the first updates), then both
-    train, the actor at a small learning rate and clip (DPPO's recipe: actor 1e-5 to 1e-4,
+    at zero. A fresh critic is first warmed up for CRITIC_WARMUP rollouts with the actor
+    frozen (a random critic's advantages would otherwise undo the BC policy in the first
+    updates), then both train, the actor at a small learning rate and clip (DPPO's recipe: actor 1e-5 to 1e-4,
     critic 1e-3, clip 0.01 to 0.1). The policy is evaluated before any update: the curves
     and metrics.csv start there."""
 

@@ -3,9 +3,8 @@
 An MLP BC checkpoint becomes the actor of ``iltk.policies.finetune.FinetunePolicy`` (its
 mean action, a bounded learned std, a fresh critic); a BC-RNN or ACT checkpoint, or a BC
 one with a GMM head (or any, with ``--residual True``) stays frozen under a per-step
-Gaussian residual
-(``ResidualPolicy``, ResiP's recipe: the chunk execution and hidden states are kept as
-trained, or as ``--chunk.*`` says, and only the small residual moves). Then
+Gaussian residual (``ResidualPolicy``, ResiP's recipe: the chunk execution and hidden
+states are kept as trained, or as ``--chunk.*`` says, and only the small residual moves). Then
 ``iltk.algos.ppo.train_ppo`` runs with two learning rates (a small one for the actor, a
 large one for the critic), a critic warm-up with the actor frozen, a small clip, and the
 task's sparse success as the reward by default (``--reward-type dense`` for the env's
