@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+LEVELS = (0.5, 0.8, 0.9, 0.95)  # success levels at which fine-tuning and scratch are compared
+
 
 def group_key(args: dict) -> tuple:
     if args.get("algo") == "act":
@@ -104,13 +106,11 @@ def summarize(key: tuple, seeds: dict[int, dict]) -> dict:
         sc = mean_curve([[(int(s), float(v)) for s, v in c] for c in scratch])
         out["scratch_mean"] = [v for _, v in sc]
         out["scratch_steps"] = [s for s, _ in sc]
-        # the same success, the lower of the two ends (the mean curves): steps to reach it
-        target = min(mean[-1][1], max(v for _, v in sc))
-        out["same_success"] = target
-        out["finetune_steps_to_it"] = first_at(mean, target)
-        out["scratch_steps_to_it"] = first_at(sc, target)
-        out["scratch_best"] = max(v for _, v in sc)
-        out["finetune_steps_to_scratch_final"] = first_at(mean, sc[-1][1])
+        # env steps of each (mean curves) to the same success; 0 for fine-tuning: its start
+        out["steps_to"] = {
+            f"{level:.0%}": {"finetune": first_at(mean, level), "scratch": first_at(sc, level)}
+            for level in LEVELS
+        }
     return out
 
 
@@ -137,11 +137,13 @@ def verdict(s: dict) -> str:
         f" steps to +20 per seed: {to20}"
     )
     if "scratch_mean" in s:
-        text += (
-            f"; to {100 * s['same_success']:.0f}% (the lower of fine-tuning's final mean and scratch's best):"
-            f" fine-tuning {s['finetune_steps_to_it']} env steps (0: its start),"
-            f" PPO from scratch {s['scratch_steps_to_it']}"
-        )
+        both = [
+            f"{level}: {ft if ft is not None else '-'} against {sc if sc is not None else '-'}"
+            for level, d in s["steps_to"].items()
+            for ft, sc in [(d["finetune"], d["scratch"])]
+        ]
+        text += "; env steps to a mean success of (fine-tuning against PPO from scratch) "
+        text += ", ".join(both)
     return text
 
 
