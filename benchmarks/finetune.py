@@ -13,7 +13,7 @@ same start (round 0 is BC on the same demos), plotted against env steps and expe
     python benchmarks/finetune.py --task iltk/Push-v0 --algo bc --demos 25 --seeds 0 1 2
     python benchmarks/finetune.py --task iltk/Push-v0 --algo act --demos 100
     python benchmarks/finetune.py --task iltk/Lift-v0 --algo bc --demos 5 --reward-type dense
-    python benchmarks/finetune.py --algo bc --head gmm --residual false   # GMM: its top mode
+    python benchmarks/finetune.py --algo bc --head gmm --residual true   # GMM: whole, a residual
 
 Writes runs/bench/finetune_<task>_<algo>_<demos>.json and .png.
 """
@@ -314,7 +314,7 @@ def main():
         default="auto",
         choices=["auto", "true", "false"],
         help="fine-tune through a residual on the frozen policy (auto: iltk's choice, a "
-        "residual for bc-rnn, act and a GMM head)",
+        "residual for bc-rnn and act, the MLP itself for bc)",
     )
     parser.add_argument("--rounds", type=int, default=6, help="DAgger / DART rounds")
     parser.add_argument("--episodes-per-round", type=int, default=10)

@@ -555,13 +555,13 @@ class FinetuneSettings(PPOConfig):
 
     The actor starts as the BC policy (its normalization kept): its action is the mean of a
     Gaussian with a learned std bounded to [exp(min_log_std), exp(max_log_std)]. BC-RNN and
-    ACT policies and GMM heads (or any, with --residual True) stay frozen, chunk execution
-    and hidden state included, under a per-step Gaussian residual whose last layer starts
-    at zero. A fresh critic is first warmed up for CRITIC_WARMUP rollouts with the actor
-    frozen (a random critic's advantages would otherwise undo the BC policy in the first
-    updates), then both train, the actor at a small learning rate and clip (DPPO's recipe: actor 1e-5 to 1e-4,
-    critic 1e-3, clip 0.01 to 0.1). The policy is evaluated before any update: the curves
-    and metrics.csv start there."""
+    ACT policies (or any, with --residual True) stay frozen, chunk execution and hidden
+    state included, under a per-step Gaussian residual whose last layer starts at zero. A
+    fresh critic is first warmed up for CRITIC_WARMUP rollouts with the actor frozen (a
+    random critic's advantages would otherwise undo the BC policy in the first updates),
+    then both train, the actor at a small learning rate and clip (DPPO's recipe: actor 1e-5
+    to 1e-4, critic 1e-3, clip 0.01 to 0.1). The policy is evaluated before any update: the
+    curves and metrics.csv start there."""
 
     policy: Path = Path("runs/bc/best")
     """The BC checkpoint to start from (an MLP `bc` policy)."""
@@ -605,10 +605,9 @@ class FinetuneSettings(PPOConfig):
     residual: bool | None = None
     """Keep the BC policy frozen and train a per-step Gaussian residual on top. Unset: a
     residual for bc-rnn and act policies (their hidden state and chunk execution stay as
-    trained) and for a bc policy with a GMM head (a mixture is not one Gaussian: the
-    residual leaves it whole); an MLP bc policy with a deterministic or Gaussian head is
-    fine-tuned itself. False on a GMM head: fine-tune the MLP as a Gaussian at its most
-    likely component's mean."""
+    trained); an MLP bc policy is fine-tuned itself (a GMM head as a Gaussian at its most
+    likely component's mean: on Push it gained more than a residual on the whole mixture,
+    benchmarks/RESULTS.md). True on a bc policy: leave it whole under the residual."""
     chunk: ChunkExecution = field(default_factory=ChunkExecution)
     """An act policy: how its chunks are executed under the residual (default: as its
     checkpoint says); the fine-tuned checkpoint keeps it."""

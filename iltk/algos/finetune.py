@@ -1,10 +1,10 @@
 """`iltk finetune`: PPO fine-tuning of a behaviour-cloned policy.
 
 An MLP BC checkpoint becomes the actor of ``iltk.policies.finetune.FinetunePolicy`` (its
-mean action, a bounded learned std, a fresh critic); a BC-RNN or ACT checkpoint, or a BC
-one with a GMM head (or any, with ``--residual True``) stays frozen under a per-step
-Gaussian residual (``ResidualPolicy``, ResiP's recipe: the chunk execution and hidden
-states are kept as trained, or as ``--chunk.*`` says, and only the small residual moves). Then
+mean action, a bounded learned std, a fresh critic); a BC-RNN or ACT checkpoint (or any,
+with ``--residual True``) stays frozen under a per-step Gaussian residual
+(``ResidualPolicy``, ResiP's recipe: the chunk execution and hidden states are kept as
+trained, or as ``--chunk.*`` says, and only the small residual moves). Then
 ``iltk.algos.ppo.train_ppo`` runs with two learning rates (a small one for the actor, a
 large one for the critic), a critic warm-up with the actor frozen, a small clip, and the
 task's sparse success as the reward by default (``--reward-type dense`` for the env's
@@ -116,13 +116,12 @@ def finetune(cfg: FinetuneSettings) -> dict:
         set_chunk_execution(base, **cfg.chunk.given())
     except ValueError as err:
         raise FinetuneError(f"{cfg.policy}: --chunk.*: {err}") from None
-    gmm = name == "bc" and base.config.head == "gmm"
     if cfg.residual is False and name != "bc":
         raise FinetuneError(
             f"--residual False: a {name} policy is fine-tuned through a residual only "
             "(its hidden state and chunk execution stay frozen); leave --residual unset"
         )
-    residual = cfg.residual if cfg.residual is not None else (name != "bc" or gmm)
+    residual = cfg.residual if cfg.residual is not None else name != "bc"
     bounds = dict(
         log_std_init=cfg.log_std_init, min_log_std=cfg.min_log_std, max_log_std=cfg.max_log_std
     )
@@ -143,7 +142,11 @@ def finetune(cfg: FinetuneSettings) -> dict:
             raise FinetuneError(
                 "--bc-weight: a residual policy's base is frozen, there is nothing to clone; "
                 "use --kl-bc to keep the residual small"
-                + (" (or --residual False: the GMM's MLP fine-tuned itself)" if gmm else "")
+                + (
+                    " (or leave --residual unset: the MLP fine-tuned itself)"
+                    if name == "bc"
+                    else ""
+                )
             )
         from iltk.data.dataset import DemoDataset
         from iltk.policies import resolve_device

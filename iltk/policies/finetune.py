@@ -1,11 +1,11 @@
 """``finetune``: a behaviour-cloned policy as the actor of PPO (``iltk finetune``).
 
 The base policy (a registered step policy, ``bc``) is kept whole, its normalization
-included: its deterministic action is the mean of PPO's Gaussian (a GMM head, fine-tuned
-this way only with ``--residual False``, gives its most likely component's mean), a
-state-independent log std is learned within [``min_log_std``, ``max_log_std``] (a
-deterministic head gets exploration without collapsing to zero or growing into noise),
-and a fresh critic reads the base's normalized state. PPO's own running normalization is off for it: the base was trained with the
+included: its deterministic action is the mean of PPO's Gaussian (a GMM head gives its
+most likely component's mean), a state-independent log std is learned within
+[``min_log_std``, ``max_log_std``] (a deterministic head gets exploration without
+collapsing to zero or growing into noise), and a fresh critic reads the base's normalized
+state. PPO's own running normalization is off for it: the base was trained with the
 dataset's statistics and its weights mean nothing under others.
 
 It exposes what ``iltk.algos.ppo`` reads from an actor-critic (``actor``, ``critic``,

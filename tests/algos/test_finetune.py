@@ -214,9 +214,9 @@ def test_an_act_policy_is_finetuned_through_a_residual(act_reach, tmp_path):
     assert record["chunk_execution"] == {"n_action_steps": 3} and record["episodes"] == 2
 
 
-def test_a_gmm_head_is_finetuned_through_a_residual_unless_told(bc_reach, tmp_path, capsys):
-    """A mixture is not one Gaussian: by default the GMM policy stays whole under a zero
-    residual that acts exactly as it; --residual False fine-tunes its MLP at the top mode."""
+def test_a_gmm_head_is_finetuned_itself_or_whole_under_a_residual(bc_reach, tmp_path, capsys):
+    """By default the GMM's MLP is PPO's actor at its most likely component's mean;
+    --residual True keeps the mixture whole under a zero residual that acts exactly as it."""
     from iltk.envs import make_vector_env
     from iltk.policies.finetune import ResidualPolicy
     from iltk.policies.runners import PolicyRunner
@@ -226,12 +226,20 @@ def test_a_gmm_head_is_finetuned_through_a_residual_unless_told(bc_reach, tmp_pa
     args += ["--bc.head", "gmm", "--bc.hidden", "32", "32", "--steps", "200"]
     assert cli_main([*args, "--eval-episodes", "0", "--no-progress"]) == 0
     gmm = root / "gmm" / "last"
+    base = load_policy(gmm)
+    obs = {"state": torch.as_tensor(_states(data)[:200])}
     common = ["--n-steps", "256", "--eval-every", "0", "--eval-episodes", "0", "--no-progress"]
+    out = tmp_path / "whole"
+    args = ["finetune", "--policy", str(gmm), "--out", str(out), "--steps", "768"]
+    assert cli_main([*args, *common, "--critic-warmup", "1"]) == 0
+    tuned = load_policy(out / "last")
+    assert isinstance(tuned, FinetunePolicy) and tuned.base.config.head == "gmm"
+    assert not np.array_equal(tuned.predict(obs).numpy(), base.predict(obs).numpy())
     # every rollout a warm-up one: what is saved is the start
     out = tmp_path / "res"
     args = ["finetune", "--policy", str(gmm), "--out", str(out), "--steps", "512"]
-    assert cli_main([*args, *common, "--critic-warmup", "4"]) == 0
-    tuned, base = load_policy(out / "last"), load_policy(gmm)
+    assert cli_main([*args, *common, "--critic-warmup", "4", "--residual", "True"]) == 0
+    tuned = load_policy(out / "last")
     assert isinstance(tuned, ResidualPolicy) and tuned.base.config.head == "gmm"
     runners = [PolicyRunner(base, 2), PolicyRunner(tuned, 2)]
     envs = make_vector_env("iltk/Reach-v0", 2, asynchronous=False, terminate_on_success=False)
@@ -241,17 +249,10 @@ def test_a_gmm_head_is_finetuned_through_a_residual_unless_told(bc_reach, tmp_pa
         np.testing.assert_array_equal(a_base, a_tuned)
         o, *_ = envs.step(a_base)
     envs.close()
-    obs = {"state": torch.as_tensor(_states(data)[:200])}
-    out = tmp_path / "whole"
-    args = ["finetune", "--policy", str(gmm), "--out", str(out), "--steps", "768"]
-    assert cli_main([*args, *common, "--critic-warmup", "1", "--residual", "False"]) == 0
-    tuned = load_policy(out / "last")
-    assert isinstance(tuned, FinetunePolicy)
-    assert not np.array_equal(tuned.predict(obs).numpy(), base.predict(obs).numpy())
     # a residual's base is frozen: the BC term has nothing to clone, and says what to do
     args = ["finetune", "--policy", str(gmm), "--out", str(tmp_path / "o"), "--bc-weight", "0.1"]
-    assert cli_main(args) != 0
-    assert "--residual False" in capsys.readouterr().err
+    assert cli_main([*args, "--residual", "True"]) != 0
+    assert "leave --residual unset" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 
