@@ -118,7 +118,7 @@ def finetune(cfg: FinetuneSettings) -> dict:
         raise FinetuneError(f"{cfg.policy}: --chunk.*: {err}") from None
     if cfg.residual is False and name != "bc":
         raise FinetuneError(
-            f"--residual False: a {name} policy is fine-tuned through a residual only "
+            f"--residual False: {name} policies are fine-tuned through a residual only "
             "(its hidden state and chunk execution stay frozen); leave --residual unset"
         )
     residual = cfg.residual if cfg.residual is not None else name != "bc"
