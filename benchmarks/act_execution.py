@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 from iltk.algos.bc import train  # noqa: E402
 from iltk.algos.configs import TrainConfig  # noqa: E402
 from iltk.collect import collect_demos  # noqa: E402
-from iltk.envs import UnknownTaskError, is_iltk_task, make_env  # noqa: E402
+from iltk.envs import require_iltk_task  # noqa: E402
 from iltk.evaluate import evaluate_policy  # noqa: E402
 from iltk.policies import load_checkpoint, set_chunk_execution  # noqa: E402
 from iltk.policies.act import ACTConfig  # noqa: E402
@@ -115,15 +115,11 @@ def main():
     args = parser.parse_args()
     if args.episodes < 1 or min(args.demos) < 1:
         parser.error("--episodes and --demos must be at least 1")
-    for task in args.tasks:  # before any training: the demos need an iltk task's expert
+    for task in args.tasks:  # before any training
         try:
-            env = make_env(task)
-        except UnknownTaskError as err:
+            require_iltk_task(task, "the demos come from an iltk task's expert")
+        except ValueError as err:
             parser.error(str(err))
-        iltk_task = is_iltk_task(env)
-        env.close()
-        if not iltk_task:
-            parser.error(f"{task}: not an iltk task; the demos come from an iltk task's expert")
     stem = "act_execution" + (f"_{args.tag}" if args.tag else "")
     out = Path("runs/bench")
     root = out / stem

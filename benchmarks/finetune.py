@@ -47,7 +47,7 @@ from iltk.algos.finetune import finetune, success_reward  # noqa: E402
 from iltk.algos.ppo import train_ppo  # noqa: E402
 from iltk.collect import collect_demos  # noqa: E402
 from iltk.data.reader import DemoFile  # noqa: E402
-from iltk.envs import UnknownTaskError, is_iltk_task, make_env  # noqa: E402
+from iltk.envs import require_iltk_task  # noqa: E402
 from iltk.policies.act import ACTConfig  # noqa: E402
 from iltk.policies.configs import BCConfig  # noqa: E402
 
@@ -329,13 +329,9 @@ def main():
             f"--residual false: {args.algo} policies are fine-tuned through a residual only"
         )
     try:  # before any demo is collected
-        env = make_env(args.task)
-    except UnknownTaskError as err:
+        require_iltk_task(args.task, "the demos come from an iltk task's expert")
+    except ValueError as err:
         parser.error(str(err))
-    iltk_task = is_iltk_task(env)
-    env.close()
-    if not iltk_task:
-        parser.error(f"{args.task}: not an iltk task; the demos come from an iltk task's expert")
     algo = args.algo + ("" if args.head == "deterministic" else f"-{args.head}")
     algo += "" if args.residual == "auto" else f"-residual-{args.residual}"
     stem = f"finetune_{args.task.split('/')[-1]}_{algo}_{args.demos}_{args.reward_type}"

@@ -60,6 +60,8 @@ def load(paths: list[Path]) -> dict[tuple, dict[int, dict]]:
             runs = data["runs"]
             for r in runs:
                 r["finetune"] = [(int(s), float(v)) for s, v in r["finetune"]]
+                if len(r["finetune"]) < 2:
+                    raise ValueError("fewer than two evaluations (the start and one after)")
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise SystemExit(
                 f"{path}: not a finetune.py result ({type(err).__name__}: {err});"
@@ -83,6 +85,13 @@ def mean_curve(curves: list[list[tuple[int, float]]]) -> list[tuple[int, float]]
 
 def summarize(key: tuple, seeds: dict[int, dict]) -> dict:
     runs = [seeds[s] for s in sorted(seeds)]
+    steps = {tuple(s for s, _ in r["finetune"]) for r in runs}
+    if len(steps) > 1:  # a mean over seeds needs the same evaluation steps
+        raise SystemExit(
+            f"{label(key)}: the seeds were evaluated at different env steps"
+            f" ({', '.join(sorted({r['file'] for r in runs}))}); pass runs made with the same"
+            " --steps and --eval-every"
+        )
     mean = mean_curve([r["finetune"] for r in runs])
     out = {
         "row": label(key),
@@ -216,7 +225,7 @@ def main():
     )
     missing = [str(p) for p in files if not p.is_file()]
     if missing:
-        parser.error(f"no such file: {', '.join(missing)}")
+        parser.error(f"no such file (or not a file): {', '.join(missing)}")
     if not files:
         parser.error("no runs/bench/finetune_*.json yet: run benchmarks/finetune.py first")
     groups = load(files)

@@ -117,6 +117,17 @@ def is_iltk_task(env: gym.Env) -> bool:
     return isinstance(env.unwrapped, MujocoTaskEnv)
 
 
+def require_iltk_task(task: str, why: str, **env_kwargs) -> None:
+    """Raise ValueError (``UnknownTaskError`` for an unknown id) unless ``task`` is one of
+    iltk's MuJoCo tasks; ``why`` says what needs one. For checks before any work starts."""
+    env = make_env(task, **env_kwargs)
+    try:
+        if not is_iltk_task(env):
+            raise ValueError(f"{task}: not an iltk task; {why} ({', '.join(TASK_IDS)})")
+    finally:
+        env.close()
+
+
 class ScriptedExpert:
     """The task's closed-loop expert: its action depends only on the current sim state.
 
@@ -151,6 +162,7 @@ __all__ = [
     "UnknownTaskError",
     "env_shapes",
     "is_iltk_task",
+    "require_iltk_task",
     "make_env",
     "make_expert",
     "make_vector_env",

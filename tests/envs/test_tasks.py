@@ -7,7 +7,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import iltk
-from iltk.envs import TASK_IDS, UnknownTaskError, make_env, make_expert
+from iltk.envs import TASK_IDS, UnknownTaskError, make_env, make_expert, require_iltk_task
 
 
 @pytest.mark.parametrize("task_id", TASK_IDS)
@@ -179,6 +179,11 @@ def test_other_gymnasium_ids_work():
     assert obs.shape == (3,)
     with pytest.raises(ValueError, match="no scripted expert"):
         make_expert(env)
+    with pytest.raises(ValueError, match="Pendulum-v1: not an iltk task; demos need one"):
+        require_iltk_task("Pendulum-v1", "demos need one")
+    with pytest.raises(UnknownTaskError):
+        require_iltk_task("iltk/NoSuchTask-v0", "demos need one")
+    require_iltk_task("iltk/Reach-v0", "demos need one")  # an iltk task passes
 
 
 def test_point_maze_demos_are_bimodal():
