@@ -21,8 +21,21 @@ TASKS: dict[str, dict[str, Any]] = {
     "iltk/Reach-v0": {"entry_point": "iltk.envs.reach:ReachEnv", "max_episode_steps": 100},
     "iltk/Push-v0": {"entry_point": "iltk.envs.push:PushEnv", "max_episode_steps": 200},
     "iltk/Lift-v0": {"entry_point": "iltk.envs.lift:LiftEnv", "max_episode_steps": 150},
+    "iltk/PandaLift-v0": {
+        "entry_point": "iltk.envs.panda_lift:PandaLiftEnv",
+        "max_episode_steps": 150,
+    },
+    "iltk/PandaStack-v0": {
+        "entry_point": "iltk.envs.panda_stack:PandaStackEnv",
+        "max_episode_steps": 250,
+    },
+    "iltk/PandaPickPlace-v0": {
+        "entry_point": "iltk.envs.panda_pick_place:PandaPickPlaceEnv",
+        "max_episode_steps": 250,
+    },
 }
 TASK_IDS = tuple(TASKS)
+PANDA_TASK_IDS = tuple(t for t in TASK_IDS if t.startswith("iltk/Panda"))
 # tabular MDPs for IRL (a state index observed, an action index taken; soft-optimal experts)
 TABULAR_TASKS: dict[str, dict[str, Any]] = {
     "iltk/ObjectWorld-v0": {
@@ -154,6 +167,7 @@ def make_expert(env: gym.Env) -> ScriptedExpert:
 
 
 __all__ = [
+    "PANDA_TASK_IDS",
     "TABULAR_TASKS",
     "TASKS",
     "TASK_IDS",

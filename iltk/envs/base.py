@@ -82,7 +82,7 @@ class MujocoTaskEnv(gym.Env):
             raise ValueError(f"init_spread must be in [0, 1], got {init_spread}")
         if int(image_size) < 8:
             raise ValueError(f"image_size must be at least 8, got {image_size}")
-        self.model = mujoco.MjModel.from_xml_path(str(ASSETS / self.xml_file))
+        self.model = self._load_model()
         self.data = mujoco.MjData(self.model)
         self.obs_mode = obs_mode
         self.image_size = int(image_size)
@@ -132,6 +132,9 @@ class MujocoTaskEnv(gym.Env):
         return nominal + self.init_spread * (u - np.asarray(nominal))
 
     # ----------------------------------------------------------------- task hooks
+    def _load_model(self) -> mujoco.MjModel:
+        return mujoco.MjModel.from_xml_path(str(ASSETS / self.xml_file))
+
     def _reset_task(self, rng: np.random.Generator) -> None:
         raise NotImplementedError
 
