@@ -33,6 +33,10 @@ TASKS: dict[str, dict[str, Any]] = {
         "entry_point": "iltk.envs.panda_pick_place:PandaPickPlaceEnv",
         "max_episode_steps": 250,
     },
+    "iltk/PandaNutAssembly-v0": {
+        "entry_point": "iltk.envs.panda_nut_assembly:PandaNutAssemblyEnv",
+        "max_episode_steps": 300,
+    },
 }
 TASK_IDS = tuple(TASKS)
 PANDA_TASK_IDS = tuple(t for t in TASK_IDS if t.startswith("iltk/Panda"))

@@ -380,7 +380,7 @@ class PandaTaskEnv(MujocoTaskEnv):
         return (
             width - 0.012 < opening < width + 0.006
             and float(np.linalg.norm(point[:2] - grip[:2])) < 0.02
-            and abs(grip[2] - point[2] - GRASP_DEPTH) < 0.02
+            and abs(grip[2] - grasp_height(point)) < 0.02
         )
 
     def grasp_and_lift(
@@ -393,7 +393,7 @@ class PandaTaskEnv(MujocoTaskEnv):
         grip, grip_yaw = self.eef_pos(), yaw_of(self.eef_rot())
         yaw_err = 0.0 if yaw is None else abs(yaw - grip_yaw)
         xy_err = float(np.linalg.norm(point[:2] - grip[:2]))
-        grasp_z = point[2] + GRASP_DEPTH
+        grasp_z = grasp_height(point)
         hover = point[2] + 0.1
         opening = self.gripper_opening()
         if self.holding(point, width):
@@ -428,6 +428,12 @@ class PandaTaskEnv(MujocoTaskEnv):
         action[3:6] = np.clip(rot_gain * rotation_error(target, current) / MAX_ROT, -1, 1)
         action[6] = gripper
         return action
+
+
+def grasp_height(point: np.ndarray) -> float:
+    """The grip site's height when grasping at ``point``: ``GRASP_DEPTH`` above it, or as
+    low as the workspace allows (the fingertips then reach 5 cm below the site)."""
+    return max(float(point[2]) + GRASP_DEPTH, float(WORKSPACE_LOW[2]) + 0.003)
 
 
 def box_yaw(quat_wxyz: np.ndarray) -> float:
