@@ -82,6 +82,8 @@ def sim_settings(env_args: dict[str, Any]) -> dict[str, Any]:
         out["control_freq"] = env_args["control_freq"]
     if "pixels" not in str(out["obs_mode"]):
         out.pop("image_size")
+    if str(env_args.get("env_name", "")).startswith("iltk/Panda"):
+        out["action_mode"] = kwargs.get("action_mode", "cartesian")
     return out
 
 

@@ -163,7 +163,18 @@ class MujocoTaskEnv(gym.Env):
         return self._obs(), {"success": self._is_success()}
 
     def step(self, action):
-        action = np.clip(np.asarray(action, dtype=np.float32).reshape(self.action_dim), -1, 1)
+        action = np.asarray(action, dtype=np.float32)
+        if action.size != self.action_dim:
+            raise ValueError(
+                f"{type(self).__name__}: an action has {self.action_dim} numbers, got shape "
+                f"{action.shape}"
+            )
+        if not np.all(np.isfinite(action)):
+            raise ValueError(
+                f"{type(self).__name__}: action {action.ravel().tolist()} is not finite (NaN or "
+                "inf); nothing was applied"
+            )
+        action = np.clip(action.reshape(self.action_dim), -1, 1)
         self._apply_action(action)
         mujoco.mj_step(self.model, self.data, nstep=self.n_substeps)
         # mj_step leaves body and site poses one substep behind qpos; recompute them so
