@@ -158,11 +158,14 @@ class Tasks:
     def run(self) -> None:
         from iltk.envs import TASK_IDS, TASKS, make_env
 
-        print(f"{'task':<22}{'obs':>6}{'act':>5}{'max steps':>11}{'control Hz':>12}")
+        print(f"{'task':<26}{'obs':>6}{'act':>5}{'max steps':>11}{'control Hz':>12}")
         for task in TASK_IDS:
             env = make_env(task)
+            space = env.observation_space
+            keys = getattr(space, "spaces", {"state": space})  # the arm: robomimic's keys
+            obs = sum(math.prod(s.shape) for s in keys.values())
             print(
-                f"{task:<22}{env.observation_space.shape[0]:>6}{env.action_space.shape[0]:>5}"
+                f"{task:<26}{obs:>6}{env.action_space.shape[0]:>5}"
                 f"{TASKS[task]['max_episode_steps']:>11}{env.unwrapped.control_freq:>12.0f}"
             )
             env.close()
@@ -174,7 +177,11 @@ class Tasks:
                 "Options of every iltk task (gymnasium.make keyword arguments): obs_mode "
                 "(state, pixels, state+pixels), image_size, control_freq, terminate_on_success, "
                 "init_spread (1: start layouts drawn from the full ranges; 0: one fixed layout; "
-                "`iltk collect --init-spread`, `iltk dagger/dart --init-spread`).",
+                "`iltk collect --init-spread`, `iltk dagger/dart --init-spread`). The Panda "
+                "tasks also take action_mode (cartesian: end-effector velocity, angular "
+                "velocity, gripper; joint: 7 joint velocities, gripper; `--action-mode`) and "
+                "observe a dict with robomimic's keys (robot0_eef_pos, robot0_eef_quat, "
+                "robot0_gripper_qpos, object; cameras agentview and robot0_eye_in_hand).",
                 width=88,
             )
         )
@@ -182,6 +189,23 @@ class Tasks:
             "Any other gymnasium id (e.g. Reacher-v5) works where no scripted expert is needed "
             "(train, eval, replay --policy);\ncollect, dagger and dart need an iltk task."
         )
+
+
+def panda_action_mode(task: str, action_mode: str) -> dict:
+    """The env keyword for ``--action-mode`` (empty at the default), refused off the arm."""
+    from iltk.envs import PANDA_TASK_IDS
+    from iltk.envs.panda import ACTION_MODES
+
+    if action_mode not in ACTION_MODES:
+        raise CliError(
+            f"--action-mode must be one of {', '.join(ACTION_MODES)} (cartesian: end-effector "
+            f"velocity + gripper; joint: joint velocities + gripper), got {action_mode!r}"
+        )
+    if action_mode == "cartesian":
+        return {}
+    if task not in PANDA_TASK_IDS:
+        raise CliError(f"--action-mode applies to the Panda tasks ({', '.join(PANDA_TASK_IDS)})")
+    return {"action_mode": action_mode}
 
 
 @dataclass
@@ -216,6 +240,9 @@ class Collect:
     init_spread: float = 1.0
     """How widely iltk tasks spread their start layouts: 1 = the full ranges, 0 = one fixed
     layout (recorded in the file, so training evaluates and the viewer replays on the same)."""
+    action_mode: str = "cartesian"
+    """Panda tasks: cartesian (end-effector velocity + gripper) or joint (7 joint velocities
+    + gripper)."""
     overwrite: bool = False
     """Replace OUT instead of appending to it."""
 
@@ -235,6 +262,7 @@ class Collect:
                 f"--success-only needs a task with a success test (the MuJoCo iltk tasks); "
                 f"{self.task}'s episodes have none"
             )
+        kwargs.update(panda_action_mode(self.task, self.action_mode))
         if self.episodes < 1:
             raise CliError("--episodes must be at least 1")
         if self.num_envs < 1:

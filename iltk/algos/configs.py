@@ -235,6 +235,9 @@ class RoundConfig:
     init_spread: float = 1.0
     """iltk tasks: how widely episodes' start layouts are spread (1: the task's full
     ranges, 0: one fixed layout; narrow starts are where policies fail by drifting)."""
+    action_mode: str = "cartesian"
+    """Panda tasks: cartesian (end-effector velocity + gripper) or joint (joint velocities
+    + gripper)."""
     seed: int = 0
     """Seed of everything."""
     out: Path = Path("runs/interactive")
@@ -257,11 +260,18 @@ class RoundConfig:
             raise ValueError("need eval_episodes >= 0 and num_envs >= 1")
         if not 0.0 <= self.init_spread <= 1.0:
             raise ValueError(f"init_spread must be in [0, 1], got {self.init_spread}")
+        if self.action_mode not in ("cartesian", "joint"):
+            raise ValueError(
+                f"action_mode must be cartesian or joint (Panda tasks), got {self.action_mode!r}"
+            )
 
     @property
     def env_kwargs(self) -> dict:
         """Keyword arguments of the task's envs (none at the defaults, so any gymnasium id works)."""
-        return {} if self.init_spread == 1.0 else {"init_spread": self.init_spread}
+        kwargs = {} if self.init_spread == 1.0 else {"init_spread": self.init_spread}
+        if self.action_mode != "cartesian":
+            kwargs["action_mode"] = self.action_mode
+        return kwargs
 
 
 @dataclass

@@ -39,7 +39,7 @@ from iltk.envs.base import ASSETS, MujocoTaskEnv
 ACTION_MODES = ("cartesian", "joint")
 MAX_SPEED = 0.25  # m/s of the commanded end-effector position at |action| = 1
 MAX_ROT = 1.5  # rad/s of the commanded end-effector orientation at |action| = 1
-MAX_JOINT_SPEED = 1.0  # rad/s of each commanded joint in action_mode="joint"
+MAX_JOINT_SPEED = 2.0  # rad/s of each commanded joint in action_mode="joint" (Panda: 2.2-2.6)
 MAX_TILT = 0.7  # rad: how far the gripper may tilt from pointing straight down
 MAX_LAG = 0.04  # m: the command is pulled back when the arm is this far behind it
 MAX_ROT_LAG = 0.35  # rad: the same for the orientation
@@ -297,19 +297,33 @@ class PandaTaskEnv(MujocoTaskEnv):
             rot = actual_rot
         pos = np.clip(pos + action[:3] * MAX_SPEED * dt, WORKSPACE_LOW, WORKSPACE_HIGH)
         rot = clamp_tilt(_skew_exp(action[3:6] * MAX_ROT * dt) @ rot)
-        return self.ik.solve(command, pos, rot)
+        # the IK's one QP step lands within a few mm of the clamped pose; the step is then
+        # shortened where that would leave the box
+        return self._inside_step(command, self.ik.solve(command, pos, rot) - command)
 
     def _joint_command(self, action: np.ndarray) -> np.ndarray:
-        """Arm joint targets for a joint-velocity action, shortened (halved up to four
-        times, else no motion) where it would leave the workspace or tilt too far."""
+        """Arm joint targets for a joint-velocity action."""
         command = self.data.ctrl[:N_ARM].copy()
-        step = action[:N_ARM] * MAX_JOINT_SPEED / self.control_freq
+        return self._inside_step(command, action[:N_ARM] * MAX_JOINT_SPEED / self.control_freq)
+
+    def _inside_step(self, command: np.ndarray, step: np.ndarray) -> np.ndarray:
+        """``command + step`` within the joint ranges, the step halved (up to four times,
+        else no motion) where it would take the grip out of the workspace box or past the
+        tilt limit. A command already outside (the start of a replayed foreign state) may
+        move back in."""
         low, high = self.model.jnt_range[:N_ARM].T
+
+        def outside(q):
+            pos, rot = self.ik.forward(q)
+            over = np.maximum(WORKSPACE_LOW - pos, 0) + np.maximum(pos - WORKSPACE_HIGH, 0)
+            tilt = float(np.arccos(np.clip(-rot[2, 2], -1.0, 1.0)))
+            return float(over.sum()) + max(tilt - MAX_TILT, 0.0)
+
+        before = outside(command)
         for _ in range(5):
             candidate = np.clip(command + step, low, high)
-            pos, rot = self.ik.forward(candidate)
-            inside = np.all(pos >= WORKSPACE_LOW - 1e-6) and np.all(pos <= WORKSPACE_HIGH + 1e-6)
-            if inside and clamp_tilt(rot) is rot:
+            after = outside(candidate)
+            if after <= 1e-9 or after < before:
                 return candidate
             step = step * 0.5
         return command
@@ -331,7 +345,8 @@ class PandaTaskEnv(MujocoTaskEnv):
             return action
         q = self._cartesian_command(action)
         velocity = (q - self.data.ctrl[:N_ARM]) * self.control_freq / MAX_JOINT_SPEED
-        return np.concatenate([np.clip(velocity, -1, 1), action[-1:]]).astype(np.float32)
+        velocity /= max(1.0, float(np.abs(velocity).max()))  # slower, same direction
+        return np.concatenate([velocity, action[-1:]]).astype(np.float32)
 
     def _expert(self) -> np.ndarray:
         """The task's Cartesian expert action in the current state."""
@@ -419,7 +434,7 @@ class PandaTaskEnv(MujocoTaskEnv):
     ) -> np.ndarray:
         """The action that moves the grip site to ``pos`` (pointing down, at ``yaw`` if
         given, else keeping the current yaw) with the gripper command ``gripper``."""
-        action = np.zeros(self.action_dim, np.float32)
+        action = np.zeros(7, np.float32)  # Cartesian, whatever the env's action mode
         action[:3] = np.clip(gain * (pos - self.eef_pos()) / MAX_SPEED, -1, 1)
         current = self.eef_rot()
         yaw = yaw_of(current) if yaw is None else yaw

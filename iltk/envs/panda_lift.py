@@ -3,7 +3,7 @@
 - **Action space**: ``Box(-1, 1, (7,))`` (``action_mode="cartesian"``): end-effector
   velocity (scaled to 0.25 m/s), axis-angle rate (1.5 rad/s) and the gripper (-1 open ...
   +1 closed), turned into joint targets by differential IK (``iltk.envs.panda``);
-  ``action_mode="joint"``: ``Box(-1, 1, (8,))``, joint velocities (1 rad/s) and the gripper.
+  ``action_mode="joint"``: ``Box(-1, 1, (8,))``, joint velocities (2 rad/s) and the gripper.
 - **Observation** (``state``, a dict with robomimic's keys): ``robot0_eef_pos`` (3),
   ``robot0_eef_quat`` (4, xyzw), ``robot0_gripper_qpos`` (2), ``object`` (10): cube
   position (3), cube quaternion (4, xyzw), cube minus gripper (3). ``pixels``: cameras

@@ -4,11 +4,10 @@
   velocities and the gripper under ``action_mode="joint"``). The task needs yaw: the nut
   goes on the square peg only within ~10 degrees of the peg's yaw (mod 90).
 - **Observation** (``state``, a dict with robomimic's keys): ``robot0_eef_pos`` (3),
-  ``robot0_eef_quat`` (4, xyzw), ``robot0_gripper_qpos`` (2), ``object`` (16): nut position
+  ``robot0_eef_quat`` (4, xyzw), ``robot0_gripper_qpos`` (2), ``object`` (17): nut position
   (3) and quaternion (4, xyzw), handle minus gripper (3), peg minus nut (3), the nut's yaw
-  to the peg's (mod 90 degrees) as (cos 4a, sin 4a) and the handle's yaw as (cos, sin)
-  relative to the gripper's... see ``_object_obs``. ``pixels``: cameras ``agentview`` and
-  ``robot0_eye_in_hand``.
+  relative to the peg's as (cos 4a, sin 4a) (the square's symmetry), and the nut's yaw as
+  (cos, sin). ``pixels``: cameras ``agentview`` and ``robot0_eye_in_hand``.
 - **Reward terms** (``info``): ``reward_reach`` = -distance gripper to the handle,
   ``reward_place`` = -distance of the nut to its place around the foot of the peg,
   ``reward_ctrl`` = -0.01 * |action|^2, ``reward_success`` = 1 when successful.
@@ -43,7 +42,7 @@ def _wrap(angle: float) -> float:
 class PandaNutAssemblyEnv(PandaTaskEnv):
     __doc__ = __doc__
     objects_file = "panda_nut_assembly.xml"
-    object_dim = 16
+    object_dim = 17
 
     def _reset_task(self, rng):
         self._reset_robot()
@@ -120,7 +119,10 @@ class PandaNutAssemblyEnv(PandaTaskEnv):
         up = grip[2] - nut[2]
         xy_err = float(np.linalg.norm(nut[:2] - peg[:2]))
         yaw_err = abs(target_yaw - nut_yaw)
-        if xy_err > 0.004 or yaw_err > 0.05:
+        # line up within 4 mm and 3 degrees at the carry height; once on the way down, keep
+        # going within 8 mm (the ring's chamfer-free edge finds the peg from there)
+        descending = nut[2] < CARRY_NUT - 0.015
+        if xy_err > (0.008 if descending else 0.004) or yaw_err > (0.08 if descending else 0.05):
             nut_z = CARRY_NUT if nut[2] < CARRY_NUT - 0.01 or xy_err > 0.02 else nut[2]
             target = np.r_[grip_xy, nut_z + up]
         else:
