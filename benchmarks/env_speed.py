@@ -54,6 +54,21 @@ def env_steps_per_s(task_id: str, steps: int) -> float:
     return steps / (time.perf_counter() - t0)
 
 
+def action_us(task_id: str, steps: int) -> float:
+    """Microseconds per call of the task's action mapping (IK for the arm), alone."""
+    env = make_env(task_id)
+    env.reset(seed=0)
+    base = env.unwrapped
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-1, 1, (steps,) + env.action_space.shape).astype(np.float32)
+    for k in range(20):  # the states they start from: a few real steps in
+        env.step(actions[k])
+    t0 = time.perf_counter()
+    for k in range(steps):
+        base._apply_action(actions[k])
+    return (time.perf_counter() - t0) / steps * 1e6
+
+
 def render_fps(task_id: str, width: int, height: int, frames: int) -> float:
     env = make_env(task_id)
     env.reset(seed=0)
@@ -141,10 +156,12 @@ def main():
     parser.add_argument("--steps", type=int, default=3000, help="control steps per measurement")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats (best kept)")
     parser.add_argument("--frames", type=int, default=100, help="frames per render measurement")
+    parser.add_argument("--tasks", nargs="+", default=list(TASK_IDS))
+    parser.add_argument("--no-loop", action="store_true", help="skip the control-loop row")
     parser.add_argument("--out", default="runs/bench/env_speed.json")
     args = parser.parse_args()
     rows = []
-    for task in TASK_IDS:
+    for task in args.tasks:
         env = make_env(task)
         model, n_sub = env.unwrapped.model, env.unwrapped.n_substeps
         env.close()
@@ -160,18 +177,30 @@ def main():
                 "bare_steps_per_s": bare,
                 "env_steps_per_s": wrapped,
                 "overhead_ratio": bare / wrapped,
+                "physics_us": 1e6 / bare,
+                "action_us": min(action_us(task, args.steps // 3) for _ in range(3)),
                 "render_fps_84x84": render_fps(task, 84, 84, args.frames),
                 "render_fps_320x240": render_fps(task, 320, 240, args.frames),
             }
         )
-    header = f"{'task':<20}{'substeps':>9}{'bare/s':>10}{'env/s':>10}{'ratio':>7}{'fps 84':>9}{'fps 320x240':>12}"
+    header = (
+        f"{'task':<26}{'substeps':>9}{'bare/s':>9}{'env/s':>9}{'ratio':>7}{'physics us':>11}"
+        f"{'action us':>10}{'fps 84':>8}{'fps 320x240':>12}"
+    )
     print(header)
     print("-" * len(header))
     for r in rows:
         print(
-            f"{r['task']:<20}{r['substeps']:>9}{r['bare_steps_per_s']:>10.0f}{r['env_steps_per_s']:>10.0f}"
-            f"{r['overhead_ratio']:>7.2f}{r['render_fps_84x84']:>9.0f}{r['render_fps_320x240']:>12.0f}"
+            f"{r['task']:<26}{r['substeps']:>9}{r['bare_steps_per_s']:>9.0f}{r['env_steps_per_s']:>9.0f}"
+            f"{r['overhead_ratio']:>7.2f}{r['physics_us']:>11.0f}{r['action_us']:>10.0f}"
+            f"{r['render_fps_84x84']:>8.0f}{r['render_fps_320x240']:>12.0f}"
         )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.no_loop:
+        out.write_text(json.dumps({"steps": args.steps, "rows": rows}, indent=2))
+        print(f"wrote {out}")
+        return
     loop = loop_overhead("iltk/Push-v0", 8, args.steps // 3, args.repeats)
     print(
         f"\ncontrol loop on {loop['task']} x{loop['num_envs']} envs (vector steps/s): bare "
@@ -180,8 +209,6 @@ def main():
         f"episodes {loop['loop_recording_steps_per_s']:.0f} "
         f"({loop['loop_recording_overhead']:+.1%}); aim: under 10%"
     )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"steps": args.steps, "rows": rows, "loop": loop}, indent=2))
     print(f"wrote {out}")
 

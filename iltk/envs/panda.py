@@ -58,6 +58,10 @@ GRIP_SITE = "end_effector"  # the model's site between the finger pads, axes alo
 GRIP_SITE_Z = 0.21  # its offset along the hand (link7) axis
 
 
+PANDA_WHITE = [0.93, 0.93, 0.92, 1.0]
+PANDA_HAND = [0.85, 0.85, 0.86, 1.0]
+
+
 class MissingRobotModelError(RuntimeError):
     """The package that ships the Panda's MJCF is not installed."""
 
@@ -92,6 +96,18 @@ def compile_scene(xml: str) -> mujoco.MjModel:
     for body in spec.bodies:
         if body.name.startswith("panda0"):
             body.gravcomp = 1.0
+    # The visual meshes (136k triangles) cost a software-rendered frame 0.25 s; the
+    # collision meshes (200-300 triangles a link) are the shape the physics uses, and
+    # drawn in the Panda's white they render at the other tasks' rates.
+    for geom in list(spec.geoms):
+        if geom.meshname.endswith("_viz") and geom.meshname != "finger_viz":
+            spec.delete(geom)
+        elif geom.meshname.endswith("_col"):
+            geom.group = 0
+            geom.rgba = PANDA_WHITE if geom.meshname != "hand_col" else PANDA_HAND
+    for mesh in list(spec.meshes):
+        if mesh.name.endswith("_viz") and mesh.name != "finger_viz":
+            spec.delete(mesh)
     pos, quat = _eye_in_hand_pose()
     spec.body("panda0_link7").add_camera(name="robot0_eye_in_hand", pos=pos, quat=quat, fovy=75)
     model = spec.compile()
@@ -179,20 +195,26 @@ class DifferentialIK:
         self.posture.set_target(home)
         self.limits = [mink.ConfigurationLimit(model)]
         self.tasks = [self.frame, self.posture]
+        self._at: np.ndarray | None = None  # the arm joints the configuration is at
 
-    def forward(self, q_arm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Grip-site position and rotation matrix at arm joints ``q_arm``."""
+    def _update(self, q_arm: np.ndarray) -> None:
+        # a control step asks for the same configuration several times: compute it once
+        if self._at is not None and np.array_equal(self._at, q_arm):
+            return
         q = self.configuration.q.copy()
         q[:N_ARM] = q_arm
         self.configuration.update(q)
+        self._at = np.array(q_arm, dtype=np.float64)
+
+    def forward(self, q_arm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Grip-site position and rotation matrix at arm joints ``q_arm``."""
+        self._update(q_arm)
         site = self.configuration.data.site(GRIP_SITE)
         return site.xpos.copy(), site.xmat.reshape(3, 3).copy()
 
     def solve(self, q_arm: np.ndarray, pos: np.ndarray, rot: np.ndarray) -> np.ndarray:
         """Arm joints one control step from ``q_arm`` towards the pose (pos, rot)."""
-        q = self.configuration.q.copy()
-        q[:N_ARM] = q_arm
-        self.configuration.update(q)
+        self._update(q_arm)
         target = self.mink.SE3.from_rotation_and_translation(
             self.mink.SO3.from_matrix(rot), pos
         )
@@ -319,11 +341,14 @@ class PandaTaskEnv(MujocoTaskEnv):
             tilt = float(np.arccos(np.clip(-rot[2, 2], -1.0, 1.0)))
             return float(over.sum()) + max(tilt - MAX_TILT, 0.0)
 
-        before = outside(command)
+        before = None
         for _ in range(5):
             candidate = np.clip(command + step, low, high)
             after = outside(candidate)
-            if after <= 1e-9 or after < before:
+            if after <= 1e-9:
+                return candidate
+            before = outside(command) if before is None else before
+            if after < before:
                 return candidate
             step = step * 0.5
         return command
