@@ -245,7 +245,7 @@ class PandaTaskEnv(MujocoTaskEnv):
     both.
     """
 
-    default_camera = "agentview"
+    default_camera = "front"  # videos and windows: the whole arm; observations: image_keys
     objects_file: str = ""
     object_dim: int = 0
     image_keys = ("agentview", "robot0_eye_in_hand")
