@@ -65,7 +65,9 @@ def main():
         parser.error("need --episodes >= 1 and every --noise in [0, 2]")
     unknown = [t for t in args.tasks if t not in TASK_IDS]
     if unknown:
-        parser.error(f"not iltk MuJoCo tasks: {', '.join(unknown)} (choose from {', '.join(TASK_IDS)})")
+        parser.error(
+            f"not iltk MuJoCo tasks: {', '.join(unknown)} (choose from {', '.join(TASK_IDS)})"
+        )
     rows = []
     print(f"{'task':<26}{'noise':>6}{'success':>9}{'length':>8}{'steps/s':>9}")
     for task in args.tasks:

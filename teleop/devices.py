@@ -10,6 +10,7 @@ whole session headless, exactly as a physical pad would; only the hardware is un
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,13 @@ from typing import Any
 import numpy as np
 import pygame
 
+# SDL drops joystick motion while none of the app's windows has focus; a person glancing at
+# another window must not lose the pad (and headless sessions have no focus at all)
+os.environ.setdefault("SDL_JOYSTICK_ALLOW_BACKGROUND_EVENTS", "1")
+
 PROFILE_DIR = Path(__file__).parent / "profiles"
 SESSION_EVENTS = ("save", "discard", "reset", "quit", "view")
+ROTATIONS = ("roll", "pitch", "yaw")  # Command.rotation's order
 
 
 class DeviceNotFound(RuntimeError):
@@ -31,6 +37,8 @@ class Command:
 
     Attributes:
         motion: (3,) x, y, z velocity commands in [-1, 1].
+        rotation: (3,) roll, pitch, yaw rate commands in [-1, 1] (about the world's x, y,
+            z axes: the arm's end effector).
         gripper: -1 (open) ... +1 (closed).
         takeover: the takeover button is held (HG-DAgger).
         triggered: edge-triggered session events this step (save, discard, reset, quit).
@@ -38,6 +46,7 @@ class Command:
     """
 
     motion: np.ndarray = field(default_factory=lambda: np.zeros(3, np.float32))
+    rotation: np.ndarray = field(default_factory=lambda: np.zeros(3, np.float32))
     gripper: float = -1.0
     takeover: bool = False
     fine: bool = False
@@ -50,7 +59,8 @@ class Command:
 
         A DAgger label exists only at such steps; an idle device labels nothing.
         """
-        return bool(np.any(self.motion != 0)) or self.gripper > -1.0 or self.takeover
+        moving = bool(np.any(self.motion != 0)) or bool(np.any(self.rotation != 0))
+        return moving or self.gripper > -1.0 or self.takeover
 
 
 def list_profiles() -> list[str]:
@@ -73,7 +83,27 @@ def load_profile(name_or_path: str) -> dict[str, Any]:
     for key in ("axes", "buttons", "gripper"):
         if key not in profile:
             raise ValueError(f"{path}: profile lacks {key!r}")
+    for name, spec in profile.get("rotation", {}).items():
+        if name not in ROTATIONS or not ("axis" in spec or "hat" in spec):
+            raise ValueError(
+                f"{path}: rotation {name!r} needs an 'axis' or a 'hat' (and 'component' 0 or "
+                f"1); the rotations are {', '.join(ROTATIONS)}"
+            )
     return profile
+
+
+def check_profile_for_task(profile: dict[str, Any], action_dim: int, source: str = "") -> None:
+    """Refuse, in one line, a pad profile that cannot drive a task: a 6-DoF task (7 action
+    numbers: the arm) needs the three rotations."""
+    if action_dim != 7:
+        return
+    missing = [r for r in ROTATIONS if r not in profile.get("rotation", {})]
+    if missing:
+        name = source or profile.get("name", "the profile")
+        raise ValueError(
+            f"{name}: this task is steered in 6-DoF (the arm) and the pad profile maps no "
+            f'{", ".join(missing)}; add them under "rotation" (see teleop/profiles/xbox.json)'
+        )
 
 
 def profile_for(name: str) -> str:
@@ -126,6 +156,7 @@ class GamepadDevice:
         self.profile, self.index, self.virtual = profile, index, virtual
         self.axes: dict[int, float] = {}
         self.buttons: dict[int, bool] = {}
+        self.hats: dict[int, tuple[int, int]] = {}
         self.connected = False
         self.joystick = None
         self.name = "virtual pad" if virtual else ""
@@ -142,8 +173,19 @@ class GamepadDevice:
                 f"no gamepad at index {self.index} ({pygame.joystick.get_count()} found); "
                 "plug one in or use --device keyboard"
             )
-        self.joystick = pygame.joystick.Joystick(self.index)
-        self.name = self.joystick.get_name()
+        joystick = pygame.joystick.Joystick(self.index)
+        used = [int(spec["axis"]) for spec in self.profile["axes"].values()]
+        used += [int(s["axis"]) for s in self.profile.get("rotation", {}).values() if "axis" in s]
+        if "axis" in self.profile["gripper"]:
+            used.append(int(self.profile["gripper"]["axis"]))
+        if used and max(used) >= joystick.get_numaxes():
+            raise DeviceNotFound(
+                f"{joystick.get_name()!r} has {joystick.get_numaxes()} axes but the profile "
+                f"{self.profile.get('name', '')!r} reads axis {max(used)}; pick another "
+                "--profile (iltk record --list-devices) or check it with --calibrate"
+            )
+        self.joystick = joystick
+        self.name = joystick.get_name()
         self.connected = True
 
     def close(self) -> None:
@@ -161,6 +203,15 @@ class GamepadDevice:
             value = -value
         return float(np.clip(value * float(spec.get("scale", 1.0)), -1.0, 1.0))
 
+    def _rotation(self, name: str) -> float:
+        spec = self.profile.get("rotation", {}).get(name)
+        if spec is None:
+            return 0.0
+        if "axis" in spec:
+            return self._axis(spec)
+        value = float(self.hats.get(int(spec["hat"]), (0, 0))[int(spec.get("component", 0))])
+        return -value if spec.get("invert") else value
+
     def read(self, events: list) -> Command:
         cmd = Command()
         for ev in events:
@@ -168,6 +219,7 @@ class GamepadDevice:
                 self.connected = False
                 self.axes.clear()
                 self.buttons.clear()
+                self.hats.clear()
             elif ev.type == pygame.JOYDEVICEADDED:
                 if not self.virtual:
                     try:
@@ -177,6 +229,8 @@ class GamepadDevice:
                 self.connected = True
             elif ev.type == pygame.JOYAXISMOTION:
                 self.axes[int(ev.axis)] = float(ev.value)
+            elif ev.type == pygame.JOYHATMOTION:
+                self.hats[int(ev.hat)] = tuple(int(v) for v in ev.value)
             elif ev.type in (pygame.JOYBUTTONDOWN, pygame.JOYBUTTONUP):
                 down = ev.type == pygame.JOYBUTTONDOWN
                 self.buttons[int(ev.button)] = down
@@ -193,6 +247,7 @@ class GamepadDevice:
         cmd.motion = np.array(
             [self._axis(axes[k]) if k in axes else 0.0 for k in ("x", "y", "z")], np.float32
         )
+        cmd.rotation = np.array([self._rotation(r) for r in ROTATIONS], np.float32)
         grip = self.profile["gripper"]
         if "axis" in grip:
             rest = float(grip.get("rest", -1.0))
@@ -215,6 +270,9 @@ class GamepadDevice:
 KEY_BINDINGS = {
     "arrows": "move x / y",
     "W / S": "move z up / down",
+    "J / L": "roll (the arm)",
+    "I / K": "pitch (the arm)",
+    "U / O": "yaw (the arm)",
     "Shift (held)": "fine control",
     "Space": "toggle the gripper",
     "T (held)": "take over from the policy",
@@ -227,6 +285,9 @@ KEY_BINDINGS = {
 PAD_BINDINGS = {
     "left stick": "move x / y",
     "right stick (vertical)": "move z",
+    "D-pad left / right": "roll (the arm)",
+    "D-pad up / down": "pitch (the arm)",
+    "right stick (horizontal)": "yaw (the arm)",
     "LB (held)": "fine control",
     "RT": "close the gripper",
     "RB (held)": "take over from the policy",
@@ -250,6 +311,9 @@ def bindings_for(device_kind: str, mode: str, action_dim: int, views: int = 2) -
         skip |= {"W / S", "right stick (vertical)"}
     if action_dim < 4:
         skip |= {"Space", "RT"}
+    if action_dim != 7:  # rotations: the arm only
+        skip |= {"J / L", "I / K", "U / O", "D-pad left / right", "D-pad up / down"}
+        skip |= {"right stick (horizontal)"}
     if views < 2:
         skip |= {"V", "Y"}
     return [f"{k}: {v}" for k, v in table.items() if k not in skip]
@@ -298,6 +362,14 @@ class KeyboardDevice:
             ],
             np.float32,
         )
+        cmd.rotation = np.array(
+            [
+                axis(pygame.K_l, pygame.K_j),
+                axis(pygame.K_i, pygame.K_k),
+                axis(pygame.K_u, pygame.K_o),
+            ],
+            np.float32,
+        )
         cmd.gripper = 1.0 if self.gripper_closed else -1.0
         cmd.takeover = pygame.K_t in h
         cmd.fine = pygame.K_LSHIFT in h or pygame.K_RSHIFT in h
@@ -328,12 +400,16 @@ FINE_SCALE = 0.2  # motion while the fine-control modifier is held
 
 
 def command_to_action(cmd: Command, action_dim: int) -> np.ndarray:
-    """Map a command to a task action: xy (2), xyz (3), xyz + gripper (4); other sizes get
-    the motion axes first and zeros after. Fine control scales the motion by FINE_SCALE
-    (at Reach's 0.5 m/s and 20 Hz: 5 mm a step instead of 25 mm, against a 30 mm radius)."""
-    motion = cmd.motion * (FINE_SCALE if cmd.fine else 1.0)
+    """Map a command to a task action: xy (2), xyz (3), xyz + gripper (4), and the arm's
+    6-DoF xyz + roll, pitch, yaw + gripper (7); other sizes get the motion axes first and
+    zeros after. Fine control scales motion and rotation by FINE_SCALE (at Reach's 0.5 m/s
+    and 20 Hz: 5 mm a step instead of 25 mm, against a 30 mm radius)."""
+    scale = FINE_SCALE if cmd.fine else 1.0
+    motion = cmd.motion * scale
     if action_dim == 4:
         return np.concatenate([motion, [cmd.gripper]]).astype(np.float32)
+    if action_dim == 7:
+        return np.concatenate([motion, cmd.rotation * scale, [cmd.gripper]]).astype(np.float32)
     out = np.zeros(action_dim, np.float32)
     n = min(action_dim, 3)
     out[:n] = motion[:n]

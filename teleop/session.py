@@ -40,7 +40,7 @@ from iltk.data import DemoWriter, make_env_args
 from iltk.envs import make_vector_env
 from iltk.rollout import Episode, RatePacer, StepEvent, run_episodes
 from teleop import hud
-from teleop.devices import Command, bindings_for, session_keys
+from teleop.devices import Command, bindings_for, check_profile_for_task, session_keys
 from teleop.human import HumanController
 from teleop.retrain import BackgroundRetrainer, SwappablePolicy
 from teleop.window import BORDER, TeleopWindow, require_display
@@ -175,6 +175,12 @@ class TeleopSession:
             kwargs.update(render_width=width, render_height=height)
         self.envs = make_vector_env(task, 1, asynchronous=False, **kwargs)
         self.env = self.envs.envs[0]
+        if getattr(device, "kind", "") == "gamepad":  # before anything is written
+            try:
+                check_profile_for_task(device.profile, int(np.prod(self.env.action_space.shape)))
+            except ValueError:
+                self.envs.close()
+                raise
         self.max_steps = self.env.spec.max_episode_steps if self.env.spec else None
         self.render_size = tuple(render_size) if render_size else None
         base = self.env.unwrapped

@@ -54,10 +54,14 @@ def test_joint_mode_collects_and_replays(tmp_path, capsys):
 
 def test_eval_and_replay_write_videos(arm, capsys):
     video = arm / "eval.mp4"
-    assert cli_main(["eval", str(arm / "bc" / "last"), "--episodes", "2", "--video", str(video)]) == 0
+    assert (
+        cli_main(["eval", str(arm / "bc" / "last"), "--episodes", "2", "--video", str(video)]) == 0
+    )
     assert video.stat().st_size > 1000
     replay = arm / "replay.mp4"
-    assert cli_main(["replay", str(arm / "demos.hdf5"), "--episode", "1", "--video", str(replay)]) == 0
+    assert (
+        cli_main(["replay", str(arm / "demos.hdf5"), "--episode", "1", "--video", str(replay)]) == 0
+    )
     assert replay.stat().st_size > 1000
     assert "iltk/PandaLift-v0: success" in capsys.readouterr().out
 
@@ -68,7 +72,9 @@ def test_dagger_and_dart_run_on_the_arm(tmp_path):
         "--eval-episodes", "2", "--num-envs", "1", "--learner.steps-per-round", "30",
     ]  # fmt: skip
     assert cli_main(["dagger", *common, "--out", str(tmp_path / "d")]) == 0
-    assert cli_main(["dagger", *common, "--out", str(tmp_path / "h"), "--variant", "hg-dagger"]) == 0
+    assert (
+        cli_main(["dagger", *common, "--out", str(tmp_path / "h"), "--variant", "hg-dagger"]) == 0
+    )
     assert cli_main(["dart", *common, "--out", str(tmp_path / "t")]) == 0
     for run in ("d", "h", "t"):
         rows = json.loads((tmp_path / run / "rounds.json").read_text())

@@ -215,9 +215,7 @@ class DifferentialIK:
     def solve(self, q_arm: np.ndarray, pos: np.ndarray, rot: np.ndarray) -> np.ndarray:
         """Arm joints one control step from ``q_arm`` towards the pose (pos, rot)."""
         self._update(q_arm)
-        target = self.mink.SE3.from_rotation_and_translation(
-            self.mink.SO3.from_matrix(rot), pos
-        )
+        target = self.mink.SE3.from_rotation_and_translation(self.mink.SO3.from_matrix(rot), pos)
         self.frame.set_target(target)
         velocity = self.mink.solve_ik(
             self.configuration, self.tasks, self.dt, "daqp", damping=1e-3, limits=self.limits
@@ -271,9 +269,7 @@ class PandaTaskEnv(MujocoTaskEnv):
             "robot0_gripper_qpos": 2,
             "object": self.object_dim,
         }
-        lowdim = {
-            k: spaces.Box(-np.inf, np.inf, (n,), np.float32) for k, n in low.items()
-        }
+        lowdim = {k: spaces.Box(-np.inf, np.inf, (n,), np.float32) for k, n in low.items()}
         pixels = {
             k: spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
             for k in self.image_keys

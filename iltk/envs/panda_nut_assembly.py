@@ -73,8 +73,14 @@ class PandaNutAssemblyEnv(PandaTaskEnv):
         quat = quat_xyzw(quat_mat(self.data.body("nut").xquat))
         rel = 4.0 * (self._nut_yaw() - self._peg_yaw())
         return np.concatenate(
-            [nut, quat, self._handle() - grip, self._peg() - nut, [np.cos(rel), np.sin(rel)],
-             [np.cos(self._nut_yaw()), np.sin(self._nut_yaw())]]
+            [
+                nut,
+                quat,
+                self._handle() - grip,
+                self._peg() - nut,
+                [np.cos(rel), np.sin(rel)],
+                [np.cos(self._nut_yaw()), np.sin(self._nut_yaw())],
+            ]
         )
 
     def _on_peg(self, height: float) -> bool:
@@ -99,8 +105,10 @@ class PandaNutAssemblyEnv(PandaTaskEnv):
         if self._on_peg(PEG_TOP - 0.01):  # around the peg: let go, it slides down
             return self.servo(np.array([grip[0], grip[1], grip[2] + 0.05]), None, -1.0)
         handle = self._handle()
-        if not self.holding(handle, HANDLE_WIDTH) or nut[2] < NUT_HALF_Z + 0.005 and (
-            np.linalg.norm(nut[:2] - peg[:2]) > 0.03
+        if (
+            not self.holding(handle, HANDLE_WIDTH)
+            or nut[2] < NUT_HALF_Z + 0.005
+            and (np.linalg.norm(nut[:2] - peg[:2]) > 0.03)
         ):
             # fingers across the handle (the grip's x along it), whichever way is nearer
             yaw = _wrap(nut_yaw)

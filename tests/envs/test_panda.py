@@ -4,11 +4,10 @@ limits that hold whatever the action, experts that recover, and clear errors."""
 import numpy as np
 import pytest
 
-from iltk.envs import PANDA_TASK_IDS, make_env, make_expert
+from iltk.controllers import ControlOutput, ExpertController
+from iltk.envs import PANDA_TASK_IDS, make_env, make_expert, make_vector_env
 from iltk.envs.panda import MAX_TILT, WORKSPACE_HIGH, WORKSPACE_LOW
 from iltk.rollout import run_episodes
-from iltk.controllers import ControlOutput, ExpertController
-from iltk.envs import make_vector_env
 
 LOWDIM = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "object")
 CAMERAS = ("agentview", "robot0_eye_in_hand")

@@ -1,0 +1,144 @@
+"""Teleop in 6-DoF on the arm: keyboard and pad rotations reach the recorded actions and
+turn the gripper; a profile that cannot steer the arm is refused before anything is written."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pygame
+import pytest
+
+from iltk.data import DemoFile
+from iltk.envs.panda import yaw_of
+from teleop.devices import (
+    Command,
+    GamepadDevice,
+    KeyboardDevice,
+    bindings_for,
+    check_profile_for_task,
+    command_to_action,
+    load_profile,
+)
+from teleop.session import TeleopSession
+
+sys.path.insert(0, str(Path(__file__).parent))
+from timeline import Timeline, joy_axis, joy_button, key, tap  # noqa: E402
+
+ARM = "iltk/PandaLift-v0"
+
+
+def hat(x, y):
+    return pygame.event.Event(pygame.JOYHATMOTION, hat=0, value=(x, y), instance_id=0, joy=0)
+
+
+def record(tmp_path, device, schedule):
+    out = tmp_path / "arm.hdf5"
+    session = TeleopSession(
+        ARM, out, device, auto_save_after=0, control_freq=100, event_hook=Timeline(schedule)
+    )
+    return out, session.run()
+
+
+def test_keyboard_rotates_the_arm(tmp_path):
+    schedule = {
+        0: [key(pygame.K_u)],  # yaw +
+        20: [key(pygame.K_u, False), key(pygame.K_UP)],  # then +y
+        30: [key(pygame.K_UP, False), key(pygame.K_i)],  # then pitch +
+        35: [key(pygame.K_i, False), *tap(pygame.K_RETURN)],
+        37: tap(pygame.K_ESCAPE),
+    }
+    out, result = record(tmp_path, KeyboardDevice(), schedule)
+    assert len(result.saved) == 1
+    with DemoFile(out) as f:
+        ep = f.episode(f.demos[0])
+    a = ep["actions"]
+    assert a.shape[1] == 7
+    np.testing.assert_array_equal(a[:20], np.tile([0, 0, 0, 0, 0, 1, -1], (20, 1)))
+    np.testing.assert_array_equal(a[20:30], np.tile([0, 1, 0, 0, 0, 0, -1], (10, 1)))
+    np.testing.assert_array_equal(a[30:35], np.tile([0, 0, 0, 0, 1, 0, -1], (5, 1)))
+    # 20 steps at 100 Hz of 1.5 rad/s: 0.3 rad of yaw commanded; the wrist follows it, late
+    quat = ep["obs"]["robot0_eef_quat"]  # x y z w: the grip frame's rotation
+    import mujoco
+
+    mats = []
+    for q in (quat[0], quat[20]):
+        m = np.zeros(9)
+        mujoco.mju_quat2Mat(m, np.array([q[3], q[0], q[1], q[2]], np.float64))
+        mats.append(m.reshape(3, 3))
+    assert 0.15 < yaw_of(mats[1]) - yaw_of(mats[0]) < 0.31
+
+
+def test_pad_rotations_from_the_dpad_and_the_right_stick(tmp_path):
+    xbox = load_profile("xbox")
+    schedule = {
+        0: [joy_axis(3, 1.0)],  # right stick right: yaw - (inverted)
+        10: [joy_axis(3, 0.0), hat(1, 0)],  # D-pad right: roll +
+        20: [hat(0, 1), joy_button(4)],  # D-pad up: pitch +, LB held: fine
+        30: [hat(0, 0), joy_button(4, False), joy_button(0), joy_button(0, False)],  # A: save
+        32: [joy_button(7)],  # Start: quit
+    }
+    out, result = record(tmp_path, GamepadDevice(xbox, virtual=True), schedule)
+    assert len(result.saved) == 1
+    with DemoFile(out) as f:
+        a = f.episode(f.demos[0])["actions"]
+    np.testing.assert_array_equal(a[:10], np.tile([0, 0, 0, 0, 0, -1, -1], (10, 1)))
+    np.testing.assert_array_equal(a[10:20], np.tile([0, 0, 0, 1, 0, 0, -1], (10, 1)))
+    np.testing.assert_allclose(a[20:30], np.tile([0, 0, 0, 0, 0.2, 0, -1], (10, 1)), atol=1e-6)
+
+
+def test_a_profile_without_rotations_is_refused_on_the_arm(tmp_path):
+    flat = load_profile("xbox")
+    del flat["rotation"]
+    with pytest.raises(ValueError, match="maps no roll, pitch, yaw"):
+        check_profile_for_task(flat, 7)
+    check_profile_for_task(flat, 3)  # Reach needs none
+    out = tmp_path / "never.hdf5"
+    with pytest.raises(ValueError, match="6-DoF"):
+        TeleopSession(ARM, out, GamepadDevice(flat, virtual=True), control_freq=100)
+    assert not out.exists() and not list(tmp_path.iterdir())
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        '{"axes": {}, "buttons": {}, "gripper": {"button": 1}, "rotation": {"twist": {"axis": 2}}}'
+    )
+    with pytest.raises(ValueError, match="rotation 'twist'"):
+        load_profile(str(bad))
+
+
+def test_rotation_keys_are_listed_only_on_the_arm():
+    arm = bindings_for("keyboard", "record", 7)
+    reach = bindings_for("keyboard", "record", 3)
+    assert any(line.startswith("U / O") for line in arm)
+    assert not any(line.startswith(("U / O", "J / L", "I / K")) for line in reach)
+    cmd = Command(rotation=np.array([1, 0, -1], np.float32), fine=True)
+    np.testing.assert_allclose(command_to_action(cmd, 7), [0, 0, 0, 0.2, 0, -0.2, -1])
+
+
+def test_a_real_sdl_joystick_drives_the_device_and_too_few_axes_are_refused():
+    """A virtual joystick in pygame's own SDL: real device and motion events."""
+    from virtual_pad import VirtualPad
+
+    from teleop.devices import DeviceNotFound
+
+    pygame.init()
+    pygame.display.set_mode((16, 16))
+    pygame.event.get()
+    try:
+        with VirtualPad(axes=6, buttons=11, hats=1) as pad:
+            dev = GamepadDevice(load_profile("xbox"), 0)
+            dev.connect()
+            pad.axis(0, 1.0)  # left stick right
+            pad.axis(3, 1.0)  # axis 3: the xbox profile's yaw
+            pad.hat(0, 1)  # D-pad up: pitch
+            pygame.event.pump()
+            cmd = dev.read(pygame.event.get())
+            assert cmd.connected and cmd.motion[0] == 1.0
+            np.testing.assert_array_equal(cmd.rotation, [0, 1, -1])
+        removed = dev.read(pygame.event.get())  # the detach is a real device-removed event
+        assert not removed.connected
+        with VirtualPad(axes=3, buttons=11, hats=1):
+            with pytest.raises(
+                DeviceNotFound, match="has 3 axes but the profile 'xbox' reads axis 5"
+            ):
+                GamepadDevice(load_profile("xbox"), 0).connect()
+    finally:
+        pygame.display.quit()
