@@ -603,6 +603,8 @@ class Correct:
     """Input device."""
     profile: str | None = None
     """Pad mapping (xbox, playstation, generic or a JSON file)."""
+    pad_index: int = 0
+    """Which joystick to use when several are plugged in (`iltk record --list-devices`)."""
     retrain_every: int = 0
     """Retrain in the background every N saved episodes (0: never)."""
     retrain_steps: int = 1000
@@ -638,7 +640,7 @@ class Correct:
         if spread is None:
             spread = float(trained.get("init_spread", 1.0))
         try:
-            device = make_device(self.device, self.profile)
+            device = make_device(self.device, self.profile, self.pad_index)
         except DeviceNotFound as err:
             raise CliError(str(err)) from None
         session = TeleopSession(

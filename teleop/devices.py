@@ -157,6 +157,7 @@ class GamepadDevice:
         self.axes: dict[int, float] = {}
         self.buttons: dict[int, bool] = {}
         self.hats: dict[int, tuple[int, int]] = {}
+        self._instance: int | None = None  # SDL instance id of the pad in use
         self.connected = False
         self.joystick = None
         self.name = "virtual pad" if virtual else ""
@@ -185,6 +186,7 @@ class GamepadDevice:
                 "--profile (iltk record --list-devices) or check it with --calibrate"
             )
         self.joystick = joystick
+        self._instance = joystick.get_instance_id()
         self.name = joystick.get_name()
         self.connected = True
 
@@ -203,6 +205,18 @@ class GamepadDevice:
             value = -value
         return float(np.clip(value * float(spec.get("scale", 1.0)), -1.0, 1.0))
 
+    def _mine(self, ev) -> bool:
+        """Whether an event comes from the pad in use (by SDL instance id). Device-added
+        events carry a device index instead; they count while ours is unplugged."""
+        if self.joystick is None or ev.type == pygame.JOYDEVICEADDED:
+            return True
+        instance = getattr(ev, "instance_id", None)
+        if instance is None:
+            return True
+        if self._instance is None:
+            self._instance = self.joystick.get_instance_id()
+        return instance == self._instance
+
     def _rotation(self, name: str) -> float:
         spec = self.profile.get("rotation", {}).get(name)
         if spec is None:
@@ -215,12 +229,16 @@ class GamepadDevice:
     def read(self, events: list) -> Command:
         cmd = Command()
         for ev in events:
+            if not self._mine(ev):
+                continue  # another pad's: plugging, unplugging or moving it changes nothing
             if ev.type == pygame.JOYDEVICEREMOVED:
                 self.connected = False
                 self.axes.clear()
                 self.buttons.clear()
                 self.hats.clear()
             elif ev.type == pygame.JOYDEVICEADDED:
+                if self.connected:
+                    continue  # another pad plugged in while ours works
                 if not self.virtual:
                     try:
                         self.connect()

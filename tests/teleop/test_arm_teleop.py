@@ -142,3 +142,31 @@ def test_a_real_sdl_joystick_drives_the_device_and_too_few_axes_are_refused():
                 GamepadDevice(load_profile("xbox"), 0).connect()
     finally:
         pygame.display.quit()
+
+
+def test_only_the_pad_in_use_counts():
+    """Two pads: unplugging or moving the other one changes nothing; unplugging ours does."""
+    from virtual_pad import VirtualPad
+
+    pygame.init()
+    pygame.display.set_mode((16, 16))
+    pygame.event.get()
+    try:
+        ours, other = VirtualPad(), VirtualPad()
+        dev = GamepadDevice(load_profile("xbox"), ours.index)
+        dev.connect()
+        pygame.event.pump()
+        dev.read(pygame.event.get())
+        ours.axis(0, 1.0)
+        other.axis(0, -1.0)
+        other.axis(1, 1.0)
+        pygame.event.pump()
+        cmd = dev.read(pygame.event.get())
+        assert cmd.connected and cmd.motion[0] == 1.0 and cmd.motion[1] == 0.0
+        other.close()  # the other pad unplugged: a real device-removed event
+        cmd = dev.read(pygame.event.get())
+        assert cmd.connected and cmd.motion[0] == 1.0
+        ours.close()
+        assert not dev.read(pygame.event.get()).connected
+    finally:
+        pygame.display.quit()
