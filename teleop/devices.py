@@ -84,11 +84,32 @@ def load_profile(name_or_path: str) -> dict[str, Any]:
         if key not in profile:
             raise ValueError(f"{path}: profile lacks {key!r}")
     for name, spec in profile.get("rotation", {}).items():
-        if name not in ROTATIONS or not ("axis" in spec or "hat" in spec):
+        if name not in ROTATIONS or not ("axis" in spec or "hat" in spec or "buttons" in spec):
             raise ValueError(
-                f"{path}: rotation {name!r} needs an 'axis' or a 'hat' (and 'component' 0 or "
-                f"1); the rotations are {', '.join(ROTATIONS)}"
+                f"{path}: rotation {name!r} needs an 'axis', a 'hat' (and 'component' 0 or "
+                f"1) or 'buttons' [positive, negative]; the rotations are {', '.join(ROTATIONS)}"
             )
+    if profile.get("kind") == "controller":  # names of SDL's standard controller
+        axes = [spec["axis"] for spec in profile["axes"].values()]
+        axes += [s["axis"] for s in profile.get("rotation", {}).values() if "axis" in s]
+        buttons = list(profile["buttons"].values())
+        buttons += [b for s in profile.get("rotation", {}).values() for b in s.get("buttons", [])]
+        if "axis" in profile["gripper"]:
+            axes.append(profile["gripper"]["axis"])
+        if "button" in profile["gripper"]:
+            buttons.append(profile["gripper"]["button"])
+        bad = [a for a in axes if a not in CONTROLLER_AXES]
+        bad += [b for b in buttons if b not in CONTROLLER_BUTTONS]
+        if bad:
+            raise ValueError(
+                f"{path}: a controller profile names SDL's axes ({', '.join(CONTROLLER_AXES)}) "
+                f"and buttons ({', '.join(CONTROLLER_BUTTONS)}); unknown: {', '.join(map(str, bad))}"
+            )
+    elif any(isinstance(v, str) for v in profile["buttons"].values()):
+        raise ValueError(
+            f"{path}: this profile names buttons as SDL's controller does but lacks "
+            '"kind": "controller" (a raw joystick profile numbers its axes and buttons)'
+        )
     return profile
 
 
@@ -106,8 +127,16 @@ def check_profile_for_task(profile: dict[str, Any], action_dim: int, source: str
         )
 
 
-def profile_for(name: str) -> str:
-    """The built-in profile whose ``match`` words appear in a joystick's name."""
+def profile_for(name: str, index: int | None = None) -> str:
+    """The profile for a pad: ``controller`` (SDL's standard layout) when SDL's controller
+    database knows the pad at ``index``, else the built-in raw profile whose ``match``
+    words appear in its name, else ``generic``."""
+    if index is not None:
+        from pygame._sdl2 import controller
+
+        controller.init()
+        if controller.is_controller(index):
+            return "controller"
     low = name.lower()
     for prof in list_profiles():
         if any(word in low for word in load_profile(prof).get("match", [])):
@@ -135,7 +164,7 @@ def describe_joysticks() -> list[dict[str, Any]]:
                 "axes": js.get_numaxes(),
                 "buttons": js.get_numbuttons(),
                 "hats": js.get_numhats(),
-                "profile": profile_for(js.get_name()),
+                "profile": profile_for(js.get_name(), i),
             }
         )
     return out
@@ -199,7 +228,7 @@ class GamepadDevice:
         self._gripper_toggle = False
 
     def _axis(self, spec: dict[str, Any]) -> float:
-        value = self.axes.get(int(spec["axis"]), 0.0)
+        value = self.axes.get(self._key(spec["axis"]), 0.0)
         value = apply_deadzone(value, float(self.profile.get("deadzone", 0.1)))
         if spec.get("invert"):
             value = -value
@@ -223,11 +252,22 @@ class GamepadDevice:
             return 0.0
         if "axis" in spec:
             return self._axis(spec)
+        if "buttons" in spec:  # [positive, negative], e.g. the D-pad's right and left
+            pos, neg = (self.buttons.get(self._key(b), False) for b in spec["buttons"])
+            return float(pos) - float(neg)
         value = float(self.hats.get(int(spec["hat"]), (0, 0))[int(spec.get("component", 0))])
         return -value if spec.get("invert") else value
 
     def read(self, events: list) -> Command:
         cmd = Command()
+        self._consume(events, cmd)
+        cmd.connected = self.connected
+        if not self.connected:
+            return cmd
+        return self._command(cmd)
+
+    def _consume(self, events: list, cmd: Command) -> None:
+        """Apply the pad's events (plugging, axes, buttons, hats) to the device state."""
         for ev in events:
             if not self._mine(ev):
                 continue  # another pad's: plugging, unplugging or moving it changes nothing
@@ -258,9 +298,9 @@ class GamepadDevice:
                 grip = self.profile["gripper"]
                 if down and grip.get("button") == ev.button and grip.get("mode") == "toggle":
                     self._gripper_toggle = not self._gripper_toggle
-        cmd.connected = self.connected
-        if not self.connected:
-            return cmd
+
+    def _command(self, cmd: Command) -> Command:
+        """The command the current device state asks for."""
         axes = self.profile["axes"]
         cmd.motion = np.array(
             [self._axis(axes[k]) if k in axes else 0.0 for k in ("x", "y", "z")], np.float32
@@ -269,7 +309,7 @@ class GamepadDevice:
         grip = self.profile["gripper"]
         if "axis" in grip:
             rest = float(grip.get("rest", -1.0))
-            raw = self.axes.get(int(grip["axis"]), rest)
+            raw = self.axes.get(self._key(grip["axis"]), rest)
             # trigger travels from its rest value to +1: map to -1 (open) .. +1 (closed)
             cmd.gripper = (
                 float(np.clip(2 * (raw - rest) / (1.0 - rest) - 1.0, -1, 1)) if rest < 1 else -1.0
@@ -277,12 +317,95 @@ class GamepadDevice:
         elif grip.get("mode") == "toggle":
             cmd.gripper = 1.0 if self._gripper_toggle else -1.0
         else:
-            cmd.gripper = 1.0 if self.buttons.get(int(grip["button"]), False) else -1.0
+            cmd.gripper = 1.0 if self.buttons.get(self._key(grip["button"]), False) else -1.0
         takeover = self.profile["buttons"].get("takeover")
-        cmd.takeover = takeover is not None and self.buttons.get(int(takeover), False)
+        cmd.takeover = takeover is not None and self.buttons.get(self._key(takeover), False)
         fine = self.profile["buttons"].get("fine")
-        cmd.fine = fine is not None and self.buttons.get(int(fine), False)
+        cmd.fine = fine is not None and self.buttons.get(self._key(fine), False)
         return cmd
+
+    @staticmethod
+    def _key(name):
+        return int(name)  # raw joysticks number their axes and buttons
+
+
+# SDL's standard controller: the names of its axes and buttons (SDL's mapping strings)
+CONTROLLER_AXES = {
+    "leftx": pygame.CONTROLLER_AXIS_LEFTX,
+    "lefty": pygame.CONTROLLER_AXIS_LEFTY,
+    "rightx": pygame.CONTROLLER_AXIS_RIGHTX,
+    "righty": pygame.CONTROLLER_AXIS_RIGHTY,
+    "lefttrigger": pygame.CONTROLLER_AXIS_TRIGGERLEFT,
+    "righttrigger": pygame.CONTROLLER_AXIS_TRIGGERRIGHT,
+}
+CONTROLLER_BUTTONS = {
+    name: getattr(pygame, f"CONTROLLER_BUTTON_{const}")
+    for name, const in {
+        "a": "A", "b": "B", "x": "X", "y": "Y", "back": "BACK", "guide": "GUIDE",
+        "start": "START", "leftstick": "LEFTSTICK", "rightstick": "RIGHTSTICK",
+        "leftshoulder": "LEFTSHOULDER", "rightshoulder": "RIGHTSHOULDER", "dpup": "DPAD_UP",
+        "dpdown": "DPAD_DOWN", "dpleft": "DPAD_LEFT", "dpright": "DPAD_RIGHT",
+    }.items()
+}  # fmt: skip
+
+
+class ControllerDevice(GamepadDevice):
+    """A pad read through SDL's game-controller mapping (``pygame._sdl2.controller``): every
+    pad in SDL's controller database has one standard layout (left stick, right stick,
+    triggers 0..1, A/B/X/Y, shoulders, D-pad), whatever order its raw axes come in. The
+    profile names SDL's axes and buttons (``teleop/profiles/controller.json``); the raw
+    joystick profiles are the fallback for pads SDL does not know.
+    """
+
+    def __init__(self, profile: dict[str, Any], index: int = 0):
+        super().__init__(profile, index)
+        self.controller = None
+        self._was: dict[str, bool] = {}
+
+    @staticmethod
+    def _key(name):
+        return str(name)
+
+    def connect(self) -> None:
+        from pygame._sdl2 import controller
+
+        pygame.joystick.init()
+        controller.init()
+        if pygame.joystick.get_count() <= self.index:
+            raise DeviceNotFound(
+                f"no gamepad at index {self.index} ({pygame.joystick.get_count()} found); "
+                "plug one in or use --device keyboard"
+            )
+        if not controller.is_controller(self.index):
+            raise DeviceNotFound(
+                f"{pygame.joystick.Joystick(self.index).get_name()!r} is not in SDL's game-"
+                "controller database; read it raw with --profile xbox, playstation, generic "
+                "or your own JSON (iltk record --calibrate shows its axes)"
+            )
+        self.controller = controller.Controller(self.index)
+        self.joystick = self.controller.as_joystick()
+        self._instance = self.joystick.get_instance_id()
+        self.name = self.controller.name
+        self._was = {}
+        self.connected = True
+
+    def _consume(self, events: list, cmd: Command) -> None:
+        plugging = (pygame.JOYDEVICEADDED, pygame.JOYDEVICEREMOVED)
+        super()._consume([ev for ev in events if ev.type in plugging], cmd)
+        if not self.connected or self.controller is None:
+            return
+        # the state SDL keeps, read through the mapping (triggers rest at 0)
+        self.axes = {n: self.controller.get_axis(a) / 32767.0 for n, a in CONTROLLER_AXES.items()}
+        now = {n: bool(self.controller.get_button(b)) for n, b in CONTROLLER_BUTTONS.items()}
+        for name, down in now.items():
+            if down and not self._was.get(name, False):
+                event = self._button_events.get(name)
+                if event in SESSION_EVENTS:
+                    cmd.triggered.add(event)
+                grip = self.profile["gripper"]
+                if grip.get("button") == name and grip.get("mode") == "toggle":
+                    self._gripper_toggle = not self._gripper_toggle
+        self.buttons, self._was = now, now
 
 
 KEY_BINDINGS = {
@@ -451,6 +574,7 @@ def make_device(kind: str, profile: str | None = None, index: int = 0):
         dev.connect()
         return dev
     name = profile or pads[min(index, len(pads) - 1)]["profile"]
-    dev = GamepadDevice(load_profile(name), index)
+    loaded = load_profile(name)
+    dev = (ControllerDevice if loaded.get("kind") == "controller" else GamepadDevice)(loaded, index)
     dev.connect()
     return dev

@@ -123,7 +123,7 @@ def test_a_real_sdl_joystick_drives_the_device_and_too_few_axes_are_refused():
     pygame.display.set_mode((16, 16))
     pygame.event.get()
     try:
-        with VirtualPad(axes=6, buttons=11, hats=1) as pad:
+        with VirtualPad() as pad:
             dev = GamepadDevice(load_profile("xbox"), 0)
             dev.connect()
             pad.axis(0, 1.0)  # left stick right
@@ -135,7 +135,7 @@ def test_a_real_sdl_joystick_drives_the_device_and_too_few_axes_are_refused():
             np.testing.assert_array_equal(cmd.rotation, [0, 1, -1])
         removed = dev.read(pygame.event.get())  # the detach is a real device-removed event
         assert not removed.connected
-        with VirtualPad(axes=3, buttons=11, hats=1):
+        with VirtualPad(axes=3):
             with pytest.raises(
                 DeviceNotFound, match="has 3 axes but the profile 'xbox' reads axis 5"
             ):
@@ -168,5 +168,50 @@ def test_only_the_pad_in_use_counts():
         assert cmd.connected and cmd.motion[0] == 1.0
         ours.close()
         assert not dev.read(pygame.event.get()).connected
+    finally:
+        pygame.display.quit()
+
+
+def test_sdl_controller_mapping_reads_a_pad_in_sdls_order():
+    """A pad whose raw axes come in SDL's order (LX LY RX RY LT RT, triggers resting at -1):
+    the raw xbox profile reads the resting left trigger as z = +1 (the effector rose out of
+    view); through SDL's controller mapping it rests at 0, and every control lands."""
+    from virtual_pad import VirtualPad
+
+    from teleop.devices import ControllerDevice, make_device
+
+    pygame.init()
+    pygame.display.set_mode((16, 16))
+    pygame.event.get()
+    try:
+        # buttons in SDL's order: a b x y back guide start lstick rstick lshoulder rshoulder
+        # dpup dpdown dpleft dpright
+        with VirtualPad() as pad:
+            pygame.event.pump()
+            raw = GamepadDevice(load_profile("xbox"), 0)
+            raw.connect()
+            assert raw.read(pygame.event.get()).motion[2] == 1.0  # the bug, raw
+            dev = make_device("auto")  # SDL knows the pad: the controller layout
+            assert isinstance(dev, ControllerDevice)
+            rest = dev.read(pygame.event.get())
+            np.testing.assert_array_equal(rest.motion, [0, 0, 0])
+            assert rest.gripper == -1.0 and not rest.triggered
+            pad.axis(0, 1.0)  # left stick right: +x
+            pad.axis(3, -1.0)  # right stick up: +z
+            pad.axis(2, 1.0)  # right stick right: yaw -
+            pad.axis(5, 1.0)  # right trigger pulled: gripper closed
+            pad.button(14)  # D-pad right: roll +
+            pad.button(0)  # A: save
+            pad.button(10)  # RB: takeover
+            pygame.event.pump()
+            cmd = dev.read(pygame.event.get())
+            np.testing.assert_array_equal(cmd.motion, [1, 0, 1])
+            assert dev.buttons["dpright"], dev.buttons
+            np.testing.assert_array_equal(cmd.rotation, [1, 0, -1])
+            assert cmd.gripper == 1.0 and cmd.takeover and cmd.triggered == {"save"}
+            pygame.event.pump()
+            assert dev.read(pygame.event.get()).triggered == set()  # edge-triggered
+            check_profile_for_task(dev.profile, 7)
+        assert not dev.read(pygame.event.get()).connected  # unplugged
     finally:
         pygame.display.quit()

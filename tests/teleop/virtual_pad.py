@@ -28,11 +28,13 @@ def _sdl() -> ctypes.CDLL:
 
 
 class VirtualPad:
-    """``with VirtualPad(axes=6, buttons=11, hats=1) as pad: pad.axis(0, 1.0)``."""
+    """``with VirtualPad() as pad: pad.axis(0, 1.0)``: 6 axes, 15 buttons and a hat in SDL's
+    controller order (SDL caches a controller mapping per GUID, and the GUID of a virtual
+    pad does not change with its counts: keep them the same across tests)."""
 
     GAMECONTROLLER = 1  # SDL_JOYSTICK_TYPE_GAMECONTROLLER
 
-    def __init__(self, axes: int = 6, buttons: int = 11, hats: int = 1):
+    def __init__(self, axes: int = 6, buttons: int = 15, hats: int = 1):
         self.lib = _sdl()
         pygame.joystick.init()
         self.index = self.lib.SDL_JoystickAttachVirtual(self.GAMECONTROLLER, axes, buttons, hats)
