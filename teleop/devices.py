@@ -183,6 +183,8 @@ class GamepadDevice:
 
     def __init__(self, profile: dict[str, Any], index: int = 0, virtual: bool = False):
         self.profile, self.index, self.virtual = profile, index, virtual
+        # which controls table the window shows: the pad's, or a SpaceMouse's
+        self.bindings = str(profile.get("bindings", "gamepad"))
         self.axes: dict[int, float] = {}
         self.buttons: dict[int, bool] = {}
         self.hats: dict[int, tuple[int, int]] = {}
@@ -440,10 +442,34 @@ PAD_BINDINGS = {
 }
 
 
+SPACEMOUSE_BINDINGS = {
+    "push / pull the cap": "move x / y",
+    "lift / press the cap": "move z",
+    "tilt the cap sideways": "roll (the arm)",
+    "tilt the cap forward / back": "pitch (the arm)",
+    "twist the cap": "yaw (the arm)",
+    "left button": "toggle the gripper",
+    "right button": "save the episode",
+    "Backspace (keyboard)": "discard the episode",
+    "R (keyboard)": "reset without saving",
+    "V (keyboard)": "swap the camera views",
+    "Esc (keyboard)": "quit",
+}
+
+
 def bindings_for(device_kind: str, mode: str, action_dim: int, views: int = 2) -> list[str]:
     """The keys that do something in this session, one "key: what" line each: no
     takeover key while recording, no z or gripper keys on planar tasks, no view key with
-    one camera."""
+    one camera. ``device_kind``: keyboard, gamepad or spacemouse."""
+    if device_kind == "spacemouse":
+        skip = {"tilt the cap sideways", "tilt the cap forward / back", "twist the cap"}
+        if views < 2:
+            skip.add("V (keyboard)")
+        return [
+            f"{k}: {v}"
+            for k, v in SPACEMOUSE_BINDINGS.items()
+            if k not in skip or (action_dim == 7 and "cap" in k)
+        ]
     table = KEY_BINDINGS if device_kind == "keyboard" else PAD_BINDINGS
     skip = set()
     if mode == "record":

@@ -175,7 +175,7 @@ class TeleopSession:
             kwargs.update(render_width=width, render_height=height)
         self.envs = make_vector_env(task, 1, asynchronous=False, **kwargs)
         self.env = self.envs.envs[0]
-        if getattr(device, "kind", "") == "gamepad":  # before anything is written
+        if hasattr(device, "profile"):  # a pad or a SpaceMouse: before anything is written
             try:
                 check_profile_for_task(device.profile, int(np.prod(self.env.action_space.shape)))
             except ValueError:
@@ -193,7 +193,7 @@ class TeleopSession:
         self.views = self.views[:2]
         self.view = 0
         self.keys = bindings_for(
-            getattr(device, "kind", ""),
+            getattr(device, "bindings", getattr(device, "kind", "")),
             mode,
             int(np.prod(self.envs.single_action_space.shape)),
             len(self.views),

@@ -215,3 +215,37 @@ def test_sdl_controller_mapping_reads_a_pad_in_sdls_order():
         assert not dev.read(pygame.event.get()).connected  # unplugged
     finally:
         pygame.display.quit()
+
+
+def test_a_spacemouse_steers_all_six_axes():
+    """A SpaceMouse is a 6-axis joystick to SDL: its profile maps the cap's push, lift, tilt
+    and twist onto the arm's six velocities and its two buttons onto the gripper and save."""
+    from teleop.devices import make_device
+    from virtual_pad import VirtualPad
+
+    pygame.init()
+    pygame.display.set_mode((16, 16))
+    pygame.event.get()
+    try:
+        with VirtualPad(axes=6, buttons=2, hats=0, controller=False) as mouse:
+            dev = make_device("gamepad", "spacemouse", mouse.index)
+            assert dev.bindings == "spacemouse"
+            check_profile_for_task(dev.profile, 7)
+            dev.read(pygame.event.get())
+            for axis, value in enumerate([0.5, -1.0, -1.0, 0.0, 0.0, 1.0]):
+                mouse.axis(axis, value)
+            mouse.button(0)  # left button: the gripper toggles closed
+            mouse.button(1)  # right button: save
+            pygame.event.pump()
+            cmd = dev.read(pygame.event.get())
+            action = command_to_action(cmd, 7)
+            np.testing.assert_allclose(action[:3], [(0.5 - 0.08) / 0.92, 1, 1], atol=1e-4)
+            np.testing.assert_allclose(action[3:], [0, 0, -1, 1], atol=1e-4)
+            assert cmd.triggered == {"save"}
+    finally:
+        pygame.display.quit()
+    lines = bindings_for("spacemouse", "record", 7)
+    assert "twist the cap: yaw (the arm)" in lines and "left button: toggle the gripper" in lines
+    assert not any(
+        "cap" in line and "(the arm)" in line for line in bindings_for("spacemouse", "record", 3)
+    )

@@ -34,10 +34,11 @@ class VirtualPad:
 
     GAMECONTROLLER = 1  # SDL_JOYSTICK_TYPE_GAMECONTROLLER
 
-    def __init__(self, axes: int = 6, buttons: int = 15, hats: int = 1):
+    def __init__(self, axes: int = 6, buttons: int = 15, hats: int = 1, controller: bool = True):
         self.lib = _sdl()
         pygame.joystick.init()
-        self.index = self.lib.SDL_JoystickAttachVirtual(self.GAMECONTROLLER, axes, buttons, hats)
+        kind = self.GAMECONTROLLER if controller else 0  # 0: a plain joystick (a SpaceMouse)
+        self.index = self.lib.SDL_JoystickAttachVirtual(kind, axes, buttons, hats)
         if self.index < 0:
             raise RuntimeError(f"SDL_JoystickAttachVirtual: {self.lib.SDL_GetError().decode()}")
         self.handle = self.lib.SDL_JoystickOpen(self.index)
