@@ -184,7 +184,9 @@ class TeleopSession:
         self.max_steps = self.env.spec.max_episode_steps if self.env.spec else None
         self.render_size = tuple(render_size) if render_size else None
         base = self.env.unwrapped
-        if hasattr(base, "render_frame"):  # the task's camera first, then its others
+        if getattr(base, "display_cameras", ()):  # the task's window views
+            self.views = list(base.display_cameras)
+        elif hasattr(base, "render_frame"):  # the task's camera first, then its others
             names = [base.model.camera(i).name for i in range(base.model.ncam)]
             first = base.camera if base.camera in names else names[0] if names else None
             self.views = [first] + [n for n in names if n != first] if first else []

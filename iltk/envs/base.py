@@ -54,6 +54,8 @@ class MujocoTaskEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
     xml_file: str = ""
     default_camera: str = "top"
+    display_cameras: tuple[str, ...] = ()
+    """The views a live window shows, main first (empty: the default camera, then the next)."""
     action_dim: int = 0
     state_dim: int = 0
 
@@ -222,7 +224,9 @@ class MujocoTaskEnv(gym.Env):
             finally:
                 vis.quality.shadowsize, vis.global_.offwidth, vis.global_.offheight = saved
         renderer = self._renderers[key]
-        renderer.update_scene(self.data, camera=camera or self.camera)
+        if camera is None:  # a live window shows the task's main display view
+            camera = self.display_cameras[0] if display and self.display_cameras else self.camera
+        renderer.update_scene(self.data, camera=camera)
         return renderer.render()
 
     def get_state(self) -> np.ndarray:

@@ -244,6 +244,7 @@ class PandaTaskEnv(MujocoTaskEnv):
     """
 
     default_camera = "front"  # videos and windows: the whole arm; observations: image_keys
+    display_cameras = ("front", "agentview")
     objects_file: str = ""
     object_dim: int = 0
     image_keys = ("agentview", "robot0_eye_in_hand")

@@ -30,6 +30,7 @@ class ReachEnv(MujocoTaskEnv):
     __doc__ = __doc__
     xml_file = "reach.xml"
     default_camera = "front"
+    display_cameras = ("wide", "top")
     action_dim = 3
     state_dim = 9
     max_speed = 0.5

@@ -391,7 +391,7 @@ def test_keys_of_the_mode_and_the_second_view(tmp_path):
         control_freq=100,
         event_hook=Timeline(schedule),
     )
-    assert session.views == ["front", "top"] and session.view == 0
+    assert session.views == ["wide", "top"] and session.view == 0  # the whole workspace first
     session.run()
     assert session.view == 1
 
