@@ -51,7 +51,9 @@ class Divergence:
 
 
 def verify_file(path, demos: list[str] | None = None) -> list[Divergence]:
-    """Re-simulate every episode from its seed with its executed actions.
+    """Re-simulate every episode from its seed with its executed actions, whole: each is
+    replayed under a time limit of its own recorded length (an episode recorded with a
+    longer limit than the task's default is verified to its end, not cut at the default).
 
     Compares the re-simulated full states and observations with the recorded ones.
     """
@@ -61,6 +63,7 @@ def verify_file(path, demos: list[str] | None = None) -> list[Divergence]:
             raise DatasetError(path, "has no env_args['env_name']; cannot re-simulate")
         env_kwargs = dict(f.env_args.get("env_kwargs") or {})
         envs = make_vector_env(env_name, 1, asynchronous=False, **env_kwargs)
+        limits = {}  # episode length -> an env with that time limit
         out = []
         try:
             for demo in demos or f.demos:
@@ -92,7 +95,15 @@ def verify_file(path, demos: list[str] | None = None) -> list[Divergence]:
                         demo=demo,
                         key="actions_executed" if "actions_executed" in g else "actions",
                     )
-                ep = run_episodes(envs, ReplayController(executed), 1, seed=seed)[0]
+                if len(executed) not in limits:
+                    limits[len(executed)] = make_vector_env(
+                        env_name,
+                        1,
+                        asynchronous=False,
+                        **{**env_kwargs, "max_episode_steps": len(executed)},
+                    )
+                whole = limits[len(executed)]
+                ep = run_episodes(whole, ReplayController(executed), 1, seed=seed)[0]
                 if states.shape[1:] != ep.states.shape[1:]:
                     raise DatasetError(
                         path,
@@ -131,6 +142,8 @@ def verify_file(path, demos: list[str] | None = None) -> list[Divergence]:
                 )
         finally:
             envs.close()
+            for env in limits.values():
+                env.close()
         return out
 
 

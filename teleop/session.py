@@ -206,9 +206,11 @@ class TeleopSession:
         self.action_dim = int(np.prod(self.envs.single_action_space.shape))
         self.policy_controller = SwappablePolicy(policy) if policy is not None else None
         base = self.env.unwrapped
+        env_args = make_env_args(task, sim_kwargs, control_freq)
+        env_args["max_episode_steps"] = self.max_steps  # the limit the episodes were recorded under
         self.writer = DemoWriter(
             self.out,
-            make_env_args(task, sim_kwargs, control_freq),
+            env_args,
             model_file=base.model_xml() if hasattr(base, "model_xml") else "",
             operator=operator,
         )

@@ -408,3 +408,24 @@ def test_readme_controls_table_matches_the_window():
             row = next((r for r in rows if r[column].startswith(name)), None)
             assert row is not None, f"README's controls table lacks {name!r} ({what})"
         assert len(cells) == len(bindings), f"README lists keys the window does not: {cells}"
+
+
+def test_verify_replays_an_episode_longer_than_the_tasks_limit_whole(tmp_path):
+    """Recorded with --max-steps 200 and saved at step 131, an episode is verified over its
+    131 steps, not cut at Reach's default limit of 100."""
+    from iltk.replay import verify_file
+
+    schedule = {
+        0: [key(pygame.K_RIGHT)],
+        60: [key(pygame.K_RIGHT, False)],
+        130: tap(pygame.K_RETURN),
+    }
+    schedule[132] = tap(pygame.K_ESCAPE)
+    out, result, _ = run_session(tmp_path, KeyboardDevice(), schedule, max_steps=200)
+    assert len(result.saved) == 1
+    with DemoFile(out) as f:
+        length = len(f.episode(f.demos[0])["actions"])
+        assert f.env_args["max_episode_steps"] == 200  # stored with the data
+    assert length > 100
+    (div,) = verify_file(out)
+    assert div.steps == length and div.exact
