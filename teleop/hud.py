@@ -33,16 +33,24 @@ def status_lines(
     dart_noise: float = 0.0,
     policy_version: int | None = None,
     retraining: bool = False,
+    waiting: bool = False,
 ) -> list[str]:
-    """The panel's status: task and mode, episode and time left, success and speed, the
-    achieved control rate, what was saved, and the policy version in correction modes."""
+    """The panel's status: task and mode, episode and time left (or that it waits for the
+    first input), success and speed, the achieved control rate (steps actually run), what
+    was saved, and the policy version in correction modes."""
     left = f"   {(max_steps - step) / control_freq:.1f} s left" if max_steps else ""
+    progress = (
+        f"episode {episode}   waiting: starts at your first input"
+        if waiting
+        else f"episode {episode}   step {step}{left}"
+    )
     lines = [
         f"{task}   {mode}",
-        f"episode {episode}   step {step}{left}",
+        progress,
         f"success {'YES' if success else 'no'}   speed "
         + (f"{FINE_SCALE:.0%} (fine)" if fine else "100%"),
-        f"{hz:4.1f}/{control_freq:.0f} Hz   missed {missed_fraction:.1%}",
+        (f"{hz:4.1f}/{control_freq:.0f} Hz" if hz else f"-/{control_freq:.0f} Hz")
+        + f"   missed {missed_fraction:.1%}",
         f"saved {saved} -> {out_name}",
     ]
     if frames_skipped:

@@ -283,6 +283,8 @@ class TeleopSession:
         self.waiting = False
         self.quit_while_waiting = not cmd.active
         self.pacer.restart()  # the wait is no missed deadline
+        if cmd.active:
+            self.step_times.clear()  # nor part of the control rate shown
         return cmd
 
     def pause_until_reconnected(self) -> None:
@@ -291,6 +293,7 @@ class TeleopSession:
         time.sleep(1 / 30)
         self.paused_s += time.perf_counter() - t0
         self.pacer.restart()  # the pause is no missed deadline
+        self.step_times.clear()  # nor part of the control rate shown
 
     # -------------------------------------------------------------- the loop
     @property
@@ -328,6 +331,7 @@ class TeleopSession:
             dart_noise=self.dart_noise,
             policy_version=None if self.mode == "record" else self.policy_version,
             retraining=self.retrainer.running,
+            waiting=self.waiting,
         )
 
     def badge(self) -> tuple[str, tuple[int, int, int]]:

@@ -249,3 +249,32 @@ def test_a_spacemouse_steers_all_six_axes():
     assert not any(
         "cap" in line and "(the arm)" in line for line in bindings_for("spacemouse", "record", 3)
     )
+
+
+def test_the_panel_says_waiting_and_the_rate_counts_steps_only(tmp_path):
+    from teleop import hud
+
+    common = dict(task="iltk/Reach-v0", mode="record", episode=2, step=0, max_steps=400)
+    common.update(control_freq=20.0, success=False, fine=False, missed_fraction=0.0)
+    common.update(saved=2, out_name="f.hdf5")
+    waiting = hud.status_lines(**common, hz=0.0, waiting=True)
+    assert waiting[1] == "episode 2   waiting: starts at your first input"
+    assert waiting[3].startswith("-/20 Hz")
+    running = hud.status_lines(**common, hz=19.5)
+    assert running[1] == "episode 2   step 0   20.0 s left" and running[3].startswith("19.5/20 Hz")
+    # a session with a 0.3 s wait before its second episode: the rate shown is the steps'
+    schedule = {0: [key(pygame.K_RIGHT)], 10: [key(pygame.K_RIGHT, False), *tap(pygame.K_RETURN)]}
+    schedule[40] = [key(pygame.K_RIGHT)]
+    schedule[50] = [key(pygame.K_RIGHT, False), *tap(pygame.K_RETURN)]
+    schedule[52] = tap(pygame.K_ESCAPE)
+    session = TeleopSession(
+        "iltk/Reach-v0",
+        tmp_path / "r.hdf5",
+        KeyboardDevice(),
+        auto_save_after=0,
+        control_freq=50,
+        event_hook=Timeline(schedule),
+    )
+    result = session.run()
+    assert len(result.saved) == 2
+    assert result.achieved_hz > 35, result.achieved_hz  # 50 Hz held; the wait not counted
