@@ -395,11 +395,16 @@ class TeleopSession:
             self.render_s = spent if self.render_s == 0 else 0.8 * self.render_s + 0.2 * spent
         self.poll_retrain()
         command = None
-        for name in ("quit", "save", "discard", "reset"):
+        # an episode's fate first: Enter then Esc within one step saves, then quits (quit
+        # first dropped the episode the person had just asked to save)
+        for name in ("save", "discard", "reset", "quit"):
             if name in self.pending:
                 command = name
                 break
+        keep_quit = command != "quit" and "quit" in self.pending
         self.pending.clear()
+        if keep_quit:
+            self.pending.add("quit")  # acted on at the next poll, between episodes
         if command is None and self.auto_save_after and self.success_streak >= self.auto_save_after:
             command = "save"
         if command is None and not self.keep_timeouts and bool(np.asarray(ev.truncated)[0]):

@@ -278,3 +278,20 @@ def test_the_panel_says_waiting_and_the_rate_counts_steps_only(tmp_path):
     result = session.run()
     assert len(result.saved) == 2
     assert result.achieved_hz > 35, result.achieved_hz  # 50 Hz held; the wait not counted
+
+
+def test_save_then_quit_in_one_step_keeps_the_episode(tmp_path):
+    """Enter and Esc arriving in the same poll: the episode is saved, then the session ends."""
+    schedule = {0: [key(pygame.K_RIGHT)], 8: [*tap(pygame.K_RETURN), *tap(pygame.K_ESCAPE)]}
+    session = TeleopSession(
+        "iltk/Reach-v0",
+        tmp_path / "q.hdf5",
+        KeyboardDevice(),
+        auto_save_after=0,
+        control_freq=100,
+        event_hook=Timeline(schedule),
+    )
+    result = session.run()
+    assert len(result.saved) == 1 and result.discarded == 0
+    with DemoFile(tmp_path / "q.hdf5") as f:
+        assert len(f.episode(f.demos[0])["actions"]) == 9

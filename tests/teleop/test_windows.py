@@ -160,3 +160,34 @@ def test_no_display_is_said_at_once(tmp_path):
     assert res.returncode == 2
     assert "no display to open a window on" in res.stderr and "Traceback" not in res.stderr
     assert not out.exists()
+
+
+def test_record_the_arm_in_a_real_window(x, tmp_path):
+    """The arm in a real window, steered by real key events in 6-DoF: the white arm is on
+    screen, and the held yaw and lift keys are what was recorded."""
+    out = tmp_path / "arm.hdf5"
+    proc, log = _start(
+        x, ["record", "--task", "iltk/PandaLift-v0", "--out", str(out), "--device", "keyboard"],
+        tmp_path, "arm")  # fmt: skip
+    x.window_of(proc.pid)
+    deadline = time.monotonic() + 60
+    while True:  # the window's first frame: the table (tan) and the arm (white) drawn
+        img = x.screenshot(tmp_path / "arm_ready.png").astype(int)
+        white = (img.min(axis=2) > 200).mean()
+        tan = ((img[..., 0] - img[..., 2]) > 25).mean()
+        if white > 0.01 and tan > 0.05:
+            break
+        assert time.monotonic() < deadline, f"no arm on screen (white {white:.1%}, table {tan:.1%})"
+        time.sleep(0.1)
+    x.hold("u", 1.0)  # yaw
+    x.hold("w", 0.6)  # up
+    x.screenshot(tmp_path / "arm_moved.png")
+    x.key("Return")
+    x.key("Escape")
+    text = _finish(proc, log)
+    assert "saved 1 episode to" in text
+    with DemoFile(out) as f:
+        actions = f.read("demo_0", "actions")
+    assert actions.shape[1] == 7
+    assert (actions[:, 5] > 0.5).sum() >= 5, "holding U did not yaw the arm"
+    assert (actions[:, 2] > 0.5).sum() >= 3, "holding W did not lift the arm"
