@@ -147,16 +147,28 @@ class TeleopWindow:
         columns = 1 if side else (3 if inset is not None else 2)
         col_w = (rect.w - (columns + 1) * pad) // columns
         x, y = rect.x + pad, rect.y + pad
+        key_cols = [columns - 1]  # below the scene: the keys' column(s)
+        if not side:
+            lines = [p for k in keys for p in self._wrap(k, col_w, self.small)]
+            if inset is not None and len(lines) * self.small.get_linesize() > rect.h - 2 * pad:
+                inset, key_cols = None, [1, 2]  # the keys need the inset's column too
+        self.text_rects: list[pygame.Rect] = []  # where text was drawn (tests read it)
         if badge:
             text = self.big.render(badge[0], True, (15, 15, 15))
             box = pygame.Rect(x, y, col_w, text.get_height() + 10)
             pygame.draw.rect(self.screen, badge[1], box, border_radius=6)
             self.screen.blit(text, (box.x + (box.w - text.get_width()) // 2, box.y + 5))
             y = box.bottom + 8
+        font = self.font  # the status; in the small font where it would not fit otherwise
+        if (
+            y + sum(len(self._wrap(t, col_w)) for t in hud) * font.get_linesize()
+            > rect.bottom - pad
+        ):
+            font = self.small
         for line in hud:
-            for part in self._wrap(line, col_w):
-                self.screen.blit(self.font.render(part, True, (235, 235, 235)), (x, y))
-                y += self.font.get_linesize()
+            for part in self._wrap(line, col_w, font):
+                self._text(font, part, (235, 235, 235), (x, y))
+                y += font.get_linesize()
         if inset is not None:
             # side: under the status, if it fits above the keys; below: the middle column
             iw = (
@@ -173,15 +185,30 @@ class TeleopWindow:
                 if inset_label:
                     label = self.small.render(inset_label, True, (230, 230, 230))
                     self.screen.blit(label, (ix + 4, iy + 2))
-        if keys:  # the keys of the current mode, at the bottom (or the right column)
-            kx = x if side else rect.x + columns * pad + (columns - 1) * col_w
+        if keys:  # the keys of the current mode, at the bottom (or the right column[s])
             lines = [p for k in keys for p in self._wrap(k, col_w, self.small)]
-            ky = (
-                rect.bottom - pad - len(lines) * self.small.get_linesize() if side else rect.y + pad
-            )
-            for line in lines:
-                self.screen.blit(self.small.render(line, True, (190, 190, 190)), (kx, ky))
-                ky += self.small.get_linesize()
+            step = self.small.get_linesize()
+            if side:
+                ky = rect.bottom - pad - len(lines) * step
+                for line in lines:
+                    self._text(self.small, line, (190, 190, 190), (x, ky))
+                    ky += step
+                return
+            per_col = max((rect.h - 2 * pad) // step, 1)
+            room = per_col * len(key_cols)
+            if len(lines) > room:  # never cut a line off at the panel's edge
+                lines = lines[: room - 1] + ["... (all keys: README)"]
+            for i, line in enumerate(lines):
+                col = key_cols[i // per_col]
+                kx = rect.x + (col + 1) * pad + col * col_w
+                self._text(
+                    self.small, line, (190, 190, 190), (kx, rect.y + pad + (i % per_col) * step)
+                )
+
+    def _text(self, font, text: str, color, pos) -> None:
+        surf = font.render(text, True, color)
+        self.screen.blit(surf, pos)
+        self.text_rects.append(pygame.Rect(pos, surf.get_size()))
 
     def _wrap(self, text: str, width: int, font=None) -> list[str]:
         font = font or self.font

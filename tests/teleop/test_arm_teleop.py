@@ -295,3 +295,36 @@ def test_save_then_quit_in_one_step_keeps_the_episode(tmp_path):
     assert len(result.saved) == 1 and result.discarded == 0
     with DemoFile(tmp_path / "q.hdf5") as f:
         assert len(f.episode(f.demos[0])["actions"]) == 9
+
+
+@pytest.mark.parametrize("size", [(640, 640), (1000, 700), (640, 480)])
+@pytest.mark.parametrize("mode", ["record", "hg-dagger"])
+def test_every_panel_line_is_inside_the_panel(size, mode):
+    """The arm's keys (rotations included) and the status: no line cut off at the edge."""
+    from teleop.window import TeleopWindow
+
+    w = TeleopWindow(size)
+    lines = [
+        "iltk/PandaLift-v0   " + mode,
+        "episode 3   step 7   4.4 s left",
+        "success no   speed 100%",
+        "19.8/20 Hz   missed 0.0%",
+        "saved 2 -> arm.hdf5",
+        "display frames skipped 3",
+        "policy v2",
+    ]
+    w.show(
+        np.zeros((240, 320, 3), np.uint8),
+        lines,
+        footer=bindings_for("keyboard", mode, 7),
+        badge=("RECORDING", (230, 80, 70)),
+        inset=np.full((168, 224, 3), 60, np.uint8),
+        inset_label="agentview view",
+    )
+    _, panel = w.layout((240, 320))
+    assert w.text_rects
+    for i, r in enumerate(w.text_rects):
+        assert panel.contains(r), f"{size} {mode}: text at {r} leaves the panel {panel}"
+        others = w.text_rects[i + 1 :]
+        assert r.collidelist(others) < 0, f"{size} {mode}: two lines overlap at {r}"
+    w.close()
