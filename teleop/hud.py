@@ -30,6 +30,7 @@ def status_lines(
     saved: int,
     out_name: str,
     frames_skipped: int = 0,
+    display_level: int = 0,
     dart_noise: float = 0.0,
     policy_version: int | None = None,
     retraining: bool = False,
@@ -53,6 +54,9 @@ def status_lines(
         + f"   missed {missed_fraction:.1%}",
         f"saved {saved} -> {out_name}",
     ]
+    if display_level:  # the display gave up quality to keep the control rate
+        what = ("no shadows", "no shadows, 70% size", "no shadows, 50% size")[display_level - 1]
+        lines.append(f"display: {what} (CPU busy)")
     if frames_skipped:
         lines.append(f"display frames skipped {frames_skipped}")
     if dart_noise:

@@ -47,6 +47,10 @@ from teleop.window import BORDER, TeleopWindow, require_display
 
 MODES = ("record", "hg-dagger", "dagger")
 INSET_SIZE = (224, 168)  # the second camera view in the panel
+# What the display gives up, in order, when frames cost more than the step leaves: the
+# shadows (most of a software frame), then render size (each size has its own renderer,
+# made when the session opens); back up when there is time again.
+DISPLAY_LEVELS = ((1.0, True), (1.0, False), (0.7, False), (0.5, False))
 
 
 def _terminate_as_interrupt():
@@ -226,6 +230,9 @@ class TeleopSession:
         self.paused_s = 0.0
         self.render_s = 0.0  # running estimate of one render + draw
         self.frames_skipped = 0
+        self.display_level = 0  # index into DISPLAY_LEVELS
+        self.draws = 0
+        self._inset: np.ndarray | None = None
         self.submitted = 0
         self.keep_timeouts = keep_timeouts
         self.retrain_every = int(retrain_every)
@@ -328,6 +335,7 @@ class TeleopSession:
             saved=len(self.result.saved),
             out_name=self.out.name,
             frames_skipped=self.frames_skipped,
+            display_level=self.display_level,
             dart_noise=self.dart_noise,
             policy_version=None if self.mode == "record" else self.policy_version,
             retraining=self.retrainer.running,
@@ -343,14 +351,15 @@ class TeleopSession:
             return self.render_size
         scene, _ = self.window.layout((3, 4))
         w = min(scene.w - 2 * BORDER, (scene.h - 2 * BORDER) * 4 // 3)
-        w = int(np.clip(w, 160, 1280)) // 4 * 4
+        w = int(np.clip(w * DISPLAY_LEVELS[self.display_level][0], 112, 1280)) // 4 * 4
         return w, w * 3 // 4
 
     def render_view(self, camera: str | None, size: tuple[int, int]) -> np.ndarray | None:
         base = self.env.unwrapped
         if camera is None or not hasattr(base, "render_frame"):
             return self.env.render()  # a foreign env: its own single view
-        return base.render_frame(size[0], size[1], camera=camera, display=True)
+        shadows = DISPLAY_LEVELS[self.display_level][1]
+        return base.render_frame(size[0], size[1], camera=camera, display=True, shadows=shadows)
 
     def draw(self, step: int = 0, success: bool = False, banner: tuple | None = None) -> None:
         """The scene from the main camera, the other camera in the panel, the status."""
@@ -364,9 +373,33 @@ class TeleopSession:
             banner_color=color,
             footer=self.keys,
             badge=self.badge(),
-            inset=self.render_view(other, INSET_SIZE) if other else None,
+            inset=self._inset_view(other),
             inset_label=f"{other} view (V / Y swaps)" if other else "",
         )
+
+    def _inset_view(self, camera: str | None) -> np.ndarray | None:
+        """The panel's camera: every frame, or every other one while the display is
+        degraded (the main view has the priority)."""
+        if camera is None:
+            return None
+        self.draws += 1
+        if self._inset is None or self.display_level == 0 or self.draws % 2 == 0:
+            self._inset = self.render_view(camera, INSET_SIZE)
+        return self._inset
+
+    def _adapt_display(self) -> None:
+        """Keep a frame within about half a control step: smaller renders while frames
+        cost more, the full size again once they are cheap (a busy CPU degrades the
+        display, never the control rate)."""
+        if self.render_size is not None:
+            return  # the person fixed the size
+        period = 1.0 / self.control_freq
+        if self.render_s > 0.55 * period and self.display_level < len(DISPLAY_LEVELS) - 1:
+            self.display_level += 1
+            self.render_s *= 0.6  # re-measure at the new size
+        elif self.render_s < 0.2 * period and self.display_level > 0:
+            self.display_level -= 1
+            self.render_s *= 1.6
 
     def after_step(self, ev: StepEvent):
         if self.quit_while_waiting:
@@ -393,6 +426,7 @@ class TeleopSession:
             self.draw(int(ev.episode_steps[0]), success)
             spent = time.perf_counter() - t0
             self.render_s = spent if self.render_s == 0 else 0.8 * self.render_s + 0.2 * spent
+            self._adapt_display()
         self.poll_retrain()
         command = None
         # an episode's fate first: Enter then Esc within one step saves, then quits (quit
@@ -503,8 +537,19 @@ class TeleopSession:
         human = HumanController(self, report_label=True)
         return BetaMixture(human, self.policy_controller, self.beta, seed=self.seed)
 
+    def _warm_display(self) -> None:
+        """Make the renderers of every display size now, not mid-episode (a GL context
+        takes a tenth of a second or more on a software renderer)."""
+        if not self.views or self.render_size is not None:
+            return
+        level = self.display_level
+        for self.display_level in range(len(DISPLAY_LEVELS)):
+            self.render_view(self.views[0], self.scene_size())
+        self.display_level = level
+
     def run(self) -> SessionResult:
         controller = self.controller()
+        self._warm_display()
         gc.collect()
         gc_was_enabled = gc.isenabled()
         gc.disable()  # no collector pauses inside paced steps (see on_episode)

@@ -220,8 +220,9 @@ def test_sdl_controller_mapping_reads_a_pad_in_sdls_order():
 def test_a_spacemouse_steers_all_six_axes():
     """A SpaceMouse is a 6-axis joystick to SDL: its profile maps the cap's push, lift, tilt
     and twist onto the arm's six velocities and its two buttons onto the gripper and save."""
-    from teleop.devices import make_device
     from virtual_pad import VirtualPad
+
+    from teleop.devices import make_device
 
     pygame.init()
     pygame.display.set_mode((16, 16))
@@ -328,3 +329,36 @@ def test_every_panel_line_is_inside_the_panel(size, mode):
         others = w.text_rects[i + 1 :]
         assert r.collidelist(others) < 0, f"{size} {mode}: two lines overlap at {r}"
     w.close()
+
+
+def test_the_display_gives_up_shadows_then_size_to_keep_up(tmp_path, monkeypatch):
+    """Frames that cost more than the step leaves: the display drops its shadows (then its
+    size), says so in the panel, and the control deadlines hold."""
+    import time as _time
+
+    from teleop import session as session_mod
+
+    calls = []
+
+    def slow_render(self, camera, size):
+        shadows = session_mod.DISPLAY_LEVELS[self.display_level][1]
+        calls.append((shadows, size))
+        _time.sleep(0.04 if shadows else 0.004)  # a software frame with and without shadows
+        return np.zeros((size[1], size[0], 3), np.uint8)
+
+    monkeypatch.setattr(session_mod.TeleopSession, "render_view", slow_render)
+    schedule = {0: [key(pygame.K_RIGHT)], 40: [*tap(pygame.K_RETURN)], 42: tap(pygame.K_ESCAPE)}
+    session = TeleopSession(
+        "iltk/Reach-v0",
+        tmp_path / "d.hdf5",
+        KeyboardDevice(),
+        auto_save_after=0,
+        control_freq=20,
+        event_hook=Timeline(schedule),
+    )
+    result = session.run()
+    assert len(result.saved) == 1
+    assert session.display_level >= 1
+    assert any(line.startswith("display: no shadows") for line in session.hud())
+    assert calls[-1][0] is False  # the last frames were drawn without shadows
+    assert result.missed_deadlines <= 4, result.missed_deadlines
