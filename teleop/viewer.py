@@ -28,8 +28,10 @@ def replay_window(
     render_size=(320, 240),
     max_ticks: int = 0,
     event_hook=None,
+    banners: list | None = None,
 ) -> int:
-    """The interactive replay viewer (``max_ticks`` > 0 stops after that many frames: tests).
+    """The interactive replay viewer (``max_ticks`` > 0 stops after that many frames, and
+    ``banners`` collects the message shown over each frame: tests).
 
     With ``episode`` given, playing stops at that episode's end (N / P still move on);
     without, it plays every episode in turn. Returns the index of the episode shown last.
@@ -39,6 +41,8 @@ def replay_window(
     single = episode is not None  # one episode asked for: stop at its end (N/P still move)
     window = TeleopWindow(window_size, title=f"iltk replay: {player.path.name}")
     t, speed_i, playing, ticks = 0, SPEEDS.index(1.0), True, 0
+    notice: tuple[str, float] | None = None  # a brief message over the scene, until a time
+    shown = banners if banners is not None else []
     try:
         while True:
             if event_hook is not None:
@@ -60,19 +64,27 @@ def replay_window(
                     speed_i = min(speed_i + 1, len(SPEEDS) - 1)
                 elif ev.key in (pygame.K_MINUS, pygame.K_KP_MINUS):
                     speed_i = max(speed_i - 1, 0)
-                elif ev.key in (pygame.K_n, pygame.K_PAGEDOWN):
-                    player.load(player.k + 1)
-                    t = 0
-                elif ev.key in (pygame.K_p, pygame.K_PAGEUP):
-                    player.load(player.k - 1)
-                    t = 0
+                elif ev.key in (pygame.K_n, pygame.K_PAGEDOWN, pygame.K_p, pygame.K_PAGEUP):
+                    step = 1 if ev.key in (pygame.K_n, pygame.K_PAGEDOWN) else -1
+                    n = len(player.file.demos)
+                    if 0 <= player.k + step < n:
+                        player.load(player.k + step)
+                        t = 0
+                    else:  # at an end: say so, and keep the frame (it used to restart)
+                        which = "last" if step > 0 else "first"
+                        notice = (
+                            f"this is the {which} episode ({player.k + 1} of {n})",
+                            time.monotonic() + 1.5,
+                        )
                 elif ev.key == pygame.K_HOME:
                     t = 0
             window.show(
                 player.frame(t),
                 player.hud(t, SPEEDS[speed_i], playing),
+                banner=notice[0] if notice and time.monotonic() < notice[1] else None,
                 footer="Space play/pause  Left/Right step  +/- speed  N/P episode  Esc quit",
             )
+            shown.append(window.last_banner)
             ticks += 1
             if max_ticks and ticks >= max_ticks:
                 return player.k

@@ -103,6 +103,7 @@ class TeleopWindow:
         (saves, discards, waiting for input), centred and brief."""
         if frame is not None:
             self.last_frame = frame
+        self.last_banner = banner
         self.screen.fill((20, 22, 26))
         frame_shape = self.last_frame.shape[:2] if self.last_frame is not None else (240, 320)
         scene, panel = self.layout(frame_shape)

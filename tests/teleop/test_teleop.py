@@ -429,3 +429,22 @@ def test_verify_replays_an_episode_longer_than_the_tasks_limit_whole(tmp_path):
     assert length > 100
     (div,) = verify_file(out)
     assert div.steps == length and div.exact
+
+
+def test_next_on_the_last_episode_says_so_instead_of_restarting(recorded):
+    """N on the last episode (and P on the first) keeps the frame and says where it is."""
+    with DemoFile(recorded) as f:
+        n = len(f.demos)
+    banners = []
+    schedule = {1: tap(pygame.K_SPACE), 2: tap(pygame.K_RIGHT), 3: tap(pygame.K_RIGHT)}
+    schedule[4] = tap(pygame.K_n)
+    last = replay_window(
+        recorded, n - 1, max_ticks=8, event_hook=Timeline(schedule), banners=banners
+    )
+    assert last == n - 1
+    assert f"this is the last episode ({n} of {n})" in banners[4:]
+    banners.clear()
+    replay_window(
+        recorded, 0, max_ticks=4, event_hook=Timeline({1: tap(pygame.K_p)}), banners=banners
+    )
+    assert f"this is the first episode (1 of {n})" in banners
