@@ -362,3 +362,17 @@ def test_the_display_gives_up_shadows_then_size_to_keep_up(tmp_path, monkeypatch
     assert any(line.startswith("display: no shadows") for line in session.hud())
     assert calls[-1][0] is False  # the last frames were drawn without shadows
     assert result.missed_deadlines <= 4, result.missed_deadlines
+
+
+def test_the_calibration_picture_shows_the_values():
+    from teleop.calibrate import values_image
+
+    rest = values_image({}, {}, {}, n_axes=6, n_buttons=15)
+    moved = values_image({0: 1.0, 3: -0.5}, {2: True}, {0: (1, 0)}, n_axes=6, n_buttons=15)
+    green = np.all(moved == (90, 210, 120), axis=2)
+    assert green.sum() > 1000 and not np.all(rest == (90, 210, 120), axis=2).any()
+    rows = np.nonzero(green.any(axis=1))[0]
+    assert rows.min() < 30  # axis 0's bar is the first row of bars
+    lit = np.all(moved == (240, 200, 60), axis=2)
+    assert lit.sum() >= 18 * 18 + 8 * 8  # a held button and the hat's dot
+    assert (rest > 60).mean() > 0.2  # tracks and buttons drawn even at rest: not a black box
