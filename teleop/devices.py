@@ -216,10 +216,38 @@ class GamepadDevice:
                 f"{self.profile.get('name', '')!r} reads axis {max(used)}; pick another "
                 "--profile (iltk record --list-devices) or check it with --calibrate"
             )
+        self._check_layout(joystick)
         self.joystick = joystick
         self._instance = joystick.get_instance_id()
         self.name = joystick.get_name()
         self.connected = True
+
+    def _check_layout(self, joystick) -> None:
+        """Refuse a raw profile written for another layout: where SDL knows the pad, a stick
+        role read from an axis SDL maps to a trigger (a trigger rests at -1, so the arm or
+        the agent would move without the stick being touched)."""
+        from pygame._sdl2 import controller
+
+        controller.init()
+        if not controller.is_controller(self.index):
+            return
+        mapping = controller.Controller(self.index).get_mapping()
+        triggers = {
+            int(str(mapping[k])[1:]): k
+            for k in ("lefttrigger", "righttrigger")
+            if str(mapping.get(k, "")).startswith("a")
+        }
+        roles = {f"move {k}": spec for k, spec in self.profile["axes"].items()}
+        roles.update({k: s for k, s in self.profile.get("rotation", {}).items() if "axis" in s})
+        for role, spec in roles.items():
+            axis = int(spec["axis"])
+            if axis in triggers:
+                raise DeviceNotFound(
+                    f"profile {self.profile.get('name', '')!r} reads {role} from axis {axis}, "
+                    f"which SDL maps to the {triggers[axis]} of {joystick.get_name()!r}: it "
+                    "was written for another layout; leave --profile unset (SDL's controller "
+                    "mapping) or fix the profile (iltk record --calibrate)"
+                )
 
     def close(self) -> None:
         self.joystick = None

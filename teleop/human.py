@@ -40,6 +40,7 @@ class HumanController:
     def reset(self, env_ids):
         s = self.s
         s.waiting = s.start_on_input  # the episode starts at the person's first input
+        s.current_step = 0
         new_episode = getattr(s.device, "new_episode", None)
         if new_episode is not None:
             new_episode()

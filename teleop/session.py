@@ -231,6 +231,7 @@ class TeleopSession:
         self.render_s = 0.0  # running estimate of one render + draw
         self.frames_skipped = 0
         self.display_level = 0  # index into DISPLAY_LEVELS
+        self.current_step = 0  # the episode's step the panel last showed
         self.draws = 0
         self._inset: np.ndarray | None = None
         self.submitted = 0
@@ -320,7 +321,10 @@ class TeleopSession:
         """The background retraining process while one runs (else None)."""
         return self.retrainer.process
 
-    def hud(self, step: int = 0, success: bool = False, episode: int | None = None) -> list[str]:
+    def hud(
+        self, step: int | None = None, success: bool = False, episode: int | None = None
+    ) -> list[str]:
+        step = self.current_step if step is None else step
         return hud.status_lines(
             task=self.task,
             mode=self.mode,
@@ -361,8 +365,14 @@ class TeleopSession:
         shadows = DISPLAY_LEVELS[self.display_level][1]
         return base.render_frame(size[0], size[1], camera=camera, display=True, shadows=shadows)
 
-    def draw(self, step: int = 0, success: bool = False, banner: tuple | None = None) -> None:
-        """The scene from the main camera, the other camera in the panel, the status."""
+    def draw(
+        self, step: int | None = None, success: bool = False, banner: tuple | None = None
+    ) -> None:
+        """The scene from the main camera, the other camera in the panel, the status
+        (``step``: default the episode's last one, so a pause shows where it stopped)."""
+        if step is None:
+            step = self.current_step
+        self.current_step = step
         main = self.views[self.view] if self.views else None
         other = self.views[1 - self.view] if len(self.views) > 1 else None
         text, color = banner if banner is not None else self.banner()
@@ -427,6 +437,7 @@ class TeleopSession:
             spent = time.perf_counter() - t0
             self.render_s = spent if self.render_s == 0 else 0.8 * self.render_s + 0.2 * spent
             self._adapt_display()
+        self.current_step = int(ev.episode_steps[0])
         self.poll_retrain()
         command = None
         # an episode's fate first: Enter then Esc within one step saves, then quits (quit

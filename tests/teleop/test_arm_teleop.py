@@ -123,7 +123,7 @@ def test_a_real_sdl_joystick_drives_the_device_and_too_few_axes_are_refused():
     pygame.display.set_mode((16, 16))
     pygame.event.get()
     try:
-        with VirtualPad() as pad:
+        with VirtualPad(controller=False) as pad:  # SDL knows no layout: the raw profile
             dev = GamepadDevice(load_profile("xbox"), 0)
             dev.connect()
             pad.axis(0, 1.0)  # left stick right
@@ -135,7 +135,7 @@ def test_a_real_sdl_joystick_drives_the_device_and_too_few_axes_are_refused():
             np.testing.assert_array_equal(cmd.rotation, [0, 1, -1])
         removed = dev.read(pygame.event.get())  # the detach is a real device-removed event
         assert not removed.connected
-        with VirtualPad(axes=3):
+        with VirtualPad(axes=3, controller=False):
             with pytest.raises(
                 DeviceNotFound, match="has 3 axes but the profile 'xbox' reads axis 5"
             ):
@@ -152,7 +152,7 @@ def test_only_the_pad_in_use_counts():
     pygame.display.set_mode((16, 16))
     pygame.event.get()
     try:
-        ours, other = VirtualPad(), VirtualPad()
+        ours, other = VirtualPad(controller=False), VirtualPad(controller=False)
         dev = GamepadDevice(load_profile("xbox"), ours.index)
         dev.connect()
         pygame.event.pump()
@@ -178,7 +178,7 @@ def test_sdl_controller_mapping_reads_a_pad_in_sdls_order():
     view); through SDL's controller mapping it rests at 0, and every control lands."""
     from virtual_pad import VirtualPad
 
-    from teleop.devices import ControllerDevice, make_device
+    from teleop.devices import ControllerDevice, DeviceNotFound, make_device
 
     pygame.init()
     pygame.display.set_mode((16, 16))
@@ -188,9 +188,10 @@ def test_sdl_controller_mapping_reads_a_pad_in_sdls_order():
         # dpup dpdown dpleft dpright
         with VirtualPad() as pad:
             pygame.event.pump()
-            raw = GamepadDevice(load_profile("xbox"), 0)
-            raw.connect()
-            assert raw.read(pygame.event.get()).motion[2] == 1.0  # the bug, raw
+            # the raw xbox profile (XInput's order: LX LY LT RX RY RT) would read the resting
+            # left trigger as z = +1: refused, naming the axis and the way out
+            with pytest.raises(DeviceNotFound, match="reads move z from axis 4, which SDL maps"):
+                GamepadDevice(load_profile("xbox"), 0).connect()
             dev = make_device("auto")  # SDL knows the pad: the controller layout
             assert isinstance(dev, ControllerDevice)
             rest = dev.read(pygame.event.get())
@@ -376,3 +377,27 @@ def test_the_calibration_picture_shows_the_values():
     lit = np.all(moved == (240, 200, 60), axis=2)
     assert lit.sum() >= 18 * 18 + 8 * 8  # a held button and the hat's dot
     assert (rest > 60).mean() > 0.2  # tracks and buttons drawn even at rest: not a black box
+
+
+def test_a_pause_for_an_unplugged_pad_shows_where_the_episode_stopped(tmp_path):
+    xbox = load_profile("xbox")
+    panels = []
+    schedule = {
+        0: [joy_axis(0, 1.0)],
+        12: [pygame.event.Event(pygame.JOYDEVICEREMOVED, instance_id=0)],
+        16: [pygame.event.Event(pygame.JOYDEVICEADDED, device_index=0)],
+        20: [joy_button(7)],  # Start: quit
+    }
+    timeline = Timeline(schedule)
+    session = TeleopSession(
+        "iltk/Reach-v0",
+        tmp_path / "p.hdf5",
+        GamepadDevice(xbox, virtual=True),
+        auto_save_after=0,
+        control_freq=100,
+        event_hook=lambda tick: (timeline(tick), panels.append((tick, session.hud()[1]))),
+    )
+    session.run()
+    paused = [line for tick, line in panels if 13 <= tick <= 16]
+    assert paused and all("step 0 " not in line for line in paused), paused
+    assert all(line.startswith("episode 0   step 1") for line in paused), paused
