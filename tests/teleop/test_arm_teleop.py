@@ -401,3 +401,82 @@ def test_a_pause_for_an_unplugged_pad_shows_where_the_episode_stopped(tmp_path):
     paused = [line for tick, line in panels if 13 <= tick <= 16]
     assert paused and all("step 0 " not in line for line in paused), paused
     assert all(line.startswith("episode 0   step 1") for line in paused), paused
+
+
+def _pad_session(tmp_path, name, script, **kw):
+    """A session on a virtual SDL pad read through SDL's controller mapping; ``script`` maps
+    a poll tick to what the hand does to the pad (a function of the VirtualPad holder)."""
+    from teleop.devices import ControllerDevice, make_device
+    from virtual_pad import VirtualPad
+
+    pygame.init()
+    pygame.display.set_mode((16, 16))
+    pygame.event.get()
+    holder = {"pad": VirtualPad()}
+    try:
+        device = make_device("auto")
+        assert isinstance(device, ControllerDevice)
+
+        def hook(tick):
+            if tick in script:
+                script[tick](holder)
+
+        session = TeleopSession(
+            "iltk/Reach-v0", tmp_path / name, device, auto_save_after=0, control_freq=100,
+            event_hook=hook, **kw,
+        )  # fmt: skip
+        return session, session.run()
+    finally:
+        holder["pad"].close()
+
+
+def test_record_and_hot_plug_with_a_real_sdl_pad(tmp_path):
+    """Left stick right, unplugged mid-episode (the session pauses), plugged back in, A
+    saves, Start quits: SDL's own joystick code delivers every event."""
+    from virtual_pad import VirtualPad
+
+    def replug(h):
+        h["pad"] = VirtualPad()
+
+    script = {
+        0: lambda h: h["pad"].axis(0, 1.0),
+        10: lambda h: h["pad"].close(),  # unplugged
+        20: replug,  # plugged back in: a new device, stick centred
+        22: lambda h: h["pad"].axis(0, -1.0),
+        30: lambda h: h["pad"].button(0),  # A: save
+        31: lambda h: h["pad"].button(0, False),
+        33: lambda h: h["pad"].button(6),  # Start: quit
+    }
+    session, result = _pad_session(tmp_path, "pad.hdf5", script)
+    assert len(result.saved) == 1
+    with DemoFile(tmp_path / "pad.hdf5") as f:
+        a = f.episode(f.demos[0])["actions"]
+    assert (a[:, 0] == 1.0).sum() >= 8 and (a[:, 0] == -1.0).sum() >= 6
+    # no step ran while it was unplugged (else the ticks 10-20 would be steps with the
+    # stick gone, x = 0); the replugged pad's centred stick is a step or two at most
+    assert (a[:, 0] == 0.0).sum() <= 3, a[:, 0]
+
+
+def test_correct_takes_over_on_the_pads_shoulder(tmp_path):
+    from iltk.algos.bc import TrainConfig, train
+    from iltk.collect import collect_demos
+    from iltk.policies import load_policy
+
+    data = tmp_path / "reach.hdf5"
+    collect_demos("iltk/Reach-v0", data, 2, progress=False)
+    train(TrainConfig(dataset=data, out=tmp_path / "bc", steps=20, eval_episodes=0, progress=False))
+    policy = load_policy(tmp_path / "bc" / "last")
+    script = {
+        0: lambda h: (h["pad"].button(10), h["pad"].axis(1, 1.0)),  # RB held, stick down: -y
+        12: lambda h: (h["pad"].button(10, False), h["pad"].axis(1, 0.0)),  # hand back
+        20: lambda h: h["pad"].button(0),  # A: save
+        21: lambda h: h["pad"].button(0, False),
+        23: lambda h: h["pad"].button(6),  # Start: quit
+    }
+    _, result = _pad_session(tmp_path, "c.hdf5", script, mode="hg-dagger", policy=policy)
+    assert len(result.saved) == 1
+    with DemoFile(tmp_path / "c.hdf5") as f:
+        ep = f.episode(f.demos[0])
+    inter = ep["intervention"]
+    assert 10 <= inter.sum() <= 13 and inter[:10].all() and not inter[-5:].any()
+    assert np.all(ep["actions"][inter][:, 1] == -1.0)  # the person's stick, as labels
