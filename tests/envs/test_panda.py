@@ -66,6 +66,10 @@ def test_limits_hold_whatever_the_action(action_mode):
     rng = np.random.default_rng(0)
     env.reset(seed=1)
     low, high = u.model.jnt_range[:7].T
+    m = u.model
+    robot = {i for i in range(m.nbody) if m.body(i).name.startswith("panda0")}
+    fingers = {m.body("panda0_leftfinger").id, m.body("panda0_rightfinger").id}
+    table = m.geom("table").id
     for t in range(200):
         action = np.sign(rng.uniform(-1, 1, env.action_space.shape)) * (1 + 4 * (t % 2))
         env.step(action)  # actions beyond [-1, 1] are clipped
@@ -78,6 +82,11 @@ def test_limits_hold_whatever_the_action(action_mode):
         grip = u.eef_pos()
         assert np.all(grip >= WORKSPACE_LOW - 0.06) and np.all(grip <= WORKSPACE_HIGH + 0.06)
         assert np.all(np.isfinite(u.data.qvel)) and np.abs(u.data.qvel).max() < 50
+        for c in u.data.contact[: u.data.ncon]:
+            b1, b2 = m.geom_bodyid[c.geom1], m.geom_bodyid[c.geom2]
+            assert not (b1 in robot and b2 in robot), "the arm collided with itself"
+            if table in (c.geom1, c.geom2):  # only the fingertips ever touch the table
+                assert {b1, b2} & robot <= fingers, "a link of the arm hit the table"
     env.close()
 
 
