@@ -52,7 +52,6 @@ GRASP_DEPTH = 0.03  # the grip site this far above an object's grasp point when 
 # joint configuration at the start of every episode: gripper pointing down at (0, 0, 0.2),
 # fingers along world y (found by the IK from a bent-elbow guess)
 HOME_Q = np.array([0.0, 0.2014, 0.0, -2.1638, 0.0003, 0.7952, 0.0003])
-DOWN = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])  # grip frame at home
 ARM_DAMPING = 40.0  # joints 1-4: near critical damping of their 870 N m/rad servos
 GRIP_SITE = "end_effector"  # the model's site between the finger pads, axes along the fingers
 GRIP_SITE_Z = 0.21  # its offset along the hand (link7) axis
@@ -132,7 +131,8 @@ def _eye_in_hand_pose() -> tuple[list[float], list[float]]:
     return pos.tolist(), quat.tolist()
 
 
-def _skew_exp(w: np.ndarray) -> np.ndarray:
+def _axis_angle_matrix(w: np.ndarray) -> np.ndarray:
+    """The rotation matrix of the axis-angle vector ``w``."""
     quat = np.zeros(4)
     mujoco.mju_axisAngle2Quat(quat, w / (np.linalg.norm(w) or 1.0), float(np.linalg.norm(w)))
     mat = np.zeros(9)
@@ -159,7 +159,7 @@ def clamp_tilt(rot: np.ndarray, max_tilt: float = MAX_TILT) -> np.ndarray:
     axis = np.cross(z, down)
     norm = np.linalg.norm(axis)
     axis = axis / norm if norm > 1e-9 else np.array([1.0, 0.0, 0.0])
-    return _skew_exp(axis * (tilt - max_tilt)) @ rot
+    return _axis_angle_matrix(axis * (tilt - max_tilt)) @ rot
 
 
 def yaw_of(rot: np.ndarray) -> float:
@@ -261,7 +261,6 @@ class PandaTaskEnv(MujocoTaskEnv):
         super().__init__(**kwargs)
         self.action_space = spaces.Box(-1.0, 1.0, (self.action_dim,), np.float32)
         self.ik = DifferentialIK(_arm_model(), 1.0 / self.control_freq)
-        self._arm_qpos = np.arange(N_ARM)
         self._grip_id = self.model.site(GRIP_SITE).id
         self._target_id = self.model.body("ee_target").mocapid[0]
         low = {
@@ -315,7 +314,7 @@ class PandaTaskEnv(MujocoTaskEnv):
         if np.linalg.norm(rotation_error(rot, actual_rot)) > MAX_ROT_LAG:
             rot = actual_rot
         pos = np.clip(pos + action[:3] * MAX_SPEED * dt, WORKSPACE_LOW, WORKSPACE_HIGH)
-        rot = clamp_tilt(_skew_exp(action[3:6] * MAX_ROT * dt) @ rot)
+        rot = clamp_tilt(_axis_angle_matrix(action[3:6] * MAX_ROT * dt) @ rot)
         # the IK's one QP step lands within a few mm of the clamped pose; the step is then
         # shortened where that would leave the box
         return self._inside_step(command, self.ik.solve(command, pos, rot) - command)
