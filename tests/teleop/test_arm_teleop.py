@@ -406,8 +406,9 @@ def test_a_pause_for_an_unplugged_pad_shows_where_the_episode_stopped(tmp_path):
 def _pad_session(tmp_path, name, script, **kw):
     """A session on a virtual SDL pad read through SDL's controller mapping; ``script`` maps
     a poll tick to what the hand does to the pad (a function of the VirtualPad holder)."""
-    from teleop.devices import ControllerDevice, make_device
     from virtual_pad import VirtualPad
+
+    from teleop.devices import ControllerDevice, make_device
 
     pygame.init()
     pygame.display.set_mode((16, 16))
