@@ -191,3 +191,25 @@ def test_record_the_arm_in_a_real_window(x, tmp_path):
     assert actions.shape[1] == 7
     assert (actions[:, 5] > 0.5).sum() >= 5, "holding U did not yaw the arm"
     assert (actions[:, 2] > 0.5).sum() >= 3, "holding W did not lift the arm"
+
+
+def test_a_virtual_pad_steers_the_arm_in_a_real_window(x, tmp_path):
+    """SDL's real joystick and controller code, a real X window: the pad's stick and yaw
+    reach the recorded actions, and the window shows the arm."""
+    import imageio.v2 as imageio
+
+    out, shot = tmp_path / "pad.hdf5", tmp_path / "pad.png"
+    child = __file__.rsplit("/", 1)[0] + "/pad_window_child.py"
+    res = subprocess.run(
+        [sys.executable, child, str(out), str(shot)],
+        env=x.env("egl"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0 and "saved 1" in res.stdout, res.stdout + res.stderr
+    with DemoFile(out) as f:
+        a = f.read("demo_0", "actions")
+    assert (a[:, 0] == 1.0).sum() >= 10 and (a[:, 5] == 1.0).sum() >= 10
+    img = imageio.imread(shot).astype(int)
+    assert (img.min(axis=2) > 200).mean() > 0.01, "no white arm in the window"
