@@ -295,6 +295,12 @@ class PandaTaskEnv(MujocoTaskEnv):
         self.data.ctrl[N_ARM : N_ARM + 2] = FINGER_OPEN
         self._show_command()
 
+    def _place_upright(self, joint: str, xy, z: float, yaw: float) -> None:
+        """Put a free body standing on the table: centre at (x, y, z), turned by ``yaw``."""
+        adr = self.model.joint(joint).qposadr[0]
+        self.data.qpos[adr : adr + 3] = [xy[0], xy[1], z]
+        self.data.qpos[adr + 3 : adr + 7] = [np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)]
+
     def _show_command(self) -> None:
         pos, rot = self.ik.forward(self.data.ctrl[:N_ARM])
         self.data.mocap_pos[self._target_id] = pos

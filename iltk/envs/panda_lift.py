@@ -37,9 +37,7 @@ class PandaLiftEnv(PandaTaskEnv):
         self._reset_robot()
         cube = self._draw(rng, -0.1, 0.1, NOMINAL_CUBE)
         yaw = self._draw(rng, -np.pi / 4, np.pi / 4, 0.0)
-        qpos = self.model.joint("cube").qposadr[0]
-        self.data.qpos[qpos : qpos + 3] = [cube[0], cube[1], CUBE_HALF]
-        self.data.qpos[qpos + 3 : qpos + 7] = [np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)]
+        self._place_upright("cube", cube, CUBE_HALF, yaw)
 
     def _cube(self) -> np.ndarray:
         return self.data.body("cube").xpos.copy()

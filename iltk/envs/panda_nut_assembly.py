@@ -48,9 +48,7 @@ class PandaNutAssemblyEnv(PandaTaskEnv):
         self._reset_robot()
         nut = self._draw(rng, [-0.12, -0.2], [0.12, -0.06], NOMINAL_NUT)
         yaw = self._draw(rng, -np.pi / 2, np.pi / 2, 0.0)
-        adr = self.model.joint("nut").qposadr[0]
-        self.data.qpos[adr : adr + 3] = [nut[0], nut[1], NUT_HALF_Z]
-        self.data.qpos[adr + 3 : adr + 7] = [np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)]
+        self._place_upright("nut", nut, NUT_HALF_Z, yaw)
 
     def _nut(self):
         return self.data.body("nut").xpos.copy()

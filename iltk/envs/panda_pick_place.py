@@ -36,10 +36,8 @@ class PandaPickPlaceEnv(PandaTaskEnv):
     def _reset_task(self, rng):
         self._reset_robot()
         can = self._draw(rng, [-0.12, -0.25], [0.12, -0.08], NOMINAL_CAN)
-        adr = self.model.joint("can").qposadr[0]
-        self.data.qpos[adr : adr + 3] = [can[0], can[1], CAN_HALF]
         yaw = self._draw(rng, -np.pi, np.pi, 0.0)
-        self.data.qpos[adr + 3 : adr + 7] = [np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)]
+        self._place_upright("can", can, CAN_HALF, yaw)
 
     def _can(self):
         return self.data.body("can").xpos.copy()

@@ -41,9 +41,7 @@ class PandaStackEnv(PandaTaskEnv):
             b = self._draw(rng, [-0.1, -0.2], [0.1, 0.2], NOMINAL_B)
         for name, xy, half in (("cubeA", a, HALF_A), ("cubeB", b, HALF_B)):
             yaw = self._draw(rng, -np.pi / 4, np.pi / 4, 0.0)
-            adr = self.model.joint(name).qposadr[0]
-            self.data.qpos[adr : adr + 3] = [xy[0], xy[1], half]
-            self.data.qpos[adr + 3 : adr + 7] = [np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)]
+            self._place_upright(name, xy, half, yaw)
 
     def _pos(self, name):
         return self.data.body(name).xpos.copy()

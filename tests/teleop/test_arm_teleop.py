@@ -31,12 +31,20 @@ def hat(x, y):
     return pygame.event.Event(pygame.JOYHATMOTION, hat=0, value=(x, y), instance_id=0, joy=0)
 
 
-def record(tmp_path, device, schedule):
-    out = tmp_path / "arm.hdf5"
-    session = TeleopSession(
-        ARM, out, device, auto_save_after=0, control_freq=100, event_hook=Timeline(schedule)
+def session_on(tmp_path, name, device, schedule, task=ARM, control_freq=100):
+    """A recording session (not yet run) driven by a timeline of posted events."""
+    return TeleopSession(
+        task,
+        tmp_path / name,
+        device,
+        auto_save_after=0,
+        control_freq=control_freq,
+        event_hook=Timeline(schedule),
     )
-    return out, session.run()
+
+
+def record(tmp_path, device, schedule):
+    return tmp_path / "arm.hdf5", session_on(tmp_path, "arm.hdf5", device, schedule).run()
 
 
 def test_keyboard_rotates_the_arm(tmp_path):
@@ -269,14 +277,7 @@ def test_the_panel_says_waiting_and_the_rate_counts_steps_only(tmp_path):
     schedule[40] = [key(pygame.K_RIGHT)]
     schedule[50] = [key(pygame.K_RIGHT, False), *tap(pygame.K_RETURN)]
     schedule[52] = tap(pygame.K_ESCAPE)
-    session = TeleopSession(
-        "iltk/Reach-v0",
-        tmp_path / "r.hdf5",
-        KeyboardDevice(),
-        auto_save_after=0,
-        control_freq=50,
-        event_hook=Timeline(schedule),
-    )
+    session = session_on(tmp_path, "r.hdf5", KeyboardDevice(), schedule, "iltk/Reach-v0", 50)
     result = session.run()
     assert len(result.saved) == 2
     assert result.achieved_hz > 35, result.achieved_hz  # 50 Hz held; the wait not counted
@@ -285,14 +286,7 @@ def test_the_panel_says_waiting_and_the_rate_counts_steps_only(tmp_path):
 def test_save_then_quit_in_one_step_keeps_the_episode(tmp_path):
     """Enter and Esc arriving in the same poll: the episode is saved, then the session ends."""
     schedule = {0: [key(pygame.K_RIGHT)], 8: [*tap(pygame.K_RETURN), *tap(pygame.K_ESCAPE)]}
-    session = TeleopSession(
-        "iltk/Reach-v0",
-        tmp_path / "q.hdf5",
-        KeyboardDevice(),
-        auto_save_after=0,
-        control_freq=100,
-        event_hook=Timeline(schedule),
-    )
+    session = session_on(tmp_path, "q.hdf5", KeyboardDevice(), schedule, "iltk/Reach-v0", 100)
     result = session.run()
     assert len(result.saved) == 1 and result.discarded == 0
     with DemoFile(tmp_path / "q.hdf5") as f:
@@ -349,14 +343,7 @@ def test_the_display_gives_up_shadows_then_size_to_keep_up(tmp_path, monkeypatch
 
     monkeypatch.setattr(session_mod.TeleopSession, "render_view", slow_render)
     schedule = {0: [key(pygame.K_RIGHT)], 40: [*tap(pygame.K_RETURN)], 42: tap(pygame.K_ESCAPE)}
-    session = TeleopSession(
-        "iltk/Reach-v0",
-        tmp_path / "d.hdf5",
-        KeyboardDevice(),
-        auto_save_after=0,
-        control_freq=20,
-        event_hook=Timeline(schedule),
-    )
+    session = session_on(tmp_path, "d.hdf5", KeyboardDevice(), schedule, "iltk/Reach-v0", 20)
     result = session.run()
     assert len(result.saved) == 1
     assert session.display_level >= 1
