@@ -160,6 +160,11 @@ def main():
     parser.add_argument("--no-loop", action="store_true", help="skip the control-loop row")
     parser.add_argument("--out", default="runs/bench/env_speed.json")
     args = parser.parse_args()
+    unknown = [t for t in args.tasks if t not in TASK_IDS]
+    if unknown:
+        parser.error(
+            f"not iltk MuJoCo tasks: {', '.join(unknown)} (choose from {', '.join(TASK_IDS)})"
+        )
     rows = []
     for task in args.tasks:
         env = make_env(task)
