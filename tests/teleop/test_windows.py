@@ -70,7 +70,7 @@ def test_record_in_a_real_window(x, tmp_path):
     proc, log = _start(
         x, ["record", "--task", "iltk/Reach-v0", "--out", str(out), "--device", "keyboard",
             "--operator", "tester"], tmp_path, "record")  # fmt: skip
-    x.window_of(proc.pid)
+    x.window_of(proc, log=log)
     _shows_scene(x, tmp_path / "ready.png")  # the session polls its window: keys now count
     x.hold("Up", 1.0)
     _shows_scene(x, tmp_path / "record.png")
@@ -94,7 +94,7 @@ def test_replay_window_shows_the_recording(x, tmp_path, mujoco_gl):
     data = tmp_path / "push.hdf5"
     collect_demos("iltk/Push-v0", data, 2, progress=False)
     proc, log = _start(x, ["replay", str(data)], tmp_path, "replay", mujoco_gl)
-    x.window_of(proc.pid)
+    x.window_of(proc, log=log)
     _shows_scene(x, tmp_path / "replay.png")
     x.key("space")  # pause
     x.key("Escape")
@@ -113,7 +113,7 @@ def test_correct_takeover_in_a_real_window(x, tmp_path):
     proc, log = _start(
         x, ["correct", "--policy", str(run / "last"), "--out", str(out), "--mode", "hg-dagger",
             "--device", "keyboard"], tmp_path, "correct")  # fmt: skip
-    x.window_of(proc.pid)
+    x.window_of(proc, log=log)
     _shows_scene(x, tmp_path / "ready.png")
     x.xdotool("keydown", "t")
     x.hold("Left", 1.0)
@@ -139,7 +139,7 @@ def test_watch_a_policy_in_a_real_window(x, tmp_path):
     run = tmp_path / "run"
     train(TrainConfig(dataset=data, out=run, steps=20, eval_episodes=0, progress=False))
     proc, log = _start(x, ["replay", "--policy", str(run / "last")], tmp_path, "watch")
-    x.window_of(proc.pid)
+    x.window_of(proc, log=log)
     _shows_scene(x, tmp_path / "watch.png")
     x.key("Escape")
     _finish(proc, log)
@@ -169,7 +169,7 @@ def test_record_the_arm_in_a_real_window(x, tmp_path):
     proc, log = _start(
         x, ["record", "--task", "iltk/PandaLift-v0", "--out", str(out), "--device", "keyboard"],
         tmp_path, "arm")  # fmt: skip
-    x.window_of(proc.pid)
+    x.window_of(proc, log=log)
     deadline = time.monotonic() + 60
     while True:  # the window's first frame: the table (tan) and the arm (white) drawn
         img = x.screenshot(tmp_path / "arm_ready.png").astype(int)

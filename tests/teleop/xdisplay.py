@@ -55,17 +55,26 @@ class XvfbDisplay:
         )
         return res.stdout.strip()
 
-    def window_of(self, pid: int, timeout: float = 60) -> str:
-        """The id of the first window the process shows (waits for it)."""
+    def window_of(self, proc, timeout: float = 60, log=None) -> str:
+        """The id of the first window the process ``proc`` (a Popen) shows, waiting for it;
+        when it exits first or shows none in ``timeout`` s the error carries its output
+        (``log``: the file its output goes to)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            found = self.xdotool("search", "--onlyvisible", "--pid", str(pid))
+            found = self.xdotool("search", "--onlyvisible", "--pid", str(proc.pid))
             if found:
                 wid = found.splitlines()[0]
                 self.xdotool("windowfocus", "--sync", wid)
                 return wid
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"process {proc.pid} exited ({proc.returncode}) before it showed a "
+                    f"window:\n{_output(log)}"
+                )
             time.sleep(0.1)
-        raise TimeoutError(f"process {pid} showed no window in {timeout} s")
+        raise TimeoutError(
+            f"process {proc.pid} showed no window in {timeout} s:\n{_output(log)}"
+        )
 
     def key(self, *keys: str) -> None:
         self.xdotool("key", "--delay", "60", *keys)
@@ -99,3 +108,11 @@ class XvfbDisplay:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+def _output(log) -> str:
+    if log is None:
+        return "(no log)"
+    log.flush()
+    with open(log.name) as f:
+        return f.read()[-4000:]
