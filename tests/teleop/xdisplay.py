@@ -72,9 +72,7 @@ class XvfbDisplay:
                     f"window:\n{_output(log)}"
                 )
             time.sleep(0.1)
-        raise TimeoutError(
-            f"process {proc.pid} showed no window in {timeout} s:\n{_output(log)}"
-        )
+        raise TimeoutError(f"process {proc.pid} showed no window in {timeout} s:\n{_output(log)}")
 
     def key(self, *keys: str) -> None:
         self.xdotool("key", "--delay", "60", *keys)
