@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import time
@@ -43,13 +44,14 @@ from iltk.algos.configs import (  # noqa: E402
 )
 from iltk.algos.dagger import run_dagger  # noqa: E402
 from iltk.algos.dart import run_dart  # noqa: E402
-from iltk.algos.finetune import finetune, success_reward  # noqa: E402
+from iltk.algos.finetune import finetune  # noqa: E402
 from iltk.algos.ppo import train_ppo  # noqa: E402
 from iltk.collect import collect_demos  # noqa: E402
 from iltk.data.reader import DemoFile  # noqa: E402
 from iltk.envs import require_iltk_task  # noqa: E402
 from iltk.policies.act import ACTConfig  # noqa: E402
 from iltk.policies.configs import BCConfig  # noqa: E402
+from iltk.rl.rewards import SuccessReward  # noqa: E402
 
 
 def curve(out: Path) -> list[tuple[int, float]]:
@@ -132,12 +134,15 @@ def run(args, seed: int, root: Path) -> dict:
             eval_every=args.eval_every,
             eval_episodes=args.eval_episodes,
             reward_type=args.reward_type,
-            **({"lr": args.lr} if args.lr is not None else {}),
-            **({"clip": args.clip} if args.clip is not None else {}),
+            ppo=dataclasses.replace(
+                FinetuneSettings().ppo,
+                num_envs=args.num_envs,
+                n_steps=2048 // args.num_envs,
+                **({"lr": args.lr} if args.lr is not None else {}),
+                **({"clip_range": args.clip} if args.clip is not None else {}),
+            ),
             **({"log_std_init": args.log_std_init} if args.log_std_init is not None else {}),
-            num_envs=args.num_envs,
-            n_steps=2048 // args.num_envs,
-            residual={"auto": None, "true": True, "false": False}[args.residual],
+            mode={"auto": "auto", "true": "residual", "false": "whole"}[args.residual],
             chunk=ChunkExecution(
                 temporal_ensemble=True if args.ensemble else None,
                 n_action_steps=args.n_action_steps,
@@ -159,7 +164,7 @@ def run(args, seed: int, root: Path) -> dict:
                 eval_episodes=args.eval_episodes,
                 **common,
             ),
-            reward_fn=success_reward if args.reward_type == "sparse" else None,
+            reward=SuccessReward() if args.reward_type == "sparse" else None,
         )
         out["scratch_s"] = time.perf_counter() - t0
         out["scratch"] = curve(cell / "scratch")

@@ -31,7 +31,12 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import numpy as np  # noqa: E402
 
 from iltk.algos.bc import train  # noqa: E402
-from iltk.algos.configs import IRLConfig, PPOConfig, TrainConfig  # noqa: E402
+from iltk.algos.configs import (  # noqa: E402
+    IRLConfig,
+    PPOConfig,
+    RewardPlayerSettings,
+    TrainConfig,
+)
 from iltk.algos.irl.deep import train_irl  # noqa: E402
 from iltk.algos.ppo import train_ppo  # noqa: E402
 from iltk.collect import collect_demos  # noqa: E402
@@ -68,9 +73,9 @@ def run_cell(task: str, demos: int, seed: int, args, root: Path) -> dict:
                 steps=args.irl_steps,
                 eval_every=0,
                 eval_episodes=args.eval_episodes,
-                reward_updates=args.reward_updates,
-                reward_lr=args.reward_lr,
-                starts=args.starts,
+                reward=RewardPlayerSettings(
+                    updates=args.reward_updates, lr=args.reward_lr, starts=args.starts
+                ),
                 **common,
             )
         )
@@ -145,8 +150,8 @@ def main():
     parser.add_argument(
         "--starts",
         default="demos",
-        choices=["demos", "mixed", "fresh"],
-        help="where IRL's training episodes start (iltk irl --starts)",
+        choices=["demos", "fresh"],
+        help="where IRL's training episodes start (iltk irl --reward.starts)",
     )
     parser.add_argument("--eval-episodes", type=int, default=100)
     parser.add_argument("--out", default="runs/bench/irl_deep")

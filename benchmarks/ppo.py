@@ -33,7 +33,7 @@ import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from iltk.algos.configs import PPOConfig  # noqa: E402
+from iltk.algos.configs import PPOConfig, PPOSettings  # noqa: E402
 from iltk.algos.ppo import train_ppo  # noqa: E402
 from iltk.evaluate import evaluate_policy  # noqa: E402
 from iltk.policies import load_policy  # noqa: E402
@@ -71,16 +71,18 @@ def run_iltk(
     eval_episodes: int,
     objective="clip",
     compile=False,
-    update_backend="auto",
+    update_backend="torch",
 ) -> dict:
     out = Path(tempfile.mkdtemp(prefix="iltk_ppo_")) / "run"
     cfg = PPOConfig(
         task=env_id,
-        objective=objective,
-        compile=compile,
-        update_backend=update_backend,
+        ppo=PPOSettings(
+            objective=objective,
+            compile=compile,
+            update_backend=update_backend,
+            num_envs=num_envs,
+        ),
         steps=steps,
-        num_envs=num_envs,
         out=out,
         seed=seed,
         eval_every=0,
@@ -237,10 +239,10 @@ def main():
         "--libs",
         nargs="+",
         default=["iltk", "sb3"],
-        choices=["iltk", "iltk-kl", "iltk-compile", "iltk-torch", "sb3"],
-        help="iltk: its defaults (on the CPU the numpy update); iltk-kl: with --objective"
-        " kl-penalty (its defaults: kl_target 0.01, beta 1); iltk-compile: with --compile;"
-        " iltk-torch: with --update-backend torch (autograd and torch's AdamW, eager)",
+        choices=["iltk", "iltk-kl", "iltk-compile", "iltk-numpy", "sb3"],
+        help="iltk: its defaults (the torch update, eager); iltk-kl: with --ppo.objective"
+        " kl-penalty (its defaults: kl_target 0.01, beta 1); iltk-compile: with --ppo.compile;"
+        " iltk-numpy: with --ppo.update-backend numpy (the loss's gradients written out)",
     )
     parser.add_argument("--tag", default="", help="suffix of the written JSON and PNG")
     parser.add_argument("--replot", default=None, help="redraw the PNG of a written JSON")
@@ -261,7 +263,7 @@ def main():
         "iltk": run_iltk,
         "iltk-kl": lambda *a: run_iltk(*a, objective="kl-penalty"),
         "iltk-compile": lambda *a: run_iltk(*a, compile=True),
-        "iltk-torch": lambda *a: run_iltk(*a, update_backend="torch"),
+        "iltk-numpy": lambda *a: run_iltk(*a, update_backend="numpy"),
         "sb3": run_sb3,
     }
     results: dict[str, list[dict]] = {lib: [] for lib in args.libs}

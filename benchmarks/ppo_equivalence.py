@@ -35,11 +35,13 @@ from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
 from stable_baselines3.common.env_util import make_vec_env  # noqa: E402
 from stable_baselines3.common.vec_env import VecNormalize  # noqa: E402
 
-import iltk.algos.ppo as iltk_ppo  # noqa: E402
-from iltk.algos.configs import PPOConfig  # noqa: E402
-from iltk.algos.ppo_numpy import NumpyPPO  # noqa: E402
+import iltk.rl.ppo as iltk_ppo  # noqa: E402
+from iltk.algos.configs import PPOSettings  # noqa: E402
 from iltk.policies import make_policy  # noqa: E402
 from iltk.policies.configs import ActorCriticConfig  # noqa: E402
+from iltk.rl.gae import compute_gae  # noqa: E402
+from iltk.rl.stats import RunningMeanStd, scale_rewards  # noqa: E402
+from iltk.rl.updaters import NumpyUpdater, TorchUpdater  # noqa: E402
 from iltk.training import Optimization  # noqa: E402
 
 GAMMA, LAM = 0.99, 0.95
@@ -114,10 +116,10 @@ def compare_update(args) -> None:
         "mean": mean,
         "old_log_std": model.policy.log_std.detach().clone(),
     }
-    cfg = PPOConfig(task=args.env, batch_size=args.batch_size)
+    cfg = PPOSettings(batch_size=args.batch_size)
     # the same shuffles on every side: iltk draws them with torch.randperm, SB3's buffer
     # with np.random.permutation
-    perms = [np.random.default_rng(k).permutation(n) for k in range(cfg.epochs)]
+    perms = [np.random.default_rng(k).permutation(n) for k in range(cfg.n_epochs)]
     randperm, permutation = torch.randperm, np.random.permutation
     for backend, (policy, _) in copies.items():
         optim = Optimization(
@@ -127,13 +129,14 @@ def compare_update(args) -> None:
             grad_clip=cfg.max_grad_norm,
             eps=1e-5,
         )
-        fast = None
         if backend == "numpy":
-            fast = NumpyPPO(policy, lr=cfg.lr, eps=1e-5, max_grad_norm=cfg.max_grad_norm)
+            updater = NumpyUpdater(policy, optim, max_grad_norm=cfg.max_grad_norm)
+        else:
+            updater = TorchUpdater(policy, optim)
         ours = iter(perms)
         iltk_ppo.torch.randperm = lambda *a, _ours=ours, **k: torch.as_tensor(next(_ours))
         try:
-            iltk_ppo.ppo_update(policy, optim, batch, cfg, 1.0, torch.Generator(), fast=fast)
+            iltk_ppo.ppo_update(policy, updater, batch, cfg, 1.0, torch.Generator())
         finally:
             iltk_ppo.torch.randperm = randperm
     theirs = iter(perms)
@@ -148,7 +151,7 @@ def compare_update(args) -> None:
         scale = max(float(s.weight.abs().max().detach()) for _, s in layers)
         log_std = float((policy.log_std - model.policy.log_std).abs().max().detach())
         print(
-            f"update, iltk ({backend}) ({cfg.epochs} epochs of {args.batch_size}-sample"
+            f"update, iltk ({backend}) ({cfg.n_epochs} epochs of {args.batch_size}-sample"
             f" minibatches, {n} steps): weights max|diff| {weights:.1e} (max|w| {scale:.2f}),"
             f" log std max|diff| {log_std:.1e} (moved by up to {moved:.3f})"
         )
@@ -180,7 +183,7 @@ def compare_collection(args) -> None:
 
     _, callback = model._setup_learn(model.n_steps * N * args.rollouts, callback=Record())
     callback.on_training_start(locals(), globals())
-    ret_rms, discounted = iltk_ppo.RunningMeanStd(), np.zeros(N)
+    ret_rms, discounted = RunningMeanStd(), np.zeros(N)
     T = model.n_steps
     for it in range(args.rollouts):
         for v in rec.values():
@@ -188,14 +191,14 @@ def compare_collection(args) -> None:
         model.collect_rollouts(model.env, callback, model.rollout_buffer, T)
         rewards = np.array(  # iltk's reward normalization, the function train_ppo calls
             [
-                iltk_ppo.scale_rewards(ret_rms, discounted, raw, term | trunc, GAMMA)
+                scale_rewards(ret_rms, discounted, raw, term | trunc, GAMMA)
                 for raw, term, trunc in zip(rec["raw"], rec["term"], rec["trunc"])
             ]
         )
         rb = model.rollout_buffer
         with torch.no_grad():
             last = model.policy.predict_values(model.policy.obs_to_tensor(model._last_obs)[0])
-        adv, ret = iltk_ppo.compute_gae(
+        adv, ret = compute_gae(
             rewards,
             rb.values.reshape(T, N),
             np.array(rec["term"]),

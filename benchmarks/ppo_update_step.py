@@ -5,11 +5,12 @@ gradients, the global gradient-norm clip and Adam. The networks are PPO's defaul
 tanh actor and critic, 11 observations, 3 actions: Hopper-v5's shapes), the minibatch 64
 samples, one torch thread. Rows:
 
-- torch eager: ``minibatch_loss`` + ``Optimization.step`` (autograd, fused AdamW);
-- torch, loss compiled: the same with ``--compile`` (``torch.compile`` of the loss);
+- torch eager (the default): ``iltk.rl.loss.ppo_loss`` + ``Optimization.step`` (autograd,
+  fused AdamW);
+- torch, loss compiled: the same with ``--ppo.compile`` (``torch.compile`` of the loss);
 - torch, loss and optimizer compiled: also the clip and AdamW step compiled (not an iltk
   option: the measured ceiling of compiling on the CPU);
-- numpy: ``iltk.algos.ppo_numpy.NumpyPPO.step`` (the default on the CPU).
+- numpy: ``iltk.rl.numpy_update.NumpyPPO.step`` (``--ppo.update-backend numpy``).
 
 Reported: the best of ``--repeats`` means over ``--steps`` steps each, after a warm-up
 (which includes the compiles). Run it on an idle core.
@@ -29,14 +30,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from iltk.algos.ppo import compiled_minibatch_loss, minibatch_loss
-from iltk.algos.ppo_numpy import NumpyPPO
 from iltk.policies import make_policy
 from iltk.policies.configs import ActorCriticConfig
+from iltk.rl.loss import ppo_loss
+from iltk.rl.numpy_update import NumpyPPO
+from iltk.rl.updaters import compiled_ppo_loss
 from iltk.training import Optimization
 
 OBS, ACT, BATCH = 11, 3, 64
-KW = dict(objective="clip", clip=0.2, clip_vf=None, vf_coef=0.5, normalize_advantage=True)
+KW = dict(
+    objective="clip",
+    clip_range=0.2,
+    clip_range_vf=None,
+    vf_coef=0.5,
+    ent_coef=0.0,
+    normalize_advantage=True,
+)
 
 
 def setup():
@@ -72,7 +81,7 @@ def setup():
 
 def torch_step(compile_loss: bool, compile_optimizer: bool):
     policy, mb, optim = setup()
-    loss_fn = compiled_minibatch_loss() if compile_loss else minibatch_loss
+    loss_fn = compiled_ppo_loss() if compile_loss else ppo_loss
     old_log_std, beta = policy.log_std.detach().clone(), torch.tensor(1.0)
     step = optim.step
     if compile_optimizer:
@@ -104,7 +113,7 @@ def numpy_step():
     arrays = {k: v.numpy() for k, v in mb.items()}
 
     def one():
-        fast.step(arrays, ent_coef=0.0, **KW)
+        fast.step(arrays, **KW)
 
     return one
 
@@ -119,9 +128,9 @@ def main():
     torch.set_num_threads(1)
     rows = {
         "torch eager": lambda: torch_step(False, False),
-        "torch, loss compiled (--compile)": lambda: torch_step(True, False),
+        "torch, loss compiled (--ppo.compile)": lambda: torch_step(True, False),
         "torch, loss and optimizer compiled": lambda: torch_step(True, True),
-        "numpy (the CPU default)": numpy_step,
+        "numpy (--ppo.update-backend numpy)": numpy_step,
     }
     results = {}
     for name, make in rows.items():

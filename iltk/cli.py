@@ -35,7 +35,7 @@ def _cli_registry() -> ConstructorRegistry:
     """How tyro reads iltk's config dataclasses, through its public constructor API:
 
     - fields marked ``FROM_DATA`` (a policy's shapes, keys and bounds, filled in from the
-      dataset) or ``NOT_AN_OPTION`` are not options;
+      dataset) are not options;
     - attribute docstrings are reflowed: tyro keeps every line break of a multi-line
       docstring, so ``--help`` came out ragged at 80 columns (a line starting with '-' or a
       digit still starts a new line, for lists).
@@ -71,11 +71,7 @@ def _cli_registry() -> ConstructorRegistry:
             busy.pop()
         if not isinstance(spec, StructConstructorSpec):
             return spec
-        from_data = {
-            f.name
-            for f in dataclasses.fields(info.type)
-            if f.metadata.get("from_data") or f.metadata.get("option") is False
-        }
+        from_data = {f.name for f in dataclasses.fields(info.type) if f.metadata.get("from_data")}
         fields = []
         for f in spec.fields:
             help_of = f.helptext
@@ -944,7 +940,8 @@ def _command(name: str, config: type, more_doc: str, run) -> type:
         name,
         (config,),
         {
-            "__doc__": f"{config.__doc__} {more_doc}",
+            "__doc__": f"{config.__doc__} {more_doc} `--config RUN/config.json` starts "
+            "from an earlier run's settings (the flags given change them).",
             "run": run,
             "__module__": __name__,
             "__qualname__": name,
@@ -1014,6 +1011,8 @@ COMMANDS: dict[str, type] = {
     ),
 }
 GROUPS: dict[str, dict[str, type]] = {"dataset": DATASET_COMMANDS}
+CONFIG_COMMANDS = ("train", "dagger", "dart", "ppo", "finetune", "irl")
+"""The commands whose runs record their settings, so `--config` can start one again."""
 
 
 _ARGV: list[str] = []  # this invocation's arguments (`iltk train --nproc` passes them on)
@@ -1029,7 +1028,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"iltk {__version__}")
         return 0
     try:
-        if argv and argv[0] in GROUPS and len(argv) > 1:
+        if argv and argv[0] in CONFIG_COMMANDS and "--config" in argv:
+            cmd = _from_saved_config(argv[0], argv[1:])
+        elif argv and argv[0] in GROUPS and len(argv) > 1:
             cmd = tyro.extras.subcommand_cli_from_dict(
                 GROUPS[argv[0]], prog=f"iltk {argv[0]}", args=argv[1:], registry=REGISTRY
             )
@@ -1069,6 +1070,37 @@ def main(argv: list[str] | None = None) -> int:
         print("iltk: interrupted", file=sys.stderr)
         return 130
     return int(result or 0)
+
+
+def _from_saved_config(name: str, args: list[str]):
+    """`iltk NAME --config FILE [flags]`: the settings a run's config.json records, with the
+    flags given on top (``--resume`` / ``--overwrite`` are never taken from the file)."""
+    import json
+
+    from iltk.algos.configs import config_from_dict
+
+    at = args.index("--config")
+    if at + 1 >= len(args):
+        raise CliError("--config needs a file: a run's config.json (e.g. runs/x/config.json)")
+    path = Path(args[at + 1])
+    rest = args[:at] + args[at + 2 :]
+    if path.is_dir():
+        path = path / "config.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CliError(f"--config {path}: no such file (a run folder's config.json)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CliError(f"--config {path}: not a JSON settings file ({err})") from None
+    if not isinstance(data, dict):
+        raise CliError(f"--config {path}: not a settings file (it holds no settings object)")
+    cls = COMMANDS[name]
+    data = {k: v for k, v in data.items() if k not in ("resume", "overwrite")}
+    try:
+        default = config_from_dict(cls, data, where=f"--config {path}")
+    except TypeError as err:
+        raise CliError(f"--config {path}: settings of the wrong kind ({err})") from None
+    return tyro.cli(cls, args=rest, default=default, prog=f"iltk {name}", registry=REGISTRY)
 
 
 def _log_notes_to_stderr() -> None:

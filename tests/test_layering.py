@@ -67,3 +67,28 @@ def test_policy_shapes_are_not_options():
     assert "--bc.hidden" in text and "--act.chunk-size" in text
     for name in ("state-dim", "action-dim", "lowdim-keys", "image-shapes", "action-low"):
         assert name not in text, name
+
+
+def test_the_rl_core_knows_no_algorithm_built_on_it():
+    """iltk/rl (PPO's pieces) imports nothing of iltk.algos, teleop or the CLI: fine-tuning
+    and IRL compose PPO from outside (a reward source, callbacks), never the other way."""
+    import ast
+    from pathlib import Path
+
+    import iltk.rl
+
+    found = []
+    for path in sorted(Path(iltk.rl.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            found += [
+                f"{path.name}: {n}"
+                for n in names
+                if n.startswith(("iltk.algos", "iltk.cli", "teleop", "pygame"))
+            ]
+    assert len(list(Path(iltk.rl.__file__).parent.glob("*.py"))) >= 9
+    assert not found, found

@@ -87,6 +87,6 @@ def test_dagger_and_dart_run_on_the_arm(tmp_path):
 def test_finetune_runs_on_the_arm(arm):
     out = arm / "ft"
     args = ["finetune", "--policy", str(arm / "bc" / "last"), "--out", str(out)]
-    assert cli_main([*args, "--steps", "256", "--num-envs", "1", "--eval-episodes", "2"]) == 0
+    assert cli_main([*args, "--steps", "256", "--ppo.n-steps", "128", "--eval-episodes", "2"]) == 0
     assert (out / "best").is_dir() and (out / "last").is_dir()
     assert cli_main(["eval", str(out / "last"), "--episodes", "1"]) == 0

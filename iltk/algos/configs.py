@@ -3,9 +3,12 @@
 `iltk --help` and every subcommand's `--help` are built from these dataclasses, so they
 live apart from the algorithms (which import torch): ``TrainConfig`` (`iltk train`),
 ``RoundConfig`` / ``DaggerConfig`` / ``DartConfig`` (`iltk dagger`, `iltk dart`),
-``PPOConfig`` (`iltk ppo`) and ``IRLConfig`` (`iltk irl`, PPO's settings plus its own). The
-optimizer settings and the per-policy options are declared once (``OptimSettings``,
-``PolicyOptions``) and shared by `iltk train` and the learner of the interactive rounds.
+``PPOConfig`` (`iltk ppo`), ``FinetuneSettings`` (`iltk finetune`) and ``IRLConfig``
+(`iltk irl`). Settings are composed, never inherited and taken away: the optimizer
+settings and the per-policy options are declared once (``OptimSettings``,
+``PolicyOptions``) and shared by `iltk train` and the learner of the interactive rounds;
+``PPOSettings`` is the one PPO group (``--ppo.*``) of the three RL commands, beside the
+reward player's (``RewardPlayerSettings``) and the tabular passes' (``TabularIRLSettings``).
 ``PolicyOptions`` has one group per registered policy (``iltk.policies.configs``).
 """
 
@@ -18,9 +21,6 @@ from pathlib import Path
 from typing import Literal
 
 from iltk.policies.configs import POLICY_REGISTRY, PolicyConfig, policy_entry
-
-NOT_AN_OPTION = {"option": False}
-"""Field metadata: a setting the command line does not offer (e.g. one a subclass rules out)."""
 
 SUPERVISED = [e for e in POLICY_REGISTRY.values() if e.supervised]
 """The policies `iltk train` trains (the others have their own commands)."""
@@ -138,8 +138,7 @@ class TrainConfig(PolicyOptions, OptimSettings):
     out: Path = Path("runs/train")
     """Run folder."""
     steps: int = 20000
-    """Gradient steps (MLP BC on the scripted tasks needs many: on Lift with 100 demos a 2x256
-    MLP after 5k steps succeeded 36% of the time, a 3x256 one after 20k steps 100%)."""
+    """Gradient steps."""
     seed: int = 0
     """Seed of weights, sampling and the split."""
     obs_keys: list[str] = field(default_factory=list)
@@ -289,9 +288,8 @@ class DaggerConfig(RoundConfig):
     policy strays; only interventions are aggregated)."""
     beta_schedule: Literal["linear", "exponential", "constant"] = "exponential"
     """DAgger's probability that the expert acts in round k: linear 1 - k/rounds,
-    exponential beta^k, constant beta. Keeping the expert in helps where the learner's failing
-    rollouts are long: on Push (3 seeds, 6 rounds of 10 episodes) constant 0.5 reached 90%
-    success at 6.0k labels, 0.5^k 75% at 7.4k (fewer labels went into failed episodes)."""
+    exponential beta^k, constant beta (keeping the expert in helps where the learner's
+    failing rollouts are long)."""
     beta: float = 0.5
     """Base of the exponential schedule, or the constant value."""
     takeover: float = 0.3
@@ -335,30 +333,44 @@ class DartConfig(RoundConfig):
                 )
 
 
-@dataclass
-class PPOConfig:
-    """Train a policy with PPO (Schulman et al. 2017) and GAE on a task's reward."""
+def _positive(obj, *names) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a finite number > 0, got {value}")
 
-    task: str = "iltk/Reach-v0"
-    """Task id: an iltk task (its dense reward) or any gymnasium id with a Box action space
-    (Pendulum-v1, Reacher-v5, Hopper-v5, ...)."""
-    steps: int = 200_000
-    """Environment steps to train for (over all envs)."""
-    out: Path = Path("runs/ppo")
-    """Run folder: config.json, best/ and last/ checkpoints, metrics.csv, tb/, plots/."""
+
+def _non_negative(obj, *names) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+
+
+def _at_least_one(obj, *names) -> None:
+    for name in names:
+        if getattr(obj, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(obj, name)}")
+
+
+@dataclass
+class PPOSettings:
+    """PPO's own settings (SB3's names), the same group in `iltk ppo`, `iltk finetune` and
+    `iltk irl` (--ppo.*)."""
+
     num_envs: int = 1
     """Parallel environments."""
     async_envs: bool = False
     """Step the envs in subprocesses (pays off when an env step costs more than the
     inter-process round trip, e.g. 8 Hopper envs on 8 cores; not on 2 cores)."""
     n_steps: int = 2048
-    """Steps per env in each rollout (the batch is n_steps * num_envs)."""
+    """Steps per env in each rollout (the rollout is n_steps * num_envs steps)."""
     batch_size: int = 64
     """Minibatch size of the updates."""
-    epochs: int = 10
+    n_epochs: int = 10
     """Passes over each rollout."""
     lr: float = 3e-4
-    """Adam's learning rate."""
+    """Adam's learning rate (the actor's, where the critic has its own)."""
     lr_schedule: Literal["constant", "linear"] = "constant"
     """constant (SB3's default) or linear to 0 over the run (CleanRL's anneal)."""
     gamma: float = 0.99
@@ -369,10 +381,10 @@ class PPOConfig:
     """clip: the clipped surrogate; kl-penalty: the surrogate minus beta * KL(new || old)
     with beta adapted after every policy update (halved when the KL measured on the whole
     batch is below kl_target / 1.5, doubled when above 1.5 kl_target)."""
-    clip: float = 0.2
-    """clip objective: the ratio is clipped to [1 - clip, 1 + clip]."""
-    clip_vf: float | None = None
-    """Clip the value update to this distance from the rollout's values (None: no clip)."""
+    clip_range: float = 0.2
+    """clip objective: the ratio is clipped to [1 - clip_range, 1 + clip_range]."""
+    clip_range_vf: float | None = None
+    """Clip the value update to this distance from the rollout's values (unset: no clip)."""
     kl_target: float = 0.01
     """kl-penalty objective: the KL per update it aims at (d_targ)."""
     kl_beta: float = 1.0
@@ -385,13 +397,51 @@ class PPOConfig:
     """Gradient-norm clip."""
     target_kl: float | None = None
     """Stop a rollout's epochs early once the approximate KL exceeds 1.5 * target_kl
-    (SB3's rule; None: never)."""
+    (SB3's rule; unset: never)."""
     normalize_obs: bool = True
     """Running observation normalization (saved with the checkpoint)."""
     normalize_reward: bool = True
     """Scale rewards by the running std of the discounted return (as SB3's VecNormalize)."""
     normalize_advantage: bool = True
     """Standardize the advantages of each minibatch."""
+    update_backend: Literal["torch", "numpy"] = "torch"
+    """Who takes the minibatch steps. torch: autograd on the loss and torch's AdamW.
+    numpy: the same loss's gradients written out and Adam over one flat array (for a fresh
+    actor-critic on the CPU, where small networks' steps are bound by torch's per-operator
+    cost; held to the torch update by the tests)."""
+    compile: bool = False
+    """torch.compile the loss (its forward and backward); needs a C++ compiler on the CPU,
+    and compiles for tens of seconds on its first call."""
+
+    def __post_init__(self):
+        _at_least_one(self, "num_envs", "n_steps", "batch_size", "n_epochs")
+        if not (math.isfinite(self.lr) and 0 < self.lr <= 1):
+            raise ValueError(f"lr must be in (0, 1], got {self.lr}")
+        for name in ("gamma", "gae_lambda"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        _positive(self, "clip_range", "kl_target", "kl_beta", "max_grad_norm")
+        _positive(self, "clip_range_vf", "target_kl")
+        _non_negative(self, "ent_coef", "vf_coef")
+
+    @property
+    def rollout_size(self) -> int:
+        return self.n_steps * self.num_envs
+
+
+@dataclass
+class PPOConfig:
+    """Train a policy with PPO (Schulman et al. 2017) and GAE on a task's reward."""
+
+    task: str = "iltk/Reach-v0"
+    """Task id: an iltk task (its dense reward) or any gymnasium id with a Box action space
+    (Pendulum-v1, Reacher-v5, Hopper-v5, ...)."""
+    steps: int = 200_000
+    """Environment steps to train for (over all envs)."""
+    out: Path = Path("runs/ppo")
+    """Run folder: config.json, best/ and last/ checkpoints, metrics.csv, tb/, plots/."""
+    ppo: PPOSettings = field(default_factory=PPOSettings)
+    """PPO's settings."""
     hidden: list[int] = field(default_factory=lambda: [64, 64])
     """Hidden layer sizes of the actor and of the critic."""
     activation: Literal["tanh", "relu"] = "tanh"
@@ -408,22 +458,9 @@ class PPOConfig:
     seed: int = 0
     """Seed of the weights, the sampling and the episodes."""
     device: str = "cpu"
-    """cpu (fastest for these small networks), cuda or auto."""
+    """The torch device: cpu (fastest for these small networks), cuda or auto."""
     threads: int = 1
     """torch threads on the CPU (1 is fastest for 64-unit networks)."""
-    compile: bool = False
-    """torch.compile torch's minibatch loss (its forward and backward): a 64-sample step
-    of the 64-unit networks takes 0.67-0.73 ms against 0.90 eager, after a compile of 10-60 s.
-    It runs the torch update; on the CPU the default numpy update is faster still (see
-    --update-backend), so it is worth it on a GPU or for policies the numpy update does
-    not cover. Needs a C++ compiler."""
-    update_backend: Literal["auto", "numpy", "torch"] = "auto"
-    """Who runs the minibatch updates. numpy: the loss's gradients written out and Adam
-    over one flat array (iltk/algos/ppo_numpy.py, checked against autograd in the tests):
-    on the CPU a 64-sample step of the 64-unit networks takes 0.17 ms against torch's
-    0.92 (0.67 compiled); it covers a fresh actor-critic on the CPU. torch: autograd and
-    torch.optim (CUDA, --compile, fine-tuned policies, regularizers). auto: numpy where it
-    covers the run, else torch."""
     resume: bool = False
     """Continue from OUT/last (unfinished episodes restart)."""
     overwrite: bool = False
@@ -432,39 +469,74 @@ class PPOConfig:
     """Show a progress bar."""
 
     def __post_init__(self):
-        for name in ("steps", "num_envs", "n_steps", "batch_size", "epochs", "threads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        _at_least_one(self, "steps", "threads")
         for name in ("eval_every", "eval_episodes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not (math.isfinite(self.lr) and 0 < self.lr <= 1):
-            raise ValueError(f"lr must be in (0, 1], got {self.lr}")
-        for name in ("gamma", "gae_lambda"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("clip", "kl_target", "kl_beta", "max_grad_norm"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {value}")
-        for name in ("ent_coef", "vf_coef"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
-        for name in ("clip_vf", "target_kl"):
-            value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {value}")
         if self.resume and self.overwrite:
             raise ValueError("resume and overwrite exclude each other: pick one")
 
-    @property
-    def rollout_size(self) -> int:
-        return self.n_steps * self.num_envs
+
+@dataclass
+class RewardPlayerSettings:
+    """The reward player of deep IRL (--reward.*)."""
+
+    hidden: list[int] = field(default_factory=lambda: [64, 64])
+    """Hidden layer sizes of the reward network."""
+    state_only: bool = True
+    """Learn r(s) (transfers to new dynamics); --reward.no-state-only learns r(s, a)."""
+    lr: float = 1e-3
+    """Adam's learning rate."""
+    updates: int = 50
+    """Minibatch steps after each PPO update."""
+    batch: int = 512
+    """Demonstration and policy samples per step (each)."""
+    l2: float = 0.01
+    """Penalty on the squared rewards of both sample sets (keeps the game bounded)."""
+    grad_penalty: float = 10.0
+    """Weight of the gradient penalty (|grad r| - 1)^2 between demo and policy samples
+    (WGAN-GP's): keeps the reward 1-Lipschitz, a slope towards the demonstrations rather
+    than a step (0: off)."""
+    replay: int = 5
+    """Compare with the states of the last REPLAY rollouts (past policies too, which
+    steadies the game)."""
+    starts: Literal["demos", "fresh"] = "demos"
+    """Where the policy's training episodes start. demos: from the demonstrations' starts
+    (their reset seeds, cycled), so that both sides of the game share goals and layouts;
+    fresh: new starts. Evaluations always use unseen starts."""
+
+    def __post_init__(self):
+        _at_least_one(self, "updates", "batch", "replay")
+        _positive(self, "lr")
+        _non_negative(self, "l2", "grad_penalty")
 
 
 @dataclass
-class IRLConfig(PPOConfig):
+class TabularIRLSettings:
+    """Exact MaxEnt IRL on a tabular task (--tabular.*)."""
+
+    horizon: int | None = None
+    """The horizon (default: the task's)."""
+    discount: float = 1.0
+    """The discount of the visitations."""
+    model: Literal["linear", "mlp"] = "linear"
+    """The reward model over the state features."""
+    max_iter: int = 1000
+    """Iteration limit (stops earlier when the visitations match)."""
+    tolerance: float = 1e-3
+    """Stop when max |visitation - expert visitation| is below this."""
+
+    def __post_init__(self):
+        _at_least_one(self, "max_iter")
+        _positive(self, "tolerance")
+        if not 0.0 < self.discount <= 1.0:
+            raise ValueError(f"discount must be in (0, 1], got {self.discount}")
+        if self.horizon is not None and self.horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {self.horizon}")
+
+
+@dataclass
+class IRLConfig:
     """Learn a reward from demonstrations alone (MaxEnt IRL) and a policy that is soft-optimal for it.
 
     MuJoCo tasks: IRL as a game. The reward player, an MLP r(s) (or r(s, a)) on the task's
@@ -472,17 +544,15 @@ class IRLConfig(PPOConfig):
     policy's recent rollouts (the MaxEnt IRL gradient, E_demo[grad r] - E_policy[grad r]),
     with an L2 and a gradient penalty on the rewards; the policy player is PPO with an
     entropy bonus on the current reward. An episode that ends before the time limit is
-    its final state held to it, on both sides, so that ending neither pays nor costs. Tabular tasks
-    (iltk/ObjectWorld-v0, iltk/RandomMDP-v0): exact MaxEnt IRL (soft value iteration and
-    visitation passes). The env's reward is never used for learning (only for the logged
-    evaluations)."""
+    its final state held to it, on both sides, so that ending neither pays nor costs.
+    Tabular tasks (iltk/ObjectWorld-v0, iltk/RandomMDP-v0): exact MaxEnt IRL (soft value
+    iteration and visitation passes, --tabular.*). The env's reward is never used for
+    learning (only for the logged evaluations)."""
 
-    task: str | None = None
-    """Task id (default: the dataset's)."""
-    reward: Path | None = field(default=None, metadata=NOT_AN_OPTION)
-    resume: bool = field(default=False, metadata=NOT_AN_OPTION)
     dataset: Path = Path("datasets/demos.hdf5")
     """Episode file of demonstrations."""
+    task: str | None = None
+    """Task id (default: the dataset's)."""
     demos: int = 0
     """Use the first DEMOS episodes of the file (0: all)."""
     out: Path = Path("runs/irl")
@@ -490,82 +560,68 @@ class IRLConfig(PPOConfig):
     metrics.csv, tb/, plots/ (with the learned reward as a heatmap)."""
     steps: int = 300_000
     """Environment steps of the policy player (MuJoCo tasks)."""
-    ent_coef: float = 0.01
-    """Entropy bonus of the policy player (a soft best response to the reward)."""
-    reward_hidden: list[int] = field(default_factory=lambda: [64, 64])
-    """Hidden layer sizes of the reward network (MuJoCo tasks)."""
-    state_only: bool = True
-    """Learn r(s) (transfers to new dynamics); --no-state-only learns r(s, a)."""
-    reward_lr: float = 1e-3
-    """Adam's learning rate of the reward player."""
-    reward_updates: int = 50
-    """Reward minibatch steps after each PPO update (10 at lr 3e-4 left Reach's reward a
-    ramp after 100k steps)."""
-    reward_batch: int = 512
-    """Demonstration and policy samples per reward step (each)."""
-    reward_l2: float = 0.01
-    """Penalty on the squared rewards of both sample sets (keeps the game bounded)."""
-    reward_grad_penalty: float = 10.0
-    """Weight of the gradient penalty (|grad r| - 1)^2 between demo and policy samples
-    (WGAN-GP's): keeps the reward 1-Lipschitz, a slope towards the demonstrations rather
-    than a step (0: off)."""
-    starts: Literal["demos", "mixed", "fresh"] = "demos"
-    """Where the policy's training episodes start. demos: from the demonstrations' starts
-    (their reset seeds, cycled), so that both sides of the game share goals and layouts;
-    mixed: every other episode so, the rest fresh (the reward player compares only the
-    former, the policy learns from all, so it also acts where no demonstration went; but
-    the reward is never pushed down where only fresh episodes go, and on Reach a fresh PPO
-    on a mixed run's reward did not learn: benchmarks/RESULTS.md); fresh: every episode
-    fresh. Evaluations always use unseen starts."""
-    replay: int = 5
-    """The reward player compares with the states of the last REPLAY rollouts (past
-    policies too, which steadies the game)."""
-    horizon: int | None = None
-    """Tabular tasks: the horizon (default: the task's)."""
-    discount: float = 1.0
-    """Tabular tasks: the discount of the visitations."""
-    model: Literal["linear", "mlp"] = "linear"
-    """Tabular tasks: the reward model over the state features."""
-    max_iter: int = 1000
-    """Tabular tasks: iteration limit (stops earlier when the visitations match)."""
-    tolerance: float = 1e-3
-    """Tabular tasks: stop when max |visitation - expert visitation| is below this."""
+    ppo: PPOSettings = field(default_factory=lambda: PPOSettings(ent_coef=0.01))
+    """The policy player's PPO (an entropy bonus: a soft best response to the reward)."""
+    reward: RewardPlayerSettings = field(default_factory=RewardPlayerSettings)
+    """The reward player (MuJoCo tasks)."""
+    tabular: TabularIRLSettings = field(default_factory=TabularIRLSettings)
+    """Tabular tasks' exact MaxEnt IRL."""
+    hidden: list[int] = field(default_factory=lambda: [64, 64])
+    """Hidden layer sizes of the policy player's actor and critic."""
+    eval_every: int = 20_000
+    """Environment steps between evaluations of the policy (0: only at the end)."""
+    eval_episodes: int = 10
+    """Episodes per evaluation (deterministic actions, unseen seeds)."""
+    seed: int = 0
+    """Seed of the weights, the sampling and the episodes."""
+    device: str = "cpu"
+    """The torch device: cpu, cuda or auto."""
+    threads: int = 1
+    """torch threads on the CPU."""
+    overwrite: bool = False
+    """Start afresh in an OUT that holds an earlier run (its files are deleted)."""
+    progress: bool = True
+    """Show a progress bar."""
 
     def __post_init__(self):
-        super().__post_init__()
-        if self.reward is not None:
-            raise ValueError("--reward is for `iltk ppo`; `iltk irl` learns the reward")
+        _at_least_one(self, "steps", "threads")
         if self.demos < 0:
             raise ValueError(f"demos must be >= 0, got {self.demos}")
-        for name in ("reward_updates", "reward_batch", "replay", "max_iter"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("reward_lr", "tolerance"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {value}")
-        for name in ("reward_l2", "reward_grad_penalty"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
-        if not 0.0 < self.discount <= 1.0:
-            raise ValueError(f"discount must be in (0, 1], got {self.discount}")
-        if self.horizon is not None and self.horizon < 1:
-            raise ValueError(f"horizon must be >= 1, got {self.horizon}")
-        if self.resume:
-            raise ValueError(
-                "`iltk irl` does not resume yet (the reward player's state is not saved "
-                "with last/): run it again with --overwrite"
-            )
+        for name in ("eval_every", "eval_episodes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    def ppo_config(self, task: str) -> PPOConfig:
+        """The policy player's PPO run."""
+        return PPOConfig(
+            task=task,
+            steps=self.steps,
+            out=self.out,
+            ppo=self.ppo,
+            hidden=list(self.hidden),
+            eval_every=self.eval_every,
+            eval_episodes=self.eval_episodes,
+            seed=self.seed,
+            device=self.device,
+            threads=self.threads,
+            overwrite=self.overwrite,
+            progress=self.progress,
+        )
+
+
+def _finetune_ppo() -> PPOSettings:
+    # a small actor step and clip (the start is already good); a fine-tuned MLP keeps the
+    # normalization it was trained with (a residual gets PPO's own: see iltk.algos.finetune)
+    return PPOSettings(lr=3e-5, clip_range=0.05)
 
 
 @dataclass
-class FinetuneSettings(PPOConfig):
+class FinetuneSettings:
     """Fine-tune a behaviour-cloned policy with PPO on the task's reward.
 
     The actor starts as the BC policy (its normalization kept): its action is the mean of a
     Gaussian with a learned std bounded to [exp(min_log_std), exp(max_log_std)]. BC-RNN and
-    ACT policies (or any, with --residual True) stay frozen, chunk execution and hidden
+    ACT policies (or any, with --mode residual) stay frozen, chunk execution and hidden
     state included, under a per-step Gaussian residual whose last layer starts at zero. A
     fresh critic is first warmed up for CRITIC_WARMUP rollouts with the actor frozen (a
     random critic's advantages would otherwise undo the BC policy in the first updates),
@@ -574,24 +630,25 @@ class FinetuneSettings(PPOConfig):
     curves and metrics.csv start there."""
 
     policy: Path = Path("runs/bc/best")
-    """The BC checkpoint to start from (an MLP `bc` policy)."""
+    """The BC checkpoint to start from (bc, bc-rnn or act)."""
     task: str | None = None
     """Task id (default: the checkpoint's)."""
     steps: int = 500_000
     """Environment steps (the warm-up's included)."""
     out: Path = Path("runs/finetune")
     """Run folder: best/ and last/ (ordinary checkpoints), metrics.csv, tb/, plots/."""
+    ppo: PPOSettings = field(default_factory=_finetune_ppo)
+    """PPO's settings (--ppo.lr is the actor's learning rate; --ppo.normalize-obs applies
+    to a residual only: a fine-tuned MLP keeps the normalization it was trained with)."""
     reward_type: Literal["sparse", "dense"] = "sparse"
     """sparse: 1 at success (the task's own measure), else 0; dense: the env's reward.
     (--reward DIR trains on a learned reward instead.)"""
-    lr: float = 3e-5
-    """The actor's learning rate."""
+    reward: Path | None = None
+    """Train on a learned reward (a reward checkpoint folder, e.g. `iltk irl`'s DIR/reward)."""
     critic_lr: float = 1e-3
     """The critic's learning rate."""
     critic_warmup: int = 5
     """Rollouts that train the critic alone before the actor moves."""
-    clip: float = 0.05
-    """The ratio's clip (small: the start is already good)."""
     log_std_init: float = -2.0
     """Initial log std of the exploration noise (actions in [-1, 1]: std 0.14)."""
     min_log_std: float = -3.0
@@ -612,36 +669,131 @@ class FinetuneSettings(PPOConfig):
     """Demonstration samples per minibatch of the BC term."""
     dataset: Path | None = None
     """The demonstrations of the BC term (default: the checkpoint's own dataset)."""
-    residual: bool | None = None
-    """Keep the BC policy frozen and train a per-step Gaussian residual on top. Unset: a
-    residual for bc-rnn and act policies (their hidden state and chunk execution stay as
-    trained); an MLP bc policy is fine-tuned itself (a GMM head as a Gaussian at its most
-    likely component's mean: on Push it gained more than a residual on the whole mixture,
-    benchmarks/RESULTS.md). True on a bc policy: leave it whole under the residual."""
+    mode: Literal["auto", "whole", "residual"] = "auto"
+    """whole: the BC network itself is fine-tuned (bc policies; a GMM head as a Gaussian at
+    its most likely component's mean); residual: the BC policy stays frozen under a
+    per-step Gaussian residual; auto: whole for bc, residual for bc-rnn and act (their
+    hidden state and chunk execution stay as trained)."""
     chunk: ChunkExecution = field(default_factory=ChunkExecution)
     """An act policy: how its chunks are executed under the residual (default: as its
     checkpoint says); the fine-tuned checkpoint keeps it."""
-    normalize_obs: bool = field(default=False, metadata=NOT_AN_OPTION)
-    hidden: list[int] = field(default_factory=lambda: [64, 64], metadata=NOT_AN_OPTION)
-    activation: Literal["tanh", "relu"] = field(default="tanh", metadata=NOT_AN_OPTION)
     eval_every: int = 20_000
     """Environment steps between evaluations (0: only at the start and the end)."""
     eval_episodes: int = 50
     """Episodes per evaluation (deterministic actions, unseen seeds)."""
+    seed: int = 0
+    """Seed of the weights, the sampling and the episodes."""
+    device: str = "cpu"
+    """The torch device: cpu, cuda or auto."""
+    threads: int = 1
+    """torch threads on the CPU."""
+    resume: bool = False
+    """Continue from OUT/last."""
+    overwrite: bool = False
+    """Start afresh in an OUT that holds an earlier run (its checkpoints and logs are deleted)."""
+    progress: bool = True
+    """Show a progress bar."""
 
     def __post_init__(self):
-        super().__post_init__()
+        _at_least_one(self, "steps", "threads", "bc_batch_size")
         if self.critic_warmup < 0:
             raise ValueError(f"critic_warmup must be >= 0, got {self.critic_warmup}")
         if not (math.isfinite(self.critic_lr) and 0 < self.critic_lr <= 1):
             raise ValueError(f"critic_lr must be in (0, 1], got {self.critic_lr}")
         if not self.min_log_std <= self.log_std_init <= self.max_log_std:
             raise ValueError("need min_log_std <= log_std_init <= max_log_std")
-        for name in ("kl_bc", "bc_weight"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        _non_negative(self, "kl_bc", "bc_weight")
         if not 0.0 < self.bc_decay <= 1.0:
             raise ValueError(f"bc_decay must be in (0, 1], got {self.bc_decay}")
-        if self.bc_batch_size < 1:
-            raise ValueError(f"bc_batch_size must be >= 1, got {self.bc_batch_size}")
+        for name in ("eval_every", "eval_episodes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.resume and self.overwrite:
+            raise ValueError("resume and overwrite exclude each other: pick one")
+
+    def ppo_config(self, task: str, *, normalize_obs: bool) -> PPOConfig:
+        """The PPO run of this fine-tuning."""
+        return PPOConfig(
+            task=task,
+            steps=self.steps,
+            out=self.out,
+            ppo=dataclasses.replace(self.ppo, normalize_obs=normalize_obs),
+            log_std_init=self.log_std_init,
+            reward=self.reward,
+            eval_every=self.eval_every,
+            eval_episodes=self.eval_episodes,
+            seed=self.seed,
+            device=self.device,
+            threads=self.threads,
+            resume=self.resume,
+            overwrite=self.overwrite,
+            progress=self.progress,
+        )
+
+
+RECORDED_BESIDE = ("policy_config", "task_resolved")
+"""What a run's config.json records beside the command's settings (not settings)."""
+
+
+def config_from_dict(cls: type, data: dict, *, where: str = "config.json"):
+    """The settings ``cls`` (a dataclass of this module, nested groups included) from the
+    dict a run's config.json holds; a key that is no setting of ``cls`` is an error (the
+    file of another command), a missing one keeps its default."""
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - names - set(RECORDED_BESIDE))
+    if unknown:
+        shown = ", ".join(map(repr, unknown[:3])) + (
+            f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+        )
+        raise ValueError(
+            f"{where}: {shown} {'is not a setting' if len(unknown) == 1 else 'are not settings'}"
+            " of this command: the config.json of another command (or of an older iltk)?"
+        )
+    kwargs = {}
+    for name in names & set(data):
+        value, hint = data[name], hints[name]
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            value = config_from_dict(hint, value, where=f"{where}: {name}")
+        elif value is not None and Path in (typing.get_args(hint) or (hint,)):
+            value = Path(value)
+        elif isinstance(value, list) and typing.get_origin(hint) is tuple:
+            value = tuple(value)
+        if not _fits(value, hint):
+            raise ValueError(f"{where}: {name} = {value!r}, but it takes {_type_name(hint)}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _fits(value, hint) -> bool:
+    """Whether a value read from JSON is of a plain setting's type (numbers, text, flags,
+    choices, optional ones); other kinds are left to the settings' own checks."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        return value in args
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    return True
+
+
+def _type_name(hint) -> str:
+    import typing
+
+    if typing.get_origin(hint) is Literal:
+        return "one of " + ", ".join(map(repr, typing.get_args(hint)))
+    return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")

@@ -2,15 +2,16 @@
 
 An MLP BC checkpoint becomes the actor of ``iltk.policies.finetune.FinetunePolicy`` (its
 mean action, a bounded learned std, a fresh critic); a BC-RNN or ACT checkpoint (or any,
-with ``--residual True``) stays frozen under a per-step Gaussian residual
+with ``--mode residual``) stays frozen under a per-step Gaussian residual
 (``ResidualPolicy``, ResiP's recipe: the chunk execution and hidden states are kept as
-trained, or as ``--chunk.*`` says, and only the small residual moves). Then
-``iltk.algos.ppo.train_ppo`` runs with two learning rates (a small one for the actor, a
-large one for the critic), a critic warm-up with the actor frozen, a small clip, and the
-task's sparse success as the reward by default (``--reward-type dense`` for the env's
-shaped reward, ``--reward DIR`` for a learned one). The envs are made as the BC policy's
-were (its checkpoint's ``env_kwargs``, e.g. ``init_spread``). The result is an ordinary
-checkpoint.
+trained, or as ``--chunk.*`` says, and only the small residual moves). Then the PPO run
+(``iltk.algos.ppo.train_ppo``) is composed with what fine-tuning adds, none of it a flag
+inside PPO: a learning rate of the critic's own, a critic warm-up with the actor frozen
+(``CriticWarmup``), the task's sparse success as the reward source by default
+(``--reward-type dense`` for the env's shaped reward, ``--reward DIR`` for a learned one),
+and optionally ``TowardsStart``, an auxiliary loss with its callback. The envs are made as
+the BC policy's were (its checkpoint's ``env_kwargs``, e.g. ``init_spread``). The result is
+an ordinary checkpoint.
 """
 
 from __future__ import annotations
@@ -19,28 +20,19 @@ import copy
 import dataclasses
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from iltk.algos.configs import FinetuneSettings
 from iltk.policies import load_checkpoint, set_chunk_execution
+from iltk.rl.ppo import Callback, CriticWarmup
+from iltk.rl.rewards import SuccessReward
 
 
 class FinetuneError(ValueError):
     """A starting policy that cannot be fine-tuned here (the message says why)."""
 
 
-def success_reward(transition) -> np.ndarray:
-    """1 where the task reports success after the step, else 0."""
-    success = transition.info.get("success")
-    if success is None:
-        raise FinetuneError(
-            "this task reports no success: pass --reward-type dense (or --reward DIR)"
-        )
-    return np.asarray(success, np.float64)
-
-
-class TowardsStart:
+class TowardsStart(Callback):
     """What keeps the actor near the policy it started from, added to PPO's actor loss:
 
     - a KL penalty, ``kl_bc`` * KL(pi || pi_start) with pi_start the starting mean under
@@ -49,7 +41,12 @@ class TowardsStart:
     - DAPG's behaviour-cloning term (Rajeswaran et al. 2017), ``bc_weight`` *
       ``bc_decay``^k times the BC policy's own loss on a minibatch of demonstrations at
       rollout k (MLP fine-tuning only: a residual's frozen base has nothing to clone).
+
+    ``loss`` is PPO's auxiliary loss; as a callback it sets the weight of the rollout and
+    logs the terms' means.
     """
+
+    metrics = ("bc_loss", "bc_weight", "kl_to_start")
 
     def __init__(self, policy, cfg: FinetuneSettings, dataset, device):
         self.kl_bc, self.bc_weight, self.bc_decay = cfg.kl_bc, cfg.bc_weight, cfg.bc_decay
@@ -67,8 +64,8 @@ class TowardsStart:
         self.weight = self.bc_weight
         self.sums: dict[str, list] = {"bc_loss": [], "kl_to_start": []}
 
-    def start_rollout(self, iteration: int) -> None:
-        self.weight = self.bc_weight * self.bc_decay**iteration
+    def on_update_start(self, ppo) -> None:
+        self.weight = self.bc_weight * self.bc_decay**ppo.iterations
 
     def loss(self, obs, mean, log_std) -> torch.Tensor:
         total = torch.zeros((), device=mean.device)
@@ -88,7 +85,7 @@ class TowardsStart:
             self.sums["bc_loss"].append(bc.detach())
         return total
 
-    def logs(self) -> dict:
+    def on_update_end(self, ppo) -> dict:
         out = {"bc_weight": self.weight if self.dataset is not None else None}
         for key, values in self.sums.items():
             out[key] = float(torch.stack(values).mean()) if values else None
@@ -116,12 +113,12 @@ def finetune(cfg: FinetuneSettings) -> dict:
         set_chunk_execution(base, **cfg.chunk.given())
     except ValueError as err:
         raise FinetuneError(f"{cfg.policy}: --chunk.*: {err}") from None
-    if cfg.residual is False and name != "bc":
+    if cfg.mode == "whole" and name != "bc":
         raise FinetuneError(
-            f"--residual False: {name} policies are fine-tuned through a residual only "
-            "(its hidden state and chunk execution stay frozen); leave --residual unset"
+            f"--mode whole: {name} policies are fine-tuned through a residual only "
+            "(its hidden state and chunk execution stay frozen); use --mode auto or residual"
         )
-    residual = cfg.residual if cfg.residual is not None else name != "bc"
+    residual = cfg.mode == "residual" or (cfg.mode == "auto" and name != "bc")
     bounds = dict(
         log_std_init=cfg.log_std_init, min_log_std=cfg.min_log_std, max_log_std=cfg.max_log_std
     )
@@ -133,20 +130,16 @@ def finetune(cfg: FinetuneSettings) -> dict:
         )
     # a residual reads (state, base action) through PPO's running normalization; a
     # fine-tuned MLP keeps the normalization it was trained with
-    cfg = dataclasses.replace(cfg, task=task, normalize_obs=residual)
+    ppo_cfg = cfg.ppo_config(task, normalize_obs=residual and cfg.ppo.normalize_obs)
     env_kwargs = dict(extra.get("env_kwargs") or {})
-    reward_fn = success_reward if cfg.reward_type == "sparse" and cfg.reward is None else None
+    reward = SuccessReward() if cfg.reward_type == "sparse" and cfg.reward is None else None
     dataset = None
     if cfg.bc_weight > 0:
         if residual:
             raise FinetuneError(
                 "--bc-weight: a residual policy's base is frozen, there is nothing to clone; "
                 "use --kl-bc to keep the residual small"
-                + (
-                    " (or leave --residual unset: the MLP fine-tuned itself)"
-                    if name == "bc"
-                    else ""
-                )
+                + (" (or --mode whole: the MLP fine-tuned itself)" if name == "bc" else "")
             )
         from iltk.data.dataset import DemoDataset
         from iltk.policies import resolve_device
@@ -160,15 +153,21 @@ def finetune(cfg: FinetuneSettings) -> dict:
         device = resolve_device(cfg.device)
         dataset = DemoDataset(path, obs_keys=list(base.config.lowdim_keys), device=device)
         dataset.check_compatible(base.config.state_dim, base.config.action_dim, str(path))
-    regularizer = None
+    callbacks: list = [CriticWarmup(cfg.critic_warmup)]
+    aux_losses = []
     if cfg.kl_bc > 0 or dataset is not None:
         from iltk.policies import resolve_device
 
-        regularizer = TowardsStart(policy, cfg, dataset, resolve_device(cfg.device))
+        towards = TowardsStart(policy, cfg, dataset, resolve_device(cfg.device))
+        callbacks.append(towards)
+        aux_losses.append(towards.loss)
     return train_ppo(
-        cfg,
+        ppo_cfg,
         policy=policy,
         env_kwargs=env_kwargs,
-        reward_fn=reward_fn,
-        regularizer=regularizer,
+        reward=reward,
+        callbacks=callbacks,
+        aux_losses=aux_losses,
+        critic_lr=cfg.critic_lr,
+        run_config={**dataclasses.asdict(cfg), "task": task},
     )

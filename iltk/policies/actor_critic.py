@@ -75,10 +75,20 @@ class ActorCritic(Policy):
         """V at normalized observations, shape (B,)."""
         return self.critic(norm_obs).squeeze(-1)
 
+    # what PPO reads (iltk.rl.ppo's policy protocol)
+    frozen_base = None
+    """A policy this one acts on top of (a residual's base); None: it acts alone."""
+
+    def actor_parameters(self) -> list[nn.Parameter]:
+        return [*self.actor.parameters(), self.log_std]
+
+    def critic_parameters(self) -> list[nn.Parameter]:
+        return list(self.critic.parameters())
+
     # -------------------------------------------------------- the contract
     def loss(self, batch):
         """Behaviour cloning of the actor (Gaussian negative log-likelihood): what a BC
-        regularizer or a warm start uses; PPO's own loss is in ``iltk.algos.ppo``."""
+        regularizer or a warm start uses; PPO's own loss is ``iltk.rl.loss.ppo_loss``."""
         norm = self.normalize(batch["obs"]["state"])
         nll = -self.distribution(norm).log_prob(batch["actions"]).sum(-1)
         w = batch.get("weights")

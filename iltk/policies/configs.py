@@ -123,9 +123,8 @@ class HeadConfig(PolicyConfig):
     """Mixture components of the GMM head."""
     gmm_min_std: float = 0.05
     """Minimum std of the GMM components, in normalized action units (added to the softplus
-    scales, as robomimic). robomimic's 1e-4 lets the likelihood collapse onto deterministic
-    scripted labels (an earlier PointMaze, 100 demos, 5000 steps: 2% success with the
-    likeliest mode, 28% sampling the mode, against 95% at 0.05)."""
+    scales, as robomimic; its 1e-4 lets the likelihood collapse onto deterministic scripted
+    labels)."""
     stochastic_eval: bool = False
     """Sample the GMM mode at evaluation, as robomimic's low-noise evaluation (default: the
     likeliest mode's mean, which flips between modes less)."""
@@ -176,8 +175,8 @@ class BCRNNConfig(HeadConfig):
     hidden_reset_every: int | None = None
     """At evaluation the hidden state is carried from step to step, reset at every episode
     start and, as robomimic does, every this many steps (default: seq_len, the horizon it
-    was trained on; 0: never within an episode). Carried over a whole PointMaze episode it
-    drifted out of what training saw: 0% success against 100% with the reset (30 episodes)."""
+    was trained on; 0: never within an episode: carried over a whole episode the state
+    drifts out of what training saw)."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -209,8 +208,8 @@ class ACTConfig(PolicyConfig):
     is on)."""
     temporal_ensemble: bool = False
     """Predict every step and average all predictions for the current step (ACT's
-    temporal ensembling; off by default: on Push it cost ACT about 50 points of success
-    against a fresh chunk every step, benchmarks/act_execution.py)."""
+    temporal ensembling; off by default: it lags behind a fresh chunk every step, which
+    succeeded more often)."""
     ensemble_m: float = 0.01
     """Temporal-ensemble weights exp(-m*i), i=0 the OLDEST prediction (m<0 favours new)."""
     d_model: int = 256

@@ -89,6 +89,8 @@ class FinetunePolicy(Policy):
         nn.init.zeros_(last.bias)
         self.raw_log_std = nn.Parameter(torch.full((config.action_dim,), config.log_std_init))
 
+    frozen_base = None  # the base is the actor itself, trained
+
     @classmethod
     def from_base(cls, base: Policy, base_name: str, **settings) -> FinetunePolicy:
         """A fine-tune policy that starts as ``base`` (its weights copied)."""
@@ -163,9 +165,9 @@ class ResidualPolicy(Policy):
         return on_base("residual", base, base_name, **settings)
 
     @property
-    def ppo_obs_dim(self) -> int:
-        """PPO's observation for it: the state and the base's action."""
-        return self.config.state_dim + self.config.action_dim
+    def frozen_base(self) -> Policy:
+        """PPO acts on top of the base: its observation is (state, base action)."""
+        return self.base
 
     @property
     def log_std(self) -> torch.Tensor:

@@ -19,6 +19,7 @@ def reach_file(tmp_path_factory):
     return path
 
 
+@pytest.mark.expensive
 def test_bc_learns_reach(reach_file, tmp_path):
     res = train(
         TrainConfig(

@@ -1,6 +1,7 @@
 """PPO fine-tuning of BC policies (`iltk finetune`)."""
 
 import csv
+import dataclasses
 import json
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from iltk.algos.bc import train
-from iltk.algos.configs import ChunkExecution, FinetuneSettings, TrainConfig
+from iltk.algos.configs import ChunkExecution, FinetuneSettings, PPOSettings, TrainConfig
 from iltk.algos.finetune import FinetuneError, finetune
 from iltk.cli import main as cli_main
 from iltk.collect import collect_demos
@@ -41,6 +42,11 @@ def _states(data):
         return np.concatenate([f.read(d, "obs/state") for d in f.demos]).astype(np.float32)
 
 
+def _ppo(**settings) -> PPOSettings:
+    """Fine-tuning's PPO settings with these changed."""
+    return dataclasses.replace(FinetuneSettings().ppo, **settings)
+
+
 def test_the_start_is_the_bc_policy_and_the_warm_up_leaves_it_alone(bc_reach, tmp_path):
     root, data = bc_reach
     bc = load_policy(root / "bc" / "last")
@@ -53,7 +59,7 @@ def test_the_start_is_the_bc_policy_and_the_warm_up_leaves_it_alone(bc_reach, tm
         policy=root / "bc" / "last",
         out=out,
         steps=2048,
-        n_steps=512,
+        ppo=_ppo(n_steps=512),
         critic_warmup=10,
         eval_every=0,
         eval_episodes=0,
@@ -75,7 +81,7 @@ def test_first_update_after_the_warm_up_changes_the_actions_little(bc_reach, tmp
         policy=root / "bc" / "last",
         out=out,
         steps=3 * 512,
-        n_steps=512,
+        ppo=_ppo(n_steps=512),
         critic_warmup=2,
         eval_every=0,
         eval_episodes=0,
@@ -91,11 +97,12 @@ def test_first_update_after_the_warm_up_changes_the_actions_little(bc_reach, tmp
     assert [r["warmup"] for r in rows if r["kind"] == "train"] == ["1.0", "1.0", "0.0"]
 
 
+@pytest.mark.expensive
 def test_finetuning_improves_success_on_reach(bc_reach, tmp_path, capsys):
     root, _ = bc_reach
     out = tmp_path / "ft"
     args = ["finetune", "--policy", str(root / "bc" / "last"), "--out", str(out)]
-    args += ["--steps", "20480", "--n-steps", "1024", "--eval-every", "10240"]
+    args += ["--steps", "20480", "--ppo.n-steps", "1024", "--eval-every", "10240"]
     args += ["--eval-episodes", "50", "--no-progress"]
     assert cli_main(args) == 0
     assert "(start) ->" in capsys.readouterr().out
@@ -121,10 +128,8 @@ def test_the_pull_towards_the_start_keeps_the_actor_near_it(bc_reach, tmp_path):
             policy=root / "bc" / "last",
             out=out,
             steps=4 * 512,
-            n_steps=512,
+            ppo=_ppo(n_steps=512, lr=1e-3, clip_range=0.2),
             critic_warmup=1,
-            lr=1e-3,
-            clip=0.2,
             eval_every=0,
             eval_episodes=0,
             progress=False,
@@ -193,7 +198,15 @@ def test_an_act_policy_is_finetuned_through_a_residual(act_reach, tmp_path):
 
     out = tmp_path / "act_ft"
     args = ["finetune", "--policy", str(act_reach), "--out", str(out), "--steps", "1024"]
-    args += ["--n-steps", "256", "--critic-warmup", "1", "--eval-episodes", "2", "--no-progress"]
+    args += [
+        "--ppo.n-steps",
+        "256",
+        "--critic-warmup",
+        "1",
+        "--eval-episodes",
+        "2",
+        "--no-progress",
+    ]
     args += ["--chunk.temporal-ensemble", "True"]  # trained to act with a fresh chunk a step
     assert cli_main(args) == 0
     tuned = load_policy(out / "last")
@@ -216,7 +229,7 @@ def test_an_act_policy_is_finetuned_through_a_residual(act_reach, tmp_path):
 
 def test_a_gmm_head_is_finetuned_itself_or_whole_under_a_residual(bc_reach, tmp_path, capsys):
     """By default the GMM's MLP is PPO's actor at its most likely component's mean;
-    --residual True keeps the mixture whole under a zero residual that acts exactly as it."""
+    --mode residual keeps the mixture whole under a zero residual that acts exactly as it."""
     from iltk.envs import make_vector_env
     from iltk.policies.finetune import ResidualPolicy
     from iltk.policies.runners import PolicyRunner
@@ -228,7 +241,7 @@ def test_a_gmm_head_is_finetuned_itself_or_whole_under_a_residual(bc_reach, tmp_
     gmm = root / "gmm" / "last"
     base = load_policy(gmm)
     obs = {"state": torch.as_tensor(_states(data)[:200])}
-    common = ["--n-steps", "256", "--eval-every", "0", "--eval-episodes", "0", "--no-progress"]
+    common = ["--ppo.n-steps", "256", "--eval-every", "0", "--eval-episodes", "0", "--no-progress"]
     out = tmp_path / "whole"
     args = ["finetune", "--policy", str(gmm), "--out", str(out), "--steps", "768"]
     assert cli_main([*args, *common, "--critic-warmup", "1"]) == 0
@@ -238,7 +251,7 @@ def test_a_gmm_head_is_finetuned_itself_or_whole_under_a_residual(bc_reach, tmp_
     # every rollout a warm-up one: what is saved is the start
     out = tmp_path / "res"
     args = ["finetune", "--policy", str(gmm), "--out", str(out), "--steps", "512"]
-    assert cli_main([*args, *common, "--critic-warmup", "4", "--residual", "True"]) == 0
+    assert cli_main([*args, *common, "--critic-warmup", "4", "--mode", "residual"]) == 0
     tuned = load_policy(out / "last")
     assert isinstance(tuned, ResidualPolicy) and tuned.base.config.head == "gmm"
     runners = [PolicyRunner(base, 2), PolicyRunner(tuned, 2)]
@@ -251,8 +264,8 @@ def test_a_gmm_head_is_finetuned_itself_or_whole_under_a_residual(bc_reach, tmp_
     envs.close()
     # a residual's base is frozen: the BC term has nothing to clone, and says what to do
     args = ["finetune", "--policy", str(gmm), "--out", str(tmp_path / "o"), "--bc-weight", "0.1"]
-    assert cli_main([*args, "--residual", "True"]) != 0
-    assert "leave --residual unset" in capsys.readouterr().err
+    assert cli_main([*args, "--mode", "residual"]) != 0
+    assert "--mode whole" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 
@@ -277,8 +290,6 @@ def test_what_cannot_be_finetuned_is_refused(bc_reach, act_reach, tmp_path, caps
         )
     assert not (tmp_path / "o").exists()
     with pytest.raises(FinetuneError, match="residual only"):
-        finetune(FinetuneSettings(policy=act_reach, out=tmp_path / "o", residual=False))
-    with pytest.raises(SystemExit):
-        cli_main(["finetune", "--normalize-obs"])  # not an option: the BC policy normalizes
+        finetune(FinetuneSettings(policy=act_reach, out=tmp_path / "o", mode="whole"))
     with pytest.raises(ValueError, match="min_log_std"):
         FinetuneSettings(log_std_init=0.0)

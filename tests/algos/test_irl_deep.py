@@ -1,12 +1,13 @@
 """Deep MaxEnt IRL (the game) and the `iltk irl` command."""
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from iltk.algos.configs import IRLConfig
+from iltk.algos.configs import IRLConfig, RewardPlayerSettings
 from iltk.algos.irl.deep import Demonstrations, RewardPlayer, load_demonstrations
 from iltk.cli import main as cli_main
 from iltk.collect import collect_demos
@@ -50,9 +51,10 @@ def _separated(**settings):
     expert = np.c_[np.ones(500), rng.normal(size=500)].astype(np.float32)
     policy = np.c_[-np.ones(500), rng.normal(size=500)].astype(np.float32)
     demos = Demonstrations(expert, np.zeros((500, 1), np.float32), [expert], [0], 0, {})
-    cfg = IRLConfig(task="iltk/Reach-v0", reward_updates=300, seed=0, **settings)
-    player = RewardPlayer(cfg, demos, {}, "cpu")
-    net = player.prepare(2, 1)
+    cfg = IRLConfig(task="iltk/Reach-v0", reward=RewardPlayerSettings(updates=300, **settings))
+    player = RewardPlayer(cfg, demos, "cpu")
+    player.prepare(2, 1)
+    net = player.net
     logs = player.update(policy, np.zeros((500, 1), np.float32))
     line = np.c_[np.linspace(-1, 1, 21), np.zeros(21)].astype(np.float32)
     return logs, net.rewards(expert).mean(), net.rewards(policy).mean(), net.rewards(line)
@@ -61,13 +63,13 @@ def _separated(**settings):
 def test_the_reward_player_raises_demo_states_against_the_policys():
     # L2 alone: a step between the sets, as high as the penalty lets it be (the
     # optimum of gap - 0.05 (r_e^2 + r_p^2) is r = +-10)
-    logs, r_e, r_p, line = _separated(reward_l2=0.05, reward_grad_penalty=0.0)
+    logs, r_e, r_p, line = _separated(l2=0.05, grad_penalty=0.0)
     assert logs["reward_gap"] > 10.0 and r_e > r_p + 10.0, logs
     assert max(abs(r_e), abs(r_p)) < 12.0
     # with the gradient penalty: 1-Lipschitz in the normalized input (the sets lie 2 apart
     # there: the first coordinate's std over both is 1), so a slope of about 1 per unit
     # that rises all the way from the policy's states to the demonstrations'
-    logs, r_e, r_p, line = _separated(reward_l2=0.01, reward_grad_penalty=10.0)
+    logs, r_e, r_p, line = _separated(l2=0.01, grad_penalty=10.0)
     assert 1.0 < r_e - r_p < 2.6, (r_e, r_p)
     steps = np.diff(line)
     assert (steps > 0).all(), line
@@ -100,8 +102,8 @@ def test_irl_command_writes_a_reward_ppo_trains_on_and_a_policy_eval_loads(
 
     out = tmp_path / "irl"
     args = ["irl", "--dataset", str(reach_demos), "--out", str(out), "--no-progress"]
-    args += ["--steps", "1024", "--n-steps", "256", "--eval-every", "512"]
-    args += ["--eval-episodes", "2", "--reward-updates", "3"]
+    args += ["--steps", "1024", "--ppo.n-steps", "256", "--eval-every", "512"]
+    args += ["--eval-episodes", "2", "--reward.updates", "3"]
     assert cli_main(args) == 0
     said = capsys.readouterr().out
     assert "iltk ppo --reward" in said and "never trained on" in said
@@ -119,7 +121,7 @@ def test_irl_command_writes_a_reward_ppo_trains_on_and_a_policy_eval_loads(
     assert cli_main(["eval", str(out / "policy"), "--episodes", "2", "--num-envs", "1"]) == 0
     ppo = tmp_path / "ppo"
     args = ["ppo", "--task", "iltk/Reach-v0", "--reward", str(out / "reward")]
-    args += ["--out", str(ppo), "--steps", "512", "--n-steps", "256", "--no-progress"]
+    args += ["--out", str(ppo), "--steps", "512", "--ppo.n-steps", "256", "--no-progress"]
     args += ["--eval-episodes", "1"]
     assert cli_main(args) == 0
     # a second run does not write over the first without --overwrite
@@ -138,7 +140,7 @@ def test_irl_command_on_a_tabular_task(tmp_path, capsys):
     assert "--success-only needs a task with a success test" in capsys.readouterr().err
     out = tmp_path / "irl"
     args = ["irl", "--dataset", str(path), "--out", str(out), "--no-progress"]
-    args += ["--tolerance", "0.05"]
+    args += ["--tabular.tolerance", "0.05"]
     assert cli_main(args) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["task"] == "iltk/ObjectWorld-v0" and res["demos"] == 200
@@ -149,20 +151,19 @@ def test_irl_command_on_a_tabular_task(tmp_path, capsys):
     assert "correlation with the true reward" in capsys.readouterr().out
 
 
-def test_mixed_starts_alternate_demo_and_fresh_episodes_and_compare_the_former():
+def test_the_policys_episodes_start_where_the_demonstrations_did():
     seeds = [4, 9, 2]
     demos = Demonstrations(
         np.zeros((3, 2), np.float32), np.zeros((3, 1), np.float32), [], seeds, 0, {}
     )
-    mixed = RewardPlayer(IRLConfig(task="iltk/Reach-v0", starts="mixed"), demos, {}, "cpu")
-    first = mixed.episode_seeds[:8]
-    assert first[::2] == [4, 9, 2, 4] and not set(first[1::2]) & {4, 9, 2}
-    assert len(set(first[1::2])) == 4  # fresh ones are all different
-    np.testing.assert_array_equal(mixed.compared(np.array([0, 1, 2, 3, -1])), [1, 0, 1, 0, 0])
-    only = RewardPlayer(IRLConfig(task="iltk/Reach-v0", starts="demos"), demos, {}, "cpu")
-    assert only.episode_seeds == seeds and only.compared(np.array([1, -1])).tolist() == [1, 0]
-    fresh = RewardPlayer(IRLConfig(task="iltk/Reach-v0", starts="fresh"), demos, {}, "cpu")
+    only = RewardPlayer(IRLConfig(task="iltk/Reach-v0"), demos, "cpu")
+    assert only.episode_seeds == seeds
+    fresh = RewardPlayer(
+        IRLConfig(task="iltk/Reach-v0", reward=RewardPlayerSettings(starts="fresh")), demos, "cpu"
+    )
     assert fresh.episode_seeds is None
+    unknown = dataclasses.replace(demos, seeds=[4, None, 2])  # a file without reset seeds
+    assert RewardPlayer(IRLConfig(task="iltk/Reach-v0"), unknown, "cpu").episode_seeds is None
 
 
 def test_the_reward_player_checks_the_tasks_sizes():
@@ -170,13 +171,13 @@ def test_the_reward_player_checks_the_tasks_sizes():
         np.zeros((4, 2), np.float32), np.zeros((4, 1), np.float32), [], [], 0, {}
     )
     with pytest.raises(ValueError, match="observations have 2 values, the task's 9"):
-        RewardPlayer(IRLConfig(task="iltk/Reach-v0"), demos, {}, "cpu").prepare(9, 1)
+        RewardPlayer(IRLConfig(task="iltk/Reach-v0"), demos, "cpu").prepare(9, 1)
 
 
 def test_bad_irl_settings_are_refused(reach_demos, tmp_path, capsys):
     for args, words in [
         (["--demos", "-1"], "demos must be >= 0"),
-        (["--reward-l2", "nan"], "reward_l2"),
+        (["--reward.l2", "nan"], "l2 must be"),
         (["--task", "iltk/Push-v0"], "not iltk/Push-v0"),
     ]:
         argv = ["irl", "--dataset", str(reach_demos), "--out", str(tmp_path / "o")] + args
@@ -187,6 +188,4 @@ def test_bad_irl_settings_are_refused(reach_demos, tmp_path, capsys):
         assert code != 0
         assert words in capsys.readouterr().err, words
     assert not (tmp_path / "o").exists()
-    with pytest.raises(ValueError, match="does not resume"):
-        IRLConfig(resume=True)
     torch.set_num_threads(1)

@@ -23,6 +23,8 @@ from iltk.collect import collect_demos
 from iltk.files import OutputError
 from iltk.policies import CheckpointError, load_checkpoint
 
+pytestmark = pytest.mark.expensive
+
 ILTK = [sys.executable, "-m", "iltk.cli"]
 
 

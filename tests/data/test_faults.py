@@ -24,6 +24,8 @@ from iltk.files import LockedError, WriterLock, recover_dir, write_dir_atomicall
 sys.path.insert(0, str(Path(__file__).parent))
 from recorder_child import synthetic_episode  # noqa: E402
 
+pytestmark = pytest.mark.expensive
+
 CHILD = Path(__file__).parent / "recorder_child.py"
 ILTK = [sys.executable, "-m", "iltk.cli"]
 

@@ -39,7 +39,7 @@ def small_policy(name, images=False, **kw):
     policy = make_policy(name, build_config(name, cfg))
     rng = np.random.default_rng(0)
     if hasattr(policy, "set_obs_stats"):  # running observation statistics (PPO)
-        d = getattr(policy, "ppo_obs_dim", 6)
+        d = 6 + (3 if policy.frozen_base is not None else 0)  # a residual's: (state, base action)
         policy.set_obs_stats(rng.normal(size=d), rng.uniform(0.5, 2, d))
     for p in (policy, getattr(policy, "base", None)):  # a fine-tuned policy's base too
         if p is not None:

@@ -14,6 +14,8 @@ from iltk.data import DemoFile
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from xdisplay import XvfbDisplay  # noqa: E402
 
+pytestmark = pytest.mark.xserver
+
 ILTK = [sys.executable, "-m", "iltk.cli"]
 
 

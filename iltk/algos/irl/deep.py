@@ -2,7 +2,7 @@
 
 The game of the lecture notes ("IRL as a game"): a reward player and a policy player.
 
-- The policy player is PPO (``iltk.algos.ppo``) with an entropy bonus on the current
+- The policy player is PPO (``iltk.rl.ppo``, run by ``iltk.algos.ppo.train_ppo``), with an entropy bonus on the current
   reward: an approximate soft best response.
 - The reward player is an MLP r(s) (or r(s, a)) on the task's observations. MaxEnt IRL's
   gradient is E_demo[grad r] - E_policy[grad r] (expert visitation minus the visitation of
@@ -42,6 +42,8 @@ from iltk.data import DatasetError, DemoFile
 from iltk.envs import TABULAR_TASKS, make_env
 from iltk.files import atomic_write, atomic_write_text, write_bytes
 from iltk.rewards import RewardConfig, RewardNet
+from iltk.rl.ppo import Callback
+from iltk.rl.rewards import Absorbing, LearnedReward
 
 REWARD_METRICS = ["reward_expert", "reward_policy", "reward_gap", "reward_loss"]
 
@@ -115,63 +117,52 @@ def load_demonstrations(
 
 
 # ---------------------------------------------------------------------- the reward player
-class RewardPlayer:
-    """The reward player of the game, plugged into ``train_ppo(cfg, game=...)``."""
+class RewardPlayer(LearnedReward, Callback):
+    """The reward player of the game, composed with PPO from outside: PPO's reward source
+    (the live network's r(s) or r(s, a); an ended episode is an absorbing state, its final
+    state held to the horizon) and a callback (its move after each PPO update, on the
+    states the rewards were asked for; its network saved at each checkpoint)."""
 
     outputs = ("reward", "policy")
-    metrics = REWARD_METRICS
+    metrics = ("learned_reward", *REWARD_METRICS)
 
     def __init__(
         self,
         cfg: IRLConfig,
         demos: Demonstrations,
-        env_kwargs: dict,
         device,
         horizon: int | None = None,
     ):
-        self.cfg = cfg
+        super().__init__(None)
+        self.cfg, self.settings = cfg, cfg.reward
         self.demos = demos
-        self.env_kwargs = env_kwargs
         self.horizon = horizon
-        self.held: list[np.ndarray] = []  # this rollout's ended episodes' held final states
         self.device = torch.device(device)
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
-        self.replay: collections.deque = collections.deque(maxlen=cfg.replay)
-        self.net: RewardNet | None = None
+        self.replay: collections.deque = collections.deque(maxlen=cfg.reward.replay)
         self.updates = 0
+        # this rollout's samples: the compared steps' states and executed actions, and
+        # the ended episodes' held final states
+        self.states: list[np.ndarray] = []
+        self.actions: list[np.ndarray] = []
+        self.held: list[np.ndarray] = []
         # the reward player compares the demonstrations with policy episodes that start
         # where they did: goals and layouts are then the same on both sides, and the
         # reward cannot tell them apart by what the policy does not control (with fresh
-        # layouts, 16 demos' 16 goals alone separate the two sets). "mixed": every other
-        # training episode starts fresh (not compared), so the policy also learns to act
-        # where no demonstration went (and the reward is never pushed down there)
+        # layouts, 16 demos' 16 goals alone separate the two sets)
         known = bool(demos.seeds) and all(s is not None for s in demos.seeds)
-        self.starts = cfg.starts if known else "fresh"
-        self.episode_seeds = None
-        if self.starts == "demos":
-            self.episode_seeds = list(demos.seeds)
-        elif self.starts == "mixed":
-            n = len(demos.seeds)
-            fresh = 10_000_000 + cfg.seed * 1_000_003  # far from the demos' 0.. and eval's
-            self.episode_seeds = [
-                demos.seeds[(k // 2) % n] if k % 2 == 0 else fresh + k for k in range(200_000)
-            ]
+        demo_starts = cfg.reward.starts == "demos" and known
+        self.episode_seeds = list(demos.seeds) if demo_starts else None
 
-    def compared(self, episode_index: np.ndarray) -> np.ndarray:
-        """Which episodes (by index) the reward player compares with the demonstrations."""
-        idx = np.asarray(episode_index)
-        if self.starts == "mixed":
-            return (idx >= 0) & (idx % 2 == 0)
-        return idx >= 0
-
-    def prepare(self, obs_dim: int, action_dim: int) -> RewardNet:
+    def prepare(self, obs_dim: int, action_dim: int) -> None:
         """Build the reward network once the task's sizes are known (checked against the demos)."""
+        st = self.settings
         if self.demos.states.shape[1] != obs_dim:
             raise ValueError(
                 f"{self.cfg.dataset}: its observations have {self.demos.states.shape[1]} values, "
                 f"the task's {obs_dim}: demos of another task or observation mode?"
             )
-        if not self.cfg.state_only and self.demos.actions.shape[1] != action_dim:
+        if not st.state_only and self.demos.actions.shape[1] != action_dim:
             raise ValueError(
                 f"{self.cfg.dataset}: its actions have {self.demos.actions.shape[1]} values, "
                 f"the task's {action_dim}"
@@ -180,29 +171,54 @@ class RewardPlayer:
         config = RewardConfig(
             obs_dim=obs_dim,
             action_dim=action_dim,
-            hidden=list(self.cfg.reward_hidden),
-            state_only=self.cfg.state_only,
+            hidden=list(st.hidden),
+            state_only=st.state_only,
         )
         self.net = RewardNet(config).to(self.device)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=self.cfg.reward_lr)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=st.lr)
         as_tensor = lambda x: torch.as_tensor(x, device=self.device)  # noqa: E731
         self.expert_s = as_tensor(self.demos.states)
         self.expert_a = as_tensor(self.demos.actions)
-        return self.net
 
-    def hold(self, finals: np.ndarray, steps) -> None:
-        """Episodes of the policy ended in these final states with ``steps`` left to the
-        horizon (None: no horizon, nothing to add): they join the rollout's samples."""
-        if steps is None:
-            return
-        for state, k in zip(finals, np.asarray(steps)):
+    # ----------------------------------------------------------- as a reward source
+    def rewards(self, transition, states):
+        compared = np.asarray(transition.episode_index) >= 0
+        self.states.append(states[compared].astype(np.float32))
+        self.actions.append(transition.control.executed[compared].astype(np.float32))
+        return super().rewards(transition, states)
+
+    def absorbing(self, transition, ended, final_states, steps_done):
+        """An ended episode is its final state held to the horizon, as the demonstrations
+        are: its value is that state's learned reward for the remaining steps, so ending
+        neither pays nor costs in itself; the held states join the reward player's samples."""
+        actions = (
+            None
+            if self.net.config.state_only
+            else np.zeros((len(ended), self.net.config.action_dim))
+        )
+        r_final = self.net.rewards(final_states, actions)
+        if self.horizon is None:  # no horizon: held forever
+            return Absorbing(r_final, None)
+        left = self.horizon - np.asarray(steps_done)
+        compared = np.asarray(transition.episode_index)[ended] >= 0
+        for state, k in zip(final_states, np.where(compared, left, 0)):
             if k > 0:
                 self.held.append(np.repeat(state[None].astype(np.float32), int(k), 0))
+        return Absorbing(r_final, left)
+
+    # ---------------------------------------------------------------- as a callback
+    def on_update_end(self, ppo) -> dict:
+        states, actions = np.concatenate(self.states), np.concatenate(self.actions)
+        self.states, self.actions = [], []
+        return self.update(states, actions)
+
+    def on_checkpoint(self, out: Path) -> None:
+        self.save(out)
 
     def update(self, states: np.ndarray, actions: np.ndarray) -> dict:
-        """The reward player's move after a PPO update: ``reward_updates`` Adam steps on
+        """The reward player's move after a PPO update: ``updates`` Adam steps on
         mean r(policy) - mean r(demos) + l2 (mean r(demos)^2 + mean r(policy)^2)."""
-        net, cfg = self.net, self.cfg
+        net, st = self.net, self.settings
         assert net is not None, "prepare() first"
         if self.held:
             held = np.concatenate(self.held)
@@ -219,16 +235,16 @@ class RewardPlayer:
             both = torch.cat([self.expert_s, pol_s])
             net.set_obs_stats(both.mean(0).cpu(), both.std(0).clamp_min(1e-3).cpu())
         net.train()
-        B = cfg.reward_batch
-        for _ in range(cfg.reward_updates):
+        B = st.batch
+        for _ in range(st.updates):
             ie = torch.randint(len(self.expert_s), (B,), device=self.device, generator=self.gen)
             ip = torch.randint(len(pol_s), (B,), device=self.device, generator=self.gen)
-            r_e = net(self.expert_s[ie], None if cfg.state_only else self.expert_a[ie])
-            r_p = net(pol_s[ip], None if cfg.state_only else pol_a[ip])
+            r_e = net(self.expert_s[ie], None if st.state_only else self.expert_a[ie])
+            r_p = net(pol_s[ip], None if st.state_only else pol_a[ip])
             gap = r_e.mean() - r_p.mean()
-            loss = -gap + cfg.reward_l2 * (r_e.square().mean() + r_p.square().mean())
-            if cfg.reward_grad_penalty > 0:
-                loss = loss + cfg.reward_grad_penalty * self._gradient_penalty(
+            loss = -gap + st.l2 * (r_e.square().mean() + r_p.square().mean())
+            if st.grad_penalty > 0:
+                loss = loss + st.grad_penalty * self._gradient_penalty(
                     self.expert_s[ie], pol_s[ip], self.expert_a[ie], pol_a[ip]
                 )
             self.opt.zero_grad(set_to_none=True)
@@ -239,9 +255,9 @@ class RewardPlayer:
         with torch.no_grad():  # on the newest rollout alone: what the policy does now
             r_now = net(
                 torch.as_tensor(states, device=self.device),
-                None if cfg.state_only else torch.as_tensor(actions, device=self.device),
+                None if st.state_only else torch.as_tensor(actions, device=self.device),
             ).mean()
-            r_exp = net(self.expert_s, None if cfg.state_only else self.expert_a).mean()
+            r_exp = net(self.expert_s, None if st.state_only else self.expert_a).mean()
         return {
             "reward_expert": float(r_exp),
             "reward_policy": float(r_now),
@@ -259,7 +275,7 @@ class RewardPlayer:
         x = ((u * s_e + (1 - u) * s_p) - net.obs_mean) / net.obs_std
         x.requires_grad_(True)
         inputs = [x]
-        if not self.cfg.state_only:
+        if not self.settings.state_only:
             a = (u * a_e + (1 - u) * a_p).requires_grad_(True)
             inputs.append(a)
             r = net.net(torch.cat([x, a], -1)).squeeze(-1)
@@ -354,15 +370,23 @@ def train_deep_irl(cfg: IRLConfig) -> dict:
     finally:
         probe.close()
     demos = load_demonstrations(cfg.dataset, cfg.task, limit=cfg.demos, horizon=horizon)
-    game = RewardPlayer(cfg, demos, demos.env_kwargs, resolve_device(cfg.device), horizon)
-    res = train_ppo(cfg, game=game)
+    player = RewardPlayer(cfg, demos, resolve_device(cfg.device), horizon)
+    res = train_ppo(
+        cfg.ppo_config(cfg.task),
+        env_kwargs=demos.env_kwargs,
+        reward=player,
+        callbacks=[player],
+        episode_seeds=player.episode_seeds,
+        choose_best=False,  # the learner never sees the env's reward: no best/ chosen by it
+        run_config=dataclasses.asdict(cfg),
+    )
     # policy/: the last policy as an ordinary checkpoint (no training state)
     policy = load_policy(cfg.out / "last")
     policy.save(
         cfg.out / "policy",
         {"task": cfg.task, "env_kwargs": demos.env_kwargs, "source": "iltk irl"},
     )
-    heatmap = reward_heatmap(game.net, cfg.task, demos, cfg.out / "plots" / "reward_heatmap.png")
+    heatmap = reward_heatmap(player.net, cfg.task, demos, cfg.out / "plots" / "reward_heatmap.png")
     res.update(
         demos=len(demos.episodes),
         demo_states=len(demos.states),
@@ -400,31 +424,31 @@ def train_tabular_irl(cfg: IRLConfig) -> dict:
         raise DatasetError(
             cfg.dataset, f"visits state {top}, but {cfg.task} has {mdp.n_states}: another MDP?"
         )
-    horizon = cfg.horizon or mdp.horizon
+    horizon = cfg.tabular.horizon or mdp.horizon
     lengths = {len(a) for _, a in trajs}
     if lengths != {horizon}:
         raise DatasetError(
             cfg.dataset,
             f"holds episodes of {sorted(lengths)} steps; the horizon is {horizon} "
-            "(pass --horizon to match the file)",
+            "(pass --tabular.horizon to match the file)",
         )
     # counts over every state of an episode, the one after the last action included
-    target = expert_visitation(trajs, mdp.n_states, mdp.n_actions, discount=cfg.discount)
+    target = expert_visitation(trajs, mdp.n_states, mdp.n_actions, discount=cfg.tabular.discount)
     atomic_write_text(
         cfg.out / "config.json", json.dumps(dataclasses.asdict(cfg), default=str, indent=2)
     )
     t0 = time.perf_counter()
-    with tqdm(total=cfg.max_iter, desc=f"irl {cfg.task}", disable=not cfg.progress) as bar:
+    with tqdm(total=cfg.tabular.max_iter, desc=f"irl {cfg.task}", disable=not cfg.progress) as bar:
         res = maxent_irl(
             mdp.P,
             mdp.features,
             mdp.init,
             target,
             horizon=horizon,
-            discount=cfg.discount,
-            model=cfg.model,
-            max_iter=cfg.max_iter,
-            linf_eps=cfg.tolerance,
+            discount=cfg.tabular.discount,
+            model=cfg.tabular.model,
+            max_iter=cfg.tabular.max_iter,
+            linf_eps=cfg.tabular.tolerance,
             device=cfg.device
             if cfg.device != "auto"
             else ("cuda" if torch.cuda.is_available() else "cpu"),

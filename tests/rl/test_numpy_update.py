@@ -7,12 +7,15 @@ import pytest
 import torch
 
 import iltk.algos.ppo as ppo_module
-from iltk.algos.configs import PPOConfig
-from iltk.algos.ppo import gaussian_logp, ppo_update, train_ppo
-from iltk.algos.ppo_numpy import NumpyPPO, why_not
+from iltk.algos.configs import PPOConfig, PPOSettings
+from iltk.algos.ppo import train_ppo
 from iltk.cli import main as cli_main
 from iltk.policies import load_policy, make_policy
 from iltk.policies.configs import ActorCriticConfig
+from iltk.rl.loss import gaussian_logp
+from iltk.rl.numpy_update import why_not
+from iltk.rl.ppo import ppo_update
+from iltk.rl.updaters import NumpyUpdater, TorchUpdater
 from iltk.training import Optimization
 
 
@@ -55,8 +58,8 @@ def _flat(policy):
 
 
 def _update(start, batch, cfg, backend, optim_state=None):
-    """One ppo_update (cfg.epochs over the batch) from ``start``; returns the policy and
-    its Optimization."""
+    """One ppo_update (cfg.n_epochs over the batch) from ``start`` through the backend's
+    updater; returns the policy, its Optimization and the logs."""
     policy = copy.deepcopy(start)
     optim = Optimization(
         policy.parameters(),
@@ -69,22 +72,19 @@ def _update(start, batch, cfg, backend, optim_state=None):
     )
     if optim_state is not None:
         optim.load_state_dict(optim_state)
-    fast = None
     if backend == "numpy":
-        fast = NumpyPPO(policy, lr=cfg.lr, eps=1e-5, max_grad_norm=cfg.max_grad_norm)
-        fast.load_from(optim.opt)
-    logs, _ = ppo_update(
-        policy, optim, batch, cfg, 0.5, torch.Generator().manual_seed(3), fast=fast
-    )
-    if fast is not None:
-        fast.save_to(optim.opt)
+        updater = NumpyUpdater(policy, optim, max_grad_norm=cfg.max_grad_norm)
+    else:
+        updater = TorchUpdater(policy, optim)
+    logs, _ = ppo_update(policy, updater, batch, cfg, 0.5, torch.Generator().manual_seed(3))
+    updater.save_to(optim.opt)
     return policy, optim, logs
 
 
 CASES = {
     "clip": dict(objective="clip"),
     "kl-penalty": dict(objective="kl-penalty"),
-    "value-clip-entropy-linear-lr": dict(clip_vf=0.2, ent_coef=0.01, lr_schedule="linear"),
+    "value-clip-entropy-linear-lr": dict(clip_range_vf=0.2, ent_coef=0.01, lr_schedule="linear"),
     "relu-small-grad-clip": dict(max_grad_norm=0.05),
 }
 
@@ -97,7 +97,7 @@ def test_numpy_update_matches_autograd(case):
     they disagree."""
     start = _policy("relu" if "relu" in case else "tanh")
     batch = _batch(start)
-    cfg = PPOConfig(task="Pendulum-v1", epochs=3, lr=1e-3, **CASES[case])
+    cfg = PPOSettings(n_epochs=3, lr=1e-3, **CASES[case])
     ref, _, ref_logs = _update(start, batch, cfg, "torch")
     fast, _, fast_logs = _update(start, batch, cfg, "numpy")
     moved = (_flat(ref) - _flat(start)).abs().max()
@@ -112,7 +112,7 @@ def test_numpy_update_matches_autograd(case):
 def test_numpy_update_stops_at_the_target_kl_as_torch():
     start = _policy()
     batch = _batch(start, off=0.0)  # collected by this very policy: the KL starts at 0
-    cfg = PPOConfig(task="Pendulum-v1", epochs=10, lr=1e-2, target_kl=0.002)
+    cfg = PPOSettings(n_epochs=10, lr=1e-2, target_kl=0.002)
     ref, _, ref_logs = _update(start, batch, cfg, "torch")
     fast, _, fast_logs = _update(start, batch, cfg, "numpy")
     assert 0 < fast_logs["updates"] == ref_logs["updates"] < 40  # stopped early, at one step
@@ -124,7 +124,7 @@ def test_adam_state_round_trips_through_torch():
     on exactly where the numpy update stopped, and the other way round (a resumed run
     may change backend)."""
     start = _policy()
-    cfg = PPOConfig(task="Pendulum-v1", epochs=2, lr=1e-3)
+    cfg = PPOSettings(n_epochs=2, lr=1e-3)
     first, second = _batch(start, seed=1), _batch(start, seed=2)
     mid, optim, _ = _update(start, first, cfg, "numpy")
     state = optim.state_dict()  # (torch's load_state_dict may keep its tensors: copies)
@@ -145,11 +145,9 @@ def test_train_ppo_numpy_and_torch_backends_agree(tmp_path):
         cfg = PPOConfig(
             task="Pendulum-v1",
             steps=512,
-            n_steps=256,
-            epochs=2,
+            ppo=PPOSettings(n_steps=256, n_epochs=2, update_backend=backend),
             eval_episodes=0,
             progress=False,
-            update_backend=backend,
             out=tmp_path / backend,
         )
         train_ppo(cfg)
@@ -161,14 +159,16 @@ def test_train_ppo_numpy_and_torch_backends_agree(tmp_path):
 
 
 def test_numpy_backend_is_refused_where_it_cannot_run(tmp_path, capsys, monkeypatch):
-    cfg = PPOConfig(task="Pendulum-v1", compile=True)
-    assert "compile" in why_not(cfg, torch.device("cpu"))
-    assert "CPU" in why_not(PPOConfig(task="Pendulum-v1"), torch.device("cuda"))
-    assert why_not(PPOConfig(task="Pendulum-v1"), torch.device("cpu")) is None
+    policy, cpu = _policy(), torch.device("cpu")
+    assert "compile" in why_not(cpu, policy, compile=True)
+    assert "CPU" in why_not(torch.device("cuda"), policy)
+    assert "autograd" in why_not(cpu, policy, aux_losses=[lambda *a: 0])
+    assert "learning rate" in why_not(cpu, policy, critic_lr=1e-3, lr=3e-4)
+    assert why_not(cpu, policy) is None
     out = tmp_path / "run"
     args = ["ppo", "--task", "Pendulum-v1", "--steps", "64", "--out", str(out)]
     monkeypatch.setattr(ppo_module, "_cxx_compiler", lambda: "c++")  # past --compile's check
-    assert cli_main([*args, "--update-backend", "numpy", "--compile"]) == 2
+    assert cli_main([*args, "--ppo.update-backend", "numpy", "--ppo.compile"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--update-backend" in err[0], err
+    assert len(err) == 1 and "--ppo.update-backend" in err[0], err
     assert not out.exists()

@@ -9,18 +9,17 @@ import pytest
 import torch
 
 import iltk.algos.ppo as ppo_module
-from iltk.algos.configs import PPOConfig
-from iltk.algos.ppo import (
-    RunningMeanStd,
-    compute_gae,
-    gaussian_kl,
-    ppo_update,
-    train_ppo,
-    update_beta,
-)
+import iltk.rl.updaters as updaters_module
+from iltk.algos.configs import PPOConfig, PPOSettings
+from iltk.algos.ppo import train_ppo
 from iltk.cli import main as cli_main
 from iltk.policies import load_checkpoint, make_policy
 from iltk.policies.configs import ActorCriticConfig
+from iltk.rl.gae import compute_gae
+from iltk.rl.loss import gaussian_kl, update_beta
+from iltk.rl.ppo import ppo_update
+from iltk.rl.stats import RunningMeanStd
+from iltk.rl.updaters import TorchUpdater
 from iltk.training import Optimization
 
 
@@ -102,6 +101,7 @@ def reach_run(tmp_path_factory):
     return out, train_ppo(cfg)
 
 
+@pytest.mark.expensive
 def test_ppo_learns_reach(reach_run):
     out, res = reach_run
     evals = [row for row in _rows(out) if row["kind"] == "eval"]
@@ -127,6 +127,7 @@ def _rows(out):
     return list(csv.DictReader((out / "metrics.csv").open()))
 
 
+@pytest.mark.expensive
 def test_saved_normalization_is_used_on_load(reach_run, capsys):
     out, _ = reach_run
     policy, extra = load_checkpoint(out / "best")
@@ -164,11 +165,8 @@ def test_kl_penalty_objective_adapts_beta(tmp_path):
         PPOConfig(
             task="Pendulum-v1",
             steps=4096,
-            n_steps=512,
+            ppo=PPOSettings(n_steps=512, objective="kl-penalty", kl_target=0.001, kl_beta=1.0),
             out=tmp_path / "kl",
-            objective="kl-penalty",
-            kl_target=0.001,
-            kl_beta=1.0,
             eval_every=0,
             eval_episodes=0,
             progress=False,
@@ -192,7 +190,7 @@ def test_resume_continues_and_bad_settings_are_refused(tmp_path):
         "ppo",
         "--task",
         "Pendulum-v1",
-        "--n-steps",
+        "--ppo.n-steps",
         "256",
         "--eval-episodes",
         "0",
@@ -218,10 +216,7 @@ def test_async_envs_and_state_dict_observations(tmp_path):
         PPOConfig(
             task="iltk/Reach-v0",
             steps=512,
-            n_steps=128,
-            num_envs=2,
-            async_envs=True,
-            batch_size=64,
+            ppo=PPOSettings(n_steps=128, num_envs=2, async_envs=True, batch_size=64),
             out=tmp_path / "a",
             eval_every=0,
             eval_episodes=2,
@@ -249,10 +244,9 @@ def test_ppo_trains_on_a_saved_learned_reward(tmp_path, capsys):
         PPOConfig(
             task="Pendulum-v1",
             steps=1024,
-            n_steps=512,
+            ppo=PPOSettings(n_steps=512, normalize_reward=False),
             out=tmp_path / "run",
             reward=tmp_path / "reward",
-            normalize_reward=False,
             eval_every=0,
             eval_episodes=0,
             progress=False,
@@ -317,13 +311,14 @@ def test_compiled_update_matches_eager(objective):
     after = []
     for compile_ in (False, True):
         policy = copy.deepcopy(start)
-        cfg = PPOConfig(task="Pendulum-v1", epochs=2, objective=objective, compile=compile_)
+        cfg = PPOSettings(n_epochs=2, objective=objective, compile=compile_)
         optim = Optimization(
             policy.parameters(), lr=1e-3, total_steps=100, grad_clip=0.5, eps=1e-5, amp=False
         )
-        ppo_update(policy, optim, batch, cfg, 1.0, torch.Generator().manual_seed(0))
+        updater = TorchUpdater(policy, optim, compile=compile_)
+        ppo_update(policy, updater, batch, cfg, 1.0, torch.Generator().manual_seed(0))
         after.append(torch.cat([p.detach().reshape(-1) for p in policy.parameters()]))
-    assert ppo_module._compiled_loss is not None  # the compiled path ran
+    assert updaters_module._compiled_loss is not None  # the compiled path ran
     moved = torch.cat([p.detach().reshape(-1) for p in start.parameters()])
     assert (after[0] - moved).abs().max() > 1e-3
     torch.testing.assert_close(after[1], after[0], rtol=1e-4, atol=1e-5)
@@ -333,8 +328,8 @@ def test_compile_without_a_compiler_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("CXX", raising=False)
     monkeypatch.setattr(ppo_module.shutil, "which", lambda name: None)
     out = tmp_path / "run"
-    args = ["ppo", "--task", "Pendulum-v1", "--steps", "64", "--out", str(out), "--compile"]
+    args = ["ppo", "--task", "Pendulum-v1", "--steps", "64", "--out", str(out), "--ppo.compile"]
     assert cli_main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "C++ compiler" in err[0] and "without --compile" in err[0]
+    assert len(err) == 1 and "C++ compiler" in err[0] and "without --ppo.compile" in err[0]
     assert not out.exists()

@@ -1,21 +1,20 @@
-"""PPO's minibatch update on the CPU in numpy, with its gradients written out.
+"""PPO's minibatch update in numpy, with its gradients written out: the opt-in CPU backend.
 
 On the CPU a PPO minibatch step of the usual 64-unit networks is bound by per-operator
-overhead, not arithmetic: torch's eager step (forward, autograd, gradient clipping, fused
-Adam) costs about 0.9 ms for 64 samples, ``torch.compile`` brings it to 0.67-0.73 ms, and
-most of that is dispatch (the matrices are 64 x 64). The same step in numpy, on one flat
+overhead, not arithmetic (the matrices are 64 x 64). The same step in numpy, on one flat
 float32 buffer that holds every weight (so gradient clipping and Adam are a handful of
-array operations over all parameters at once), costs a fraction of it. This module is that
-step for :class:`~iltk.policies.actor_critic.ActorCritic` (MLP actor and critic, tanh or
-ReLU, a state-independent log std) and the losses of :func:`iltk.algos.ppo.minibatch_loss`:
-the clipped surrogate or the KL penalty, the optionally clipped value loss, the entropy
-bonus; then the global gradient-norm clip and Adam (torch's update rule, eps and bias
-corrections included).
+array operations over all parameters at once), costs a fraction of torch's. This module is
+that step for :class:`~iltk.policies.actor_critic.ActorCritic` (MLP actor and critic, tanh
+or ReLU, a state-independent log std) and the loss of :func:`iltk.rl.loss.ppo_loss`: the
+clipped surrogate or the KL penalty, the optionally clipped value loss, the entropy bonus;
+then the global gradient-norm clip and Adam (torch's update rule, eps and bias corrections
+included).
 
-``tests/algos/test_ppo_numpy.py`` checks it against autograd and ``torch.optim.AdamW``
-step by step: same weights after a whole update of several epochs, for both objectives.
-Runs it does not cover (CUDA, ``--compile``, fine-tuned BC policies and residuals, a BC
-regularizer) update through torch as before (:func:`why_not` says why).
+It is a second implementation of the reference loss, so it is opt-in
+(``--update-backend numpy``) and ``tests/rl/test_numpy_update.py`` holds it to autograd
+and ``torch.optim.AdamW`` step by step. What it does not cover (CUDA, ``--compile``,
+fine-tuned BC policies and residuals, auxiliary losses, a critic learning rate of its own)
+is refused with the reason (:func:`why_not`).
 """
 
 from __future__ import annotations
@@ -44,28 +43,27 @@ def _layers(seq: torch.nn.Sequential) -> tuple[list[torch.nn.Linear], str] | Non
     return linears, "relu" if torch.nn.ReLU in acts else "tanh"
 
 
-def why_not(cfg, device: torch.device, policy=None, regularizer=None) -> str | None:
-    """Why :class:`NumpyPPO` cannot run this run's updates, or None when it can (then
-    ``update_backend="auto"`` picks it). ``policy``: the one PPO starts from, None for a
-    fresh actor-critic."""
+def why_not(
+    device: torch.device, policy, *, compile: bool = False, aux_losses=(), critic_lr=None, lr=None
+) -> str | None:
+    """Why :class:`NumpyPPO` cannot run these updates, or None when it can."""
     from iltk.policies.actor_critic import ActorCritic
 
     if device.type != "cpu":
         return f"it runs on the CPU (the run's device is {device.type})"
-    if getattr(cfg, "compile", False):
-        return "--compile compiles torch's update"
-    if regularizer is not None:
-        return "a regularizer's loss needs autograd"
-    if getattr(cfg, "critic_warmup", 0) or getattr(cfg, "critic_lr", cfg.lr) != cfg.lr:
-        return "a critic warm-up or a critic learning rate of its own"
-    if policy is not None:
-        if type(policy) is not ActorCritic:
-            return f"it updates PPO's actor-critic, not a {type(policy).__name__}"
-        if any(p.dtype != torch.float32 for p in policy.parameters()):
-            return "float32 weights only"
-        actor, critic = _layers(policy.actor), _layers(policy.critic)
-        if actor is None or critic is None or actor[1] != critic[1]:
-            return "MLPs of one activation only"
+    if compile:
+        return "--ppo.compile compiles torch's update"
+    if aux_losses:
+        return "an auxiliary loss needs autograd"
+    if critic_lr is not None and critic_lr != lr:
+        return "a critic learning rate of its own"
+    if type(policy) is not ActorCritic:
+        return f"it updates PPO's actor-critic, not a {type(policy).__name__}"
+    if any(p.dtype != torch.float32 for p in policy.parameters()):
+        return "float32 weights only"
+    actor, critic = _layers(policy.actor), _layers(policy.critic)
+    if actor is None or critic is None or actor[1] != critic[1]:
+        return "MLPs of one activation only"
     return None
 
 
@@ -181,8 +179,8 @@ class NumpyPPO:
         mb: dict,
         *,
         objective: str,
-        clip: float,
-        clip_vf: float | None,
+        clip_range: float,
+        clip_range_vf: float | None,
         vf_coef: float,
         ent_coef: float,
         normalize_advantage: bool,
@@ -192,7 +190,7 @@ class NumpyPPO:
         kl_stop: float | None = None,
     ) -> tuple[float, float, float | None] | None:
         """One minibatch's loss, gradients, clip and Adam step. Returns the surrogate loss,
-        the value loss (as ``minibatch_loss`` computes them) and the approximate KL of the
+        the value loss (as ``ppo_loss`` computes them) and the approximate KL of the
         old to the new policy (None unless ``kl_stop``); or None, with nothing changed,
         when that KL exceeds ``kl_stop`` (SB3's target-KL rule: stop before the step)."""
         obs, n = mb["obs"], mb["obs"].shape[0]
@@ -213,11 +211,13 @@ class NumpyPPO:
             adv = adv - adv.mean()
             adv = adv / np.float32(math.sqrt(float(adv @ adv) / (n - 1)) + 1e-8)
         if objective == "clip":
-            clipped = np.clip(ratio, 1 - clip, 1 + clip)
+            clipped = np.clip(ratio, 1 - clip_range, 1 + clip_range)
             pg_loss = -float(np.minimum(ratio * adv, clipped * adv).sum()) / n
             # torch.min's gradient goes to the smaller branch (half to each on a tie, where
             # the clamp passes its half on: the unclipped gradient in all)
-            live = (ratio * adv <= clipped * adv) | ((ratio >= 1 - clip) & (ratio <= 1 + clip))
+            live = (ratio * adv <= clipped * adv) | (
+                (ratio >= 1 - clip_range) & (ratio <= 1 + clip_range)
+            )
             dlogp = -(adv * ratio * live) / n
             dmean = dlogp[:, None] * z * inv_std
             dlog_std = (dlogp[:, None] * (z * z - 1)).sum(0)
@@ -235,10 +235,10 @@ class NumpyPPO:
         hv = self._forward(self.critic, obs)
         values = hv[-1][:, 0]
         dv_scale = np.float32(2.0 * vf_coef / n)
-        if clip_vf is not None:
+        if clip_range_vf is not None:
             delta = values - mb["values"]
-            values = mb["values"] + np.clip(delta, -clip_vf, clip_vf)
-            dv_scale = dv_scale * (np.abs(delta) <= clip_vf)
+            values = mb["values"] + np.clip(delta, -clip_range_vf, clip_range_vf)
+            dv_scale = dv_scale * (np.abs(delta) <= clip_range_vf)
         err = values - mb["returns"]
         v_loss = float(err @ err) / n
         self._backward(self.critic, self.g_critic, hv, (dv_scale * err)[:, None])
