@@ -130,7 +130,7 @@ def run(args, seed: int, root: Path) -> dict:
         FinetuneSettings(
             policy=cell / "bc" / "last",
             out=cell / "ft",
-            steps=args.steps,
+            total_timesteps=args.steps,
             eval_every=args.eval_every,
             eval_episodes=args.eval_episodes,
             reward_type=args.reward_type,
@@ -158,7 +158,7 @@ def run(args, seed: int, root: Path) -> dict:
         train_ppo(
             PPOConfig(
                 task=args.task,
-                steps=args.steps,
+                total_timesteps=args.steps,
                 out=cell / "scratch",
                 eval_every=args.eval_every,
                 eval_episodes=args.eval_episodes,

@@ -70,7 +70,7 @@ def run_cell(task: str, demos: int, seed: int, args, root: Path) -> dict:
                 task=task,
                 dataset=data,
                 out=cell / "irl",
-                steps=args.irl_steps,
+                total_timesteps=args.irl_steps,
                 eval_every=0,
                 eval_episodes=args.eval_episodes,
                 reward=RewardPlayerSettings(
@@ -88,7 +88,7 @@ def run_cell(task: str, demos: int, seed: int, args, root: Path) -> dict:
         train_ppo(
             PPOConfig(
                 task=task,
-                steps=args.ppo_steps,
+                total_timesteps=args.ppo_steps,
                 out=cell / method,
                 reward=reward,
                 eval_every=0,

@@ -82,7 +82,7 @@ def run_iltk(
             update_backend=update_backend,
             num_envs=num_envs,
         ),
-        steps=steps,
+        total_timesteps=steps,
         out=out,
         seed=seed,
         eval_every=0,

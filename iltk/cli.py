@@ -293,8 +293,8 @@ class Eval:
     """Evaluate a policy checkpoint: success rate with a 95% interval, mean return and
     episode length, per-episode JSON, and optionally a video."""
 
-    checkpoint: Positional[Path]
-    """A checkpoint folder (e.g. runs/NAME/best)."""
+    policy: Path
+    """The policy: a checkpoint folder (e.g. runs/NAME/best)."""
     task: str | None = None
     """Task id (default: the task the policy was trained for)."""
     episodes: int = 100
@@ -307,8 +307,8 @@ class Eval:
     """auto, cpu or cuda."""
     video: Path | None = None
     """Also render the first two episodes to this mp4."""
-    out: Path | None = None
-    """Per-episode JSON (default: CHECKPOINT/eval.json)."""
+    json: Path | None = None
+    """Where the results go, per episode, as JSON (default: POLICY/eval.json)."""
     chunk: ChunkExecution = field(default_factory=ChunkExecution)
     """Chunked policies: how chunks are executed (default: as the checkpoint says)."""
 
@@ -320,13 +320,11 @@ class Eval:
             raise CliError(f"--episodes must be at least 1, got {self.episodes}")
         if self.num_envs < 1:
             raise CliError(f"--num-envs must be at least 1, got {self.num_envs}")
-        out = self.out or self.checkpoint / "eval.json"
+        out = self.json or self.policy / "eval.json"
         if self.video:
             _check_video(self.video)
-        policy, task, env_kwargs = _policy_for_task(
-            self.checkpoint, self.task, self.device, self.chunk
-        )
-        check_output(out, overwrite=True, what="--out")
+        policy, task, env_kwargs = _policy_for_task(self.policy, self.task, self.device, self.chunk)
+        check_output(out, overwrite=True, what="--json")
         from tqdm.auto import tqdm
 
         with tqdm(total=self.episodes, desc=f"eval {task}", unit="ep") as bar:
@@ -366,11 +364,11 @@ class Record:
     keeps every saved episode.
     """
 
-    task: str = "iltk/Lift-v0"
+    task: str = "iltk/Push-v0"
     """Task id."""
     out: Path = Path("datasets/demos_human.hdf5")
     """Episode file (appended to when it exists, under the same settings)."""
-    device: Literal["auto", "gamepad", "keyboard"] = "auto"
+    input: Literal["auto", "gamepad", "keyboard"] = "auto"
     """Input device: auto uses a pad when one is plugged in, else the keyboard."""
     profile: str | None = None
     """Pad mapping: xbox, playstation, generic or a JSON file (default: by the pad's name)."""
@@ -411,7 +409,7 @@ class Record:
         if self.list_devices:
             pads = describe_joysticks()
             if not pads:
-                print("no joysticks found (the keyboard is always available: --device keyboard)")
+                print("no joysticks found (the keyboard is always available: --input keyboard)")
             for p in pads:
                 print(
                     f"[{p['index']}] {p['name']}: {p['axes']} axes, {p['buttons']} buttons, "
@@ -436,7 +434,7 @@ class Record:
         if self.render_size is not None:
             _check_render_size(self.render_size)
         try:
-            device = make_device(self.device, self.profile, self.pad_index)
+            device = make_device(self.input, self.profile, self.pad_index)
         except DeviceNotFound as err:
             raise CliError(str(err)) from None
         session = TeleopSession(
@@ -595,8 +593,8 @@ class Correct:
     """hg-dagger (take over while a button is held) or dagger (label every step)."""
     beta: float = 0.0
     """dagger: probability that your command, not the policy's, is executed."""
-    device: Literal["auto", "gamepad", "keyboard"] = "auto"
-    """Input device."""
+    input: Literal["auto", "gamepad", "keyboard"] = "auto"
+    """Input device: auto uses a pad when one is plugged in, else the keyboard."""
     profile: str | None = None
     """Pad mapping (xbox, playstation, generic or a JSON file)."""
     pad_index: int = 0
@@ -636,7 +634,7 @@ class Correct:
         if spread is None:
             spread = float(trained.get("init_spread", 1.0))
         try:
-            device = make_device(self.device, self.profile, self.pad_index)
+            device = make_device(self.input, self.profile, self.pad_index)
         except DeviceNotFound as err:
             raise CliError(str(err)) from None
         session = TeleopSession(

@@ -203,7 +203,7 @@ class GamepadDevice:
         if pygame.joystick.get_count() <= self.index:
             raise DeviceNotFound(
                 f"no gamepad at index {self.index} ({pygame.joystick.get_count()} found); "
-                "plug one in or use --device keyboard"
+                "plug one in or use --input keyboard"
             )
         joystick = pygame.joystick.Joystick(self.index)
         used = [int(spec["axis"]) for spec in self.profile["axes"].values()]
@@ -404,7 +404,7 @@ class ControllerDevice(GamepadDevice):
         if pygame.joystick.get_count() <= self.index:
             raise DeviceNotFound(
                 f"no gamepad at index {self.index} ({pygame.joystick.get_count()} found); "
-                "plug one in or use --device keyboard"
+                "plug one in or use --input keyboard"
             )
         if not controller.is_controller(self.index):
             raise DeviceNotFound(
@@ -622,7 +622,7 @@ def make_device(kind: str, profile: str | None = None, index: int = 0):
     pads = describe_joysticks()
     if not pads:
         if kind == "gamepad":
-            raise DeviceNotFound("no gamepad found; plug one in or use --device keyboard")
+            raise DeviceNotFound("no gamepad found; plug one in or use --input keyboard")
         print("teleop: no gamepad found, using the keyboard")
         dev = KeyboardDevice()
         dev.connect()

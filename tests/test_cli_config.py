@@ -18,7 +18,7 @@ from iltk.cli import main as cli_main
 
 def test_a_ppo_run_starts_again_from_its_config_with_flags_on_top(tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
-    args = ["ppo", "--task", "Pendulum-v1", "--steps", "256", "--ppo.n-steps", "128"]
+    args = ["ppo", "--task", "Pendulum-v1", "--total-timesteps", "256", "--ppo.n-steps", "128"]
     args += ["--ppo.clip-range", "0.1", "--hidden", "16", "--eval-episodes", "0", "--no-progress"]
     assert cli_main([*args, "--out", str(first)]) == 0
     saved = json.loads((first / "config.json").read_text())
@@ -32,7 +32,7 @@ def test_a_ppo_run_starts_again_from_its_config_with_flags_on_top(tmp_path):
     # the folder given instead of the file, and --resume never taken from the file: the
     # same OUT is refused as an earlier run until --resume is given
     assert cli_main(["ppo", "--config", str(first), "--no-progress"]) == 2
-    assert cli_main(["ppo", "--config", str(first), "--steps", "384", "--resume"]) == 0
+    assert cli_main(["ppo", "--config", str(first), "--total-timesteps", "384", "--resume"]) == 0
 
 
 def test_every_recording_commands_config_round_trips():
@@ -54,7 +54,7 @@ def test_every_recording_commands_config_round_trips():
         ("{not json", "not a JSON settings file"),
         ("[1, 2]", "holds no settings object"),
         ('{"algo": "bc", "grad_clip": 1.0}', "'algo', 'grad_clip' are not settings"),
-        ('{"steps": "many"}', "steps = 'many', but it takes int"),
+        ('{"total_timesteps": "many"}', "total_timesteps = 'many', but it takes int"),
         ('{"ppo": {"objective": "ppg"}}', "objective = 'ppg', but it takes one of 'clip'"),
     ],
 )

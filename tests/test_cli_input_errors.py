@@ -60,8 +60,16 @@ def test_absurd_settings_are_refused(argv, message, capsys, tmp_path):
 
 
 def test_eval_and_replay_numbers(checkpoint, reach, capsys, tmp_path):
-    _fails(["eval", str(checkpoint), "--episodes", "0"], capsys, "--episodes must be at least 1")
-    _fails(["eval", str(checkpoint), "--num-envs", "0"], capsys, "--num-envs must be at least 1")
+    _fails(
+        ["eval", "--policy", str(checkpoint), "--episodes", "0"],
+        capsys,
+        "--episodes must be at least 1",
+    )
+    _fails(
+        ["eval", "--policy", str(checkpoint), "--num-envs", "0"],
+        capsys,
+        "--num-envs must be at least 1",
+    )
     _fails(
         ["replay", str(reach), "--episode", "99"],
         capsys,
@@ -75,7 +83,7 @@ def test_eval_and_replay_numbers(checkpoint, reach, capsys, tmp_path):
     assert not (tmp_path / "v.mp4").exists()
     _fails(["dataset", "verify", str(reach), "--episodes", "-1"], capsys, "--episodes must be >= 0")
     _fails(  # a step policy has no chunks to execute differently
-        ["eval", str(checkpoint), "--chunk.n-action-steps", "1"],
+        ["eval", "--policy", str(checkpoint), "--chunk.n-action-steps", "1"],
         capsys,
         "--chunk.*: n_action_steps, temporal_ensemble: the policy (bc) predicts no action chunks",
     )

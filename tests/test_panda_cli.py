@@ -55,7 +55,10 @@ def test_joint_mode_collects_and_replays(tmp_path, capsys):
 def test_eval_and_replay_write_videos(arm, capsys):
     video = arm / "eval.mp4"
     assert (
-        cli_main(["eval", str(arm / "bc" / "last"), "--episodes", "2", "--video", str(video)]) == 0
+        cli_main(
+            ["eval", "--policy", str(arm / "bc" / "last"), "--episodes", "2", "--video", str(video)]
+        )
+        == 0
     )
     assert video.stat().st_size > 1000
     replay = arm / "replay.mp4"
@@ -87,6 +90,11 @@ def test_dagger_and_dart_run_on_the_arm(tmp_path):
 def test_finetune_runs_on_the_arm(arm):
     out = arm / "ft"
     args = ["finetune", "--policy", str(arm / "bc" / "last"), "--out", str(out)]
-    assert cli_main([*args, "--steps", "256", "--ppo.n-steps", "128", "--eval-episodes", "2"]) == 0
+    assert (
+        cli_main(
+            [*args, "--total-timesteps", "256", "--ppo.n-steps", "128", "--eval-episodes", "2"]
+        )
+        == 0
+    )
     assert (out / "best").is_dir() and (out / "last").is_dir()
-    assert cli_main(["eval", str(out / "last"), "--episodes", "1"]) == 0
+    assert cli_main(["eval", "--policy", str(out / "last"), "--episodes", "1"]) == 0

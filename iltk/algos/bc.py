@@ -136,7 +136,7 @@ class Trainer:
             warmup_steps=cfg.warmup_steps,
             schedule=cfg.lr_schedule,
             weight_decay=cfg.weight_decay,
-            grad_clip=cfg.grad_clip,
+            grad_clip=cfg.max_grad_norm,
             device=self.device,
         )
         # each rank draws its own batches (rank 0 the single-process ones); --batch-size is

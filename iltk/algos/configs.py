@@ -55,8 +55,8 @@ class OptimSettings:
     """The optimizer of supervised training: AdamW, linear warm-up, then cosine or constant."""
 
     batch_size: int = 256
-    """Samples (or windows, or chunks) per step; with --nproc the global batch, split over the
-    processes."""
+    """Samples (or windows, or chunks) per step (`iltk train --nproc N`: the global batch,
+    split over the processes)."""
     lr: float | None = None
     """Peak learning rate (default: the policy's own: 1e-3 for bc and bc-rnn, 3e-4 for act)."""
     lr_schedule: Literal["cosine", "constant"] = "cosine"
@@ -65,7 +65,7 @@ class OptimSettings:
     """Linear warm-up steps."""
     weight_decay: float = 1e-4
     """AdamW weight decay."""
-    grad_clip: float = 1.0
+    max_grad_norm: float = 1.0
     """Gradient-norm clip (0: none)."""
     device: str = "auto"
     """auto (CUDA when present), cpu or cuda."""
@@ -77,7 +77,7 @@ class OptimSettings:
             raise ValueError(f"lr must be in (0, 1], got {self.lr}")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
-        for name in ("weight_decay", "grad_clip"):
+        for name in ("weight_decay", "max_grad_norm"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
@@ -436,7 +436,7 @@ class PPOConfig:
     task: str = "iltk/Reach-v0"
     """Task id: an iltk task (its dense reward) or any gymnasium id with a Box action space
     (Pendulum-v1, Reacher-v5, Hopper-v5, ...)."""
-    steps: int = 200_000
+    total_timesteps: int = 200_000
     """Environment steps to train for (over all envs)."""
     out: Path = Path("runs/ppo")
     """Run folder: config.json, best/ and last/ checkpoints, metrics.csv, tb/, plots/."""
@@ -469,7 +469,7 @@ class PPOConfig:
     """Show a progress bar."""
 
     def __post_init__(self):
-        _at_least_one(self, "steps", "threads")
+        _at_least_one(self, "total_timesteps", "threads")
         for name in ("eval_every", "eval_episodes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -558,7 +558,7 @@ class IRLConfig:
     out: Path = Path("runs/irl")
     """Run folder: reward/ (for `iltk ppo --reward`), policy/ (for `iltk eval`), last/,
     metrics.csv, tb/, plots/ (with the learned reward as a heatmap)."""
-    steps: int = 300_000
+    total_timesteps: int = 300_000
     """Environment steps of the policy player (MuJoCo tasks)."""
     ppo: PPOSettings = field(default_factory=lambda: PPOSettings(ent_coef=0.01))
     """The policy player's PPO (an entropy bonus: a soft best response to the reward)."""
@@ -584,7 +584,7 @@ class IRLConfig:
     """Show a progress bar."""
 
     def __post_init__(self):
-        _at_least_one(self, "steps", "threads")
+        _at_least_one(self, "total_timesteps", "threads")
         if self.demos < 0:
             raise ValueError(f"demos must be >= 0, got {self.demos}")
         for name in ("eval_every", "eval_episodes"):
@@ -595,7 +595,7 @@ class IRLConfig:
         """The policy player's PPO run."""
         return PPOConfig(
             task=task,
-            steps=self.steps,
+            total_timesteps=self.total_timesteps,
             out=self.out,
             ppo=self.ppo,
             hidden=list(self.hidden),
@@ -623,7 +623,7 @@ class FinetuneSettings:
     Gaussian with a learned std bounded to [exp(min_log_std), exp(max_log_std)]. BC-RNN and
     ACT policies (or any, with --mode residual) stay frozen, chunk execution and hidden
     state included, under a per-step Gaussian residual whose last layer starts at zero. A
-    fresh critic is first warmed up for CRITIC_WARMUP rollouts with the actor frozen (a
+    fresh critic is first warmed up for CRITIC_WARMUP_ROLLOUTS rollouts with the actor frozen (a
     random critic's advantages would otherwise undo the BC policy in the first updates),
     then both train, the actor at a small learning rate and clip (DPPO's recipe: actor 1e-5
     to 1e-4, critic 1e-3, clip 0.01 to 0.1). The policy is evaluated before any update: the
@@ -633,7 +633,7 @@ class FinetuneSettings:
     """The BC checkpoint to start from (bc, bc-rnn or act)."""
     task: str | None = None
     """Task id (default: the checkpoint's)."""
-    steps: int = 500_000
+    total_timesteps: int = 500_000
     """Environment steps (the warm-up's included)."""
     out: Path = Path("runs/finetune")
     """Run folder: best/ and last/ (ordinary checkpoints), metrics.csv, tb/, plots/."""
@@ -647,7 +647,7 @@ class FinetuneSettings:
     """Train on a learned reward (a reward checkpoint folder, e.g. `iltk irl`'s DIR/reward)."""
     critic_lr: float = 1e-3
     """The critic's learning rate."""
-    critic_warmup: int = 5
+    critic_warmup_rollouts: int = 5
     """Rollouts that train the critic alone before the actor moves."""
     log_std_init: float = -2.0
     """Initial log std of the exploration noise (actions in [-1, 1]: std 0.14)."""
@@ -695,9 +695,11 @@ class FinetuneSettings:
     """Show a progress bar."""
 
     def __post_init__(self):
-        _at_least_one(self, "steps", "threads", "bc_batch_size")
-        if self.critic_warmup < 0:
-            raise ValueError(f"critic_warmup must be >= 0, got {self.critic_warmup}")
+        _at_least_one(self, "total_timesteps", "threads", "bc_batch_size")
+        if self.critic_warmup_rollouts < 0:
+            raise ValueError(
+                f"critic_warmup_rollouts must be >= 0, got {self.critic_warmup_rollouts}"
+            )
         if not (math.isfinite(self.critic_lr) and 0 < self.critic_lr <= 1):
             raise ValueError(f"critic_lr must be in (0, 1], got {self.critic_lr}")
         if not self.min_log_std <= self.log_std_init <= self.max_log_std:
@@ -715,7 +717,7 @@ class FinetuneSettings:
         """The PPO run of this fine-tuning."""
         return PPOConfig(
             task=task,
-            steps=self.steps,
+            total_timesteps=self.total_timesteps,
             out=self.out,
             ppo=dataclasses.replace(self.ppo, normalize_obs=normalize_obs),
             log_std_init=self.log_std_init,

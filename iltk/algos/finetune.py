@@ -153,7 +153,7 @@ def finetune(cfg: FinetuneSettings) -> dict:
         device = resolve_device(cfg.device)
         dataset = DemoDataset(path, obs_keys=list(base.config.lowdim_keys), device=device)
         dataset.check_compatible(base.config.state_dim, base.config.action_dim, str(path))
-    callbacks: list = [CriticWarmup(cfg.critic_warmup)]
+    callbacks: list = [CriticWarmup(cfg.critic_warmup_rollouts)]
     aux_losses = []
     if cfg.kl_bc > 0 or dataset is not None:
         from iltk.policies import resolve_device

@@ -230,8 +230,8 @@ def train_ppo(
             return {"eval_return": res.mean_return, "eval_success": res.success_rate}
 
         bar = tqdm(
-            total=cfg.steps,
-            initial=min(ppo.env_steps, cfg.steps),
+            total=cfg.total_timesteps,
+            initial=min(ppo.env_steps, cfg.total_timesteps),
             unit="step",
             desc=f"ppo {cfg.task}",
             disable=not cfg.progress,
@@ -247,19 +247,19 @@ def train_ppo(
                 run.log("eval", 0, {**ev, "time_s": 0.0})
                 last_row.update(ev)
                 state["start"] = ev
-            while ppo.env_steps < cfg.steps:
+            while ppo.env_steps < cfg.total_timesteps:
                 row, _ = ppo.iteration()
                 row["time_s"] = time.perf_counter() - t_start
                 last_row.update({k: v for k, v in row.items() if k.startswith("ep_")})
                 state["history"].append({"step": ppo.env_steps, **row})
                 run.log("train", ppo.env_steps, row)
-                bar.update(min(cfg.ppo.rollout_size, cfg.steps - bar.n))
+                bar.update(min(cfg.ppo.rollout_size, cfg.total_timesteps - bar.n))
                 bar.set_postfix(
                     fps=f"{row['fps']:.0f}",
                     ret="-" if "ep_return" not in last_row else f"{last_row['ep_return']:.1f}",
                 )
                 due = cfg.eval_every and ppo.env_steps - last_eval >= cfg.eval_every
-                if (due or ppo.env_steps >= cfg.steps) and cfg.eval_episodes:
+                if (due or ppo.env_steps >= cfg.total_timesteps) and cfg.eval_episodes:
                     last_eval = ppo.env_steps
                     ev = evaluate()
                     state["history"].append({"step": ppo.env_steps, "eval": True, **ev})
@@ -267,7 +267,7 @@ def train_ppo(
                     last_row.update(ev)
                     score = ev["eval_success"] * 1e6 + ev["eval_return"]
                     checkpoint(score if choose_best else None)
-                elif due or ppo.env_steps >= cfg.steps:
+                elif due or ppo.env_steps >= cfg.total_timesteps:
                     checkpoint(None)
         bar.close()
     finally:

@@ -86,7 +86,7 @@ class PPO:
     """PPO on ``envs`` (a vector env of ``iltk.envs.make_vector_env``) for ``policy``.
 
     Args:
-        cfg: a ``PPOConfig`` (the settings of `iltk ppo`): its ``ppo`` group, ``steps``
+        cfg: a ``PPOConfig`` (the settings of `iltk ppo`): its ``ppo`` group, ``total_timesteps``
             (the learning-rate schedule's length) and ``seed``.
         keys: the observation keys PPO reads (flattened and concatenated).
         reward: where the rewards come from (default: the env's).
@@ -122,7 +122,7 @@ class PPO:
         self.obs_dim = self.state_dim + (action_dim if policy.frozen_base is not None else 0)
         self.obs_rms = RunningMeanStd(self.obs_dim) if ps.normalize_obs else None
         self.scaler = RewardScaler(N, ps.gamma) if ps.normalize_reward else None
-        iterations = -(-cfg.steps // ps.rollout_size)
+        iterations = -(-cfg.total_timesteps // ps.rollout_size)
         per_epoch = -(-ps.rollout_size // ps.batch_size)
         self.optim = Optimization(
             [

@@ -112,7 +112,9 @@ def test_cli_smoke_every_algo(reach_file, tmp_path, algo, extra, capsys):
     )
     assert code == 0
     assert load_policy(out / "best").name == algo
-    assert cli_main(["eval", str(out / "last"), "--episodes", "2", "--num-envs", "1"]) == 0
+    assert (
+        cli_main(["eval", "--policy", str(out / "last"), "--episodes", "2", "--num-envs", "1"]) == 0
+    )
     assert "success" in capsys.readouterr().out
     assert json.loads((out / "last" / "eval.json").read_text())["episodes"] == 2
 

@@ -58,9 +58,9 @@ def test_the_start_is_the_bc_policy_and_the_warm_up_leaves_it_alone(bc_reach, tm
     cfg = FinetuneSettings(
         policy=root / "bc" / "last",
         out=out,
-        steps=2048,
+        total_timesteps=2048,
         ppo=_ppo(n_steps=512),
-        critic_warmup=10,
+        critic_warmup_rollouts=10,
         eval_every=0,
         eval_episodes=0,
         progress=False,
@@ -80,9 +80,9 @@ def test_first_update_after_the_warm_up_changes_the_actions_little(bc_reach, tmp
     cfg = FinetuneSettings(
         policy=root / "bc" / "last",
         out=out,
-        steps=3 * 512,
+        total_timesteps=3 * 512,
         ppo=_ppo(n_steps=512),
-        critic_warmup=2,
+        critic_warmup_rollouts=2,
         eval_every=0,
         eval_episodes=0,
         progress=False,
@@ -102,7 +102,7 @@ def test_finetuning_improves_success_on_reach(bc_reach, tmp_path, capsys):
     root, _ = bc_reach
     out = tmp_path / "ft"
     args = ["finetune", "--policy", str(root / "bc" / "last"), "--out", str(out)]
-    args += ["--steps", "20480", "--ppo.n-steps", "1024", "--eval-every", "10240"]
+    args += ["--total-timesteps", "20480", "--ppo.n-steps", "1024", "--eval-every", "10240"]
     args += ["--eval-episodes", "50", "--no-progress"]
     assert cli_main(args) == 0
     assert "(start) ->" in capsys.readouterr().out
@@ -112,7 +112,9 @@ def test_finetuning_improves_success_on_reach(bc_reach, tmp_path, capsys):
     assert max(later) >= start + 0.1, evals
     for name in ("best", "last", "plots/success.png", "plots/return.png"):
         assert (out / name).exists(), name
-    assert cli_main(["eval", str(out / "best"), "--episodes", "2", "--num-envs", "1"]) == 0
+    assert (
+        cli_main(["eval", "--policy", str(out / "best"), "--episodes", "2", "--num-envs", "1"]) == 0
+    )
 
 
 def test_the_pull_towards_the_start_keeps_the_actor_near_it(bc_reach, tmp_path):
@@ -127,9 +129,9 @@ def test_the_pull_towards_the_start_keeps_the_actor_near_it(bc_reach, tmp_path):
         cfg = FinetuneSettings(
             policy=root / "bc" / "last",
             out=out,
-            steps=4 * 512,
+            total_timesteps=4 * 512,
             ppo=_ppo(n_steps=512, lr=1e-3, clip_range=0.2),
-            critic_warmup=1,
+            critic_warmup_rollouts=1,
             eval_every=0,
             eval_episodes=0,
             progress=False,
@@ -197,11 +199,11 @@ def test_an_act_policy_is_finetuned_through_a_residual(act_reach, tmp_path):
     from iltk.policies.finetune import ResidualPolicy
 
     out = tmp_path / "act_ft"
-    args = ["finetune", "--policy", str(act_reach), "--out", str(out), "--steps", "1024"]
+    args = ["finetune", "--policy", str(act_reach), "--out", str(out), "--total-timesteps", "1024"]
     args += [
         "--ppo.n-steps",
         "256",
-        "--critic-warmup",
+        "--critic-warmup-rollouts",
         "1",
         "--eval-episodes",
         "2",
@@ -219,10 +221,12 @@ def test_an_act_policy_is_finetuned_through_a_residual(act_reach, tmp_path):
         assert torch.equal(v, w), k
     assert tuned.residual.actor[-1].weight.abs().sum() > 0
     assert bool(tuned.residual.obs_normalized)  # PPO's statistics of (state, base action)
-    assert cli_main(["eval", str(out / "last"), "--episodes", "2", "--num-envs", "2"]) == 0
+    assert (
+        cli_main(["eval", "--policy", str(out / "last"), "--episodes", "2", "--num-envs", "2"]) == 0
+    )
     # the plain ACT evaluated open-loop, 3 actions a chunk: the JSON says how it acted
-    args = ["eval", str(act_reach), "--episodes", "2", "--chunk.n-action-steps", "3"]
-    assert cli_main([*args, "--out", str(tmp_path / "e.json")]) == 0
+    args = ["eval", "--policy", str(act_reach), "--episodes", "2", "--chunk.n-action-steps", "3"]
+    assert cli_main([*args, "--json", str(tmp_path / "e.json")]) == 0
     record = json.loads((tmp_path / "e.json").read_text())
     assert record["chunk_execution"] == {"n_action_steps": 3} and record["episodes"] == 2
 
@@ -243,15 +247,15 @@ def test_a_gmm_head_is_finetuned_itself_or_whole_under_a_residual(bc_reach, tmp_
     obs = {"state": torch.as_tensor(_states(data)[:200])}
     common = ["--ppo.n-steps", "256", "--eval-every", "0", "--eval-episodes", "0", "--no-progress"]
     out = tmp_path / "whole"
-    args = ["finetune", "--policy", str(gmm), "--out", str(out), "--steps", "768"]
-    assert cli_main([*args, *common, "--critic-warmup", "1"]) == 0
+    args = ["finetune", "--policy", str(gmm), "--out", str(out), "--total-timesteps", "768"]
+    assert cli_main([*args, *common, "--critic-warmup-rollouts", "1"]) == 0
     tuned = load_policy(out / "last")
     assert isinstance(tuned, FinetunePolicy) and tuned.base.config.head == "gmm"
     assert not np.array_equal(tuned.predict(obs).numpy(), base.predict(obs).numpy())
     # every rollout a warm-up one: what is saved is the start
     out = tmp_path / "res"
-    args = ["finetune", "--policy", str(gmm), "--out", str(out), "--steps", "512"]
-    assert cli_main([*args, *common, "--critic-warmup", "4", "--mode", "residual"]) == 0
+    args = ["finetune", "--policy", str(gmm), "--out", str(out), "--total-timesteps", "512"]
+    assert cli_main([*args, *common, "--critic-warmup-rollouts", "4", "--mode", "residual"]) == 0
     tuned = load_policy(out / "last")
     assert isinstance(tuned, ResidualPolicy) and tuned.base.config.head == "gmm"
     runners = [PolicyRunner(base, 2), PolicyRunner(tuned, 2)]

@@ -102,7 +102,7 @@ def test_irl_command_writes_a_reward_ppo_trains_on_and_a_policy_eval_loads(
 
     out = tmp_path / "irl"
     args = ["irl", "--dataset", str(reach_demos), "--out", str(out), "--no-progress"]
-    args += ["--steps", "1024", "--ppo.n-steps", "256", "--eval-every", "512"]
+    args += ["--total-timesteps", "1024", "--ppo.n-steps", "256", "--eval-every", "512"]
     args += ["--eval-episodes", "2", "--reward.updates", "3"]
     assert cli_main(args) == 0
     said = capsys.readouterr().out
@@ -118,10 +118,13 @@ def test_irl_command_writes_a_reward_ppo_trains_on_and_a_policy_eval_loads(
     rows = (out / "metrics.csv").read_text().splitlines()
     assert "reward_gap" in rows[0] and len(rows) > 4
     # the two consumers of its outputs
-    assert cli_main(["eval", str(out / "policy"), "--episodes", "2", "--num-envs", "1"]) == 0
+    assert (
+        cli_main(["eval", "--policy", str(out / "policy"), "--episodes", "2", "--num-envs", "1"])
+        == 0
+    )
     ppo = tmp_path / "ppo"
     args = ["ppo", "--task", "iltk/Reach-v0", "--reward", str(out / "reward")]
-    args += ["--out", str(ppo), "--steps", "512", "--ppo.n-steps", "256", "--no-progress"]
+    args += ["--out", str(ppo), "--total-timesteps", "512", "--ppo.n-steps", "256", "--no-progress"]
     args += ["--eval-episodes", "1"]
     assert cli_main(args) == 0
     # a second run does not write over the first without --overwrite

@@ -50,6 +50,16 @@ def test_pixels_pipeline(tmp_path):
     )
     assert load_policy(tmp_path / "run_px" / "last").config.state_dim == 0
     assert (
-        cli_main(["eval", str(tmp_path / "run" / "last"), "--episodes", "2", "--num-envs", "1"])
+        cli_main(
+            [
+                "eval",
+                "--policy",
+                str(tmp_path / "run" / "last"),
+                "--episodes",
+                "2",
+                "--num-envs",
+                "1",
+            ]
+        )
         == 0
     )

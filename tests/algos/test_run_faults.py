@@ -162,7 +162,7 @@ def test_damaged_checkpoints_get_one_clear_line(tmp_path, reach, capsys):
     train(TrainConfig(dataset=reach, out=out, steps=5, eval_episodes=0, progress=False))
     weights = out / "best" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
-    assert cli_main(["eval", str(out / "best"), "--episodes", "1"]) == 2
+    assert cli_main(["eval", "--policy", str(out / "best"), "--episodes", "1"]) == 2
     err = capsys.readouterr().err
     assert f"{weights}: damaged or truncated" in err and "Traceback" not in err
     (out / "last" / "config.json").write_text('{"policy": "bc", "config": ')
@@ -183,8 +183,10 @@ def test_video_paths_are_checked_before_any_episode(tmp_path, reach, capsys, mon
         raise AssertionError("episodes ran before the output was checked")
 
     monkeypatch.setattr(evaluate, "evaluate_policy", must_not_run)
-    assert cli_main(["eval", str(out / "last"), "--video", str(tmp_path)]) == 2
+    assert cli_main(["eval", "--policy", str(out / "last"), "--video", str(tmp_path)]) == 2
     assert "--video needs a video file name" in capsys.readouterr().err
     (tmp_path / "dir.mp4").mkdir()
-    assert cli_main(["eval", str(out / "last"), "--video", str(tmp_path / "dir.mp4")]) == 2
+    assert (
+        cli_main(["eval", "--policy", str(out / "last"), "--video", str(tmp_path / "dir.mp4")]) == 2
+    )
     assert "is a folder" in capsys.readouterr().err

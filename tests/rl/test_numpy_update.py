@@ -144,7 +144,7 @@ def test_train_ppo_numpy_and_torch_backends_agree(tmp_path):
     for backend in ("torch", "numpy"):
         cfg = PPOConfig(
             task="Pendulum-v1",
-            steps=512,
+            total_timesteps=512,
             ppo=PPOSettings(n_steps=256, n_epochs=2, update_backend=backend),
             eval_episodes=0,
             progress=False,
@@ -166,7 +166,7 @@ def test_numpy_backend_is_refused_where_it_cannot_run(tmp_path, capsys, monkeypa
     assert "learning rate" in why_not(cpu, policy, critic_lr=1e-3, lr=3e-4)
     assert why_not(cpu, policy) is None
     out = tmp_path / "run"
-    args = ["ppo", "--task", "Pendulum-v1", "--steps", "64", "--out", str(out)]
+    args = ["ppo", "--task", "Pendulum-v1", "--total-timesteps", "64", "--out", str(out)]
     monkeypatch.setattr(ppo_module, "_cxx_compiler", lambda: "c++")  # past --compile's check
     assert cli_main([*args, "--ppo.update-backend", "numpy", "--ppo.compile"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -91,7 +91,7 @@ def reach_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ppo") / "reach"
     cfg = PPOConfig(
         task="iltk/Reach-v0",
-        steps=32768,
+        total_timesteps=32768,
         out=out,
         eval_every=16384,
         eval_episodes=10,
@@ -146,12 +146,13 @@ def test_saved_normalization_is_used_on_load(reach_run, capsys):
         cli_main(
             [
                 "eval",
+                "--policy",
                 str(out / "best"),
                 "--episodes",
                 "10",
                 "--num-envs",
                 "1",
-                "--out",
+                "--json",
                 str(out / "eval.json"),
             ]
         )
@@ -164,7 +165,7 @@ def test_kl_penalty_objective_adapts_beta(tmp_path):
     res = train_ppo(
         PPOConfig(
             task="Pendulum-v1",
-            steps=4096,
+            total_timesteps=4096,
             ppo=PPOSettings(n_steps=512, objective="kl-penalty", kl_target=0.001, kl_beta=1.0),
             out=tmp_path / "kl",
             eval_every=0,
@@ -198,13 +199,13 @@ def test_resume_continues_and_bad_settings_are_refused(tmp_path):
         "--out",
         str(out),
     ]
-    assert cli_main([*args, "--steps", "512"]) == 0
-    assert cli_main([*args, "--steps", "512"]) == 2  # an earlier run: refused
-    assert cli_main([*args, "--steps", "1024", "--resume"]) == 0
+    assert cli_main([*args, "--total-timesteps", "512"]) == 0
+    assert cli_main([*args, "--total-timesteps", "512"]) == 2  # an earlier run: refused
+    assert cli_main([*args, "--total-timesteps", "1024", "--resume"]) == 0
     steps = [int(r["step"]) for r in _rows(out) if r["kind"] == "train"]
     assert steps == [256, 512, 768, 1024]
     with pytest.raises(SystemExit) as bad:  # refused while parsing, before any work
-        cli_main([*args, "--steps", "0", "--overwrite"])
+        cli_main([*args, "--total-timesteps", "0", "--overwrite"])
     assert bad.value.code == 2
     assert cli_main(["ppo", "--task", "iltk/NoSuch-v0", "--out", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
@@ -215,7 +216,7 @@ def test_async_envs_and_state_dict_observations(tmp_path):
     res = train_ppo(
         PPOConfig(
             task="iltk/Reach-v0",
-            steps=512,
+            total_timesteps=512,
             ppo=PPOSettings(n_steps=128, num_envs=2, async_envs=True, batch_size=64),
             out=tmp_path / "a",
             eval_every=0,
@@ -243,7 +244,7 @@ def test_ppo_trains_on_a_saved_learned_reward(tmp_path, capsys):
     train_ppo(
         PPOConfig(
             task="Pendulum-v1",
-            steps=1024,
+            total_timesteps=1024,
             ppo=PPOSettings(n_steps=512, normalize_reward=False),
             out=tmp_path / "run",
             reward=tmp_path / "reward",
@@ -328,7 +329,16 @@ def test_compile_without_a_compiler_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("CXX", raising=False)
     monkeypatch.setattr(ppo_module.shutil, "which", lambda name: None)
     out = tmp_path / "run"
-    args = ["ppo", "--task", "Pendulum-v1", "--steps", "64", "--out", str(out), "--ppo.compile"]
+    args = [
+        "ppo",
+        "--task",
+        "Pendulum-v1",
+        "--total-timesteps",
+        "64",
+        "--out",
+        str(out),
+        "--ppo.compile",
+    ]
     assert cli_main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "C++ compiler" in err[0] and "without --ppo.compile" in err[0]

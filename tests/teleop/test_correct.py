@@ -130,7 +130,7 @@ def test_cli_refuses_mismatched_policy_and_task(reach_policy, tmp_path, capsys):
                 "iltk/Lift-v0",
                 "--out",
                 str(tmp_path / "x.hdf5"),
-                "--device",
+                "--input",
                 "keyboard",
             ]
         )
@@ -183,8 +183,8 @@ def test_cli_corrects_on_the_start_spread_the_policy_was_trained_on(
 
     monkeypatch.setattr(teleop.session, "TeleopSession", Recorder)
     args = ["correct", "--policy", str(policy), "--out", str(tmp_path / "c.hdf5")]
-    assert cli_main([*args, "--device", "keyboard"]) == 0
-    assert cli_main([*args, "--device", "keyboard", "--init-spread", "1"]) == 0
+    assert cli_main([*args, "--input", "keyboard"]) == 0
+    assert cli_main([*args, "--input", "keyboard", "--init-spread", "1"]) == 0
     assert seen == [0.3, 1.0]
 
 

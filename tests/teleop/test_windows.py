@@ -70,7 +70,7 @@ def _shows_scene(x, path, timeout: float = 60.0) -> np.ndarray:
 def test_record_in_a_real_window(x, tmp_path):
     out = tmp_path / "human.hdf5"
     proc, log = _start(
-        x, ["record", "--task", "iltk/Reach-v0", "--out", str(out), "--device", "keyboard",
+        x, ["record", "--task", "iltk/Reach-v0", "--out", str(out), "--input", "keyboard",
             "--operator", "tester"], tmp_path, "record")  # fmt: skip
     x.window_of(proc, log=log)
     _shows_scene(x, tmp_path / "ready.png")  # the session polls its window: keys now count
@@ -114,7 +114,7 @@ def test_correct_takeover_in_a_real_window(x, tmp_path):
     out = tmp_path / "corrections.hdf5"
     proc, log = _start(
         x, ["correct", "--policy", str(run / "last"), "--out", str(out), "--mode", "hg-dagger",
-            "--device", "keyboard"], tmp_path, "correct")  # fmt: skip
+            "--input", "keyboard"], tmp_path, "correct")  # fmt: skip
     x.window_of(proc, log=log)
     _shows_scene(x, tmp_path / "ready.png")
     x.xdotool("keydown", "t")
@@ -153,7 +153,7 @@ def test_no_display_is_said_at_once(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "SDL_VIDEODRIVER")}
     out = tmp_path / "r.hdf5"
     res = subprocess.run(
-        [*ILTK, "record", "--task", "iltk/Reach-v0", "--out", str(out), "--device", "keyboard"],
+        [*ILTK, "record", "--task", "iltk/Reach-v0", "--out", str(out), "--input", "keyboard"],
         env=env,
         capture_output=True,
         text=True,
@@ -169,7 +169,7 @@ def test_record_the_arm_in_a_real_window(x, tmp_path):
     screen, and the held yaw and lift keys are what was recorded."""
     out = tmp_path / "arm.hdf5"
     proc, log = _start(
-        x, ["record", "--task", "iltk/PandaLift-v0", "--out", str(out), "--device", "keyboard"],
+        x, ["record", "--task", "iltk/PandaLift-v0", "--out", str(out), "--input", "keyboard"],
         tmp_path, "arm")  # fmt: skip
     x.window_of(proc, log=log)
     deadline = time.monotonic() + 60
