@@ -27,8 +27,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np  # noqa: E402
 
-from iltk.algos.bc import train  # noqa: E402
-from iltk.algos.configs import TrainConfig  # noqa: E402
+from iltk.algos.settings import TrainConfig  # noqa: E402
+from iltk.algos.supervised import train  # noqa: E402
 from iltk.collect import collect_demos  # noqa: E402
 from iltk.envs import require_iltk_task  # noqa: E402
 from iltk.evaluate import evaluate_policy  # noqa: E402

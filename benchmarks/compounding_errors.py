@@ -33,10 +33,10 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np  # noqa: E402
 
-from iltk.algos.bc import TrainConfig, train  # noqa: E402
-from iltk.algos.configs import DaggerConfig, DartConfig, LearnerSettings  # noqa: E402
 from iltk.algos.dagger import run_dagger  # noqa: E402
 from iltk.algos.dart import run_dart  # noqa: E402
+from iltk.algos.settings import DaggerConfig, DartConfig, LearnerSettings  # noqa: E402
+from iltk.algos.supervised import TrainConfig, train  # noqa: E402
 from iltk.collect import collect_demos  # noqa: E402
 from iltk.data import DemoFile  # noqa: E402
 from iltk.data.tools import copy_demos  # noqa: E402

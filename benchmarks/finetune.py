@@ -32,8 +32,11 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np  # noqa: E402
 
-from iltk.algos.bc import train  # noqa: E402
-from iltk.algos.configs import (  # noqa: E402
+from iltk.algos.dagger import run_dagger  # noqa: E402
+from iltk.algos.dart import run_dart  # noqa: E402
+from iltk.algos.finetune import finetune  # noqa: E402
+from iltk.algos.ppo import train_ppo  # noqa: E402
+from iltk.algos.settings import (  # noqa: E402
     ChunkExecution,
     DaggerConfig,
     DartConfig,
@@ -42,10 +45,7 @@ from iltk.algos.configs import (  # noqa: E402
     PPOConfig,
     TrainConfig,
 )
-from iltk.algos.dagger import run_dagger  # noqa: E402
-from iltk.algos.dart import run_dart  # noqa: E402
-from iltk.algos.finetune import finetune  # noqa: E402
-from iltk.algos.ppo import train_ppo  # noqa: E402
+from iltk.algos.supervised import train  # noqa: E402
 from iltk.collect import collect_demos  # noqa: E402
 from iltk.data.reader import DemoFile  # noqa: E402
 from iltk.envs import require_iltk_task  # noqa: E402

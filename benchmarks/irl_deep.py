@@ -30,15 +30,15 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np  # noqa: E402
 
-from iltk.algos.bc import train  # noqa: E402
-from iltk.algos.configs import (  # noqa: E402
+from iltk.algos.irl.run import train_irl  # noqa: E402
+from iltk.algos.ppo import train_ppo  # noqa: E402
+from iltk.algos.settings import (  # noqa: E402
     IRLConfig,
     PPOConfig,
     RewardPlayerSettings,
     TrainConfig,
 )
-from iltk.algos.irl.deep import train_irl  # noqa: E402
-from iltk.algos.ppo import train_ppo  # noqa: E402
+from iltk.algos.supervised import train  # noqa: E402
 from iltk.collect import collect_demos  # noqa: E402
 from iltk.evaluate import evaluate_policy  # noqa: E402
 from iltk.policies import load_policy  # noqa: E402

@@ -33,8 +33,8 @@ import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from iltk.algos.configs import PPOConfig, PPOSettings  # noqa: E402
 from iltk.algos.ppo import train_ppo  # noqa: E402
+from iltk.algos.settings import PPOConfig, PPOSettings  # noqa: E402
 from iltk.evaluate import evaluate_policy  # noqa: E402
 from iltk.policies import load_policy  # noqa: E402
 

@@ -36,7 +36,7 @@ from stable_baselines3.common.env_util import make_vec_env  # noqa: E402
 from stable_baselines3.common.vec_env import VecNormalize  # noqa: E402
 
 import iltk.rl.ppo as iltk_ppo  # noqa: E402
-from iltk.algos.configs import PPOSettings  # noqa: E402
+from iltk.algos.settings import PPOSettings  # noqa: E402
 from iltk.policies import make_policy  # noqa: E402
 from iltk.policies.configs import ActorCriticConfig  # noqa: E402
 from iltk.rl.gae import compute_gae  # noqa: E402

@@ -30,7 +30,7 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).parent))
 from peers import robomimic_loader, robomimic_version  # noqa: E402
 
-from iltk.algos.bc import TrainConfig, Trainer  # noqa: E402
+from iltk.algos.supervised import TrainConfig, Trainer  # noqa: E402
 from iltk.collect import collect_demos  # noqa: E402
 
 

@@ -18,7 +18,7 @@ import tyro
 from tyro.conf import Positional, Suppress
 from tyro.constructors import ConstructorRegistry, StructConstructorSpec, StructTypeInfo
 
-from iltk.algos.configs import (
+from iltk.algos.settings import (
     ChunkExecution,
     DaggerConfig,
     DartConfig,
@@ -867,7 +867,7 @@ def _run_train(cfg) -> int | None:
                 "the cause and run the same command with --resume"
             )
         return None
-    from iltk.algos.bc import train
+    from iltk.algos.supervised import train
 
     res = train(cfg)
     if int(os.environ.get("RANK", "0")) != 0:
@@ -894,7 +894,7 @@ def _run_ppo(cfg) -> None:
 
 
 def _run_irl(cfg) -> None:
-    from iltk.algos.irl.deep import train_irl
+    from iltk.algos.irl.run import train_irl
 
     res = train_irl(cfg)
     if "iterations" in res:  # tabular
@@ -932,7 +932,7 @@ def _run_finetune(cfg) -> None:
 
 
 def _command(name: str, config: type, more_doc: str, run) -> type:
-    """A subcommand from a torch-free settings dataclass (``iltk/algos/configs.py``): the
+    """A subcommand from a torch-free settings dataclass (``iltk/algos/settings.py``): the
     same fields, the docstring extended, and ``run``."""
     cls = type(
         name,
@@ -1075,7 +1075,7 @@ def _from_saved_config(name: str, args: list[str]):
     flags given on top (``--resume`` / ``--overwrite`` are never taken from the file)."""
     import json
 
-    from iltk.algos.configs import config_from_dict
+    from iltk.algos.settings import config_from_dict
 
     at = args.index("--config")
     if at + 1 >= len(args):

@@ -1,4 +1,4 @@
-"""Controllers: who acts at each step of the control loop (contract 3 of DESIGN.md).
+"""Controllers: who acts at each step of the control loop.
 
 A controller maps the batched observation to a :class:`~iltk.rollout.ControlOutput`:
 the executed actions, the training labels, and extra per-step fields. Sources are the

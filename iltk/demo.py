@@ -21,7 +21,7 @@ import json
 import time
 from pathlib import Path
 
-from iltk.algos.bc import TrainConfig, train
+from iltk.algos.supervised import TrainConfig, train
 from iltk.collect import collect_demos
 from iltk.controllers import ExpertController
 from iltk.envs import TASK_IDS, make_vector_env

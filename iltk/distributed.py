@@ -4,7 +4,7 @@
 its rank in the environment torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK) and
 :func:`setup` joins them into one process group (gloo on the CPU, nccl on CUDA, one GPU
 per local rank). `iltk train --nproc N` starts the same torchrun for a user on one machine
-(:func:`launch`). What each rank does is in ``iltk.algos.bc.train``: its own batches
+(:func:`launch`). What each rank does is in ``iltk.algos.supervised.train``: its own batches
 (sampled with seed + rank, so no two ranks draw the same ones), ``--batch-size`` split over
 the ranks, gradients averaged by DDP, rank 0 alone evaluating, logging and writing
 checkpoints. torchrun ends every rank when one fails or is killed (no hang), and

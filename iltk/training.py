@@ -11,7 +11,7 @@
   ``plots/``, ``best/`` and ``last/`` checkpoints swapped in atomically (``last/`` holds the
   training state ``--resume`` restores), and one clear error when the disk fills.
 
-Supervised imitation (``iltk.algos.bc``) is built on it; so are the RL algorithms.
+Supervised imitation (``iltk.algos.supervised``) is built on it; so are the RL algorithms.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import contextlib
 import csv
 import io
 import json
+import logging
 import math
 import random
 import warnings
@@ -42,6 +43,8 @@ from iltk.files import (
     remove_outputs,
     write_bytes,
 )
+
+log = logging.getLogger("iltk")
 
 
 def seed_everything(seed: int) -> None:
@@ -244,7 +247,7 @@ class RunFolder:
         if (self.last / "train_state.pt").exists():
             return self.last
         if self.writer:
-            print(f"note: {self.out} holds no checkpoint to resume from; training from step 0")
+            log.warning(f"{self.out} holds no checkpoint to resume from; training from step 0")
         return None
 
     def load_train_state(self, device: torch.device | str = "cpu") -> dict[str, Any]:

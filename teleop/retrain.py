@@ -1,7 +1,7 @@
 """Retraining while a person corrects: a background process, then a swap at an episode start.
 
 :class:`BackgroundRetrainer` trains on the corrections file in a child process (spawned,
-through the Python API ``iltk.algos.bc.train``, warm-started from the policy in use, on
+through the Python API ``iltk.algos.supervised.train``, warm-started from the policy in use, on
 one CPU thread so that the control loop keeps its core); the window never freezes.
 :class:`SwappablePolicy` is the policy controller of a correction session: a retrained
 policy takes over at the next episode start, never in the middle of one, and every step
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from iltk.algos.configs import TrainConfig
+from iltk.algos.settings import TrainConfig
 from iltk.controllers import PolicyController
 from iltk.rollout import ControlOutput
 
@@ -29,7 +29,7 @@ def _train_in_child(config: TrainConfig, log_path: str) -> None:
     import torch
 
     torch.set_num_threads(1)
-    from iltk.algos.bc import train
+    from iltk.algos.supervised import train
 
     train(config)
 

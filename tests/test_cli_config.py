@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from iltk.algos.configs import (
+from iltk.algos.settings import (
     FinetuneSettings,
     IRLConfig,
     PPOConfig,

@@ -19,7 +19,7 @@ def reach(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, reach):
-    from iltk.algos.bc import TrainConfig, train
+    from iltk.algos.supervised import TrainConfig, train
 
     out = tmp_path_factory.mktemp("run") / "r"
     train(TrainConfig(dataset=reach, out=out, steps=3, eval_episodes=0, progress=False))

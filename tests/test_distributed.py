@@ -136,7 +136,7 @@ def test_ctrl_c_stops_every_rank(demos, tmp_path):
 def test_launch_arguments_and_settings():
     assert strip_nproc(["train", "--nproc", "2", "--steps", "5"]) == ["train", "--steps", "5"]
     assert strip_nproc(["train", "--nproc=4", "--out", "x"]) == ["train", "--out", "x"]
-    from iltk.algos.configs import TrainConfig
+    from iltk.algos.settings import TrainConfig
 
     with pytest.raises(ValueError, match="must divide by nproc 3"):
         TrainConfig(nproc=3, batch_size=256)

@@ -1,4 +1,4 @@
-"""The layering of DESIGN.md: iltk/ runs where pygame is absent; `python -m iltk` works."""
+"""The layering of ARCHITECTURE.md: iltk/ runs where pygame is absent; `python -m iltk` works."""
 
 import subprocess
 import sys

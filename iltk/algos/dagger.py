@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from iltk.algos.configs import DaggerConfig
 from iltk.algos.rounds import RoundRunner, fit
+from iltk.algos.settings import DaggerConfig
 from iltk.controllers import BetaMixture, ExpertController, HGDaggerGate, PolicyController
 from iltk.policies import PolicyRunner
 

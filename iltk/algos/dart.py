@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from iltk.algos.configs import DartConfig
 from iltk.algos.rounds import RoundRunner, fit, policy_errors
+from iltk.algos.settings import DartConfig
 from iltk.controllers import DartNoise, ExpertController
 from iltk.data import DemoFile
 from iltk.data.tools import copy_demos

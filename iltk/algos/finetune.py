@@ -1,6 +1,6 @@
 """`iltk finetune`: PPO fine-tuning of a behaviour-cloned policy.
 
-An MLP BC checkpoint becomes the actor of ``iltk.policies.finetune.FinetunePolicy`` (its
+An MLP BC checkpoint becomes the actor of ``iltk.policies.tuned.FinetunePolicy`` (its
 mean action, a bounded learned std, a fresh critic); a BC-RNN or ACT checkpoint (or any,
 with ``--mode residual``) stays frozen under a per-step Gaussian residual
 (``ResidualPolicy``, ResiP's recipe: the chunk execution and hidden states are kept as
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from iltk.algos.configs import FinetuneSettings
+from iltk.algos.settings import FinetuneSettings
 from iltk.policies import load_checkpoint, set_chunk_execution
 from iltk.rl.ppo import Callback, CriticWarmup
 from iltk.rl.rewards import SuccessReward
@@ -55,7 +55,7 @@ class TowardsStart(Callback):
         self.start = None if self.residual else copy.deepcopy(policy.actor._base[0]).eval()
         if self.start is not None:
             self.start.requires_grad_(False)
-            from iltk.policies.finetune import BaseMean
+            from iltk.policies.tuned import BaseMean
 
             self.start_mean = BaseMean(self.start)
         self.policy, self.dataset = policy, dataset
@@ -95,7 +95,7 @@ class TowardsStart(Callback):
 
 def finetune(cfg: FinetuneSettings) -> dict:
     from iltk.algos.ppo import train_ppo
-    from iltk.policies.finetune import FinetunePolicy, ResidualPolicy
+    from iltk.policies.tuned import FinetunePolicy, ResidualPolicy
 
     base, extra = load_checkpoint(cfg.policy)
     name = type(base).name

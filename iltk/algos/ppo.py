@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from iltk.algos.configs import PPOConfig
+from iltk.algos.settings import PPOConfig
 from iltk.envs import make_vector_env
 from iltk.evaluate import evaluate_policy
 from iltk.policies import load_policy, make_policy, resolve_device

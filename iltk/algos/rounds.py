@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from iltk.algos.bc import Trainer
-from iltk.algos.configs import LearnerSettings, RoundConfig, TrainConfig
+from iltk.algos.settings import LearnerSettings, RoundConfig, TrainConfig
+from iltk.algos.supervised import Trainer
 from iltk.data import DemoWriter, make_env_args
 from iltk.envs import TASK_IDS, make_vector_env
 from iltk.evaluate import evaluate_policy

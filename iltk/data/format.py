@@ -1,4 +1,4 @@
-"""The one episode format of iltk (contract 1 of DESIGN.md): a superset of robomimic's.
+"""The one episode format of iltk: a superset of robomimic's.
 
 ```
 /data                attrs: total, env_args (JSON), format_version, iltk_version, created

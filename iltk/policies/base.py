@@ -1,4 +1,4 @@
-"""Policy contract (contract 2 of DESIGN.md): config dataclass + nn.Module + registry.
+"""The policy contract: config dataclass + nn.Module + registry.
 
 A policy is an ``nn.Module`` built from a dataclass config. ``save(dir)`` writes
 ``config.json``, ``model.safetensors`` (weights, normalization buffers included) and

@@ -78,7 +78,7 @@ def register_policy(
 ) -> PolicyEntry:
     """Make a policy buildable, trainable and loadable by ``name`` (the one registration).
 
-    Policies registered after :mod:`iltk.algos.configs` was imported can be built, saved
+    Policies registered after :mod:`iltk.algos.settings` was imported can be built, saved
     and loaded, but have no options group in `iltk train` (register them before it).
     """
     if name in POLICY_REGISTRY:
@@ -374,7 +374,7 @@ register_policy(
 register_policy(
     "finetune",
     config=FinetuneConfig,
-    entry_point="iltk.policies.finetune:FinetunePolicy",
+    entry_point="iltk.policies.tuned:FinetunePolicy",
     default_lr=3e-5,
     summary="a BC policy fine-tuned with PPO (its mean, a bounded learned std, a critic)",
     supervised=False,
@@ -382,7 +382,7 @@ register_policy(
 register_policy(
     "residual",
     config=ResidualConfig,
-    entry_point="iltk.policies.finetune:ResidualPolicy",
+    entry_point="iltk.policies.tuned:ResidualPolicy",
     default_lr=3e-4,
     summary="a frozen policy (any kind) plus a per-step Gaussian residual trained with PPO",
     supervised=False,

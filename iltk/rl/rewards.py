@@ -6,7 +6,7 @@ collection loop knows nothing else about rewards. Sources:
 - ``EnvReward``: the env's own reward;
 - ``SuccessReward``: 1 where the task reports success after the step (sparse);
 - ``SavedReward``: a saved reward network (``iltk.rewards``), r(s_t) or r(s_t, a_t);
-- the live reward of adversarial IRL (``iltk.algos.irl.deep.GameReward``), whose ended
+- the live reward of adversarial IRL (``iltk.algos.irl.deep.RewardPlayer``), whose ended
   episodes are absorbing states (below).
 
 A source may declare that a terminated episode is an absorbing state that keeps paying

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from iltk.algos.bc import TrainConfig, train
+from iltk.algos.supervised import TrainConfig, train
 from iltk.cli import main as cli_main
 from iltk.collect import collect_demos
 from iltk.policies import load_policy
@@ -168,7 +168,7 @@ def test_training_steps_go_through_forward(reach_file):
     logged values stay tensors until log time."""
     import torch
 
-    from iltk.algos.bc import Trainer
+    from iltk.algos.supervised import Trainer
 
     for algo in ("bc", "bc-rnn", "act"):
         trainer = Trainer(

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from iltk.algos.bc import train
-from iltk.algos.configs import ChunkExecution, FinetuneSettings, PPOSettings, TrainConfig
 from iltk.algos.finetune import FinetuneError, finetune
+from iltk.algos.settings import ChunkExecution, FinetuneSettings, PPOSettings, TrainConfig
+from iltk.algos.supervised import train
 from iltk.cli import main as cli_main
 from iltk.collect import collect_demos
 from iltk.data import DemoFile
 from iltk.policies import load_policy, set_chunk_execution
-from iltk.policies.finetune import FinetunePolicy
+from iltk.policies.tuned import FinetunePolicy
 
 
 @pytest.fixture(scope="module")
@@ -172,8 +172,8 @@ def test_a_zero_residual_reproduces_the_frozen_chunk_policy_exactly(act_reach):
     """Over whole episodes in 2 envs, with temporal ensembling: the residual policy and
     its base act identically before training (the residual's last layer is zero)."""
     from iltk.envs import make_vector_env
-    from iltk.policies.finetune import ResidualPolicy
     from iltk.policies.runners import PolicyRunner
+    from iltk.policies.tuned import ResidualPolicy
 
     base = load_policy(act_reach)
     set_chunk_execution(base, temporal_ensemble=True)  # the runner's most stateful case
@@ -196,7 +196,7 @@ def test_a_zero_residual_reproduces_the_frozen_chunk_policy_exactly(act_reach):
 
 
 def test_an_act_policy_is_finetuned_through_a_residual(act_reach, tmp_path):
-    from iltk.policies.finetune import ResidualPolicy
+    from iltk.policies.tuned import ResidualPolicy
 
     out = tmp_path / "act_ft"
     args = ["finetune", "--policy", str(act_reach), "--out", str(out), "--total-timesteps", "1024"]
@@ -235,8 +235,8 @@ def test_a_gmm_head_is_finetuned_itself_or_whole_under_a_residual(bc_reach, tmp_
     """By default the GMM's MLP is PPO's actor at its most likely component's mean;
     --mode residual keeps the mixture whole under a zero residual that acts exactly as it."""
     from iltk.envs import make_vector_env
-    from iltk.policies.finetune import ResidualPolicy
     from iltk.policies.runners import PolicyRunner
+    from iltk.policies.tuned import ResidualPolicy
 
     root, data = bc_reach
     args = ["train", "--algo", "bc", "--dataset", str(data), "--out", str(root / "gmm")]

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from iltk.algos.configs import DaggerConfig, DartConfig, LearnerSettings
 from iltk.algos.dagger import beta_at, run_dagger
 from iltk.algos.dart import estimate_covariance, run_dart
+from iltk.algos.settings import DaggerConfig, DartConfig, LearnerSettings
 from iltk.cli import main as cli_main
 from iltk.controllers import BetaMixture, ButtonTrigger, HGDaggerGate, TakeoverGate
 from iltk.data import DemoFile

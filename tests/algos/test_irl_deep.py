@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from iltk.algos.configs import IRLConfig, RewardPlayerSettings
 from iltk.algos.irl.deep import Demonstrations, RewardPlayer, load_demonstrations
+from iltk.algos.settings import IRLConfig, RewardPlayerSettings
 from iltk.cli import main as cli_main
 from iltk.collect import collect_demos
 from iltk.data import DatasetError

@@ -1,6 +1,6 @@
 """Image observations end to end: collect with pixels, train the CNN policy, evaluate."""
 
-from iltk.algos.bc import TrainConfig, train
+from iltk.algos.supervised import TrainConfig, train
 from iltk.cli import main as cli_main
 from iltk.collect import collect_demos
 from iltk.data import DemoFile

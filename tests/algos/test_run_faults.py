@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from iltk.algos.bc import TrainConfig, train
+from iltk.algos.supervised import TrainConfig, train
 from iltk.cli import main as cli_main
 from iltk.collect import collect_demos
 from iltk.files import OutputError

@@ -129,7 +129,7 @@ def test_robomimic_layout_trains_with_the_cli(tmp_path, capsys):
         )
         == 0
     )
-    assert "not a gymnasium id here" in capsys.readouterr().out
+    assert "not a gymnasium id here" in capsys.readouterr().err
     policy = load_policy(out / "best")
     assert (
         policy.config.lowdim_keys == ["robot0_eef_pos", "object"] and policy.config.action_dim == 7

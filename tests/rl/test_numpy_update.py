@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import iltk.algos.ppo as ppo_module
-from iltk.algos.configs import PPOConfig, PPOSettings
 from iltk.algos.ppo import train_ppo
+from iltk.algos.settings import PPOConfig, PPOSettings
 from iltk.cli import main as cli_main
 from iltk.policies import load_policy, make_policy
 from iltk.policies.configs import ActorCriticConfig

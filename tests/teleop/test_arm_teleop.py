@@ -446,7 +446,7 @@ def test_record_and_hot_plug_with_a_real_sdl_pad(tmp_path):
 
 
 def test_correct_takes_over_on_the_pads_shoulder(tmp_path):
-    from iltk.algos.bc import TrainConfig, train
+    from iltk.algos.supervised import TrainConfig, train
     from iltk.collect import collect_demos
     from iltk.policies import load_policy
 

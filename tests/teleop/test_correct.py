@@ -7,7 +7,7 @@ import numpy as np
 import pygame
 import pytest
 
-from iltk.algos.bc import TrainConfig, train
+from iltk.algos.supervised import TrainConfig, train
 from iltk.collect import collect_demos
 from iltk.data import DemoFile
 from iltk.envs import make_env

@@ -104,7 +104,7 @@ def test_replay_window_shows_the_recording(x, tmp_path, mujoco_gl):
 
 
 def test_correct_takeover_in_a_real_window(x, tmp_path):
-    from iltk.algos.bc import TrainConfig, train
+    from iltk.algos.supervised import TrainConfig, train
     from iltk.collect import collect_demos
 
     data = tmp_path / "reach.hdf5"
@@ -133,7 +133,7 @@ def test_correct_takeover_in_a_real_window(x, tmp_path):
 
 
 def test_watch_a_policy_in_a_real_window(x, tmp_path):
-    from iltk.algos.bc import TrainConfig, train
+    from iltk.algos.supervised import TrainConfig, train
     from iltk.collect import collect_demos
 
     data = tmp_path / "reach.hdf5"

@@ -13,6 +13,7 @@ Outputs in ``out``: ``config.json`` (the resolved settings), ``last/`` and ``bes
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from iltk.algos.configs import TrainConfig
+from iltk.algos.settings import TrainConfig
 from iltk.data.dataset import DemoDataset
 from iltk.data.format import DatasetError
 from iltk.data.reader import DemoFile
@@ -36,6 +37,8 @@ from iltk.policies import (
     resolve_device,
 )
 from iltk.training import Optimization, RunFolder, RunningMean, seed_everything
+
+log = logging.getLogger("iltk")
 
 
 def get_batch(ds: DemoDataset, spec: dict, idx: torch.Tensor) -> dict:
@@ -98,8 +101,8 @@ class Trainer:
             register_tasks()
             if self.task not in gym.registry:
                 # e.g. a robomimic file recorded in robosuite: train without rollouts
-                print(
-                    f"note: the dataset's env {self.task!r} is not a gymnasium id here; training "
+                log.warning(
+                    f"the dataset's env {self.task!r} is not a gymnasium id here; training "
                     "without evaluation rollouts (pass --task to evaluate in another env)"
                 )
                 self.task = None
