@@ -1,62 +1,62 @@
 """The person at the device, as a controller of the one control loop.
 
-:class:`HumanController` turns the device's command into the person's action (executed
-and label). It is the supervisor that ``iltk.controllers`` combinators wrap in the
-correction modes: ``TakeoverGate(human, policy, ButtonTrigger())`` for HG-DAgger (it
-reports the takeover button as the ``takeover`` field the trigger reads) and
-``BetaMixture(human, policy, beta)`` for DAgger (it reports ``has_label``: an idle device
-labels nothing). A session supplies polling, the wait for the first input and the
-pause while a pad is unplugged.
+:class:`HumanController` turns the person's command into the action (executed and label).
+It is the supervisor that ``iltk.controllers`` combinators wrap in the correction modes:
+``TakeoverGate(human, policy, ButtonTrigger())`` for HG-DAgger (it reports the takeover
+button as the ``takeover`` field the trigger reads) and ``BetaMixture(human, policy,
+beta)`` for DAgger (it reports ``has_label``: an idle device labels nothing). It reads the
+person through :class:`PersonInput` (a session implements it: polling, the wait for the
+first input, the pause while a pad is unplugged), and knows nothing else of the session.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from iltk.rollout import ControlOutput
-from teleop.devices import command_to_action
+from teleop.devices import Command, command_to_action
 
-if TYPE_CHECKING:
-    from teleop.session import TeleopSession
+
+class PersonInput(Protocol):
+    """Where the person's commands come from."""
+
+    action_dim: int
+    """The task's action size (the command is mapped onto it)."""
+    last_late: bool
+    """Whether the last control deadline was missed (recorded per step)."""
+
+    def start_episode(self) -> None:
+        """An episode starts (the next command may wait for the person's first input)."""
+
+    def next_command(self) -> Command:
+        """The person's command for this step."""
 
 
 class HumanController:
     """The person's command, one env.
 
     Args:
-        session: polls the device (``poll``), waits for the first input of an episode
-            (``wait_for_start``) and pauses while the device is disconnected.
+        person: a :class:`PersonInput` (a ``TeleopSession``).
         report_takeover: add the takeover button's state as the ``takeover`` field.
         report_label: add ``has_label`` (True where the person gave input).
     """
 
-    def __init__(self, session: TeleopSession, *, report_takeover=False, report_label=False):
-        self.s = session
+    def __init__(self, person: PersonInput, *, report_takeover=False, report_label=False):
+        self.person = person
         self.report_takeover, self.report_label = report_takeover, report_label
 
     def reset(self, env_ids):
-        s = self.s
-        s.waiting = s.start_on_input  # the episode starts at the person's first input
-        s.current_step = 0
-        new_episode = getattr(s.device, "new_episode", None)
-        if new_episode is not None:
-            new_episode()
+        self.person.start_episode()
 
     def act(self, obs, info, envs) -> ControlOutput:
-        s = self.s
-        cmd = s.poll()
-        while not cmd.connected and "quit" not in s.pending:
-            s.pause_until_reconnected()
-            cmd = s.poll()
-        if s.waiting:
-            cmd = s.wait_for_start(cmd)
-        human = command_to_action(cmd, s.action_dim)[None]
+        cmd = self.person.next_command()
+        human = command_to_action(cmd, self.person.action_dim)[None]
         fields = {
             "timestamps": np.array([time.perf_counter()]),
-            "late": np.array([s.pacer.last_late]),
+            "late": np.array([self.person.last_late]),
         }
         if self.report_takeover:
             fields["takeover"] = np.array([bool(cmd.takeover)])

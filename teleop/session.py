@@ -295,6 +295,31 @@ class TeleopSession:
             self.step_times.clear()  # nor part of the control rate shown
         return cmd
 
+    # the input protocol HumanController reads (teleop.human.PersonInput)
+    def start_episode(self) -> None:
+        """A new episode: it waits for the person's first input (``start_on_input``)."""
+        self.waiting = self.start_on_input
+        self.current_step = 0
+        new_episode = getattr(self.device, "new_episode", None)
+        if new_episode is not None:
+            new_episode()
+
+    def next_command(self) -> Command:
+        """The person's command for this step: the device polled, the session paused while
+        the device is disconnected, held at an episode's start until the first input."""
+        cmd = self.poll()
+        while not cmd.connected and "quit" not in self.pending:
+            self.pause_until_reconnected()
+            cmd = self.poll()
+        if self.waiting:
+            cmd = self.wait_for_start(cmd)
+        return cmd
+
+    @property
+    def last_late(self) -> bool:
+        """Whether the last control deadline was missed."""
+        return self.pacer.last_late
+
     def pause_until_reconnected(self) -> None:
         t0 = time.perf_counter()
         self.draw(banner=("Controller disconnected: plug it back in (Esc quits)", (255, 210, 60)))
