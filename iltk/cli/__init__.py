@@ -1,0 +1,209 @@
+"""The ``iltk`` command. Each subcommand is a dataclass whose attribute docstrings are its
+``--help``; heavy modules (torch, teleop/pygame) are imported only by the subcommand that
+needs them, so ``iltk --help`` stays fast and the library stays headless.
+
+The commands live by group: ``common`` (the settings reader, errors, shared checks),
+``data`` (tasks, collect, dataset), ``interactive`` (record, replay, correct) and
+``training`` (train, eval, dagger, dart, ppo, finetune, irl).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import tyro
+
+from iltk.algos.settings import (
+    DaggerConfig,
+    DartConfig,
+    FinetuneSettings,
+    IRLConfig,
+    PPOConfig,
+    TrainConfig,
+)
+from iltk.cli.common import ARGV, REGISTRY, CliError, _command
+from iltk.cli.data import DATASET_COMMANDS, Collect, Dataset, Tasks
+from iltk.cli.interactive import Correct, Record, Replay
+from iltk.cli.training import (
+    Eval,
+    _run_dagger,
+    _run_dart,
+    _run_finetune,
+    _run_irl,
+    _run_ppo,
+    _run_train,
+)
+from iltk.data.format import DatasetError
+from iltk.envs import UnknownTaskError
+
+__all__ = ["COMMANDS", "CliError", "main"]
+
+COMMANDS: dict[str, type] = {
+    "tasks": Tasks,
+    "collect": Collect,
+    "dataset": Dataset,
+    "train": _command(
+        "Train",
+        TrainConfig,
+        "Writes OUT/config.json, best/ and last/ checkpoints, metrics.csv, TensorBoard logs "
+        "and loss/success plots; --resume continues from OUT/last.",
+        _run_train,
+    ),
+    "eval": Eval,
+    "record": Record,
+    "replay": Replay,
+    "correct": Correct,
+    "dagger": _command(
+        "Dagger",
+        DaggerConfig,
+        "Round 0 trains on expert demos; each round runs the beta-mixture (dagger) or the "
+        "policy under a simulated takeover gate (hg-dagger), labels with the expert, "
+        "aggregates into OUT/data.hdf5, retrains and evaluates; success against expert "
+        "labels goes to OUT/rounds.csv and OUT/success_vs_labels.png.",
+        _run_dagger,
+    ),
+    "dart": _command(
+        "Dart",
+        DartConfig,
+        "Each round re-estimates the noise covariance as the learner's error covariance on "
+        "the states the noisy supervisor visited, measured with a policy not trained on them, "
+        "demonstrates under that noise (labels stay clean), aggregates, retrains and evaluates.",
+        _run_dart,
+    ),
+    "ppo": _command(
+        "Ppo",
+        PPOConfig,
+        "Writes OUT/config.json, best/ (by evaluation success, then return) and last/ "
+        "checkpoints that `iltk eval` and `iltk replay --policy` load (with the observation "
+        "normalization), metrics.csv, TensorBoard logs and return/success plots; --resume "
+        "continues from OUT/last.",
+        _run_ppo,
+    ),
+    "finetune": _command(
+        "Finetune",
+        FinetuneSettings,
+        "Writes OUT/config.json, best/ (by evaluation success, then return) and last/ "
+        "checkpoints that `iltk eval`, `iltk replay --policy` and `iltk correct` load, "
+        "metrics.csv (the start's evaluation at step 0), TensorBoard logs and return/success "
+        "plots with the start and the end of the warm-up marked; --resume continues.",
+        _run_finetune,
+    ),
+    "irl": _command(
+        "Irl",
+        IRLConfig,
+        "Writes OUT/reward/ (`iltk ppo --reward OUT/reward`), OUT/policy/ (`iltk eval`, "
+        "`iltk replay --policy`), last/, metrics.csv, TensorBoard logs and plots, among them "
+        "plots/reward_heatmap.png (the learned reward over the task's plane, demonstrations "
+        "drawn on it); tabular tasks write OUT/reward.npz and the grid's heatmaps.",
+        _run_irl,
+    ),
+}
+GROUPS: dict[str, dict[str, type]] = {"dataset": DATASET_COMMANDS}
+CONFIG_COMMANDS = ("train", "dagger", "dart", "ppo", "finetune", "irl")
+"""The commands whose runs record their settings, so `--config` can start one again."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    from iltk import __version__
+
+    argv = sys.argv[1:] if argv is None else argv
+    ARGV[:] = argv
+    if argv in (["--version"], ["-V"]):
+        print(f"iltk {__version__}")
+        return 0
+    try:
+        if argv and argv[0] in CONFIG_COMMANDS and "--config" in argv:
+            cmd = _from_saved_config(argv[0], argv[1:])
+        elif argv and argv[0] in GROUPS and len(argv) > 1:
+            cmd = tyro.extras.subcommand_cli_from_dict(
+                GROUPS[argv[0]], prog=f"iltk {argv[0]}", args=argv[1:], registry=REGISTRY
+            )
+        else:
+            cmd = tyro.extras.subcommand_cli_from_dict(
+                COMMANDS,
+                prog="iltk",
+                description=f"iltk {__version__}: imitation learning for robot manipulation in MuJoCo.",
+                args=argv,
+                registry=REGISTRY,
+            )
+        _log_notes_to_stderr()
+        result = cmd.run()
+    except BrokenPipeError:
+        # the reader went away (`iltk --help | head`, `iltk dataset info F | head`): stop
+        # quietly, as cat does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except (
+        CliError,
+        DatasetError,
+        UnknownTaskError,
+        FileNotFoundError,
+        ValueError,
+        RuntimeError,
+    ) as err:
+        print(f"iltk: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        from iltk.files import disk_error
+
+        where = err.filename or "a file"
+        print(f"iltk: error: {disk_error(err, where)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("iltk: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+def _from_saved_config(name: str, args: list[str]):
+    """`iltk NAME --config FILE [flags]`: the settings a run's config.json records, with the
+    flags given on top (``--resume`` / ``--overwrite`` are never taken from the file)."""
+
+    from iltk.algos.settings import config_from_dict
+
+    at = args.index("--config")
+    if at + 1 >= len(args):
+        raise CliError("--config needs a file: a run's config.json (e.g. runs/x/config.json)")
+    path = Path(args[at + 1])
+    rest = args[:at] + args[at + 2 :]
+    if path.is_dir():
+        path = path / "config.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CliError(f"--config {path}: no such file (a run folder's config.json)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CliError(f"--config {path}: not a JSON settings file ({err})") from None
+    if not isinstance(data, dict):
+        raise CliError(f"--config {path}: not a settings file (it holds no settings object)")
+    cls = COMMANDS[name]
+    data = {k: v for k, v in data.items() if k not in ("resume", "overwrite")}
+    try:
+        default = config_from_dict(cls, data, where=f"--config {path}")
+    except TypeError as err:
+        raise CliError(f"--config {path}: settings of the wrong kind ({err})") from None
+    return tyro.cli(cls, args=rest, default=default, prog=f"iltk {name}", registry=REGISTRY)
+
+
+def _log_notes_to_stderr() -> None:
+    """Warnings of the library (logger "iltk") reach the user as one line each."""
+    import logging
+
+    class StderrLines(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            # the stream of the moment (tests swap sys.stderr between calls)
+            print(f"iltk: {record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
+
+    logger = logging.getLogger("iltk")
+    if not any(
+        isinstance(h, StderrLines) or getattr(h, "iltk_cli", False) for h in logger.handlers
+    ):
+        handler = StderrLines()
+        handler.iltk_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False

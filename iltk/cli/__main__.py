@@ -1,0 +1,5 @@
+import sys
+
+from iltk.cli import main
+
+sys.exit(main())

@@ -1,0 +1,170 @@
+"""What the ``iltk`` commands share: how tyro reads the settings dataclasses, the one-line
+error type, and the checks several commands make."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from tyro.conf import Suppress
+from tyro.constructors import ConstructorRegistry, StructConstructorSpec, StructTypeInfo
+
+from iltk.algos.settings import (
+    ChunkExecution,
+)
+
+
+def _cli_registry() -> ConstructorRegistry:
+    """How tyro reads iltk's config dataclasses, through its public constructor API:
+
+    - fields marked ``FROM_DATA`` (a policy's shapes, keys and bounds, filled in from the
+      dataset) are not options;
+    - attribute docstrings are reflowed: tyro keeps every line break of a multi-line
+      docstring, so ``--help`` came out ragged at 80 columns (a line starting with '-' or a
+      digit still starts a new line, for lists).
+    """
+    registry = ConstructorRegistry()
+    busy: list[bool] = []
+
+    def reflow(text: str | None) -> str | None:
+        if not text:
+            return text
+        lines = [line.strip() for line in text.split("\n")]
+        out = lines[:1]
+        for line in lines[1:]:
+            if not line or line[0] in "-*" or line[0].isdigit() or not out[-1]:
+                out.append(line)
+            else:
+                out[-1] += " " + line
+        return "\n".join(out)
+
+    @registry.struct_rule
+    def iltk_dataclasses(info: StructTypeInfo):
+        module = getattr(info.type, "__module__", "") or ""
+        if (
+            busy
+            or not dataclasses.is_dataclass(info.type)
+            or not module.startswith(("iltk.", "teleop."))
+        ):
+            return None
+        busy.append(True)  # the default rule builds the spec; then it is adjusted
+        try:
+            spec = ConstructorRegistry.get_struct_spec(info)
+        finally:
+            busy.pop()
+        if not isinstance(spec, StructConstructorSpec):
+            return spec
+        from_data = {f.name for f in dataclasses.fields(info.type) if f.metadata.get("from_data")}
+        fields = []
+        for f in spec.fields:
+            help_of = f.helptext
+            helptext = (lambda h=help_of: reflow(h())) if callable(help_of) else reflow(help_of)
+            kind = Suppress[f.type] if f.name in from_data else f.type
+            fields.append(dataclasses.replace(f, type=kind, helptext=helptext))
+        return dataclasses.replace(spec, fields=tuple(fields))
+
+    return registry
+
+
+REGISTRY = _cli_registry()
+
+
+class CliError(Exception):
+    """An error whose message is the whole story: printed without a traceback."""
+
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".gif")
+
+
+def _policy_for_task(
+    checkpoint: Path, task: str | None, device: str = "cpu", chunk: ChunkExecution | None = None
+):
+    """Load a checkpoint and the task it acts in: (policy, task, env_kwargs); ``chunk``
+    changes how a chunked policy acts."""
+    from iltk.evaluate import check_policy_task
+    from iltk.policies import load_checkpoint, resolve_device, set_chunk_execution
+
+    policy, extra = load_checkpoint(checkpoint, resolve_device(device))
+    if chunk is not None:
+        try:
+            set_chunk_execution(policy, **chunk.given())
+        except ValueError as err:
+            raise CliError(f"{checkpoint}: --chunk.*: {err}") from None
+    task = task or extra.get("task")
+    if not task:
+        raise CliError(f"{checkpoint}: the checkpoint names no task; pass --task")
+    env_kwargs = dict(extra.get("env_kwargs") or {}) if task == extra.get("task") else {}
+    check_policy_task(policy, task, env_kwargs)
+    return policy, task, env_kwargs
+
+
+def _check_video(path: Path) -> None:
+    """Refuse, before any episode runs, a video path that cannot be written."""
+    from iltk.files import check_output
+
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise CliError(
+            f"{path}: --video needs a video file name ending in {', '.join(VIDEO_SUFFIXES)}"
+        )
+    check_output(path, overwrite=True, what="--video")
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 episode', '2 episodes'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _check_session_numbers(cmd) -> None:
+    """The numbers every teleop session takes (record, correct)."""
+    if not (math.isfinite(cmd.control_freq) and 1.0 <= cmd.control_freq <= 500.0):
+        raise CliError(f"--control-freq must be in [1, 500] Hz, got {cmd.control_freq}")
+    if cmd.episodes < 0:
+        raise CliError(f"--episodes must be >= 0 (0: until you quit), got {cmd.episodes}")
+    if cmd.max_steps is not None and cmd.max_steps < 1:
+        raise CliError(f"--max-steps must be >= 1, got {cmd.max_steps}")
+
+
+def _check_render_size(size: tuple[int, int]) -> None:
+    w, h = size
+    if not (16 <= w <= 4096 and 16 <= h <= 4096):
+        raise CliError(f"--render-size must be between 16 and 4096 pixels each, got {w} {h}")
+
+
+def panda_action_mode(task: str, action_mode: str) -> dict:
+    """The env keyword for ``--action-mode`` (empty at the default), refused off the arm."""
+    from iltk.envs import PANDA_TASK_IDS
+    from iltk.envs.panda import ACTION_MODES
+
+    if action_mode not in ACTION_MODES:
+        raise CliError(
+            f"--action-mode must be one of {', '.join(ACTION_MODES)} (cartesian: end-effector "
+            f"velocity + gripper; joint: joint velocities + gripper), got {action_mode!r}"
+        )
+    if action_mode == "cartesian":
+        return {}
+    if task not in PANDA_TASK_IDS:
+        raise CliError(f"--action-mode applies to the Panda tasks ({', '.join(PANDA_TASK_IDS)})")
+    return {"action_mode": action_mode}
+
+
+def _command(name: str, config: type, more_doc: str, run) -> type:
+    """A subcommand from a torch-free settings dataclass (``iltk/algos/settings.py``): the
+    same fields, the docstring extended, and ``run``."""
+    cls = type(
+        name,
+        (config,),
+        {
+            "__doc__": f"{config.__doc__} {more_doc} `--config RUN/config.json` starts "
+            "from an earlier run's settings (the flags given change them).",
+            "run": run,
+            "__module__": __name__,
+            "__qualname__": name,
+        },
+    )
+    return dataclass(cls)
+
+
+ARGV: list[str] = []
+"""This invocation's arguments (`iltk train --nproc` passes them on to its processes)."""
