@@ -114,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv in (["--version"], ["-V"]):
         print(f"iltk {__version__}")
         return 0
+    if argv in (["--help"], ["-h"]):
+        print(_top_help(__version__))
+        return 0
     try:
         if argv and argv[0] in CONFIG_COMMANDS and "--config" in argv:
             cmd = _from_saved_config(argv[0], argv[1:])
@@ -157,6 +160,50 @@ def main(argv: list[str] | None = None) -> int:
         print("iltk: interrupted", file=sys.stderr)
         return 130
     return int(result or 0)
+
+
+HELP_GROUPS = {
+    "data": ("tasks", "collect", "dataset"),
+    "at a device, in a window": ("record", "replay", "correct"),
+    "training and evaluation": ("train", "eval", "dagger", "dart"),
+    "reinforcement learning": ("ppo", "finetune", "irl"),
+}
+
+
+def _summary(cls: type) -> str:
+    """The first sentence of a command's docstring."""
+    import re
+
+    first = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())
+    return re.split(r"(?<! al)\. ", first)[0].rstrip(".")
+
+
+def _top_help(version: str) -> str:
+    """`iltk --help`: one line per command, by group (each command's --help says the rest)."""
+    import textwrap
+
+    width = max(map(len, [*COMMANDS, "-V, --version"])) + 2
+
+    def entry(name: str, text: str) -> list[str]:
+        return textwrap.wrap(
+            text,
+            80,
+            initial_indent=f"  {name:<{width}}",
+            subsequent_indent=" " * (width + 2),
+            break_on_hyphens=False,
+        )
+
+    lines = [
+        "usage: iltk COMMAND [OPTIONS]    (iltk COMMAND --help: its options)",
+        "",
+        f"iltk {version}: imitation learning for robot manipulation in MuJoCo.",
+    ]
+    for group, names in HELP_GROUPS.items():
+        lines += ["", f"{group}:"]
+        lines += [line for name in names for line in entry(name, _summary(COMMANDS[name]))]
+    lines += ["", "options:", *entry("-h, --help", "this message")]
+    lines += entry("-V, --version", "the version")
+    return "\n".join(lines)
 
 
 def _from_saved_config(name: str, args: list[str]):

@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import tyro
 from tyro.conf import Suppress
 from tyro.constructors import ConstructorRegistry, StructConstructorSpec, StructTypeInfo
 
@@ -61,11 +62,48 @@ def _cli_registry() -> ConstructorRegistry:
         for f in spec.fields:
             help_of = f.helptext
             helptext = (lambda h=help_of: reflow(h())) if callable(help_of) else reflow(help_of)
-            kind = Suppress[f.type] if f.name in from_data else f.type
+            kind = Suppress[f.type] if f.name in from_data else _plain_optional(f, help_of)
             fields.append(dataclasses.replace(f, type=kind, helptext=helptext))
         return dataclasses.replace(spec, fields=tuple(fields))
 
     return registry
+
+
+_METAVARS = {Path: "PATH", int: "INT", float: "FLOAT", str: "STR"}
+
+
+def _plain_optional(f, help_of):
+    """An optional setting (``X | None``) shown as X: tyro writes ``{None}|PATH`` and
+    "(default: None)", and the docstrings say what unset means ("(default: ...)",
+    "unset: ..."), so the metavar is the plain type's and tyro's own default is not
+    repeated where the docstring gives one."""
+    import types
+    import typing
+
+    kind = f.type
+    inner, extra = kind, ()
+    if typing.get_origin(kind) is typing.Annotated:  # e.g. Positional[Path | None]
+        inner, *extra = typing.get_args(kind)
+    args = typing.get_args(inner)
+    if typing.get_origin(inner) not in (typing.Union, types.UnionType) or type(None) not in args:
+        return kind
+    rest = [a for a in args if a is not type(None)]
+    if len(rest) != 1 or f.default is not None:
+        return kind
+    plain = rest[0]
+    if plain in _METAVARS:
+        metavar = _METAVARS[plain]
+    elif typing.get_origin(plain) is tuple and all(a in _METAVARS for a in typing.get_args(plain)):
+        metavar = " ".join(_METAVARS[a] for a in typing.get_args(plain))
+    else:
+        return kind
+    text = help_of() if callable(help_of) else (help_of or "")
+    says_default = "(default:" in text or "unset" in text or "None" in text
+    arg = tyro.conf.arg(
+        metavar=metavar,
+        help_behavior_hint=(lambda _: "") if says_default else "(default: unset)",
+    )
+    return typing.Annotated[(inner, *extra, arg)]
 
 
 REGISTRY = _cli_registry()
