@@ -10,47 +10,11 @@ import iltk.algos.ppo as ppo_module
 from iltk.algos.ppo import train_ppo
 from iltk.algos.settings import PPOConfig, PPOSettings
 from iltk.cli import main as cli_main
-from iltk.policies import load_policy, make_policy
-from iltk.policies.configs import ActorCriticConfig
-from iltk.rl.loss import gaussian_logp
+from iltk.policies import load_policy
 from iltk.rl.numpy_update import why_not
 from iltk.rl.ppo import ppo_update
 from iltk.rl.updaters import NumpyUpdater, TorchUpdater
 from iltk.training import Optimization
-
-
-def _policy(activation="tanh", seed=0):
-    torch.manual_seed(seed)
-    config = ActorCriticConfig(
-        state_dim=5,
-        action_dim=2,
-        lowdim_keys=["state"],
-        action_low=[-1.0] * 2,
-        action_high=[1.0] * 2,
-        hidden=[16, 16],
-        activation=activation,
-    )
-    return make_policy("actor-critic", config)
-
-
-def _batch(policy, n=256, seed=0, off=0.3):
-    g = torch.Generator().manual_seed(seed)
-    obs = torch.randn(n, 5, generator=g)
-    with torch.no_grad():
-        mean = policy.actor(obs)
-        actions = mean + 0.8 * torch.randn(n, 2, generator=g)
-        # the behaviour policy a little off the current one: some ratios get clipped
-        logp = gaussian_logp(actions, mean, policy.log_std) + off * torch.randn(n, generator=g)
-    return {
-        "obs": obs,
-        "actions": actions,
-        "mean": mean + 0.1 * torch.randn(n, 2, generator=g),
-        "logp": logp,
-        "advantages": torch.randn(n, generator=g),
-        "returns": torch.randn(n, generator=g),
-        "values": torch.randn(n, generator=g),
-        "old_log_std": policy.log_std.detach().clone() - 0.1,
-    }
 
 
 def _flat(policy):
@@ -90,13 +54,13 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_numpy_update_matches_autograd(case):
+def test_numpy_update_matches_autograd(case, small_policy, rollout_batch):
     """From the same weights, batch and shuffles, the numpy update and autograd with
     torch's AdamW end at the same weights after 3 epochs of 64-sample minibatches (12
     Adam steps), with the same losses logged; and both moved the weights far more than
     they disagree."""
-    start = _policy("relu" if "relu" in case else "tanh")
-    batch = _batch(start)
+    start = small_policy("relu" if "relu" in case else "tanh")
+    batch = rollout_batch(start)
     cfg = PPOSettings(n_epochs=3, lr=1e-3, **CASES[case])
     ref, _, ref_logs = _update(start, batch, cfg, "torch")
     fast, _, fast_logs = _update(start, batch, cfg, "numpy")
@@ -109,9 +73,9 @@ def test_numpy_update_matches_autograd(case):
     assert fast_logs["updates"] == ref_logs["updates"] == 12
 
 
-def test_numpy_update_stops_at_the_target_kl_as_torch():
-    start = _policy()
-    batch = _batch(start, off=0.0)  # collected by this very policy: the KL starts at 0
+def test_numpy_update_stops_at_the_target_kl_as_torch(small_policy, rollout_batch):
+    start = small_policy()
+    batch = rollout_batch(start, off=0.0)  # collected by this very policy: the KL starts at 0
     cfg = PPOSettings(n_epochs=10, lr=1e-2, target_kl=0.002)
     ref, _, ref_logs = _update(start, batch, cfg, "torch")
     fast, _, fast_logs = _update(start, batch, cfg, "numpy")
@@ -119,13 +83,13 @@ def test_numpy_update_stops_at_the_target_kl_as_torch():
     torch.testing.assert_close(_flat(fast), _flat(ref), rtol=1e-4, atol=2e-6)
 
 
-def test_adam_state_round_trips_through_torch():
+def test_adam_state_round_trips_through_torch(small_policy, rollout_batch):
     """The numpy update's Adam moments, saved in torch's layout, let torch's AdamW carry
     on exactly where the numpy update stopped, and the other way round (a resumed run
     may change backend)."""
-    start = _policy()
+    start = small_policy()
     cfg = PPOSettings(n_epochs=2, lr=1e-3)
-    first, second = _batch(start, seed=1), _batch(start, seed=2)
+    first, second = rollout_batch(start, seed=1), rollout_batch(start, seed=2)
     mid, optim, _ = _update(start, first, cfg, "numpy")
     state = optim.state_dict()  # (torch's load_state_dict may keep its tensors: copies)
     ref, _, _ = _update(mid, second, cfg, "torch", copy.deepcopy(state))
@@ -158,8 +122,8 @@ def test_train_ppo_numpy_and_torch_backends_agree(tmp_path):
     np.testing.assert_allclose(b.obs_mean.numpy(), a.obs_mean.numpy(), rtol=1e-4, atol=1e-4)
 
 
-def test_numpy_backend_is_refused_where_it_cannot_run(tmp_path, capsys, monkeypatch):
-    policy, cpu = _policy(), torch.device("cpu")
+def test_numpy_backend_is_refused_where_it_cannot_run(tmp_path, capsys, monkeypatch, small_policy):
+    policy, cpu = small_policy(), torch.device("cpu")
     assert "compile" in why_not(cpu, policy, compile=True)
     assert "CPU" in why_not(torch.device("cuda"), policy)
     assert "autograd" in why_not(cpu, policy, aux_losses=[lambda *a: 0])

@@ -13,8 +13,7 @@ import iltk.rl.updaters as updaters_module
 from iltk.algos.ppo import train_ppo
 from iltk.algos.settings import PPOConfig, PPOSettings
 from iltk.cli import main as cli_main
-from iltk.policies import load_checkpoint, make_policy
-from iltk.policies.configs import ActorCriticConfig
+from iltk.policies import load_checkpoint
 from iltk.rl.gae import compute_gae
 from iltk.rl.loss import gaussian_kl, update_beta
 from iltk.rl.ppo import ppo_update
@@ -281,19 +280,10 @@ def test_ppo_trains_on_a_saved_learned_reward(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("objective", ["clip", "kl-penalty"])
-def test_compiled_update_matches_eager(objective):
+def test_compiled_update_matches_eager(objective, small_policy):
     """--compile runs the same update: from the same weights and batch, torch.compile's
     loss and the eager one end at the same weights (and both moved them)."""
-    torch.manual_seed(0)
-    config = ActorCriticConfig(
-        state_dim=5,
-        action_dim=2,
-        lowdim_keys=["state"],
-        action_low=[-1.0] * 2,
-        action_high=[1.0] * 2,
-        hidden=[16, 16],
-    )
-    start = make_policy("actor-critic", config)
+    start = small_policy()
     n = 128  # two 64-sample minibatches
     obs = torch.randn(n, 5)
     with torch.no_grad():
