@@ -172,10 +172,12 @@ def train_ppo(
                 )
         run = RunFolder(
             cfg.out,
-            METRICS + [m for c in [reward, *callbacks] for m in c.metrics if m not in METRICS],
+            list(dict.fromkeys(METRICS + [m for c in [reward, *callbacks] for m in c.metrics])),
             resume=cfg.resume,
             overwrite=cfg.overwrite,
-            outputs=RunFolder.OUTPUTS + tuple(o for c in callbacks for o in c.outputs),
+            outputs=tuple(
+                dict.fromkeys(RunFolder.OUTPUTS + tuple(o for c in callbacks for o in c.outputs))
+            ),
         )
     except BaseException:
         envs.close()

@@ -96,6 +96,16 @@ class Collect:
     overwrite: bool = False
     """Replace OUT instead of appending to it."""
 
+    def __post_init__(self):
+        if self.episodes < 1:
+            raise CliError("--episodes must be at least 1")
+        if self.num_envs < 1:
+            raise CliError("--num-envs must be at least 1")
+        if not (math.isfinite(self.dart_noise) and 0.0 <= self.dart_noise <= 10.0):
+            raise CliError(
+                f"--dart-noise must be a noise std in [0, 10] (0: none), got {self.dart_noise}"
+            )
+
     def run(self) -> None:
         from iltk.collect import collect_demos
         from iltk.envs import TASK_IDS
@@ -113,14 +123,6 @@ class Collect:
                 f"{self.task}'s episodes have none"
             )
         kwargs.update(panda_action_mode(self.task, self.action_mode))
-        if self.episodes < 1:
-            raise CliError("--episodes must be at least 1")
-        if self.num_envs < 1:
-            raise CliError("--num-envs must be at least 1")
-        if not (math.isfinite(self.dart_noise) and 0.0 <= self.dart_noise <= 10.0):
-            raise CliError(
-                f"--dart-noise must be a noise std in [0, 10] (0: none), got {self.dart_noise}"
-            )
         res = collect_demos(
             self.task,
             self.out,
@@ -236,9 +238,8 @@ class DatasetFilter:
     overwrite: bool = False
     """Replace OUT when it exists (never allowed when OUT is FILE)."""
 
-    def run(self) -> None:
+    def __post_init__(self):
         from iltk.data.format import SOURCES
-        from iltk.data.tools import filter_file
 
         unknown = [s for s in self.source if s not in SOURCES]
         if unknown:
@@ -247,6 +248,10 @@ class DatasetFilter:
             )
         if self.min_length < 0:
             raise CliError(f"--min-length must be >= 0, got {self.min_length}")
+
+    def run(self) -> None:
+        from iltk.data.tools import filter_file
+
         n = filter_file(
             self.file,
             self.out,
@@ -268,12 +273,14 @@ class DatasetVerify:
     episodes: int = 0
     """Verify only the first N episodes (0: all)."""
 
+    def __post_init__(self):
+        if self.episodes < 0:
+            raise CliError(f"--episodes must be >= 0 (0: all), got {self.episodes}")
+
     def run(self) -> int:
         from iltk.data import DemoFile
         from iltk.replay import verify_file
 
-        if self.episodes < 0:
-            raise CliError(f"--episodes must be >= 0 (0: all), got {self.episodes}")
         with DemoFile(self.file) as f:
             demos = f.demos[: self.episodes] if self.episodes else f.demos
         rows = verify_file(self.file, demos)

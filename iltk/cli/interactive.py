@@ -51,7 +51,7 @@ class SessionOptions:
     max_steps: int | None = None
     """Episode limit in control steps (default: the task's; the HUD shows the time left)."""
 
-    def check_session(self) -> None:
+    def __post_init__(self):
         _check_session_numbers(self)
         if self.render_size is not None:
             _check_render_size(self.render_size)
@@ -109,6 +109,11 @@ class Record(SessionOptions):
     keep_partial: bool = False
     """On quit, keep the episode in progress (flagged partial)."""
 
+    def __post_init__(self):
+        super().__post_init__()
+        if not (math.isfinite(self.dart_noise) and 0.0 <= self.dart_noise <= 10.0):
+            raise CliError(f"--dart-noise must be a noise std in [0, 10], got {self.dart_noise}")
+
     def run(self) -> None:
         from teleop.devices import describe_joysticks
 
@@ -134,9 +139,6 @@ class Record(SessionOptions):
         from teleop.session import TeleopSession
 
         check_output(self.out, append=True, what="--out")
-        if not (math.isfinite(self.dart_noise) and 0.0 <= self.dart_noise <= 10.0):
-            raise CliError(f"--dart-noise must be a noise std in [0, 10], got {self.dart_noise}")
-        self.check_session()
         session = TeleopSession(
             self.task,
             self.out,
@@ -184,12 +186,14 @@ class Replay:
     chunk: ChunkExecution = field(default_factory=ChunkExecution)
     """With --policy, a chunked one: how chunks are executed (default: as the checkpoint says)."""
 
-    def run(self) -> None:
+    def __post_init__(self):
         _check_render_size(self.render_size)
         if self.video:
             _check_video(self.video)
         if self.episodes < 0:
             raise CliError(f"--episodes must be >= 0 (0: until Esc), got {self.episodes}")
+
+    def run(self) -> None:
         if self.policy is not None:
             policy, task, env_kwargs = _policy_for_task(self.policy, self.task, chunk=self.chunk)
             if self.video:
@@ -273,16 +277,18 @@ class Correct(SessionOptions):
     init_spread: float | None = None
     """iltk tasks: spread of the start layouts (default: the one the policy was trained on)."""
 
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0.0 <= self.beta <= 1.0:
+            raise CliError(f"--beta must be a probability in [0, 1], got {self.beta}")
+        if self.retrain_every < 0 or self.retrain_steps < 1:
+            raise CliError("--retrain-every must be >= 0 and --retrain-steps >= 1")
+
     def run(self) -> None:
         from iltk.files import check_output
         from teleop.session import TeleopSession
 
         check_output(self.out, append=True, what="--out")
-        self.check_session()
-        if not 0.0 <= self.beta <= 1.0:
-            raise CliError(f"--beta must be a probability in [0, 1], got {self.beta}")
-        if self.retrain_every < 0 or self.retrain_steps < 1:
-            raise CliError("--retrain-every must be >= 0 and --retrain-steps >= 1")
         policy, task, trained = _policy_for_task(self.policy, self.task)
         spread = self.init_spread
         if spread is None:

@@ -43,17 +43,19 @@ class Eval:
     chunk: ChunkExecution = field(default_factory=ChunkExecution)
     """Chunked policies: how chunks are executed (default: as the checkpoint says)."""
 
-    def run(self) -> None:
-        from iltk.evaluate import evaluate_policy, policy_video
-        from iltk.files import check_output
-
+    def __post_init__(self):
         if self.episodes < 1:
             raise CliError(f"--episodes must be at least 1, got {self.episodes}")
         if self.num_envs < 1:
             raise CliError(f"--num-envs must be at least 1, got {self.num_envs}")
-        out = self.json or self.policy / "eval.json"
         if self.video:
             _check_video(self.video)
+
+    def run(self) -> None:
+        from iltk.evaluate import evaluate_policy, policy_video
+        from iltk.files import check_output
+
+        out = self.json or self.policy / "eval.json"
         policy, task, env_kwargs = _policy_for_task(self.policy, self.task, self.device, self.chunk)
         check_output(out, overwrite=True, what="--json")
         from tqdm.auto import tqdm
