@@ -224,14 +224,19 @@ class WriterLock:
     """An exclusive, process-bound lock on ``<path>.lock`` (one writer per file).
 
     Args:
-        path: the file being written (the lock file sits next to it).
+        path: the file (or run folder) being written (the lock file sits next to it).
         what: how the refusal names the holder's job (e.g. "recording").
+        hint: what to do instead, for the refusal.
     """
 
-    def __init__(self, path: str | os.PathLike, what: str = "writing"):
+    FILE_HINT = "wait for it to finish, or write to another file and merge them later with 'iltk dataset merge'"
+
+    def __init__(
+        self, path: str | os.PathLike, what: str = "writing this file", hint: str = FILE_HINT
+    ):
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
-        self.what = what
+        self.what, self.hint = what, hint
         self._fd: int | None = None
 
     def acquire(self) -> WriterLock:
@@ -252,8 +257,7 @@ class WriterLock:
                 os.close(fd)
                 raise LockedError(
                     f"{self.path}: another iltk process{f' (pid {holder})' if holder else ''} "
-                    f"is {self.what} this file; wait for it to finish, or write to another "
-                    "file and merge them later with 'iltk dataset merge'"
+                    f"is {self.what}; {self.hint}"
                 ) from None
             except BaseException:
                 os.close(fd)

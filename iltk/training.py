@@ -33,6 +33,7 @@ import torch
 
 from iltk.files import (
     OutputError,
+    WriterLock,
     atomic_write,
     atomic_write_text,
     check_output,
@@ -192,6 +193,13 @@ class RunningMean:
         return mean
 
 
+def run_lock(out: Path) -> WriterLock:
+    """The writer lock of a run folder (``<out>.lock`` beside it, held while a run writes)."""
+    return WriterLock(
+        out, "writing this run", hint="wait for it to finish, or train into another --out"
+    )
+
+
 class RunFolder:
     """The run folder of one training command (see the module's docstring).
 
@@ -223,8 +231,16 @@ class RunFolder:
         self.fields = ["step", "kind", *[f for f in fields if f not in ("step", "kind")]]
         self.resume = resume
         self.writer = writer
+        self.lock = None
         if writer:
-            prepare_run_folder(self.out, resume=resume, overwrite=overwrite, outputs=outputs)
+            # one writer per run: a second run into it (or --overwrite of a live one) is
+            # refused with the holder's pid, before anything is touched
+            self.lock = run_lock(self.out).acquire()
+            try:
+                prepare_run_folder(self.out, resume=resume, overwrite=overwrite, outputs=outputs)
+            except BaseException:
+                self.lock.release()
+                raise
         self.tb = None
         self.csv_file = None
         self.csv = None
@@ -295,6 +311,9 @@ class RunFolder:
         if self.csv_file is not None:
             self.csv_file.close()
             self.csv_file = None
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     # ------------------------------------------------------------ checkpoints
     def save(

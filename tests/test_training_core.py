@@ -144,3 +144,33 @@ def test_a_new_policy_registers_once(tmp_path, monkeypatch):
     finally:
         POLICY_REGISTRY.pop("my-linear")
         sys.modules.pop("my_policy", None)
+
+
+def test_a_run_folder_has_one_writer(tmp_path, capsys):
+    """A second run into a live run folder, or --overwrite of it, is refused at once with
+    the holder's pid and touches nothing; once the first closes, the folder is free."""
+    import os
+
+    from iltk.cli import main as cli_main
+    from iltk.collect import collect_demos
+    from iltk.files import LockedError
+
+    out = tmp_path / "run"
+    first = RunFolder(out, ["loss"], resume=False, overwrite=False)
+    (out / "metrics.csv").write_text("step,kind,loss\n")  # what the live run has written
+    try:
+        for kw in (dict(resume=False, overwrite=False), dict(resume=True, overwrite=False),
+                   dict(resume=False, overwrite=True)):  # fmt: skip
+            with pytest.raises(LockedError, match=f"pid {os.getpid()}.*another --out"):
+                RunFolder(out, ["loss"], **kw)
+        assert (out / "metrics.csv").exists()  # --overwrite deleted nothing of the live run
+        data = tmp_path / "reach.hdf5"
+        collect_demos("iltk/Reach-v0", data, 2, progress=False)
+        argv = ["train", "--dataset", str(data), "--out", str(out), "--steps", "2"]
+        assert cli_main([*argv, "--overwrite", "--eval-episodes", "0", "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "is writing this run" in err[0], err
+    finally:
+        first.close()
+    assert not (tmp_path / "run.lock").exists()
+    RunFolder(out, ["loss"], resume=False, overwrite=True).close()  # free again

@@ -311,7 +311,7 @@ class DatasetConsolidate:
         with DemoFile(self.file, validate="structure"):
             pass
         check_output(self.file, append=True, what="FILE")
-        with WriterLock(self.file, "writing"):
+        with WriterLock(self.file):
             consolidate_file(self.file)
         print(f"{self.file}: consolidated")
 

@@ -188,12 +188,12 @@ class Replay:
 
     def __post_init__(self):
         _check_render_size(self.render_size)
-        if self.video:
-            _check_video(self.video)
         if self.episodes < 0:
             raise CliError(f"--episodes must be >= 0 (0: until Esc), got {self.episodes}")
 
     def run(self) -> None:
+        if self.video:
+            _check_video(self.video)
         if self.policy is not None:
             policy, task, env_kwargs = _policy_for_task(self.policy, self.task, chunk=self.chunk)
             if self.video:

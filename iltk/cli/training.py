@@ -48,14 +48,14 @@ class Eval:
             raise CliError(f"--episodes must be at least 1, got {self.episodes}")
         if self.num_envs < 1:
             raise CliError(f"--num-envs must be at least 1, got {self.num_envs}")
-        if self.video:
-            _check_video(self.video)
 
     def run(self) -> None:
         from iltk.evaluate import evaluate_policy, policy_video
         from iltk.files import check_output
 
         out = self.json or self.policy / "eval.json"
+        if self.video:  # (a file check: it raises OutputError, a line of its own)
+            _check_video(self.video)
         policy, task, env_kwargs = _policy_for_task(self.policy, self.task, self.device, self.chunk)
         check_output(out, overwrite=True, what="--json")
         from tqdm.auto import tqdm

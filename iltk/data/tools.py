@@ -115,7 +115,7 @@ def merge_files(inputs: list[str | Path], out: str | Path, *, overwrite: bool = 
                     + "); its episodes would not re-simulate in the merged file",
                 )
         sources = [(f, d) for f in files for d in f.demos]
-        with WriterLock(out, "writing"):
+        with WriterLock(out):
             copy_demos(sources, out)
         return len(sources)
     finally:
@@ -147,7 +147,7 @@ def filter_file(
             keep.append((f, demo))
         if not keep:
             raise DatasetError(path, "no episode passes the filters; nothing written")
-        with WriterLock(out, "writing"):
+        with WriterLock(out):
             copy_demos(keep, out)
         return len(keep)
 
@@ -160,7 +160,7 @@ def split_file(path: str | Path, valid_fraction: float, seed: int = 0) -> dict[s
     with DemoFile(path, validate="structure"):
         pass  # a damaged or foreign file is named here, before anything is rewritten
     check_output(path, append=True, what="FILE")
-    with WriterLock(path, "writing"):
+    with WriterLock(path):
         consolidate_file(path)
         return _split_locked(path, valid_fraction, seed)
 

@@ -188,7 +188,7 @@ class DemoWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # one writer per file, taken before anything is touched (a second writer would
         # rewrite the index without the first one's episodes)
-        self._writer_lock = WriterLock(self.path, "writing").acquire()
+        self._writer_lock = WriterLock(self.path).acquire()
         for leftover in self.path.parent.glob(f".{self.path.name}.tmp*"):
             leftover.unlink(missing_ok=True)  # an index being written when a writer was killed
         try:

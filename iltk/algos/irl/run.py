@@ -29,7 +29,15 @@ def train_irl(cfg: IRLConfig) -> dict:
 
 
 def train_tabular_irl(cfg: IRLConfig) -> dict:
-    """Exact MaxEnt IRL on a tabular task's MDP from an episode file of it."""
+    """Exact MaxEnt IRL on a tabular task's MDP from an episode file of it (one writer per
+    run folder, as every run)."""
+    from iltk.training import run_lock
+
+    with run_lock(cfg.out):
+        return _train_tabular_irl(cfg)
+
+
+def _train_tabular_irl(cfg: IRLConfig) -> dict:
     from tqdm.auto import tqdm
 
     from iltk.algos.irl.tabular import demo_trajectories, expert_visitation, maxent_irl
