@@ -266,6 +266,71 @@ class RunFolder:
             log.warning(f"{self.out} holds no checkpoint to resume from; training from step 0")
         return None
 
+    MAY_CHANGE = frozenset(
+        {
+            "steps",
+            "total_timesteps",
+            "eval_every",
+            "eval_episodes",
+            "eval_envs",
+            "log_every",
+            "device",
+            "threads",
+            "nproc",
+            "progress",
+            "resume",
+            "overwrite",
+            "out",
+        }
+    )
+    """What a resumed run may change: its length, its evaluation cadence, where it runs."""
+    RECORDED_BESIDE = ("policy_config", "task_resolved")
+
+    def check_resume(self, config: dict[str, Any], may_change=MAY_CHANGE) -> None:
+        """Compare a resuming command's settings with the run's ``config.json``: a setting
+        that cannot change is refused in one line naming it (nothing is written); the ones
+        that may change are taken, and logged."""
+        path = self.out / "config.json"
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return  # no readable record (an older run): nothing to compare
+        new = json.loads(json.dumps(config, default=str))
+        keys = [k for k in dict.fromkeys([*saved, *new]) if k not in self.RECORDED_BESIDE]
+
+        def shown(key: str) -> str:
+            old, now = saved.get(key), new.get(key)
+            if isinstance(old, dict) and isinstance(now, dict):
+                inner = [k for k in dict.fromkeys([*old, *now]) if old.get(k) != now.get(k)]
+                return ", ".join(f"--{key}.{k} {old.get(k)} -> {now.get(k)}" for k in inner)
+            return f"--{key} {old} -> {now}"
+
+        def flag(text: str) -> str:
+            return text.replace("_", "-")
+
+        fixed = [k for k in keys if k not in may_change and saved.get(k) != new.get(k)]
+        if fixed:
+            raise OutputError(
+                f"{self.out}: --resume with other settings than the run's: "
+                + "; ".join(flag(shown(k)) for k in fixed)
+                + f". Resume with the run's own (e.g. --config {path} --resume), or start"
+                " afresh with --overwrite or another --out"
+            )
+        quiet = {"resume", "overwrite", "progress", "out"}
+        changed = [
+            k for k in keys if k in may_change and k not in quiet and saved.get(k) != new.get(k)
+        ]
+        if changed:
+            log.warning(f"{self.out}: resuming with " + "; ".join(flag(shown(k)) for k in changed))
+
+    def check_unfinished(self, done: int, total: int, flag: str) -> None:
+        """A resumed run that already reached its length says so, and does nothing."""
+        if done >= total:
+            raise OutputError(
+                f"{self.out}: the run is finished ({done} of {flag} {total}); pass a larger "
+                f"{flag} with --resume to go on"
+            )
+
     def load_train_state(self, device: torch.device | str = "cpu") -> dict[str, Any]:
         """The training state saved with ``out/last`` (optimizer, step, history, ...)."""
         return torch.load(self.last / "train_state.pt", map_location=device, weights_only=False)

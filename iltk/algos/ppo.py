@@ -185,6 +185,9 @@ def train_ppo(
     eval_envs = None
     try:
         resume_from = run.resume_point()
+        recorded = run_config if run_config is not None else dataclasses.asdict(cfg)
+        if resume_from:
+            run.check_resume(recorded)
         policy = (load_policy(resume_from, device) if resume_from else policy).to(device)
         ppo = PPO(
             cfg,
@@ -204,7 +207,7 @@ def train_ppo(
             ppo.load_state_dict(saved)
             for key in state:
                 state[key] = saved.get(key, state[key])
-        recorded = run_config if run_config is not None else dataclasses.asdict(cfg)
+            run.check_unfinished(ppo.env_steps, cfg.total_timesteps, "--total-timesteps")
         run.write_config({**recorded, "policy_config": dataclasses.asdict(policy.config)})
         run.open_logs(ppo.env_steps)
 

@@ -250,16 +250,23 @@ def _train(cfg: TrainConfig, dist: Dist) -> dict:
     dist.barrier()
     if run is None:
         run = RunFolder(cfg.out, METRICS, resume=cfg.resume, overwrite=False, writer=False)
-    resume_from = run.resume_point()
-    policy = load_policy(resume_from, resolve_device(cfg.device)) if resume_from else None
-    trainer = Trainer(cfg, policy, dist)
-    if resume_from:
-        trainer.load_train_state(run.load_train_state(trainer.device))
-    resolved = dataclasses.asdict(cfg)
-    resolved["policy_config"] = dataclasses.asdict(trainer.policy.config)
-    resolved["task_resolved"] = trainer.task
-    run.write_config(resolved)
-    run.open_logs(trainer.step)
+    try:  # a refused or failed start frees the run folder
+        resume_from = run.resume_point()
+        if resume_from:
+            run.check_resume(dataclasses.asdict(cfg))
+        policy = load_policy(resume_from, resolve_device(cfg.device)) if resume_from else None
+        trainer = Trainer(cfg, policy, dist)
+        if resume_from:
+            trainer.load_train_state(run.load_train_state(trainer.device))
+            run.check_unfinished(trainer.step, cfg.steps, "--steps")
+        resolved = dataclasses.asdict(cfg)
+        resolved["policy_config"] = dataclasses.asdict(trainer.policy.config)
+        resolved["task_resolved"] = trainer.task
+        run.write_config(resolved)
+        run.open_logs(trainer.step)
+    except BaseException:
+        run.close()
+        raise
     t0 = time.perf_counter()
     extra = {"task": trainer.task, "env_kwargs": trainer.env_kwargs, "dataset": str(cfg.dataset)}
 
