@@ -226,6 +226,7 @@ class RunFolder:
         overwrite: bool,
         outputs: tuple[str, ...] = OUTPUTS,
         writer: bool = True,
+        resumable: bool = True,
     ):
         self.out = Path(out)
         self.fields = ["step", "kind", *[f for f in fields if f not in ("step", "kind")]]
@@ -237,7 +238,13 @@ class RunFolder:
             # refused with the holder's pid, before anything is touched
             self.lock = run_lock(self.out).acquire()
             try:
-                prepare_run_folder(self.out, resume=resume, overwrite=overwrite, outputs=outputs)
+                prepare_run_folder(
+                    self.out,
+                    resume=resume,
+                    overwrite=overwrite,
+                    outputs=outputs,
+                    resumable=resumable,
+                )
             except BaseException:
                 self.lock.release()
                 raise
@@ -475,15 +482,22 @@ class RunFolder:
 
 
 def prepare_run_folder(
-    out: Path, *, resume: bool, overwrite: bool, outputs: Iterable[str] = RunFolder.OUTPUTS
+    out: Path,
+    *,
+    resume: bool,
+    overwrite: bool,
+    outputs: Iterable[str] = RunFolder.OUTPUTS,
+    resumable: bool = True,
 ) -> None:
-    """Check the run folder before any work: refuse to mix a new run into an old one."""
+    """Check the run folder before any work: refuse to mix a new run into an old one
+    (``resumable``: whether the command can --resume, which the refusal then offers)."""
     check_output(out, kind="folder", append=True, what="--out")
     earlier = [name for name in outputs if (out / name).exists()]
     if earlier and not (resume or overwrite):
+        offer = "pass --resume to continue it, " if resumable else "pass "
         raise OutputError(
-            f"{out}: holds an earlier run ({', '.join(earlier)}); pass --resume to continue "
-            "it, --overwrite to start afresh (deleting it), or choose another --out"
+            f"{out}: holds an earlier run ({', '.join(earlier)}); {offer}--overwrite to start "
+            "afresh (deleting it), or choose another --out"
         )
     remove_leftovers(out)
     if overwrite:

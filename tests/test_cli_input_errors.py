@@ -52,6 +52,11 @@ def _fails(argv, capsys, message):
         (["train", "--eval-envs", "0"], "eval_envs must be >= 1"),
         (["train", "--act.d-model", "0"], "d_model must be >= 1"),
         (["train", "--resume", "--overwrite"], "resume and overwrite exclude each other"),
+        (
+            ["ppo", "--ppo.batch-size", "100000", "--ppo.n-steps", "256"],
+            "batch_size 100000 is larger than a rollout (256 steps x 1 envs = 256)",
+        ),
+        (["ppo", "--device", "tpu"], "--device tpu: unknown; use auto, cpu, cuda"),
     ],
 )
 def test_absurd_settings_are_refused(argv, message, capsys, tmp_path):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 from pathlib import Path
 
 import torch
@@ -26,6 +27,8 @@ from iltk.algos.settings import FinetuneSettings
 from iltk.policies import load_checkpoint, set_chunk_execution
 from iltk.rl.ppo import Callback, CriticWarmup
 from iltk.rl.rewards import SuccessReward
+
+log = logging.getLogger("iltk")
 
 
 class FinetuneError(ValueError):
@@ -153,6 +156,14 @@ def finetune(cfg: FinetuneSettings) -> dict:
         device = resolve_device(cfg.device)
         dataset = DemoDataset(path, obs_keys=list(base.config.lowdim_keys), device=device)
         dataset.check_compatible(base.config.state_dim, base.config.action_dim, str(path))
+    warmup_steps = cfg.critic_warmup_rollouts * cfg.ppo.rollout_size
+    if cfg.total_timesteps <= warmup_steps:
+        log.warning(
+            f"--total-timesteps {cfg.total_timesteps} ends inside the critic warm-up "
+            f"({cfg.critic_warmup_rollouts} rollouts of {cfg.ppo.rollout_size} steps = "
+            f"{warmup_steps}): the actor will not move; raise --total-timesteps or lower "
+            "--critic-warmup-rollouts"
+        )
     callbacks: list = [CriticWarmup(cfg.critic_warmup_rollouts)]
     aux_losses = []
     if cfg.kl_bc > 0 or dataset is not None:

@@ -105,6 +105,7 @@ def train_ppo(
     episode_seeds=None,
     choose_best: bool = True,
     run_config: dict | None = None,
+    resumable: bool = True,
 ) -> dict:
     """Run PPO; returns the results dict (also in OUT/results.json).
 
@@ -117,6 +118,7 @@ def train_ppo(
     ``choose_best=False``: no ``best/`` (a learner that must not see the env's reward,
     IRL's, is not judged by it); only ``last/`` is written. ``run_config``: what
     config.json records of the command (default: ``cfg``), with the policy's config.
+    ``resumable=False``: the command cannot --resume (its refusals do not offer it).
     """
     torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -175,6 +177,7 @@ def train_ppo(
             list(dict.fromkeys(METRICS + [m for c in [reward, *callbacks] for m in c.metrics])),
             resume=cfg.resume,
             overwrite=cfg.overwrite,
+            resumable=resumable,
             outputs=tuple(
                 dict.fromkeys(RunFolder.OUTPUTS + tuple(o for c in callbacks for o in c.outputs))
             ),

@@ -423,6 +423,12 @@ class PPOSettings:
         _positive(self, "clip_range", "kl_target", "kl_beta", "max_grad_norm")
         _positive(self, "clip_range_vf", "target_kl")
         _non_negative(self, "ent_coef", "vf_coef")
+        if self.batch_size > self.rollout_size:
+            raise ValueError(
+                f"batch_size {self.batch_size} is larger than a rollout ({self.n_steps} steps x "
+                f"{self.num_envs} envs = {self.rollout_size}): lower --ppo.batch-size or raise "
+                "--ppo.n-steps"
+            )
 
     @property
     def rollout_size(self) -> int:

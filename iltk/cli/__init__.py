@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv in (["--help"], ["-h"]):
         print(_top_help(__version__))
         return 0
+    cmd = None
     try:
         if argv and argv[0] in CONFIG_COMMANDS and "--config" in argv:
             cmd = _from_saved_config(argv[0], argv[1:])
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"iltk: error: {disk_error(err, where)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("iltk: interrupted", file=sys.stderr)
+        print(f"iltk: interrupted{_where_to_resume(cmd)}", file=sys.stderr)
         return 130
     return int(result or 0)
 
@@ -234,6 +235,16 @@ def _from_saved_config(name: str, args: list[str]):
     except TypeError as err:
         raise CliError(f"--config {path}: settings of the wrong kind ({err})") from None
     return tyro.cli(cls, args=rest, default=default, prog=f"iltk {name}", registry=REGISTRY)
+
+
+def _where_to_resume(cmd) -> str:
+    """For an interrupted run: the checkpoint it left and how to go on from it."""
+    out = getattr(cmd, "out", None)
+    if out is None or not hasattr(cmd, "resume") or not (Path(out) / "last").is_dir():
+        return ""
+    return (
+        f"; {Path(out) / 'last'} holds the last checkpoint: the same command with --resume goes on"
+    )
 
 
 def _log_notes_to_stderr() -> None:

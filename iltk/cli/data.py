@@ -26,6 +26,7 @@ class Tasks:
         from iltk.envs import TASK_IDS, TASKS, make_env
 
         print(f"{'task':<26}{'obs':>6}{'act':>5}{'max steps':>11}{'control Hz':>12}")
+        # (tabular tasks, at the end: obs and act are the numbers of states and actions)
         for task in TASK_IDS:
             env = make_env(task)
             space = env.observation_space
@@ -34,6 +35,15 @@ class Tasks:
             print(
                 f"{task:<26}{obs:>6}{env.action_space.shape[0]:>5}"
                 f"{TASKS[task]['max_episode_steps']:>11}{env.unwrapped.control_freq:>12.0f}"
+            )
+            env.close()
+        from iltk.envs import TABULAR_TASKS
+
+        for task in TABULAR_TASKS:  # a state index in, an action index out (for IRL)
+            env = make_env(task)
+            print(
+                f"{task:<26}{env.observation_space.n:>6}{env.action_space.n:>5}"
+                f"{env.unwrapped.mdp.horizon:>11}{'-':>12}"
             )
             env.close()
         import textwrap
@@ -51,6 +61,10 @@ class Tasks:
                 "robot0_gripper_qpos, object; cameras agentview and robot0_eye_in_hand).",
                 width=88,
             )
+        )
+        print(
+            "The tabular tasks (iltk/ObjectWorld-v0, iltk/RandomMDP-v0) count states and actions "
+            "in the obs and act columns;\ntheir episodes are the MDP's horizon (for `iltk irl`)."
         )
         print(
             "Any other gymnasium id (e.g. Reacher-v5) works where no scripted expert is needed "

@@ -79,6 +79,7 @@ class Eval:
         atomic_write_text(out, json.dumps(record, indent=2))
         print(f"per-episode results: {out}")
         if self.video:
+            print(f"rendering the first episodes to {self.video} ...", flush=True)
             policy_video(policy, task, self.video, seed=self.seed, env_kwargs=env_kwargs)
             print(f"video: {self.video}")
 

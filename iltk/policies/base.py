@@ -226,6 +226,11 @@ def load_policy(directory: str | Path, device: str | torch.device = "cpu") -> Po
 
 
 def resolve_device(device: str) -> torch.device:
+    """auto (CUDA when present), cpu, cuda or cuda:N, mps; anything else is one line."""
+    import re
+
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", str(device)):
+        raise ValueError(f"--device {device}: unknown; use auto, cpu, cuda (or cuda:N) or mps")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():

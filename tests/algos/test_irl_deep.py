@@ -130,7 +130,8 @@ def test_irl_command_writes_a_reward_ppo_trains_on_and_a_policy_eval_loads(
     # a second run does not write over the first without --overwrite
     capsys.readouterr()
     assert cli_main(["irl", "--dataset", str(reach_demos), "--out", str(out)]) != 0
-    assert "earlier run" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "earlier run" in err and "--resume" not in err  # irl cannot resume: not offered
 
 
 def test_irl_command_on_a_tabular_task(tmp_path, capsys):

@@ -369,6 +369,7 @@ def train_deep_irl(cfg: IRLConfig) -> dict:
         episode_seeds=player.episode_seeds,
         choose_best=False,  # the learner never sees the env's reward: no best/ chosen by it
         run_config=dataclasses.asdict(cfg),
+        resumable=False,  # the reward player's state is not saved with last/
     )
     # policy/: the last policy as an ordinary checkpoint (no training state)
     policy = load_policy(cfg.out / "last")

@@ -47,7 +47,9 @@ def _train_tabular_irl(cfg: IRLConfig) -> dict:
     mdp = env.unwrapped.mdp
     env.close()
     outputs = ("config.json", "reward.npz", "results.json", "plots")
-    prepare_run_folder(cfg.out, resume=False, overwrite=cfg.overwrite, outputs=outputs)
+    prepare_run_folder(
+        cfg.out, resume=False, overwrite=cfg.overwrite, outputs=outputs, resumable=False
+    )
     trajs = demo_trajectories(cfg.dataset)
     if cfg.demos:
         if len(trajs) < cfg.demos:
