@@ -110,8 +110,39 @@ def make_vector_env(
     fns = [lambda: make_env(task_id, **kwargs) for _ in range(num_envs)]
     mode = gym.vector.AutoresetMode.DISABLED
     if asynchronous if asynchronous is not None else num_envs > 1:
-        return gym.vector.AsyncVectorEnv(fns, autoreset_mode=mode)
+        return _AsyncVectorEnv(fns, autoreset_mode=mode, worker=_quiet_worker)
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=mode)
+
+
+class _AsyncVectorEnv(gym.vector.AsyncVectorEnv):
+    """gymnasium's AsyncVectorEnv, closed safely after an interruption."""
+
+    def close_extras(self, timeout: float | None = None, terminate: bool = False) -> None:
+        from gymnasium.vector.async_vector_env import AsyncState
+
+        if self._state != AsyncState.DEFAULT:
+            # interrupted (Ctrl-C, an error) between a command and its answers: part of them
+            # may have been read already, and waiting for the rest would hang; the workers
+            # are this process's own, so they are stopped instead
+            self._state = AsyncState.DEFAULT
+            terminate = True
+        super().close_extras(timeout, terminate)
+
+
+def _quiet_worker(*args) -> None:
+    """gymnasium's subprocess worker, quiet when its parent goes: a Ctrl-C is the parent's
+    to handle (it closes the envs), so the worker ignores SIGINT; a parent killed leaves the
+    worker a closed pipe, on which gymnasium's worker would print a traceback of its own
+    EOFError / BrokenPipeError, and this one ends in silence."""
+    import signal
+
+    from gymnasium.vector.async_vector_env import _async_worker
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _async_worker(*args)
+    except (EOFError, BrokenPipeError, ConnectionResetError, KeyboardInterrupt):
+        pass
 
 
 def env_shapes(task: str, env_kwargs: dict) -> tuple[int | None, int, list[float], list[float]]:

@@ -375,3 +375,35 @@ def test_labels_outside_the_action_space_are_refused_at_train(tmp_path, two_file
     err = capsys.readouterr().err
     assert "demo_2: key 'actions': labels lie outside the action space of iltk/Reach-v0" in err
     assert "at step 5" in err
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM", "Ctrl-C"])
+def test_a_killed_collection_leaves_no_worker_traceback(tmp_path, how):
+    """`collect --num-envs 2` steps its envs in subprocesses: killed or interrupted, the
+    only words are the parent's (gymnasium's workers printed EOFError / BrokenPipeError
+    tracebacks of their own), and the episodes saved so far are a valid file."""
+    import time
+
+    out = tmp_path / "c.hdf5"
+    proc = subprocess.Popen(
+        [*ILTK, "collect", "--task", "iltk/Reach-v0", "--episodes", "2000", "--num-envs", "2"]
+        + ["--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # Ctrl-C reaches a terminal's whole process group
+    )
+    shards = out.with_name(out.name + ".episodes")
+    deadline = time.monotonic() + 120
+    while not (shards.is_dir() and len(list(shards.glob("demo_*.hdf5"))) >= 2):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    if how == "Ctrl-C":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(proc.pid, getattr(signal, how))
+    _, err = proc.communicate(timeout=120)  # waits for the workers too (they hold stderr)
+    assert proc.returncode == {"SIGKILL": -9, "SIGTERM": -15, "Ctrl-C": 130}[how], err
+    assert "Traceback" not in err and "Error" not in err, err
+    with DemoFile(out) as f:
+        assert len(f.demos) >= 2
