@@ -144,3 +144,17 @@ def test_python_dash_m_iltk_cli_runs(reach):
         text=True,
     )
     assert res.returncode == 0 and "episodes    3" in res.stdout
+
+
+def test_a_window_nobody_can_see_is_refused_at_once(checkpoint, reach, capsys, monkeypatch):
+    """Under SDL's dummy driver (what the Makefile's tests set) a window is invisible and
+    takes no keys: replay, watch, record and correct say so instead of running forever."""
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    for argv in (
+        ["replay", str(reach), "--episode", "1"],
+        ["replay", "--policy", str(checkpoint)],
+        ["record", "--task", "iltk/Reach-v0", "--out", str(reach.parent / "r.hdf5")],
+        ["correct", "--policy", str(checkpoint), "--out", str(reach.parent / "c.hdf5")],
+    ):
+        _fails(argv, capsys, "SDL_VIDEODRIVER=dummy")
+    assert not (reach.parent / "r.hdf5").exists() and not (reach.parent / "c.hdf5").exists()

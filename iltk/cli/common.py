@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,6 +163,18 @@ def _check_session_numbers(cmd) -> None:
         raise CliError(f"--episodes must be >= 0 (0: until you quit), got {cmd.episodes}")
     if cmd.max_steps is not None and cmd.max_steps < 1:
         raise CliError(f"--max-steps must be >= 1, got {cmd.max_steps}")
+
+
+def _refuse_invisible_window(command: str) -> None:
+    """A window under SDL's dummy (or offscreen) video driver is invisible and takes no keys,
+    so nothing could end the command: say so at once, as for no display at all."""
+    driver = os.environ.get("SDL_VIDEODRIVER", "")
+    if driver in ("dummy", "offscreen"):
+        raise CliError(
+            f"SDL_VIDEODRIVER={driver}: `iltk {command}` would open a window nobody can see "
+            "or close; unset SDL_VIDEODRIVER to use the screen"
+            + (", or pass --video OUT.mp4 to render without one" if command == "replay" else "")
+        )
 
 
 def _check_render_size(size: tuple[int, int]) -> None:

@@ -20,6 +20,7 @@ from iltk.cli.common import (
     _check_video,
     _count,
     _policy_for_task,
+    _refuse_invisible_window,
 )
 
 
@@ -127,6 +128,7 @@ class Record(SessionOptions):
                     f"{p['hats']} hats -> profile {p['profile']}"
                 )
             return
+        _refuse_invisible_window("record")
         if self.calibrate:
             from teleop.calibrate import calibrate
 
@@ -211,6 +213,7 @@ class Replay:
                     f"wrote {self.video}: {sum(e.success for e in eps)}/{len(eps)} episodes successful"
                 )
                 return
+            _refuse_invisible_window("replay")
             from teleop.viewer import watch_policy
 
             watch_policy(
@@ -243,6 +246,7 @@ class Replay:
             replay_video(self.file, self.video, eps, self.render_size)
             print(f"wrote {self.video}")
             return
+        _refuse_invisible_window("replay")
         from teleop.viewer import replay_window
 
         replay_window(self.file, self.episode, self.window, self.render_size)
@@ -290,6 +294,7 @@ class Correct(SessionOptions):
 
         check_output(self.out, append=True, what="--out")
         policy, task, trained = _policy_for_task(self.policy, self.task)
+        _refuse_invisible_window("correct")
         spread = self.init_spread
         if spread is None:
             spread = float(trained.get("init_spread", 1.0))

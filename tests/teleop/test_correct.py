@@ -182,6 +182,7 @@ def test_cli_corrects_on_the_start_spread_the_policy_was_trained_on(
             return type("Result", (), {"saved": [], "interventions": 0})()
 
     monkeypatch.setattr(teleop.session, "TeleopSession", Recorder)
+    monkeypatch.delenv("SDL_VIDEODRIVER")  # the command refuses a window nobody could see
     args = ["correct", "--policy", str(policy), "--out", str(tmp_path / "c.hdf5")]
     assert cli_main([*args, "--input", "keyboard"]) == 0
     assert cli_main([*args, "--input", "keyboard", "--init-spread", "1"]) == 0
