@@ -21,14 +21,18 @@ import json
 import time
 from pathlib import Path
 
-from iltk.algos.supervised import TrainConfig, train
-from iltk.collect import collect_demos
-from iltk.controllers import ExpertController
-from iltk.envs import TASK_IDS, make_vector_env
-from iltk.evaluate import evaluate_policy, policy_video
-from iltk.policies import load_policy
-from iltk.rollout import run_episodes
-from iltk.video import record_video
+from iltk.cli import quiet_progress_in_logs
+
+quiet_progress_in_logs()  # before tqdm is first imported (by the modules below)
+
+from iltk.algos.supervised import TrainConfig, train  # noqa: E402
+from iltk.collect import collect_demos  # noqa: E402
+from iltk.controllers import ExpertController  # noqa: E402
+from iltk.envs import TASK_IDS, make_vector_env  # noqa: E402
+from iltk.evaluate import evaluate_policy, policy_video  # noqa: E402
+from iltk.policies import load_policy  # noqa: E402
+from iltk.rollout import run_episodes  # noqa: E402
+from iltk.video import record_video  # noqa: E402
 
 
 def _plot_comparison(runs: dict[str, Path], evals: dict[str, dict], path: Path) -> None:

@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     ARGV[:] = argv
+    quiet_progress_in_logs()
     if argv in (["--version"], ["-V"]):
         print(f"iltk {__version__}")
         return 0
@@ -235,6 +236,14 @@ def _from_saved_config(name: str, args: list[str]):
     except TypeError as err:
         raise CliError(f"--config {path}: settings of the wrong kind ({err})") from None
     return tyro.cli(cls, args=rest, default=default, prog=f"iltk {name}", registry=REGISTRY)
+
+
+def quiet_progress_in_logs() -> None:
+    """Progress bars written to a log (stderr not a terminal) redraw every 30 s instead of
+    every 0.1 s, so a log holds a few lines of them, not kilobytes (tqdm reads
+    ``TQDM_MININTERVAL`` when it is first imported; a value already set is kept)."""
+    if not sys.stderr.isatty():
+        os.environ.setdefault("TQDM_MININTERVAL", "30")
 
 
 def _where_to_resume(cmd) -> str:

@@ -136,3 +136,20 @@ def test_dart_noise_is_the_same_whatever_the_number_of_envs(tmp_path):
     assert sorted(runs[1]) == sorted(runs[3]) == [7, 8, 9, 10]
     for seed in runs[1]:
         np.testing.assert_array_equal(runs[1][seed], runs[3][seed])
+
+
+def test_progress_bars_in_a_log_are_a_few_lines(tmp_path):
+    """stderr not a terminal (a log file, CI): the bar redraws every 30 s, not 10 times a
+    second, so a collection's log holds its start and its end, not kilobytes of redraws."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_MININTERVAL"}
+    argv = [sys.executable, "-m", "iltk.cli", "collect", "--task", "iltk/Reach-v0"]
+    argv += ["--episodes", "60", "--out", str(tmp_path / "r.hdf5")]
+    res = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    bars = [line for line in res.stderr.replace("\r", "\n").splitlines() if "collect iltk" in line]
+    assert 1 <= len(bars) <= 3, bars
+    assert "60/60" in bars[-1]
