@@ -11,8 +11,8 @@ then the global gradient-norm clip and Adam (torch's update rule, eps and bias c
 included).
 
 It is a second implementation of the reference loss, so it is opt-in
-(``--update-backend numpy``) and ``tests/rl/test_numpy_update.py`` holds it to autograd
-and ``torch.optim.AdamW`` step by step. What it does not cover (CUDA, ``--compile``,
+(``--ppo.update-backend numpy``) and ``tests/rl/test_numpy_update.py`` holds it to autograd
+and ``torch.optim.AdamW`` step by step. What it does not cover (CUDA, ``--ppo.compile``,
 fine-tuned BC policies and residuals, auxiliary losses, a critic learning rate of its own)
 is refused with the reason (:func:`why_not`).
 """

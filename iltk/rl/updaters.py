@@ -8,7 +8,7 @@ minibatch step at a time:
   plus any auxiliary losses on the actor (fine-tuning's pull towards the start), stepped
   by the training core's ``Optimization`` (AdamW, clipping, the schedule); with
   ``compile`` the loss runs through ``torch.compile``.
-- :class:`NumpyUpdater` (opt-in, ``--update-backend numpy``): the same loss's gradients
+- :class:`NumpyUpdater` (opt-in, ``--ppo.update-backend numpy``): the same loss's gradients
   written out (``iltk.rl.numpy_update``), for a fresh actor-critic on the CPU.
 """
 

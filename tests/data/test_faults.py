@@ -405,5 +405,7 @@ def test_a_killed_collection_leaves_no_worker_traceback(tmp_path, how):
     _, err = proc.communicate(timeout=120)  # waits for the workers too (they hold stderr)
     assert proc.returncode == {"SIGKILL": -9, "SIGTERM": -15, "Ctrl-C": 130}[how], err
     assert "Traceback" not in err and "Error" not in err, err
-    with DemoFile(out) as f:
-        assert len(f.demos) >= 2
+    with DemoFile(out) as f:  # the index renamed last: at least the first save is in it
+        assert len(f.demos) >= 1
+        for name in f.demos:
+            assert len(f.read(name, "actions")) > 0
