@@ -382,6 +382,7 @@ def test_a_killed_collection_leaves_no_worker_traceback(tmp_path, how):
     """`collect --num-envs 2` steps its envs in subprocesses: killed or interrupted, the
     only words are the parent's (gymnasium's workers printed EOFError / BrokenPipeError
     tracebacks of their own), and the episodes saved so far are a valid file."""
+    import contextlib
     import time
 
     out = tmp_path / "c.hdf5"
@@ -396,13 +397,22 @@ def test_a_killed_collection_leaves_no_worker_traceback(tmp_path, how):
     shards = out.with_name(out.name + ".episodes")
     deadline = time.monotonic() + 120
     while not (shards.is_dir() and len(list(shards.glob("demo_*.hdf5"))) >= 2):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        if proc.poll() is not None or time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError(f"collect did not save 2 episodes: {proc.communicate()}")
         time.sleep(0.05)
     if how == "Ctrl-C":
         os.killpg(proc.pid, signal.SIGINT)
     else:
         os.kill(proc.pid, getattr(signal, how))
-    _, err = proc.communicate(timeout=120)  # waits for the workers too (they hold stderr)
+    try:
+        _, err = proc.communicate(timeout=120)  # waits for the workers too (they hold stderr)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # leave no process behind, then fail
+        proc.communicate()
+        raise
     assert proc.returncode == {"SIGKILL": -9, "SIGTERM": -15, "Ctrl-C": 130}[how], err
     assert "Traceback" not in err and "Error" not in err, err
     with DemoFile(out) as f:  # the index renamed last: at least the first save is in it
