@@ -347,6 +347,15 @@ def _non_negative(obj, *names) -> None:
             raise ValueError(f"{name} must be a finite number >= 0, got {value}")
 
 
+def _check_run(obj) -> None:
+    """What every RL run's settings share: the evaluation cadence, resume vs overwrite."""
+    for name in ("eval_every", "eval_episodes"):
+        if getattr(obj, name) < 0:
+            raise ValueError(f"{name} must be >= 0, got {getattr(obj, name)}")
+    if getattr(obj, "resume", False) and obj.overwrite:
+        raise ValueError("resume and overwrite exclude each other: pick one")
+
+
 def _at_least_one(obj, *names) -> None:
     for name in names:
         if getattr(obj, name) < 1:
@@ -476,11 +485,7 @@ class PPOConfig:
 
     def __post_init__(self):
         _at_least_one(self, "total_timesteps", "threads")
-        for name in ("eval_every", "eval_episodes"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.resume and self.overwrite:
-            raise ValueError("resume and overwrite exclude each other: pick one")
+        _check_run(self)
 
 
 @dataclass
@@ -593,9 +598,7 @@ class IRLConfig:
         _at_least_one(self, "total_timesteps", "threads")
         if self.demos < 0:
             raise ValueError(f"demos must be >= 0, got {self.demos}")
-        for name in ("eval_every", "eval_episodes"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        _check_run(self)
 
     def ppo_config(self, task: str) -> PPOConfig:
         """The policy player's PPO run."""
@@ -713,11 +716,7 @@ class FinetuneSettings:
         _non_negative(self, "kl_bc", "bc_weight")
         if not 0.0 < self.bc_decay <= 1.0:
             raise ValueError(f"bc_decay must be in (0, 1], got {self.bc_decay}")
-        for name in ("eval_every", "eval_episodes"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.resume and self.overwrite:
-            raise ValueError("resume and overwrite exclude each other: pick one")
+        _check_run(self)
 
     def ppo_config(self, task: str, *, normalize_obs: bool) -> PPOConfig:
         """The PPO run of this fine-tuning."""

@@ -63,6 +63,10 @@ class LossSettings:
     ent_coef: float = 0.0
     normalize_advantage: bool = True
 
+    def kwargs(self) -> dict:
+        """These settings as :func:`ppo_loss`'s keywords."""
+        return dataclasses.asdict(self)
+
     @classmethod
     def of(cls, cfg) -> LossSettings:
         """The loss settings of a PPO config."""

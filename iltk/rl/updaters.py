@@ -52,12 +52,7 @@ class TorchUpdater:
             mb,
             old_log_std,
             beta,
-            objective=loss.objective,
-            clip_range=loss.clip_range,
-            clip_range_vf=loss.clip_range_vf,
-            vf_coef=loss.vf_coef,
-            ent_coef=loss.ent_coef,
-            normalize_advantage=loss.normalize_advantage,
+            **loss.kwargs(),
             train_actor=train_actor,
             want_kl=kl_limit is not None,
         )
@@ -101,12 +96,7 @@ class NumpyUpdater:
             )
         out = self.fast.step(
             mb,
-            objective=loss.objective,
-            clip_range=loss.clip_range,
-            clip_range_vf=loss.clip_range_vf,
-            vf_coef=loss.vf_coef,
-            ent_coef=loss.ent_coef,
-            normalize_advantage=loss.normalize_advantage,
+            **loss.kwargs(),
             beta=float(beta),
             old_log_std=old_log_std.cpu().numpy(),
             lr=self.optim.advance(),
