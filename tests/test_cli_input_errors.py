@@ -158,3 +158,16 @@ def test_a_window_nobody_can_see_is_refused_at_once(checkpoint, reach, capsys, m
     ):
         _fails(argv, capsys, "SDL_VIDEODRIVER=dummy")
     assert not (reach.parent / "r.hdf5").exists() and not (reach.parent / "c.hdf5").exists()
+
+
+def test_a_file_output_typed_as_a_folder_is_refused(checkpoint, capsys, tmp_path):
+    # `--out newdir/` used to write a file called newdir
+    new = tmp_path / "newdir"
+    _fails(
+        ["collect", "--episodes", "1", "--out", f"{new}/"],
+        capsys,
+        f"--out {new}/: names a folder; --out takes a file name (e.g. {new}/demos.hdf5)",
+    )
+    _fails(["collect", "--episodes", "1", f"--out={tmp_path}"], capsys, "is a folder")
+    _fails(["eval", "--policy", str(checkpoint), "--json", f"{new}/"], capsys, "names a folder")
+    assert not new.exists()

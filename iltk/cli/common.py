@@ -150,6 +150,22 @@ def _check_video(path: Path) -> None:
     check_output(path, overwrite=True, what="--video")
 
 
+def _check_file_name(flag: str, path: Path, example: str) -> None:
+    """Refuse a file output typed as a folder (``--out newdir/``): the path type drops the
+    trailing slash, so the command line itself is read."""
+    for i, arg in enumerate(ARGV):
+        value = arg.split("=", 1)[1] if arg.startswith(flag + "=") else None
+        if arg == flag and i + 1 < len(ARGV):
+            value = ARGV[i + 1]
+        if value is not None and value.endswith(("/", os.sep)):
+            raise CliError(
+                f"{flag} {value}: names a folder; {flag} takes a file name "
+                f"(e.g. {value}{example})"
+            )
+    if path.is_dir():
+        raise CliError(f"{path}: is a folder; {flag} takes a file name (e.g. {path}/{example})")
+
+
 def _count(n: int, noun: str) -> str:
     """'1 episode', '2 episodes'."""
     return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -13,6 +13,7 @@ from tyro.conf import Positional
 from iltk.cli.common import (
     REGISTRY,
     CliError,
+    _check_file_name,
     _count,
     panda_action_mode,
 )
@@ -119,6 +120,7 @@ class Collect:
             raise CliError(
                 f"--dart-noise must be a noise std in [0, 10] (0: none), got {self.dart_noise}"
             )
+        _check_file_name("--out", self.out, "demos.hdf5")
 
     def run(self) -> None:
         from iltk.collect import collect_demos

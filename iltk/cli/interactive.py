@@ -15,6 +15,7 @@ from iltk.algos.settings import (
 )
 from iltk.cli.common import (
     CliError,
+    _check_file_name,
     _check_render_size,
     _check_session_numbers,
     _check_video,
@@ -140,6 +141,7 @@ class Record(SessionOptions):
         from iltk.files import check_output
         from teleop.session import TeleopSession
 
+        _check_file_name("--out", self.out, "demos.hdf5")
         check_output(self.out, append=True, what="--out")
         session = TeleopSession(
             self.task,
@@ -292,6 +294,7 @@ class Correct(SessionOptions):
         from iltk.files import check_output
         from teleop.session import TeleopSession
 
+        _check_file_name("--out", self.out, "demos.hdf5")
         check_output(self.out, append=True, what="--out")
         policy, task, trained = _policy_for_task(self.policy, self.task)
         _refuse_invisible_window("correct")

@@ -14,6 +14,7 @@ from iltk.algos.settings import (
 from iltk.cli.common import (
     ARGV,
     CliError,
+    _check_file_name,
     _check_video,
     _policy_for_task,
 )
@@ -53,6 +54,8 @@ class Eval:
         from iltk.evaluate import evaluate_policy, policy_video
         from iltk.files import check_output
 
+        if self.json is not None:
+            _check_file_name("--json", self.json, "eval.json")
         out = self.json or self.policy / "eval.json"
         if self.video:  # (a file check: it raises OutputError, a line of its own)
             _check_video(self.video)
