@@ -233,6 +233,10 @@ class RunFolder:
         self.resume = resume
         self.writer = writer
         self.lock = None
+        # a run that fails before its first checkpoint leaves nothing behind (close(failed=
+        # True)), so the corrected command is not refused as an earlier run
+        self.existed = self.out.exists()
+        self.fresh = writer and not (self.existed and any(self.out.iterdir()))
         if writer:
             # one writer per run: a second run into it (or --overwrite of a live one) is
             # refused with the holder's pid, before anything is touched
@@ -376,13 +380,18 @@ class RunFolder:
             if key not in ("step", "kind") and isinstance(value, (int, float)):
                 self.tb.add_scalar(f"{kind}/{key}", value, step)
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
+        """Close the logs and free the folder; ``failed``: the run stopped on an error, and
+        a folder this run started that holds no checkpoint yet is removed."""
         if self.tb is not None:
             self.tb.close()
             self.tb = None
         if self.csv_file is not None:
             self.csv_file.close()
             self.csv_file = None
+        if failed and self.fresh and not (self.last.exists() or self.best.exists()):
+            # (the user's own empty folder stays, empty)
+            remove_outputs(list(self.out.iterdir()) if self.existed else [self.out])
         if self.lock is not None:
             self.lock.release()
             self.lock = None

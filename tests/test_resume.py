@@ -74,3 +74,33 @@ def test_ppo_resume_refuses_another_network(tmp_path, capsys):
     assert cli_main([*base, "--total-timesteps", "128", "--resume"]) == 2
     assert "finished (128 of --total-timesteps 128)" in _one_line(capsys)
     assert cli_main([*base, "--total-timesteps", "256", "--resume"]) == 0
+    # another task (other shapes) is refused by name, not by numpy's broadcast error
+    capsys.readouterr()
+    other = [a if a != "Pendulum-v1" else "MountainCarContinuous-v0" for a in base]
+    assert cli_main([*other, "--total-timesteps", "512", "--resume"]) == 2
+    assert "--task Pendulum-v1 -> MountainCarContinuous-v0" in _one_line(capsys)
+
+
+def test_a_refused_start_leaves_nothing_behind(reach, tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["train", "--dataset", str(reach / "a.hdf5"), "--out", str(out), "--no-progress"]
+    base += ["--eval-episodes", "0", "--steps", "5"]
+    assert cli_main([*base, "--batch-size", "100000"]) == 2
+    line = _one_line(capsys)
+    assert "--batch-size 100000 is larger than the" in line and "use at most 256" in line
+    assert cli_main([*base, "--valid-fraction", "0.999"]) == 2
+    assert "holds out all 2 demos" in _one_line(capsys)
+    assert not out.exists()
+    assert cli_main(base) == 0  # the corrected command is not refused as an earlier run
+    capsys.readouterr()
+    # fine-tuning a Reach policy on another task: refused by name, no folder left
+    tuned = tmp_path / "tuned"
+    argv = ["finetune", "--policy", str(out / "last"), "--task", "iltk/Push-v0"]
+    assert cli_main([*argv, "--out", str(tuned), "--no-progress"]) == 2
+    assert "trained on iltk/Reach-v0, not iltk/Push-v0" in _one_line(capsys)
+    assert not tuned.exists()
+    # the user's own empty folder stays, empty
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    assert cli_main([*base[:4], str(mine), *base[5:], "--batch-size", "100000"]) == 2
+    assert mine.is_dir() and not any(mine.iterdir())

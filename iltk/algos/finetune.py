@@ -112,6 +112,16 @@ def finetune(cfg: FinetuneSettings) -> dict:
     task = cfg.task or extra.get("task")
     if not task:
         raise FinetuneError(f"{cfg.policy}: the checkpoint does not name its task; pass --task")
+    if extra.get("task") and task != extra["task"]:
+        from iltk.evaluate import check_policy_task
+
+        try:
+            check_policy_task(base, task, extra.get("env_kwargs"))
+        except ValueError as err:
+            raise FinetuneError(
+                f"{cfg.policy}: trained on {extra['task']}, not {task}: {err}; fine-tune it on "
+                f"its own task (drop --task)"
+            ) from None
     try:
         set_chunk_execution(base, **cfg.chunk.given())
     except ValueError as err:

@@ -186,6 +186,7 @@ def train_ppo(
         envs.close()
         raise
     eval_envs = None
+    finished = False
     try:
         resume_from = run.resume_point()
         recorded = run_config if run_config is not None else dataclasses.asdict(cfg)
@@ -278,8 +279,9 @@ def train_ppo(
                 elif due or ppo.env_steps >= cfg.total_timesteps:
                     checkpoint(None)
         bar.close()
+        finished = True
     finally:
-        run.close()
+        run.close(failed=not finished)
         envs.close()
         if eval_envs is not None:
             eval_envs.close()

@@ -68,6 +68,13 @@ class Trainer:
         # held-out demos: --valid-fraction, else the file's own mask/valid (as documented)
         with DemoFile(cfg.dataset, validate="none") as f:
             file_masks = set(f.masks)
+            n_demos = len(f.demos)
+        if cfg.valid_fraction > 0 and n_demos - max(1, round(cfg.valid_fraction * n_demos)) < 1:
+            raise ValueError(
+                f"--valid-fraction {cfg.valid_fraction} holds out all {n_demos} demos of "
+                f"{cfg.dataset}, leaving none to train on; use a smaller fraction "
+                + (f"(at most {(n_demos - 1) / n_demos:.2f})" if n_demos > 1 else "(0: a single demo)")
+            )
         use_masks = cfg.valid_fraction == 0 and {"train", "valid"} <= file_masks
         split = "train" if cfg.valid_fraction > 0 or use_masks or "train" in file_masks else "all"
         self.ds = DemoDataset(
@@ -106,6 +113,13 @@ class Trainer:
                     "without evaluation rollouts (pass --task to evaluate in another env)"
                 )
                 self.task = None
+        samples = len(self.ds.pool)
+        if cfg.batch_size > max(samples, 256):
+            raise ValueError(
+                f"--batch-size {cfg.batch_size} is larger than the {samples} training samples of "
+                f"{cfg.dataset} (a batch draws them with replacement, so most of it would "
+                f"repeat); use at most {max(samples, 256)}"
+            )
         self.env_kwargs = dataset_env_kwargs(self.ds, self.task) if self.task else {}
         low = high = []
         if self.task:
@@ -265,7 +279,7 @@ def _train(cfg: TrainConfig, dist: Dist) -> dict:
         run.write_config(resolved)
         run.open_logs(trainer.step)
     except BaseException:
-        run.close()
+        run.close(failed=True)
         raise
     t0 = time.perf_counter()
     extra = {"task": trainer.task, "env_kwargs": trainer.env_kwargs, "dataset": str(cfg.dataset)}
@@ -297,6 +311,7 @@ def _train(cfg: TrainConfig, dist: Dist) -> dict:
         total=cfg.steps, initial=trainer.step, desc=f"train {cfg.algo}", disable=not cfg.progress
     )
     last_eval = None
+    finished = False
     losses = RunningMean()
     try:
         with run.disk_guard():
@@ -329,9 +344,10 @@ def _train(cfg: TrainConfig, dist: Dist) -> dict:
                     last_eval = do_eval()  # the other ranks wait at their next step
             if dist.main:
                 last_eval = do_eval()
+        finished = True
     finally:
         bar.close()
-        run.close()
+        run.close(failed=not finished)
         trainer.close()
     # the same weights on every rank, or DDP went wrong: each rank's checksum is kept
     checksums = dist.gather(
