@@ -344,7 +344,16 @@ class RunFolder:
 
     def load_train_state(self, device: torch.device | str = "cpu") -> dict[str, Any]:
         """The training state saved with ``out/last`` (optimizer, step, history, ...)."""
-        return torch.load(self.last / "train_state.pt", map_location=device, weights_only=False)
+        path = self.last / "train_state.pt"
+        try:
+            return torch.load(path, map_location=device, weights_only=False)
+        except (RuntimeError, EOFError, OSError, ValueError) as err:
+            first = str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else ""
+            raise OutputError(
+                f"{path}: damaged, the run cannot resume from it ({first or type(err).__name__});"
+                " start afresh with --overwrite, or into another --out (its weights still load:"
+                f" `iltk eval --policy {self.last}`)"
+            ) from None
 
     # ------------------------------------------------------------------- logs
     def write_config(self, config: dict[str, Any]) -> None:

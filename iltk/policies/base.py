@@ -188,9 +188,22 @@ def load_checkpoint(
     payload = read_checkpoint_config(directory)
     cfg_path = directory / "config.json"
     name = payload.get("policy")
+    if name is None and "reward" in payload:
+        raise CheckpointError(
+            f"{directory}: a learned reward, not a policy; train a policy on it with "
+            f"`iltk ppo --reward {directory}`, or pass a policy checkpoint (e.g. the run's "
+            "policy/ or last/)"
+        )
     if name not in POLICY_REGISTRY:
         raise CheckpointError(
             f"{cfg_path}: unknown policy {name!r}; registered: {sorted(POLICY_REGISTRY)}"
+        )
+    shape = [k for k in ("state_dim", "action_dim") if k not in (payload["config"] or {})]
+    if shape:
+        raise CheckpointError(
+            f"{cfg_path}: the {name} config lacks {', '.join(shape)}, the sizes the weights "
+            "were built for; the file is damaged: use another checkpoint (best/ or last/ of "
+            "the run) or train again"
         )
     try:
         config = build_config(name, payload["config"])

@@ -172,6 +172,36 @@ def test_damaged_checkpoints_get_one_clear_line(tmp_path, reach, capsys):
         cli_main(["replay", "--policy", str(out / "last"), "--video", str(tmp_path / "v.mp4")]) == 2
     )
     assert "config.json: damaged, not valid JSON" in capsys.readouterr().err
+    # a config without the sizes the weights were built for (it warned and said "do not fit")
+    payload = json.loads((out / "best" / "config.json").read_text())
+    del payload["config"]["state_dim"]
+    (out / "best" / "config.json").write_text(json.dumps(payload))
+    assert cli_main(["eval", "--policy", str(out / "best"), "--episodes", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "the bc config lacks state_dim" in err and "Warning" not in err, err
+
+
+def test_a_truncated_train_state_is_named_on_resume(tmp_path, reach, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", str(reach), "--out", str(out), "--steps", "5", "--no-progress"]
+    argv += ["--eval-episodes", "0"]
+    assert cli_main(argv) == 0
+    state = out / "last" / "train_state.pt"
+    state.write_bytes(state.read_bytes()[:500])
+    capsys.readouterr()
+    assert cli_main([*argv[:6], "10", *argv[7:], "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"{state}: damaged, the run cannot resume from it" in err, err
+    assert "--overwrite" in err and "Traceback" not in err
+    assert (out / "best").is_dir()  # a failed resume removes nothing of the run
+
+
+def test_eval_of_a_reward_folder_says_it_is_a_reward(tmp_path, capsys):
+    folder = tmp_path / "reward"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"reward": "mlp", "config": {}}))
+    assert cli_main(["eval", "--policy", str(folder)]) == 2
+    assert "a learned reward, not a policy" in capsys.readouterr().err
 
 
 def test_video_paths_are_checked_before_any_episode(tmp_path, reach, capsys, monkeypatch):
