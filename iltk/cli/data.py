@@ -319,17 +319,31 @@ class DatasetConsolidate:
 
     file: Positional[Path]
     """The episode file."""
+    skip_damaged: bool = False
+    """Fold in every readable episode and leave out those whose shard is missing or
+    damaged (the damaged shards are moved to FILE.damaged/, never deleted)."""
 
     def run(self) -> None:
         from iltk.data import DemoFile, consolidate_file
         from iltk.files import WriterLock, check_output
 
-        with DemoFile(self.file, validate="structure"):
-            pass
+        if not self.skip_damaged:
+            with DemoFile(self.file, validate="structure"):
+                pass
+        else:
+            with DemoFile(self.file, validate="none"):
+                pass
         check_output(self.file, append=True, what="FILE")
         with WriterLock(self.file):
-            consolidate_file(self.file)
-        print(f"{self.file}: consolidated")
+            left_out = consolidate_file(self.file, skip_damaged=self.skip_damaged)
+        if left_out:
+            shown = ", ".join(left_out[:8]) + (" ..." if len(left_out) > 8 else "")
+            print(
+                f"{self.file}: consolidated without {_count(len(left_out), 'damaged episode')}"
+                f" ({shown}); their shards are in {self.file}.damaged/"
+            )
+        else:
+            print(f"{self.file}: consolidated")
 
 
 DATASET_COMMANDS: dict[str, type] = {

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 FORMAT_VERSION = 1
@@ -97,3 +98,33 @@ def settings_differences(
         for k in sorted(set(was) | set(now))
         if was.get(k) != now.get(k)
     ]
+
+
+def shard_problem(path: Path, shard: str) -> str:
+    """Why the shard ``shard`` (an external link's file name, relative to ``path``'s folder)
+    of the index file ``path`` cannot be read, and the way out that keeps every good episode."""
+    path = Path(path)
+    target = path.parent / shard
+    folder = target.parent
+    if target.is_file():
+        return (
+            f"its shard {target} is damaged (not a readable HDF5 file); "
+            f"'iltk dataset consolidate {path} --skip-damaged' folds every readable episode "
+            f"into the file and sets the damaged ones aside"
+        )
+    if folder.is_dir():
+        return (
+            f"its shard {target} is missing from {folder}; "
+            f"'iltk dataset consolidate {path} --skip-damaged' folds the other episodes in"
+        )
+    own = path.name + ".episodes"
+    moved = (
+        f"this file was renamed or copied from {folder.name.removesuffix('.episodes')!r} and "
+        f"reads its episodes from the '{folder.name}' folder"
+        if folder.name != own
+        else f"its episodes live in the '{folder.name}' folder"
+    )
+    return (
+        f"{moved}, which is not next to it in {path.parent}; put that folder beside the file "
+        "(or consolidate the file where it was recorded, then move it)"
+    )

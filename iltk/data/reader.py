@@ -15,7 +15,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from iltk.data.format import DatasetError, sorted_demos
+from iltk.data.format import DatasetError, shard_problem, sorted_demos
 
 PER_STEP_SKIP = ("obs", "next_obs")
 log = logging.getLogger("iltk")
@@ -98,11 +98,7 @@ class DemoFile:
             link = self.data.get(demo, getlink=True)
             if isinstance(link, h5py.ExternalLink):
                 raise DatasetError(
-                    self.path,
-                    f"is stored in {link.filename!r}, which is missing or unreadable "
-                    f"(keep the '{self.path.name}.episodes' folder next to the file, or run "
-                    f"'iltk dataset consolidate' where it is)",
-                    demo=demo,
+                    self.path, shard_problem(self.path, link.filename), demo=demo
                 ) from None
             raise DatasetError(self.path, "no such demo", demo=demo) from None
 

@@ -45,6 +45,7 @@ from iltk.data.format import (
     dumps,
     now_iso,
     settings_differences,
+    shard_problem,
     sorted_demos,
 )
 from iltk.files import (
@@ -419,34 +420,73 @@ class DemoWriter:
         self._write_index()
 
 
-def consolidate_file(path: str | os.PathLike, durable: bool = True) -> None:
+def consolidate_file(
+    path: str | os.PathLike, durable: bool = True, skip_damaged: bool = False
+) -> list[str]:
     """Fold an index file and its shards into one self-contained file, atomically.
 
     The free space is checked first: HDF5 that runs out of disk mid-copy leaves the library
     in a broken state, so a copy that cannot fit is refused before it starts (the index and
-    its shards stay a valid dataset).
+    its shards stay a valid dataset). An episode whose shard is missing or unreadable stops
+    it with a line naming the shard, unless ``skip_damaged``: then the other episodes are
+    folded in, the damaged shards are moved to ``<path>.damaged/`` (never deleted) and the
+    masks forget the episodes left out. Returns the names of the episodes left out.
     """
     path = Path(path)
     shard_dir = path.with_name(path.name + ".episodes")
+    damaged: list[str] = []
     with h5py.File(path, "r") as src:
-        has_links = any(
-            isinstance(src["data"].get(n, getlink=True), h5py.ExternalLink) for n in src["data"]
-        )
-        if has_links:
+        links = {
+            n: link
+            for n in src["data"]
+            if isinstance(link := src["data"].get(n, getlink=True), h5py.ExternalLink)
+        }
+        for name, link in links.items():
+            try:
+                src["data"][name]
+            except (KeyError, OSError):
+                if not skip_damaged:
+                    raise DatasetError(path, shard_problem(path, link.filename), demo=name) from None
+                damaged.append(name)
+        if links:
             size = (
                 sum(f.stat().st_size for f in shard_dir.glob("*.hdf5")) if shard_dir.is_dir() else 0
             )
             ensure_free_space(path.parent, size)
+            if len(damaged) == len(sorted_demos(src["data"])):
+                raise DatasetError(path, "no episode of it is readable; nothing to consolidate")
 
             def fold(tmp: Path) -> None:
                 with h5py.File(tmp, "w") as dst:
                     data = dst.create_group("data")
                     for k, v in src["data"].attrs.items():
                         data.attrs[k] = v
+                    total = 0
                     for name in sorted_demos(src["data"]):
-                        src.copy(src["data"][name], data, name=name)
-                    if "mask" in src:
+                        if name not in damaged:
+                            src.copy(src["data"][name], data, name=name)
+                            total += int(data[name].attrs.get("num_samples", 0))
+                    if damaged and "total" in data.attrs:
+                        data.attrs["total"] = total
+                    if "mask" in src and not damaged:
                         src.copy(src["mask"], dst, name="mask")
+                    elif "mask" in src:
+                        mask = dst.create_group("mask")
+                        for key, names in src["mask"].items():
+                            kept = [n for n in names[()] if _name(n) not in damaged]
+                            mask.create_dataset(key, data=np.array(kept, dtype="S"))
 
             atomic_write(path, fold, durable)
+    if damaged:
+        aside = path.with_name(path.name + ".damaged")
+        aside.mkdir(exist_ok=True)
+        for name in damaged:
+            shard = path.parent / links[name].filename
+            if shard.is_file():
+                os.replace(shard, aside / shard.name)
     shutil.rmtree(shard_dir, ignore_errors=True)
+    return damaged
+
+
+def _name(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

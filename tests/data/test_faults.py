@@ -208,6 +208,44 @@ def test_full_disk_while_consolidating_keeps_the_index(tmp_path, monkeypatch):
     WriterLock(path).acquire().release()  # LockedError if the failed close kept its lock
 
 
+def test_a_damaged_shard_is_named_and_the_good_episodes_kept(tmp_path, capsys):
+    path = tmp_path / "c1.hdf5"
+    w = DemoWriter(path, make_env_args("Synthetic-v0"), background=False)
+    for seed in range(4):
+        w.save(synthetic_episode(seed), seed=seed)
+    w.set_masks({"train": ["demo_0", "demo_1", "demo_2"], "valid": ["demo_3"]})
+    w.close(consolidate=False)  # as a killed recording leaves it
+    shard = tmp_path / "c1.hdf5.episodes" / "demo_1.hdf5"
+    good = {}
+    with DemoFile(path) as f:
+        for name in ("demo_0", "demo_2", "demo_3"):
+            good[name] = f.group(name)["actions"][()]
+    damaged = shard.read_bytes()[:300]
+    shard.write_bytes(damaged)
+    # the damaged shard is named (it used to blame the folder, which was next to the file)
+    assert cli_main(["dataset", "info", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"demo_1: its shard {shard} is damaged" in err and "--skip-damaged" in err, err
+    assert cli_main(["dataset", "consolidate", str(path)]) == 2
+    assert "--skip-damaged" in capsys.readouterr().err
+    # a renamed copy is told where its episodes are read from
+    copy = tmp_path / "elsewhere" / "renamed.hdf5"
+    copy.parent.mkdir()
+    copy.write_bytes(path.read_bytes())
+    assert cli_main(["dataset", "info", str(copy)]) == 2
+    assert "renamed or copied from 'c1.hdf5'" in capsys.readouterr().err
+    # the way out keeps every good episode and sets the damaged shard aside
+    assert cli_main(["dataset", "consolidate", str(path), "--skip-damaged"]) == 0
+    assert "without 1 damaged episode (demo_1)" in capsys.readouterr().out
+    assert (tmp_path / "c1.hdf5.damaged" / "demo_1.hdf5").read_bytes() == damaged
+    assert not (tmp_path / "c1.hdf5.episodes").exists()
+    with DemoFile(path) as f:
+        assert f.demos == ["demo_0", "demo_2", "demo_3"]
+        assert f.masks == {"train": ["demo_0", "demo_2"], "valid": ["demo_3"]}
+        for name, actions in good.items():
+            np.testing.assert_array_equal(f.group(name)["actions"][()], actions)
+
+
 # --------------------------------------------------------------- overwrites
 @pytest.fixture
 def two_files(tmp_path):

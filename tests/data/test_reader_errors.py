@@ -119,7 +119,10 @@ def test_missing_shard_is_named(tmp_path):
     with h5py.File(path, "w") as f:
         f.create_group("data")
         f["data/demo_0"] = h5py.ExternalLink("rec.hdf5.episodes/demo_0.hdf5", "/data/demo_0")
-    with pytest.raises(DatasetError, match="demo_0: is stored in 'rec.hdf5.episodes/demo_0.hdf5'"):
+    with pytest.raises(DatasetError, match="demo_0: its episodes live in the 'rec.hdf5.episodes'"):
+        DemoFile(path)
+    (tmp_path / "rec.hdf5.episodes").mkdir()
+    with pytest.raises(DatasetError, match="demo_0: its shard .*demo_0.hdf5 is missing from"):
         DemoFile(path)
 
 
