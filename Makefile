@@ -27,6 +27,8 @@ demo: $(STAMP)
 	$(BIN)/python -m iltk.demo
 
 test: $(STAMP)
+	@echo "make test: about 6 minutes on an idle 2-core CPU (a dot per test; the learning and"
+	@echo "fault-injection tests come in long stretches). Quick pass: .venv/bin/pytest -m 'not expensive and not xserver'"
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

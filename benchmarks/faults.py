@@ -7,13 +7,17 @@ checks what a user would find:
 
 - collect / record: the dataset still opens and validates; every episode readable before
   the kill is still there, bit for bit; every episode the recorder reported saved is there;
-- train: `last/` is a complete checkpoint (config and optimizer state of the same step, no
-  step lost) and the next `--resume` carries on from it;
+- train, ppo, finetune, irl: `last/` is a complete checkpoint (config and optimizer state
+  of the same step, no step lost) and the next `--resume` carries on from it; nothing but
+  the parent's own line on stderr (no vector-env worker traceback);
+- dagger: every round in rounds.json has its checkpoint and its episodes in data.hdf5,
+  and `--resume` goes on after the last completed round;
 - merge: the inputs are untouched and the output is absent or complete;
 - concurrent writers: two collectors at once into one file; the file grows by exactly what
   the successful one reported, and the refused one names the lock holder.
 
-    python benchmarks/faults.py [--kills 50] [--commands collect record train merge concurrent]
+    python benchmarks/faults.py [--kills 50] [--commands collect record train ppo finetune irl
+        dagger merge concurrent]
         [--out runs/bench/faults]
 """
 
@@ -37,7 +41,7 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 import numpy as np  # noqa: E402
 
 ILTK = [sys.executable, "-m", "iltk.cli"]
-COMMANDS = ("collect", "record", "train", "merge", "concurrent")
+COMMANDS = ("collect", "record", "train", "ppo", "finetune", "irl", "dagger", "merge", "concurrent")
 
 
 def demo_hashes(path: Path) -> dict[str, str] | None:
@@ -87,6 +91,7 @@ def row(command: str, **kw) -> dict:
         "stale_locks": 0,
         "resumes_ok": None,
         "resumes_failed": None,
+        "tracebacks": None,
     }
     base.update(kw)
     return base
@@ -255,6 +260,160 @@ def bench_train(work: Path, kills: int, rng) -> dict:
     return res
 
 
+def rl_checkpoint_step(folder: Path) -> int | None:
+    """The env steps of a complete PPO-family checkpoint (ppo, finetune, irl); raises when
+    its parts disagree or do not load."""
+    import torch
+
+    from iltk.policies import load_checkpoint
+
+    if not folder.exists():
+        return None
+    _, extra = load_checkpoint(folder)
+    state = torch.load(folder / "train_state.pt", weights_only=False)
+    if state["env_steps"] != extra["step"]:
+        raise RuntimeError(f"config at {extra['step']} steps, PPO state at {state['env_steps']}")
+    return int(extra["step"])
+
+
+def reach_data(work: Path) -> Path:
+    data = work / "train_data.hdf5"
+    if not data.exists():
+        from iltk.collect import collect_demos
+
+        collect_demos("iltk/Reach-v0", data, 10, progress=False)
+    return data
+
+
+def worker_tracebacks(stderr: str) -> int:
+    return stderr.count("Traceback")
+
+
+def bench_killed_and_resumed(name: str, base: list[str], kills: int, rng, progress) -> dict:
+    """SIGKILL ``base`` (a run into OUT) at random moments, --resume after each; ``progress``
+    reads how far the run's last complete checkpoint is (raises when it is torn)."""
+    res = row(name, resumes_ok=0, resumes_failed=0, tracebacks=0)
+    last = None
+    for i in range(kills * 3):
+        if res["kills"] >= kills:
+            break
+        proc = start(
+            base + (["--resume"] if i else []), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        killed = kill_at_random(proc, rng, 2.0, 8.0)
+        stderr = proc.stderr.read()
+        res["kills"] += killed
+        res["tracebacks"] += worker_tracebacks(stderr)
+        if not killed:
+            print(f"    {name} exited {proc.returncode}: {stderr.strip()[-300:]}")
+            res["resumes_failed"] += i > 0
+            continue
+        try:
+            done = progress()
+        except Exception as err:  # noqa: BLE001 - any failure to load is what we count
+            print(f"    unreadable checkpoint: {err}")
+            res["unreadable_files"] += 1
+            continue
+        if last is not None and (done is None or done < last):
+            res["lost"] += 1
+        if i > 0:
+            res["resumes_ok"] += 1
+        last = done if done is not None else last
+    res["readable_after"] = last
+    return res
+
+
+def bench_ppo_family(name: str, work: Path, kills: int, rng) -> dict:
+    out = work / f"{name}_run"
+    common = ["--out", str(out), "--ppo.n-steps", "256", "--eval-every", "256",
+              "--eval-episodes", "1", "--no-progress"]  # fmt: skip
+    if name == "ppo":
+        head = [*ILTK, "ppo", "--task", "iltk/Reach-v0"]
+    elif name == "irl":
+        head = [*ILTK, "irl", "--dataset", str(reach_data(work)), "--reward.updates", "3"]
+    else:  # finetune a small BC policy of the same task
+        policy = work / "ft_bc"
+        if not (policy / "last").exists():
+            subprocess.run(
+                [*ILTK, "train", "--dataset", str(reach_data(work)), "--out", str(policy),
+                 "--steps", "200", "--eval-episodes", "0", "--no-progress", "--overwrite"],
+                check=True, capture_output=True,
+            )  # fmt: skip
+        head = [
+            *ILTK,
+            "finetune",
+            "--policy",
+            str(policy / "last"),
+            "--critic-warmup-rollouts",
+            "1",
+        ]
+    shutil.rmtree(out, ignore_errors=True)
+    base = head + common
+    progress = lambda: rl_checkpoint_step(out / "last")  # noqa: E731
+    res = bench_killed_and_resumed(
+        name, base + ["--total-timesteps", "10000000"], kills, rng, progress
+    )
+    final = (res["readable_after"] or 0) + 256
+    done = subprocess.run(
+        base + ["--total-timesteps", str(final), "--resume"], capture_output=True, text=True
+    )
+    ok = done.returncode == 0 and rl_checkpoint_step(out / "last") == final
+    if not ok:
+        print(f"    final resume: rc {done.returncode}: {done.stderr.strip()[-300:]}")
+    res["resumes_ok" if ok else "resumes_failed"] += 1
+    res["readable_after"] = f"{rl_checkpoint_step(out / 'last')} env steps"
+    return res
+
+
+def bench_ppo(work: Path, kills: int, rng) -> dict:
+    return bench_ppo_family("ppo", work, kills, rng)
+
+
+def bench_finetune(work: Path, kills: int, rng) -> dict:
+    return bench_ppo_family("finetune", work, kills, rng)
+
+
+def bench_irl(work: Path, kills: int, rng) -> dict:
+    return bench_ppo_family("irl", work, kills, rng)
+
+
+def dagger_rounds(out: Path) -> int | None:
+    """Completed rounds of a DAgger run; raises when its record and its files disagree."""
+    from iltk.data import DemoFile
+    from iltk.policies import load_checkpoint
+
+    if not (out / "rounds.json").exists():
+        return None
+    rows = json.loads((out / "rounds.json").read_text())
+    for r in rows:
+        load_checkpoint(out / f"round_{r['round']}")
+    with DemoFile(out / "data.hdf5") as f:
+        if len(f.demos) < sum(r["episodes"] for r in rows):
+            raise RuntimeError(f"data.hdf5 holds {len(f.demos)} episodes, rows name more")
+    return len(rows)
+
+
+def bench_dagger(work: Path, kills: int, rng) -> dict:
+    out = work / "dagger_run"
+    shutil.rmtree(out, ignore_errors=True)
+    base = [*ILTK, "dagger", "--task", "iltk/Reach-v0", "--episodes-per-round", "2",
+            "--initial-demos", "2", "--eval-episodes", "1", "--num-envs", "2",
+            "--learner.steps-per-round", "30", "--learner.device", "cpu", "--out", str(out)]  # fmt: skip
+    res = bench_killed_and_resumed(
+        "dagger", base + ["--rounds", "100000"], kills, rng, lambda: dagger_rounds(out)
+    )
+    final = res["readable_after"] or 0
+    done = subprocess.run(
+        base + ["--rounds", str(final), "--resume"], capture_output=True, text=True
+    )
+    ok = done.returncode == 0 and dagger_rounds(out) == final + 1
+    if not ok:
+        print(f"    final resume: rc {done.returncode}: {done.stderr.strip()[-300:]}")
+    res["resumes_ok" if ok else "resumes_failed"] += 1
+    res["readable_after"] = f"{dagger_rounds(out)} rounds"
+    return res
+
+
 def bench_merge(work: Path, kills: int, rng) -> dict:
     from iltk.collect import collect_demos
 
@@ -395,7 +554,7 @@ def main() -> None:
         rows.append(res)
         print("   ", json.dumps(res))
     cols = ["command", "kills", "reported_saved", "readable_after", "lost", "unreadable_files",
-            "stale_locks", "resumes_ok", "resumes_failed", "seconds"]  # fmt: skip
+            "stale_locks", "resumes_ok", "resumes_failed", "tracebacks", "seconds"]  # fmt: skip
     print()
     print(" | ".join(cols))
     print(" | ".join("---" for _ in cols))

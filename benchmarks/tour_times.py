@@ -6,6 +6,7 @@ scratch folder, and prints each command's wall-clock time; the README quotes the
 
     python benchmarks/tour_times.py                 # all of them (tens of minutes on 2 cores)
     python benchmarks/tour_times.py --only train    # the lines containing "train"
+    python benchmarks/tour_times.py --busy          # idle, then beside a CPU-bound process
 
 Writes runs/bench/tour_times.json.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import re
 import shlex
@@ -44,48 +46,92 @@ def tour_commands(readme: Path) -> list[str]:
     return commands
 
 
+def _spin(stop) -> None:
+    x = 0
+    while not stop.is_set():
+        for _ in range(100_000):
+            x += 1
+
+
+def run_tour(commands: list[str], scratch: Path, env: dict, only: str | None, tag: str) -> list:
+    """Every command in order in ``scratch``; rows of (command, seconds, rc)."""
+    iltk = [sys.executable, "-m", "iltk"]
+    rows = []
+    for line in commands:
+        if only and only not in line:
+            continue
+        t0 = time.perf_counter()
+        res = subprocess.run(
+            iltk + shlex.split(line)[1:] + (["--no-progress"] if " train " in f" {line} " else []),
+            cwd=scratch,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        seconds = time.perf_counter() - t0
+        last = (res.stdout.strip().splitlines() or [""])[-1][:90]
+        rows.append({"command": line, "seconds": seconds, "rc": res.returncode})
+        status = "ok" if res.returncode == 0 else f"FAILED rc={res.returncode}"
+        print(f"{tag:<5}{seconds:8.1f} s  {status:6}  {line}\n{'':23}{last}", flush=True)
+        if res.returncode != 0:
+            print(res.stderr[-2000:])
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--only", default=None, help="run only the lines containing this")
-    parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    parser.add_argument(
+        "--busy",
+        action="store_true",
+        help="run the tour twice: idle, then beside one CPU-bound process (a second job)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folders")
     parser.add_argument("--out", default=str(ROOT / "runs/bench/tour_times.json"))
     args = parser.parse_args()
     commands = tour_commands(ROOT / "README.md")
-    scratch = Path(tempfile.mkdtemp(prefix="iltk_tour_"))
-    iltk = [sys.executable, "-m", "iltk"]
     env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+    # the commands' own thread settings, not an inherited one
+    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.pop(key, None)
+    print(f"running {len(commands)} tour commands" + (" idle, then busy" if args.busy else ""))
+    passes = {}
+    for load in ("idle", "busy") if args.busy else ("idle",):
+        scratch = Path(tempfile.mkdtemp(prefix=f"iltk_tour_{load}_"))
+        stop = mp.Event()
+        spinner = mp.Process(target=_spin, args=(stop,), daemon=True) if load == "busy" else None
+        if spinner is not None:
+            spinner.start()
+        try:
+            passes[load] = run_tour(commands, scratch, env, args.only, load)
+        finally:
+            if spinner is not None:
+                stop.set()
+                spinner.join(timeout=5)
+            if not args.keep:
+                shutil.rmtree(scratch, ignore_errors=True)
     rows = []
-    print(f"running {len(commands)} tour commands in {scratch}")
-    try:
-        for line in commands:
-            if args.only and args.only not in line:
-                continue
-            t0 = time.perf_counter()
-            res = subprocess.run(
-                iltk
-                + shlex.split(line)[1:]
-                + (["--no-progress"] if " train " in f" {line} " else []),
-                cwd=scratch,
-                env=env,
-                capture_output=True,
-                text=True,
+    for i, row in enumerate(passes["idle"]):
+        out_row = {"command": row["command"], "seconds": row["seconds"], "rc": row["rc"]}
+        if "busy" in passes:
+            busy = passes["busy"][i]
+            out_row.update(busy_seconds=busy["seconds"], busy_rc=busy["rc"])
+            out_row["busy_ratio"] = busy["seconds"] / max(row["seconds"], 1e-9)
+        rows.append(out_row)
+    if "busy" in passes:
+        print(f"\n{'idle s':>8}{'busy s':>8}{'ratio':>7}  command")
+        for r in rows:
+            print(
+                f"{r['seconds']:8.1f}{r['busy_seconds']:8.1f}{r['busy_ratio']:7.2f}  {r['command']}"
             )
-            seconds = time.perf_counter() - t0
-            last = (res.stdout.strip().splitlines() or [""])[-1][:90]
-            rows.append({"command": line, "seconds": seconds, "rc": res.returncode})
-            status = "ok" if res.returncode == 0 else f"FAILED rc={res.returncode}"
-            print(f"{seconds:8.1f} s  {status:6}  {line}\n{'':18}{last}", flush=True)
-            if res.returncode != 0:
-                print(res.stderr[-2000:])
-    finally:
-        if not args.keep:
-            shutil.rmtree(scratch, ignore_errors=True)
+        worst = max(rows, key=lambda r: r["busy_ratio"])
+        print(f"slowest beside a busy process: {worst['busy_ratio']:.2f}x  {worst['command']}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"cpus": os.cpu_count(), "rows": rows}, indent=2))
-    print(f"total {sum(r['seconds'] for r in rows) / 60:.1f} min; wrote {out}")
+    print(f"total idle {sum(r['seconds'] for r in rows) / 60:.1f} min; wrote {out}")
 
 
 if __name__ == "__main__":

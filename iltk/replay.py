@@ -224,20 +224,32 @@ class EpisodePlayer:
 
 
 def replay_video(
-    path, out: str | Path, episodes: list[int] | None = None, render_size=(320, 240)
+    path,
+    out: str | Path,
+    episodes: list[int] | None = None,
+    render_size=(320, 240),
+    progress: bool = False,
 ) -> Path:
-    """Render recorded episodes (exact replay of their states) to an mp4."""
+    """Render recorded episodes (exact replay of their states) to an mp4 (``progress``: a
+    bar over the frames)."""
+    from tqdm.auto import tqdm
+
     from iltk.video import write_video
 
     player = EpisodePlayer(path, render_size)
+    chosen = episodes if episodes is not None else range(len(player.file.demos))
+    total = sum(player.file.num_samples(player.file.demos[k]) for k in chosen)
+    bar = tqdm(total=total, desc=f"render {Path(out).name}", unit="frame", disable=not progress)
 
     def frames():  # streamed into the encoder: a long file never sits in memory
-        for k in episodes if episodes is not None else range(len(player.file.demos)):
+        for k in chosen:
             player.load(k)
             for t in range(len(player)):
                 yield player.frame(t)
+                bar.update(1)
 
     try:
         return write_video(out, frames(), player.fps)
     finally:
+        bar.close()
         player.close()

@@ -22,7 +22,9 @@ import io
 import json
 import logging
 import math
+import os
 import random
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -176,6 +178,73 @@ class Optimization:
         self.sched.load_state_dict(state["scheduler"])
 
 
+def threads_for(cpus: int, others: float, most: int) -> int:
+    """Torch threads for a process on ``cpus`` cores while other processes keep ``others``
+    cores busy: the cores left to it (a core counts as free below 0.7 of another's use),
+    at least 1, at most ``most``."""
+    return max(1, min(most, int(cpus - others + 0.3)))
+
+
+def _busy_core_seconds() -> float | None:
+    """Core-seconds every process has spent on the CPU since boot (``/proc/stat``), or None
+    where there is none to read."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    ticks = [int(x) for x in fields[1:]]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+class AdaptiveThreads:
+    """``--threads 0``: torch's thread count follows the cores nobody else is using,
+    measured at the start and again every ``every`` seconds (``step()`` is cheap between):
+    an idle machine gets every core, and when another job starts beside the run it drops
+    to one thread instead of thrashing (2 threads beside one busy process ran 2-3x slower
+    than one; see ``benchmarks/threads.py``). A fixed count (``threads`` >= 1) is taken as
+    it is. Where ``/proc/stat`` cannot be read, auto means 1."""
+
+    def __init__(self, threads: int, every: float = 5.0, most: int | None = None):
+        self.fixed = threads if threads >= 1 else None
+        self.every = every
+        self.cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        self.most = min(most or self.cpus, self.cpus)
+        self.count = self.fixed or 1
+        self._last = None
+        if self.fixed is not None or _busy_core_seconds() is None:
+            torch.set_num_threads(self.count)
+            return
+        # the first measurement over a short window, before any work
+        self._mark()
+        time.sleep(0.2)
+        self.step(force=True)
+
+    def _mark(self) -> None:
+        own = sum(os.times()[:2])
+        self._last = (time.monotonic(), _busy_core_seconds(), own)
+
+    def step(self, force: bool = False) -> int:
+        """Re-measure when ``every`` seconds have passed; returns the thread count in use."""
+        if self._last is None:
+            return self.count
+        t0, busy0, own0 = self._last
+        now = time.monotonic()
+        if not force and now - t0 < self.every:
+            return self.count
+        busy, own = _busy_core_seconds(), sum(os.times()[:2])
+        others = max(0.0, ((busy - busy0) - (own - own0)) / max(now - t0, 1e-3))
+        self._last = (now, busy, own)
+        count = threads_for(self.cpus, others, self.most)
+        if count != self.count or force:
+            torch.set_num_threads(count)
+            self.count = count
+        return self.count
+
+
 class RunningMean:
     """Averages scalar tensors on their device; ``pop()`` reads the mean (one sync)."""
 
@@ -236,7 +305,8 @@ class RunFolder:
         # a run that fails before its first checkpoint leaves nothing behind (close(failed=
         # True)), so the corrected command is not refused as an earlier run
         self.existed = self.out.exists()
-        self.fresh = writer and not (self.existed and any(self.out.iterdir()))
+        empty_dir = self.out.is_dir() and not any(self.out.iterdir())
+        self.fresh = writer and (not self.existed or empty_dir)
         if writer:
             # one writer per run: a second run into it (or --overwrite of a live one) is
             # refused with the holder's pid, before anything is touched
@@ -301,38 +371,7 @@ class RunFolder:
         """Compare a resuming command's settings with the run's ``config.json``: a setting
         that cannot change is refused in one line naming it (nothing is written); the ones
         that may change are taken, and logged."""
-        path = self.out / "config.json"
-        try:
-            saved = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return  # no readable record (an older run): nothing to compare
-        new = json.loads(json.dumps(config, default=str))
-        keys = [k for k in dict.fromkeys([*saved, *new]) if k not in self.RECORDED_BESIDE]
-
-        def shown(key: str) -> str:
-            old, now = saved.get(key), new.get(key)
-            if isinstance(old, dict) and isinstance(now, dict):
-                inner = [k for k in dict.fromkeys([*old, *now]) if old.get(k) != now.get(k)]
-                return ", ".join(f"--{key}.{k} {old.get(k)} -> {now.get(k)}" for k in inner)
-            return f"--{key} {old} -> {now}"
-
-        def flag(text: str) -> str:
-            return text.replace("_", "-")
-
-        fixed = [k for k in keys if k not in may_change and saved.get(k) != new.get(k)]
-        if fixed:
-            raise OutputError(
-                f"{self.out}: --resume with other settings than the run's: "
-                + "; ".join(flag(shown(k)) for k in fixed)
-                + f". Resume with the run's own (e.g. --config {path} --resume), or start"
-                " afresh with --overwrite or another --out"
-            )
-        quiet = {"resume", "overwrite", "progress", "out"}
-        changed = [
-            k for k in keys if k in may_change and k not in quiet and saved.get(k) != new.get(k)
-        ]
-        if changed:
-            log.warning(f"{self.out}: resuming with " + "; ".join(flag(shown(k)) for k in changed))
+        check_resume_settings(self.out, config, may_change, self.RECORDED_BESIDE)
 
     def check_unfinished(self, done: int, total: int, flag: str) -> None:
         """A resumed run that already reached its length says so, and does nothing."""
@@ -459,9 +498,12 @@ class RunFolder:
         title: str,
         ylim: tuple[float, float] | None = None,
         marks: dict[str, float] | None = None,
+        logy: bool = False,
     ) -> Path | None:
-        """``plots/<name>.png``: one line per {label: (xs, ys)}; ``marks`` draws labelled
-        vertical lines (e.g. where fine-tuning started). None when there is nothing to plot."""
+        """``plots/<name>.png``: one line per {label: (xs, ys)}, titled with the run's
+        name; ``marks`` draws labelled vertical lines (e.g. where fine-tuning started);
+        ``logy``: a log scale when every value is positive (a loss's tail stays visible).
+        None when there is nothing to plot."""
         series = {k: v for k, v in series.items() if len(v[0])}
         if not series or not self.writer:
             return None
@@ -487,7 +529,10 @@ class RunFolder:
             )
         if ylim is not None:
             ax.set_ylim(*ylim)
-        ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+        values = [y for _, ys in series.values() for y in ys if y is not None]
+        if logy and values and min(values) > 0:
+            ax.set_yscale("log")
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=f"{title}: {self.out.name}")
         if len(series) > 1:
             ax.legend()
         ax.grid(alpha=0.3)
@@ -497,6 +542,50 @@ class RunFolder:
         plt.close(fig)
         atomic_write(path, lambda tmp: write_bytes(tmp, data.getvalue()), durable=False)
         return path
+
+
+def check_resume_settings(
+    out: Path,
+    config: dict[str, Any],
+    may_change,
+    recorded_beside=("policy_config", "task_resolved"),
+) -> None:
+    """``RunFolder.check_resume`` for any run folder with a ``config.json`` (DAgger's too)."""
+    path = out / "config.json"
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        if not path.exists():
+            return  # no record (an older run): nothing to compare
+        raise OutputError(
+            f"{path}: unreadable ({err}), so --resume cannot check it resumes the same run; "
+            "start afresh with --overwrite, or into another --out"
+        ) from None
+    new = json.loads(json.dumps(config, default=str))
+    keys = [k for k in dict.fromkeys([*saved, *new]) if k not in recorded_beside]
+
+    def shown(key: str) -> str:
+        old, now = saved.get(key), new.get(key)
+        if isinstance(old, dict) and isinstance(now, dict):
+            inner = [k for k in dict.fromkeys([*old, *now]) if old.get(k) != now.get(k)]
+            return ", ".join(f"--{key}.{k} {old.get(k)} -> {now.get(k)}" for k in inner)
+        return f"--{key} {old} -> {now}"
+
+    def flag(text: str) -> str:
+        return text.replace("_", "-")
+
+    fixed = [k for k in keys if k not in may_change and saved.get(k) != new.get(k)]
+    if fixed:
+        raise OutputError(
+            f"{out}: --resume with other settings than the run's: "
+            + "; ".join(flag(shown(k)) for k in fixed)
+            + f". Resume with the run's own (e.g. --config {path} --resume), or start"
+            " afresh with --overwrite or another --out"
+        )
+    quiet = {"resume", "overwrite", "progress", "out"}
+    changed = [k for k in keys if k in may_change and k not in quiet and saved.get(k) != new.get(k)]
+    if changed:
+        log.warning(f"{out}: resuming with " + "; ".join(flag(shown(k)) for k in changed))
 
 
 def prepare_run_folder(

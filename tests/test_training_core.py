@@ -174,3 +174,37 @@ def test_a_run_folder_has_one_writer(tmp_path, capsys):
         first.close()
     assert not (tmp_path / "run.lock").exists()
     RunFolder(out, ["loss"], resume=False, overwrite=True).close()  # free again
+
+
+def test_auto_threads_take_the_cores_nobody_else_uses(monkeypatch):
+    import torch
+
+    import iltk.training as training
+    from iltk.training import AdaptiveThreads, threads_for
+
+    assert threads_for(2, 0.05, 2) == 2  # idle: every core
+    assert threads_for(2, 1.0, 2) == 1  # one busy process beside: one thread
+    assert threads_for(2, 0.6, 2) == 1  # a core more than half used is not free
+    assert threads_for(2, 3.0, 2) == 1  # never fewer than one
+    assert threads_for(16, 2.0, 4) == 4  # at most `most`
+    # the measurement: other processes' core-seconds are the machine's minus this one's
+    clock = {"t": 100.0, "busy": 1000.0, "own": 10.0}
+    monkeypatch.setattr(training.time, "monotonic", lambda: clock["t"])
+    monkeypatch.setattr(training.time, "sleep", lambda s: clock.update(t=clock["t"] + s))
+    monkeypatch.setattr(training, "_busy_core_seconds", lambda: clock["busy"])
+    monkeypatch.setattr(training.os, "times", lambda: (clock["own"], 0.0, 0, 0, 0))
+    monkeypatch.setattr(training.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    before = torch.get_num_threads()
+    try:
+        auto = AdaptiveThreads(0, every=5.0)
+        assert auto.count == 2 and torch.get_num_threads() == 2  # nothing else ran
+        # 5 s later: the machine spent 9 core-seconds, this process 4: another job's 1 core
+        clock.update(t=clock["t"] + 5.0, busy=clock["busy"] + 9.0, own=clock["own"] + 4.0)
+        assert auto.step() == 1 and torch.get_num_threads() == 1
+        clock.update(t=clock["t"] + 1.0, busy=clock["busy"] + 2.0, own=clock["own"] + 1.0)
+        assert auto.step() == 1  # not re-measured before `every` seconds
+        clock.update(t=clock["t"] + 5.0, busy=clock["busy"] + 8.0, own=clock["own"] + 8.0)
+        assert auto.step() == 2  # the other job ended: both cores again
+        assert AdaptiveThreads(3).count == 3 and torch.get_num_threads() == 3  # fixed: as given
+    finally:
+        torch.set_num_threads(before)

@@ -35,13 +35,16 @@ def beta_at(cfg: DaggerConfig, k: int) -> float:
 
 def run_dagger(cfg: DaggerConfig, progress: bool = True) -> list[dict]:
     """Run all rounds; returns the per-round rows (also in OUT/rounds.json)."""
-    rr = RoundRunner(cfg)
+    rr = RoundRunner(cfg, resume=cfg.resume, resumable=True)
     hg = cfg.variant == "hg-dagger"
     uncorrected = 0.0 if hg and cfg.aggregate == "interventions" else 1.0
-    labels = interventions = 0
-    policy = None
+    # resumed: the counts and the policy of the last completed round
+    done = rr.rows[-1] if rr.rows else {}
+    labels = int(done.get("expert_labels") or 0)
+    interventions = int(done.get("expert_controlled_steps") or 0)
+    policy = rr.policy
     try:
-        for k in range(cfg.rounds + 1):
+        for k in range(len(rr.rows), cfg.rounds + 1):
             seed = cfg.seed + 10_000 * k
             if k == 0:
                 controller, beta, source = ExpertController(), 1.0, "scripted"

@@ -311,8 +311,8 @@ def _plots(run: RunFolder, history: list[dict]) -> list[Path | None]:
     marks = {"start policy": 0} if any(r.get("start") for r in history) else None
     title = "fine-tuning" if marks else "PPO"
     warm = [r["step"] for r in history if r.get("warmup") == 1.0]
-    if marks and warm:
-        marks["critic warm-up ends"] = max(warm)
+    if marks and warm and any(r.get("warmup") == 0.0 for r in history):
+        marks["critic warm-up ends"] = max(warm)  # (never marked where it did not end)
     return [
         run.plot(
             "return",

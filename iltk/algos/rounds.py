@@ -7,6 +7,8 @@ import csv
 import dataclasses
 import io
 import json
+import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,8 @@ from tqdm.auto import tqdm
 
 from iltk.algos.settings import LearnerSettings, RoundConfig, TrainConfig
 from iltk.algos.supervised import Trainer
-from iltk.data import DemoWriter, make_env_args
+from iltk.data import DemoFile, DemoWriter, make_env_args
+from iltk.data.tools import copy_demos
 from iltk.envs import TASK_IDS, make_vector_env
 from iltk.evaluate import evaluate_policy
 from iltk.files import (
@@ -26,8 +29,11 @@ from iltk.files import (
     remove_leftovers,
     remove_outputs,
 )
-from iltk.policies import Policy, PolicyRunner
+from iltk.policies import Policy, PolicyRunner, load_policy
 from iltk.rollout import Controller, Episode, run_episodes
+from iltk.training import check_resume_settings
+
+log = logging.getLogger("iltk")
 
 
 def fit(
@@ -85,9 +91,9 @@ def policy_errors(policy: Policy, episodes: list[Episode]) -> np.ndarray:
 class RoundLog:
     """Per-round rows, written as JSON and CSV after every round, and a plot at the end."""
 
-    def __init__(self, out: Path, config):
+    def __init__(self, out: Path, config, rows: list[dict] | None = None):
         self.out = out
-        self.rows: list[dict] = []
+        self.rows: list[dict] = list(rows or [])
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(
             out / "config.json", json.dumps(dataclasses.asdict(config), indent=2, default=str)
@@ -143,8 +149,9 @@ ROUND_OUTPUTS = (
 )
 
 
-def prepare_round_folder(out: Path, *, overwrite: bool) -> None:
-    """Refuse, before any work, to run into a folder holding an earlier run's data."""
+def prepare_round_folder(out: Path, *, overwrite: bool, resumable: bool = False) -> None:
+    """Refuse, before any work, to run into a folder holding an earlier run's data
+    (``resumable``: the command can --resume, which the refusal then offers)."""
     check_output(out, kind="folder", append=True, what="--out")
     earlier = [p for p in out.iterdir() if p.name in ROUND_OUTPUTS or p.name.startswith("round_")]
     if earlier and not overwrite:
@@ -152,8 +159,9 @@ def prepare_round_folder(out: Path, *, overwrite: bool) -> None:
             ", ..." if len(earlier) > 4 else ""
         )
         raise OutputError(
-            f"{out}: holds an earlier run ({names}); pass --overwrite to start afresh "
-            "(deleting it) or choose another --out"
+            f"{out}: holds an earlier run ({names}); "
+            + ("pass --resume to continue it, " if resumable else "pass ")
+            + "--overwrite to start afresh (deleting it), or choose another --out"
         )
     WriterLock(out / "data.hdf5").acquire().release()  # a live run there: refuse, delete nothing
     remove_leftovers(out)
@@ -181,21 +189,71 @@ class RoundRunner:
 
     EVAL_SEED = 1_000_000  # evaluation seeds never used for collection
 
-    def __init__(self, config: RoundConfig):
+    MAY_CHANGE = frozenset({"rounds", "eval_episodes", "num_envs", "resume", "overwrite", "out"})
+    """What a resumed run may change: how many rounds, the evaluation, the parallel envs."""
+
+    def __init__(self, config: RoundConfig, resume: bool = False, resumable: bool = False):
         task, out = config.task, config.out
         self.task, self.out, self.env_kwargs = task, out, config.env_kwargs
         check_supervised_task(task, self.env_kwargs)
-        prepare_round_folder(out, overwrite=config.overwrite)
-        self.log = RoundLog(out, config)
+        # resume: the rows of the completed rounds and the last one's policy
+        self.rows: list[dict] = []
+        self.policy: Policy | None = None
+        if resume and (out / "rounds.json").is_file():
+            self._resume(config)
+        else:
+            if resume and out.exists():
+                log.warning(f"{out} holds no completed round to resume from; starting at round 0")
+            prepare_round_folder(out, overwrite=config.overwrite, resumable=resumable)
+        self.log = RoundLog(out, config, self.rows)
         self.envs = make_vector_env(task, config.num_envs, **self.env_kwargs)
         self.eval_envs = make_vector_env(task, config.num_envs, **self.env_kwargs)
-        self.data = out / "data.hdf5"
+        self.data = self.data_path
         self.writer = DemoWriter(
             self.data,
             make_env_args(task, self.env_kwargs, self.envs.call("control_freq")[0]),
             model_file=self.envs.call("model_xml")[0],
-            overwrite=True,
+            overwrite=not self.rows,
         )
+
+    def _resume(self, config: RoundConfig) -> None:
+        """Take up the run in OUT after its last completed round: its settings checked, the
+        episodes of a round cut short dropped from data.hdf5 (they are collected again)."""
+        out = self.out
+        WriterLock(self.data_path).acquire().release()  # a live run there: refuse
+        check_resume_settings(out, dataclasses.asdict(config), self.MAY_CHANGE)
+        try:
+            rows = json.loads((out / "rounds.json").read_text())
+        except ValueError as err:
+            raise OutputError(f"{out / 'rounds.json'}: unreadable ({err}); cannot resume") from None
+        if len(rows) > config.rounds:
+            raise OutputError(
+                f"{out}: the run is finished ({len(rows)} rounds, 0 to {len(rows) - 1}); pass a "
+                "larger --rounds with --resume to go on"
+            )
+        keep = sum(int(r["episodes"]) for r in rows)
+        with DemoFile(self.data_path) as f:
+            held = len(f.demos)
+            if held < keep:
+                raise OutputError(
+                    f"{self.data_path}: holds {held} episodes, fewer than the {keep} of the "
+                    f"{len(rows)} completed rounds; the run cannot resume: start afresh with "
+                    "--overwrite"
+                )
+            if held > keep:  # the round cut short: collected again, from its own seeds
+                tmp = out / "data.resume.hdf5"
+                copy_demos([(f, d) for d in f.demos[:keep]], tmp)
+        if held > keep:
+            os.replace(tmp, self.data_path)
+            remove_outputs([out / "data.hdf5.episodes"])
+        self.policy = load_policy(out / f"round_{len(rows) - 1}")
+        self.rows = rows
+        dropped = f", {held - keep} episodes of round {len(rows)} dropped" if held > keep else ""
+        log.warning(f"{out}: resuming at round {len(rows)} ({keep} episodes in data.hdf5{dropped})")
+
+    @property
+    def data_path(self) -> Path:
+        return self.out / "data.hdf5"
 
     @property
     def action_dim(self) -> int:

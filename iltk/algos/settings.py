@@ -69,8 +69,14 @@ class OptimSettings:
     """Gradient-norm clip (0: none)."""
     device: str = "auto"
     """auto (CUDA when present), cpu or cuda."""
+    threads: int = 0
+    """torch threads on the CPU; 0: the cores no other process is using, measured at the
+    start and every 5 s (every core when the machine is idle, one when another job runs
+    beside, which more threads would thrash)."""
 
     def __post_init__(self):
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0 (0: auto), got {self.threads}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.lr is not None and not (math.isfinite(self.lr) and 0 < self.lr <= 1):
@@ -302,9 +308,14 @@ class DaggerConfig(RoundConfig):
     """HG-DAgger: train on the intervention steps only, or on every step."""
     intervention_weight: float = 1.0
     """HG-DAgger: weight of intervention steps (IWR-style up-weighting when > 1)."""
+    resume: bool = False
+    """Continue from the last completed round (a round cut short is collected again; its
+    episodes already in data.hdf5 are dropped first); a larger --rounds goes on further."""
 
     def __post_init__(self):
         super().__post_init__()
+        if self.resume and self.overwrite:
+            raise ValueError("resume and overwrite exclude each other: pick one")
         if not 0.0 <= self.beta <= 1.0:
             raise ValueError("beta must be in [0, 1]")
 
@@ -589,6 +600,9 @@ class IRLConfig:
     """The torch device: cpu, cuda or auto."""
     threads: int = 1
     """torch threads on the CPU."""
+    resume: bool = False
+    """MuJoCo tasks: continue from OUT/last, the reward player's state with it (tabular
+    runs take seconds and have nothing to resume)."""
     overwrite: bool = False
     """Start afresh in an OUT that holds an earlier run (its files are deleted)."""
     progress: bool = True
@@ -613,6 +627,7 @@ class IRLConfig:
             seed=self.seed,
             device=self.device,
             threads=self.threads,
+            resume=self.resume,
             overwrite=self.overwrite,
             progress=self.progress,
         )

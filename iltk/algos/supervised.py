@@ -36,7 +36,13 @@ from iltk.policies import (
     policy_entry,
     resolve_device,
 )
-from iltk.training import Optimization, RunFolder, RunningMean, seed_everything
+from iltk.training import (
+    AdaptiveThreads,
+    Optimization,
+    RunFolder,
+    RunningMean,
+    seed_everything,
+)
 
 log = logging.getLogger("iltk")
 
@@ -64,6 +70,7 @@ class Trainer:
         self.cfg = cfg
         self.dist = dist or Dist()
         self.device = resolve_device(cfg.device)
+        self.threads = AdaptiveThreads(cfg.threads)
         seed_everything(cfg.seed)
         # held-out demos: --valid-fraction, else the file's own mask/valid (as documented)
         with DemoFile(cfg.dataset, validate="none") as f:
@@ -73,7 +80,11 @@ class Trainer:
             raise ValueError(
                 f"--valid-fraction {cfg.valid_fraction} holds out all {n_demos} demos of "
                 f"{cfg.dataset}, leaving none to train on; use a smaller fraction "
-                + (f"(at most {(n_demos - 1) / n_demos:.2f})" if n_demos > 1 else "(0: a single demo)")
+                + (
+                    f"(at most {(n_demos - 1) / n_demos:.2f})"
+                    if n_demos > 1
+                    else "(0: a single demo)"
+                )
             )
         use_masks = cfg.valid_fraction == 0 and {"train", "valid"} <= file_masks
         split = "train" if cfg.valid_fraction > 0 or use_masks or "train" in file_masks else "all"
@@ -176,6 +187,7 @@ class Trainer:
         """One gradient step on ``batch`` (default: one sampled from the dataset); the
         logged values stay tensors (read them at log time)."""
         self.policy.train()
+        self.threads.step()
         if batch is None:
             idx = self.ds.sample_indices(self.batch_size, self.gen)
             batch = get_batch(self.ds, self.spec, idx)
@@ -363,6 +375,7 @@ def _train(cfg: TrainConfig, dist: Dist) -> dict:
         "best_score": trainer.best_score,
         "train_time_s": elapsed,
         "samples_per_s": trainer.step * cfg.batch_size / max(elapsed, 1e-9),
+        "threads": trainer.threads.count,
         "plots": [str(p) for p in plots],
         "device": str(trainer.device),
         "processes": dist.world,
@@ -386,6 +399,7 @@ def _plots(run: RunFolder, history: dict) -> list:
             xlabel="step",
             ylabel="loss",
             title="training loss",
+            logy=True,
         ),
         run.plot(
             "success",

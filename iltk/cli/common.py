@@ -118,12 +118,21 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".gif")
 
 
 def _policy_for_task(
-    checkpoint: Path, task: str | None, device: str = "cpu", chunk: ChunkExecution | None = None
+    checkpoint: Path,
+    task: str | None,
+    device: str = "cpu",
+    chunk: ChunkExecution | None = None,
+    threads: int = 1,
 ):
     """Load a checkpoint and the task it acts in: (policy, task, env_kwargs); ``chunk``
-    changes how a chunked policy acts."""
+    changes how a chunked policy acts; it acts with ``threads`` torch threads on the CPU
+    (one step at a time, one is fastest)."""
+    import torch
+
     from iltk.evaluate import check_policy_task
     from iltk.policies import load_checkpoint, resolve_device, set_chunk_execution
+
+    torch.set_num_threads(threads)
 
     policy, extra = load_checkpoint(checkpoint, resolve_device(device))
     if chunk is not None:
@@ -159,8 +168,7 @@ def _check_file_name(flag: str, path: Path, example: str) -> None:
             value = ARGV[i + 1]
         if value is not None and value.endswith(("/", os.sep)):
             raise CliError(
-                f"{flag} {value}: names a folder; {flag} takes a file name "
-                f"(e.g. {value}{example})"
+                f"{flag} {value}: names a folder; {flag} takes a file name (e.g. {value}{example})"
             )
     if path.is_dir():
         raise CliError(f"{path}: is a folder; {flag} takes a file name (e.g. {path}/{example})")

@@ -245,7 +245,7 @@ class Replay:
             from iltk.replay import replay_video
 
             eps = None if self.episode is None else [self.episode]
-            replay_video(self.file, self.video, eps, self.render_size)
+            replay_video(self.file, self.video, eps, self.render_size, progress=True)
             print(f"wrote {self.video}")
             return
         _refuse_invisible_window("replay")

@@ -37,6 +37,8 @@ class Eval:
     """Parallel environments."""
     device: str = "auto"
     """auto, cpu or cuda."""
+    threads: int = 1
+    """torch threads on the CPU."""
     video: Path | None = None
     """Also render the first two episodes to this mp4."""
     json: Path | None = None
@@ -49,6 +51,8 @@ class Eval:
             raise CliError(f"--episodes must be at least 1, got {self.episodes}")
         if self.num_envs < 1:
             raise CliError(f"--num-envs must be at least 1, got {self.num_envs}")
+        if self.threads < 1:
+            raise CliError(f"--threads must be at least 1, got {self.threads}")
 
     def run(self) -> None:
         from iltk.evaluate import evaluate_policy, policy_video
@@ -59,7 +63,9 @@ class Eval:
         out = self.json or self.policy / "eval.json"
         if self.video:  # (a file check: it raises OutputError, a line of its own)
             _check_video(self.video)
-        policy, task, env_kwargs = _policy_for_task(self.policy, self.task, self.device, self.chunk)
+        policy, task, env_kwargs = _policy_for_task(
+            self.policy, self.task, self.device, self.chunk, self.threads
+        )
         check_output(out, overwrite=True, what="--json")
         from tqdm.auto import tqdm
 

@@ -446,7 +446,9 @@ def consolidate_file(
                 src["data"][name]
             except (KeyError, OSError):
                 if not skip_damaged:
-                    raise DatasetError(path, shard_problem(path, link.filename), demo=name) from None
+                    raise DatasetError(
+                        path, shard_problem(path, link.filename), demo=name
+                    ) from None
                 damaged.append(name)
         if links:
             size = (

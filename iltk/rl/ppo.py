@@ -63,6 +63,13 @@ class Callback:
     def on_checkpoint(self, out: Path) -> None:
         """When the run writes its checkpoints into ``out``."""
 
+    def state_dict(self) -> dict | None:
+        """What --resume needs of this callback (saved with PPO's own state); None: nothing."""
+        return None
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what ``state_dict`` returned."""
+
 
 class CriticWarmup(Callback):
     """The first ``rollouts`` updates train the critic alone, the actor frozen: the value
@@ -166,6 +173,7 @@ class PPO:
             "generator": self.gen.get_state(),
             "obs_rms": self.obs_rms.state_dict() if self.obs_rms is not None else None,
             "ret_rms": self.scaler.state_dict() if self.scaler is not None else None,
+            "callbacks": [cb.state_dict() for cb in self.callbacks],
         }
 
     def load_state_dict(self, saved: dict) -> None:
@@ -180,6 +188,15 @@ class PPO:
             self.obs_rms.load_state_dict(saved["obs_rms"])
         if self.scaler is not None:
             self.scaler.load_state_dict(saved["ret_rms"])
+        states = saved.get("callbacks") or [None] * len(self.callbacks)
+        if len(states) != len(self.callbacks):
+            raise ValueError(
+                f"the saved state holds {len(states)} callbacks' states, this run has "
+                f"{len(self.callbacks)}: a checkpoint of another command"
+            )
+        for cb, state in zip(self.callbacks, states):
+            if state is not None:
+                cb.load_state_dict(state)
 
     def sync_policy_stats(self) -> None:
         """Copy the running observation statistics into the policy (before it is saved or

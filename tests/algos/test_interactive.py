@@ -1,6 +1,7 @@
 """DAgger, HG-DAgger and DART: controllers, schedules, covariance, and tiny whole runs."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -307,3 +308,43 @@ def test_help_reflows_multiline_docstrings(monkeypatch, capsys):
     # the source breaks the line after "k/rounds,"; at 80 columns a reflowed paragraph
     # carries on with the next words on the same line
     assert any("k/rounds, exponential beta^k" in line for line in out.splitlines()), out
+
+
+def test_dagger_resumes_after_its_last_completed_round(tmp_path, capsys):
+    """A run cut short in round 2 (its rounds.json has rows 0-1, data.hdf5 already some of
+    round 2's episodes) resumes to the same data and rows as a run never stopped."""
+    common = ["dagger", "--task", "iltk/Reach-v0", "--episodes-per-round", "2"]
+    common += ["--initial-demos", "2", "--eval-episodes", "2", "--num-envs", "1"]
+    common += ["--learner.steps-per-round", "20", "--learner.batch-size", "32", "--learner.device"]
+    common += ["cpu", "--learner.bc.hidden", "16"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert cli_main([*common, "--rounds", "2", "--out", str(whole)]) == 0
+    assert cli_main([*common, "--rounds", "2", "--out", str(cut)]) == 0
+    # as a kill in round 2 leaves it: two rows, round 2's episodes in data.hdf5
+    rows = json.loads((cut / "rounds.json").read_text())
+    (cut / "rounds.json").write_text(json.dumps(rows[:2]))
+    shutil.rmtree(cut / "round_2")
+    capsys.readouterr()
+    assert cli_main([*common, "--rounds", "2", "--out", str(cut)]) == 2  # not without a flag
+    assert "--overwrite" in capsys.readouterr().err
+    assert cli_main([*common, "--rounds", "2", "--out", str(cut), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "resuming at round 2 (4 episodes in data.hdf5, 2 episodes of round 2 dropped)" in err
+    got = json.loads((cut / "rounds.json").read_text())
+    want = json.loads((whole / "rounds.json").read_text())
+    assert [r["round"] for r in got] == [0, 1, 2]
+    for a, b in zip(got, want):
+        assert a["expert_labels"] == b["expert_labels"] and a["steps"] == b["steps"]
+        assert a["success_rate"] == b["success_rate"]
+    with DemoFile(cut / "data.hdf5") as f, DemoFile(whole / "data.hdf5") as g:
+        assert len(f.demos) == len(g.demos) == 6
+        np.testing.assert_array_equal(
+            f.episode("demo_5")["actions"], g.episode("demo_5")["actions"]
+        )
+    # finished: said; more rounds go on; other settings are refused by name
+    assert cli_main([*common, "--rounds", "2", "--out", str(cut), "--resume"]) == 2
+    assert "the run is finished (3 rounds, 0 to 2)" in capsys.readouterr().err
+    assert cli_main([*common, "--rounds", "3", "--out", str(cut), "--resume", "--beta", "0.9"]) == 2
+    assert "--beta 0.5 -> 0.9" in capsys.readouterr().err
+    assert cli_main([*common, "--rounds", "3", "--out", str(cut), "--resume"]) == 0
+    assert len(json.loads((cut / "rounds.json").read_text())) == 4

@@ -104,6 +104,7 @@ def test_irl_command_writes_a_reward_ppo_trains_on_and_a_policy_eval_loads(
     args = ["irl", "--dataset", str(reach_demos), "--out", str(out), "--no-progress"]
     args += ["--total-timesteps", "1024", "--ppo.n-steps", "256", "--eval-every", "512"]
     args += ["--eval-episodes", "2", "--reward.updates", "3"]
+    args_irl = list(args)
     assert cli_main(args) == 0
     said = capsys.readouterr().out
     assert "iltk ppo --reward" in said and "never trained on" in said
@@ -131,7 +132,17 @@ def test_irl_command_writes_a_reward_ppo_trains_on_and_a_policy_eval_loads(
     capsys.readouterr()
     assert cli_main(["irl", "--dataset", str(reach_demos), "--out", str(out)]) != 0
     err = capsys.readouterr().err
-    assert "earlier run" in err and "--resume" not in err  # irl cannot resume: not offered
+    assert "earlier run" in err and "pass --resume to continue it" in err
+    # --resume goes on with the reward player where it was: its updates count on from 4
+    assert json.loads((out / "reward" / "config.json").read_text())["extra"]["updates"] == 4
+    weights = reward.state_dict()
+    resumed = [a if a != "1024" else "1536" for a in args_irl] + ["--resume"]
+    assert cli_main(resumed) == 0
+    assert json.loads((out / "reward" / "config.json").read_text())["extra"]["updates"] == 6
+    moved = load_reward(out / "reward").state_dict()
+    assert any(not torch.equal(weights[k], moved[k]) for k in weights)
+    steps = [int(r.split(",")[0]) for r in (out / "metrics.csv").read_text().splitlines()[1:]]
+    assert steps == sorted(steps) and max(steps) == 1536
 
 
 def test_irl_command_on_a_tabular_task(tmp_path, capsys):
@@ -153,6 +164,8 @@ def test_irl_command_on_a_tabular_task(tmp_path, capsys):
     with np.load(out / "reward.npz") as z:
         assert z["reward"].shape == (z["expert_visitation"].shape[0],)
     assert "correlation with the true reward" in capsys.readouterr().out
+    assert cli_main(args + ["--resume"]) == 2
+    assert "tabular IRL (iltk/ObjectWorld-v0) keeps no checkpoint" in capsys.readouterr().err
 
 
 def test_the_policys_episodes_start_where_the_demonstrations_did():

@@ -214,6 +214,26 @@ class RewardPlayer(LearnedReward, Callback):
     def on_checkpoint(self, out: Path) -> None:
         self.save(out)
 
+    def state_dict(self) -> dict:
+        """The game's reward side for --resume: the network, its optimizer, its generator
+        and its replay of recent policy samples."""
+        return {
+            "net": self.net.state_dict(),
+            "opt": self.opt.state_dict(),
+            "updates": self.updates,
+            "generator": self.gen.get_state(),
+            "replay": list(self.replay),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.net.load_state_dict(state["net"])
+        self.opt.load_state_dict(state["opt"])
+        self.updates = state["updates"]
+        gen = state["generator"]
+        self.gen.set_state(gen if self.device.type == "cuda" else gen.cpu())
+        self.replay.clear()
+        self.replay.extend(state["replay"])
+
     def update(self, states: np.ndarray, actions: np.ndarray) -> dict:
         """The reward player's move after a PPO update: ``updates`` Adam steps on
         mean r(policy) - mean r(demos) + l2 (mean r(demos)^2 + mean r(policy)^2)."""
@@ -369,7 +389,6 @@ def train_deep_irl(cfg: IRLConfig) -> dict:
         episode_seeds=player.episode_seeds,
         choose_best=False,  # the learner never sees the env's reward: no best/ chosen by it
         run_config=dataclasses.asdict(cfg),
-        resumable=False,  # the reward player's state is not saved with last/
     )
     # policy/: the last policy as an ordinary checkpoint (no training state)
     policy = load_policy(cfg.out / "last")

@@ -24,6 +24,11 @@ def train_irl(cfg: IRLConfig) -> dict:
     task = cfg.task or dataset_task(cfg.dataset)
     cfg = dataclasses.replace(cfg, task=task)
     if task in TABULAR_TASKS:
+        if cfg.resume:
+            raise ValueError(
+                f"--resume: tabular IRL ({task}) keeps no checkpoint to resume from (it runs "
+                "in seconds); run it again with --overwrite"
+            )
         return train_tabular_irl(cfg)
     return train_deep_irl(cfg)
 
@@ -76,7 +81,14 @@ def _train_tabular_irl(cfg: IRLConfig) -> dict:
         cfg.out / "config.json", json.dumps(dataclasses.asdict(cfg), default=str, indent=2)
     )
     t0 = time.perf_counter()
-    with tqdm(total=cfg.tabular.max_iter, desc=f"irl {cfg.task}", disable=not cfg.progress) as bar:
+    # no ETA: the passes stop when the visitation matches (long before --tabular.max-iter)
+    with tqdm(
+        total=cfg.tabular.max_iter,
+        desc=f"irl {cfg.task}",
+        disable=not cfg.progress,
+        bar_format="{desc}: {n_fmt} iterations (at most {total_fmt}) [{elapsed}, {rate_fmt}"
+        "{postfix}]",
+    ) as bar:
         res = maxent_irl(
             mdp.P,
             mdp.features,
