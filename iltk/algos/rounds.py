@@ -202,9 +202,10 @@ class RoundRunner:
         if resume and (out / "rounds.json").is_file():
             self._resume(config)
         else:
-            if resume and out.exists():
+            started = resume and out.exists() and any(out.iterdir())
+            if started:  # its round 0 is collected again, from the same seeds
                 log.warning(f"{out} holds no completed round to resume from; starting at round 0")
-            prepare_round_folder(out, overwrite=config.overwrite, resumable=resumable)
+            prepare_round_folder(out, overwrite=config.overwrite or started, resumable=resumable)
         self.log = RoundLog(out, config, self.rows)
         self.envs = make_vector_env(task, config.num_envs, **self.env_kwargs)
         self.eval_envs = make_vector_env(task, config.num_envs, **self.env_kwargs)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import tyro
@@ -119,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         print(_top_help(__version__))
         return 0
     cmd = None
+    # SIGTERM ends a command as Ctrl-C does: its run closed, one line, exit 143
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     try:
         if argv and argv[0] in CONFIG_COMMANDS and "--config" in argv:
             cmd = _from_saved_config(argv[0], argv[1:])
@@ -136,7 +141,11 @@ def main(argv: list[str] | None = None) -> int:
             )
         _log_notes_to_stderr()
         result = cmd.run()
-    except BrokenPipeError:
+    except BrokenPipeError as err:
+        if not _stdout_gone():  # a pipe to a worker process, not our reader
+            print(f"iltk: error: a worker process went away ({err}){_where_to_resume(cmd)}",
+                  file=sys.stderr)  # fmt: skip
+            return 2
         # the reader went away (`iltk --help | head`, `iltk dataset info F | head`): stop
         # quietly, as cat does
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -158,10 +167,36 @@ def main(argv: list[str] | None = None) -> int:
         where = err.filename or "a file"
         print(f"iltk: error: {disk_error(err, where)}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"iltk: terminated{_where_to_resume(cmd)}", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"iltk: interrupted{_where_to_resume(cmd)}", file=sys.stderr)
         return 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return int(result or 0)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is (so ``finally`` blocks close runs and files)."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _stdout_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it."""
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & select.POLLERR for _, ev in poll.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return True
 
 
 HELP_GROUPS = {
@@ -249,7 +284,12 @@ def quiet_progress_in_logs() -> None:
 def _where_to_resume(cmd) -> str:
     """For an interrupted run: the checkpoint it left and how to go on from it."""
     out = getattr(cmd, "out", None)
-    if out is None or not hasattr(cmd, "resume") or not (Path(out) / "last").is_dir():
+    if out is None or not hasattr(cmd, "resume"):
+        return ""
+    rounds = Path(out) / "rounds.json"
+    if rounds.is_file():  # dagger: a run goes on after its last completed round
+        return f"; {out}: the same command with --resume goes on after its last completed round"
+    if not (Path(out) / "last").is_dir():
         return ""
     return (
         f"; {Path(out) / 'last'} holds the last checkpoint: the same command with --resume goes on"

@@ -20,6 +20,7 @@ import torch
 from iltk.algos.supervised import TrainConfig, train
 from iltk.cli import main as cli_main
 from iltk.collect import collect_demos
+from iltk.data import DemoFile
 from iltk.files import OutputError
 from iltk.policies import CheckpointError, load_checkpoint
 
@@ -220,3 +221,53 @@ def test_video_paths_are_checked_before_any_episode(tmp_path, reach, capsys, mon
         cli_main(["eval", "--policy", str(out / "last"), "--video", str(tmp_path / "dir.mp4")]) == 2
     )
     assert "is a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "Ctrl-C"])
+def test_dagger_stopped_mid_round_says_so_and_resumes(tmp_path, how):
+    """dagger interrupted while its learner trains used to exit 141 with nothing printed;
+    now: one line, 130 (Ctrl-C) or 143 (SIGTERM), no worker traceback, and --resume goes on."""
+    import contextlib
+
+    out = tmp_path / "d"
+    cmd = [*ILTK, "dagger", "--task", "iltk/Reach-v0", "--episodes-per-round", "2"]
+    cmd += ["--initial-demos", "2", "--eval-episodes", "1", "--num-envs", "2", "--out", str(out)]
+    cmd += ["--learner.steps-per-round", "1500", "--learner.device", "cpu", "--rounds", "3"]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # Ctrl-C reaches a terminal's whole process group
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    deadline = time.monotonic() + 120
+    while not (out / "data.hdf5.episodes").is_dir():  # round 0 collected: its learner trains
+        if proc.poll() is not None or time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError(f"dagger did not start its rounds: {proc.communicate()}")
+        time.sleep(0.05)
+    time.sleep(0.5)
+    if how == "Ctrl-C":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(proc.pid, signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    assert proc.returncode == {"SIGTERM": 143, "Ctrl-C": 130}[how], err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("iltk: "), err
+    assert ("terminated" if how == "SIGTERM" else "interrupted") in lines[0]
+    with DemoFile(out / "data.hdf5") as f:  # round 0's episodes are kept
+        assert len(f.demos) >= 2
+    shorter = [a if a != "3" else "0" for a in cmd]  # --rounds may change on --resume
+    res = subprocess.run([*shorter, "--resume"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "starting at round 0" in res.stderr  # it was stopped in round 0's training
+    assert len(json.loads((out / "rounds.json").read_text())) == 1
