@@ -220,8 +220,11 @@ class RoundRunner:
     def _resume(self, config: RoundConfig) -> None:
         """Take up the run in OUT after its last completed round: its settings checked, the
         episodes of a round cut short dropped from data.hdf5 (they are collected again)."""
+        with WriterLock(self.data_path):  # a live run there: refused; none starts meanwhile
+            self._take_up(config)
+
+    def _take_up(self, config: RoundConfig) -> None:
         out = self.out
-        WriterLock(self.data_path).acquire().release()  # a live run there: refuse
         check_resume_settings(out, dataclasses.asdict(config), self.MAY_CHANGE)
         try:
             rows = json.loads((out / "rounds.json").read_text())

@@ -327,12 +327,9 @@ class DatasetConsolidate:
         from iltk.data import DemoFile, consolidate_file
         from iltk.files import WriterLock, check_output
 
-        if not self.skip_damaged:
-            with DemoFile(self.file, validate="structure"):
-                pass
-        else:
-            with DemoFile(self.file, validate="none"):
-                pass
+        # (a structure check reads every episode: the damaged ones are what it would stop at)
+        with DemoFile(self.file, validate="none" if self.skip_damaged else "structure"):
+            pass
         check_output(self.file, append=True, what="FILE")
         with WriterLock(self.file):
             left_out = consolidate_file(self.file, skip_damaged=self.skip_damaged)
