@@ -170,6 +170,20 @@ def test_a_run_folder_has_one_writer(tmp_path, capsys):
         assert cli_main([*argv, "--overwrite", "--eval-episodes", "0", "--no-progress"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "is writing this run" in err[0], err
+        for other in (
+            ["ppo", "--task", "Pendulum-v1", "--resume"],
+            ["finetune", "--policy", str(tmp_path / "no_such"), "--overwrite"],
+            ["irl", "--dataset", str(data), "--overwrite"],
+        ):
+            if other[0] == "finetune":  # it reads its policy first: give it one
+                policy = tmp_path / "bc"
+                assert cli_main([*argv[:3], "--out", str(policy), "--steps", "2", "--no-progress",
+                                 "--eval-episodes", "0"]) == 0  # fmt: skip
+                other[2] = str(policy / "last")
+            capsys.readouterr()
+            assert cli_main([*other, "--out", str(out), "--no-progress"]) == 2, other
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and f"pid {os.getpid()}" in err[0], (other, err)
     finally:
         first.close()
     assert not (tmp_path / "run.lock").exists()

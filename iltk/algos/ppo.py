@@ -266,6 +266,7 @@ def train_ppo(
                 bar.set_postfix(
                     fps=f"{row['fps']:.0f}",
                     ret="-" if "ep_return" not in last_row else f"{last_row['ep_return']:.1f}",
+                    refresh=False,  # drawn at the bar's own pace (every 30 s into a log)
                 )
                 due = cfg.eval_every and ppo.env_steps - last_eval >= cfg.eval_every
                 if (due or ppo.env_steps >= cfg.total_timesteps) and cfg.eval_episodes:

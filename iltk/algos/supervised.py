@@ -350,6 +350,7 @@ def _train(cfg: TrainConfig, dist: Dist) -> dict:
                     bar.set_postfix(
                         loss=f"{row['loss']:.4f}",
                         success="-" if success is None else f"{success:.0%}",
+                        refresh=False,  # drawn at the bar's own pace (every 30 s into a log)
                     )
                 at_eval = cfg.eval_every and trainer.step % cfg.eval_every == 0
                 if at_eval and trainer.step < cfg.steps and dist.main:

@@ -348,3 +348,14 @@ def test_dagger_resumes_after_its_last_completed_round(tmp_path, capsys):
     assert "--beta 0.5 -> 0.9" in capsys.readouterr().err
     assert cli_main([*common, "--rounds", "3", "--out", str(cut), "--resume"]) == 0
     assert len(json.loads((cut / "rounds.json").read_text())) == 4
+    # a live run (its data file held) is neither resumed nor overwritten by a second one
+    import os
+
+    from iltk.files import WriterLock
+
+    capsys.readouterr()
+    with WriterLock(cut / "data.hdf5"):
+        for flag in ("--resume", "--overwrite"):
+            assert cli_main([*common, "--rounds", "4", "--out", str(cut), flag]) == 2
+            assert f"pid {os.getpid()}" in capsys.readouterr().err
+    assert len(json.loads((cut / "rounds.json").read_text())) == 4  # untouched

@@ -484,7 +484,7 @@ def maxent_irl(
         history.append({"iteration": it, "linf": linf, "grad_norm": grad_norm})
         if progress is not None:
             progress.update(1)
-            progress.set_postfix(linf=f"{linf:.2e}")
+            progress.set_postfix(linf=f"{linf:.2e}", refresh=False)
         if linf <= linf_eps or grad_norm <= grad_eps:
             converged = True
             break
