@@ -204,9 +204,9 @@ class AdaptiveThreads:
     """``--threads 0``: torch's thread count follows the cores nobody else is using,
     measured at the start and again every ``every`` seconds (``step()`` is cheap between):
     an idle machine gets every core, and when another job starts beside the run it drops
-    to one thread instead of thrashing (2 threads beside one busy process ran 2-3x slower
-    than one; see ``benchmarks/threads.py``). A fixed count (``threads`` >= 1) is taken as
-    it is. Where ``/proc/stat`` cannot be read, auto means 1."""
+    to one thread instead of thrashing (``benchmarks/threads.py`` measures both). A fixed
+    count (``threads`` >= 1) is taken as it is. Where ``/proc/stat`` cannot be read, auto
+    means 1."""
 
     def __init__(self, threads: int, every: float = 5.0, most: int | None = None):
         self.fixed = threads if threads >= 1 else None

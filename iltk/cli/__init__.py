@@ -192,9 +192,7 @@ def _interrupt_handled() -> None:
     """Tell CPython the Ctrl-C was handled. A KeyboardInterrupt raised inside code a C
     extension runs through ``PyRun_String`` (pybind11's ``exec``) sets the interpreter's
     ``_Py_UnhandledKeyboardInterrupt`` even when Python code catches it later, and at exit
-    the interpreter then kills itself with SIGINT: exit -2 instead of 130, in 3 of 12
-    Ctrl-Cs of `iltk dagger` under load (strace: the process's own kill(SIGINT) after its
-    last line)."""
+    the interpreter then kills itself with SIGINT: exit -2 instead of 130."""
     import ctypes
 
     try:
