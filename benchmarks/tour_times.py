@@ -7,6 +7,7 @@ scratch folder, and prints each command's wall-clock time; the README quotes the
     python benchmarks/tour_times.py                 # all of them (tens of minutes on 2 cores)
     python benchmarks/tour_times.py --only train    # the lines containing "train"
     python benchmarks/tour_times.py --busy          # idle, then beside a CPU-bound process
+    python benchmarks/tour_times.py --paired        # each line idle and busy on the same inputs
 
 Writes runs/bench/tour_times.json.
 """
@@ -53,21 +54,72 @@ def _spin(stop) -> None:
             x += 1
 
 
+class Busy:
+    """One CPU-bound process beside what runs inside the block."""
+
+    def __enter__(self):
+        self.stop = mp.Event()
+        self.proc = mp.Process(target=_spin, args=(self.stop,), daemon=True)
+        self.proc.start()
+        time.sleep(0.5)  # spinning before the timed command starts
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.proc.join(timeout=5)
+
+
+def run_line(line: str, scratch: Path, env: dict) -> subprocess.CompletedProcess:
+    iltk = [sys.executable, "-m", "iltk"]
+    return subprocess.run(
+        iltk + shlex.split(line)[1:] + (["--no-progress"] if " train " in f" {line} " else []),
+        cwd=scratch,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+
+def run_paired(commands: list[str], scratch: Path, env: dict, only: str | None) -> list:
+    """Each line idle, then beside a busy process on a copy of the very inputs the idle
+    run had (so both runs do the same work, trained policies included)."""
+    rows = []
+    for line in commands:
+        if only and only not in line:
+            continue
+        twin = scratch.with_name(scratch.name + "_busy")
+        shutil.rmtree(twin, ignore_errors=True)
+        shutil.copytree(scratch, twin, symlinks=True)
+        t0 = time.perf_counter()
+        res = run_line(line, scratch, env)
+        idle = time.perf_counter() - t0
+        with Busy():
+            t0 = time.perf_counter()
+            busy_res = run_line(line, twin, env)
+            busy = time.perf_counter() - t0
+        shutil.rmtree(twin, ignore_errors=True)
+        rows.append(
+            {"command": line, "seconds": idle, "rc": res.returncode, "busy_seconds": busy,
+             "busy_rc": busy_res.returncode, "busy_ratio": busy / max(idle, 1e-9)}
+        )  # fmt: skip
+        ok = "ok" if res.returncode == busy_res.returncode == 0 else "FAILED"
+        print(
+            f"{idle:8.1f} s {busy:8.1f} s {busy / max(idle, 1e-9):6.2f}x  {ok:6}  {line}",
+            flush=True,
+        )
+        if res.returncode or busy_res.returncode:
+            print((res.stderr or busy_res.stderr)[-2000:])
+    return rows
+
+
 def run_tour(commands: list[str], scratch: Path, env: dict, only: str | None, tag: str) -> list:
     """Every command in order in ``scratch``; rows of (command, seconds, rc)."""
-    iltk = [sys.executable, "-m", "iltk"]
     rows = []
     for line in commands:
         if only and only not in line:
             continue
         t0 = time.perf_counter()
-        res = subprocess.run(
-            iltk + shlex.split(line)[1:] + (["--no-progress"] if " train " in f" {line} " else []),
-            cwd=scratch,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
+        res = run_line(line, scratch, env)
         seconds = time.perf_counter() - t0
         last = (res.stdout.strip().splitlines() or [""])[-1][:90]
         rows.append({"command": line, "seconds": seconds, "rc": res.returncode})
@@ -88,6 +140,12 @@ def main():
         action="store_true",
         help="run the tour twice: idle, then beside one CPU-bound process (a second job)",
     )
+    parser.add_argument(
+        "--paired",
+        action="store_true",
+        help="each line idle, then at once beside a busy process on a copy of the same "
+        "inputs (both runs do the same work)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folders")
     parser.add_argument("--out", default=str(ROOT / "runs/bench/tour_times.json"))
     args = parser.parse_args()
@@ -97,6 +155,20 @@ def main():
     for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env.pop(key, None)
     print(f"running {len(commands)} tour commands" + (" idle, then busy" if args.busy else ""))
+    if args.paired:
+        scratch = Path(tempfile.mkdtemp(prefix="iltk_tour_paired_"))
+        try:
+            rows = run_paired(commands, scratch, env, args.only)
+        finally:
+            if not args.keep:
+                shutil.rmtree(scratch, ignore_errors=True)
+        worst = max(rows, key=lambda r: r["busy_ratio"])
+        print(f"slowest beside a busy process: {worst['busy_ratio']:.2f}x  {worst['command']}")
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"cpus": os.cpu_count(), "paired": True, "rows": rows}, indent=2))
+        print(f"wrote {out}")
+        return
     passes = {}
     for load in ("idle", "busy") if args.busy else ("idle",):
         scratch = Path(tempfile.mkdtemp(prefix=f"iltk_tour_{load}_"))
