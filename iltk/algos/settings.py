@@ -456,7 +456,39 @@ class PPOSettings:
 
 
 @dataclass
-class PPOConfig:
+class RunSettings:
+    """What the settings of every RL run share (`iltk ppo`, `iltk finetune`, `iltk irl`):
+    its evaluations, seed, device, and how its folder is taken."""
+
+    eval_every: int = 20_000
+    """Environment steps between evaluations (0: only at the end; fine-tuning also
+    evaluates at the start)."""
+    eval_episodes: int = 10
+    """Episodes per evaluation (deterministic actions, unseen seeds)."""
+    seed: int = 0
+    """Seed of the weights, the sampling and the episodes."""
+    device: str = "cpu"
+    """The torch device: cpu (fastest for these small networks), cuda or auto."""
+    threads: int = 1
+    """torch threads on the CPU (1 is fastest for 64-unit networks)."""
+    resume: bool = False
+    """Continue from OUT/last (unfinished episodes restart)."""
+    overwrite: bool = False
+    """Start afresh in an OUT that holds an earlier run (its checkpoints and logs are deleted)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def __post_init__(self):
+        _at_least_one(self, "threads")
+        _check_run(self)
+
+    def run_settings(self) -> dict:
+        """These shared settings as keywords (for the PPO run another command starts)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(RunSettings)}
+
+
+@dataclass
+class PPOConfig(RunSettings):
     """Train a policy with PPO (Schulman et al. 2017) and GAE on a task's reward."""
 
     task: str = "iltk/Reach-v0"
@@ -477,26 +509,10 @@ class PPOConfig:
     reward: Path | None = None
     """Train on a learned reward (a reward checkpoint folder, e.g. `iltk irl`'s DIR/reward)
     instead of the env's; the env's return is still logged and evaluated."""
-    eval_every: int = 20_000
-    """Environment steps between evaluations (0: only at the end)."""
-    eval_episodes: int = 10
-    """Episodes per evaluation (deterministic actions, unseen seeds)."""
-    seed: int = 0
-    """Seed of the weights, the sampling and the episodes."""
-    device: str = "cpu"
-    """The torch device: cpu (fastest for these small networks), cuda or auto."""
-    threads: int = 1
-    """torch threads on the CPU (1 is fastest for 64-unit networks)."""
-    resume: bool = False
-    """Continue from OUT/last (unfinished episodes restart)."""
-    overwrite: bool = False
-    """Start afresh in an OUT that holds an earlier run (its checkpoints and logs are deleted)."""
-    progress: bool = True
-    """Show a progress bar."""
 
     def __post_init__(self):
-        _at_least_one(self, "total_timesteps", "threads")
-        _check_run(self)
+        super().__post_init__()
+        _at_least_one(self, "total_timesteps")
 
 
 @dataclass
@@ -558,7 +574,7 @@ class TabularIRLSettings:
 
 
 @dataclass
-class IRLConfig:
+class IRLConfig(RunSettings):
     """Learn a reward from demonstrations alone (MaxEnt IRL) and a policy that is soft-optimal for it.
 
     MuJoCo tasks: IRL as a game. The reward player, an MLP r(s) (or r(s, a)) on the task's
@@ -590,29 +606,15 @@ class IRLConfig:
     """Tabular tasks' exact MaxEnt IRL."""
     hidden: list[int] = field(default_factory=lambda: [64, 64])
     """Hidden layer sizes of the policy player's actor and critic."""
-    eval_every: int = 20_000
-    """Environment steps between evaluations of the policy (0: only at the end)."""
-    eval_episodes: int = 10
-    """Episodes per evaluation (deterministic actions, unseen seeds)."""
-    seed: int = 0
-    """Seed of the weights, the sampling and the episodes."""
-    device: str = "cpu"
-    """The torch device: cpu, cuda or auto."""
-    threads: int = 1
-    """torch threads on the CPU."""
     resume: bool = False
     """MuJoCo tasks: continue from OUT/last, the reward player's state with it (tabular
     runs take seconds and have nothing to resume)."""
-    overwrite: bool = False
-    """Start afresh in an OUT that holds an earlier run (its files are deleted)."""
-    progress: bool = True
-    """Show a progress bar."""
 
     def __post_init__(self):
-        _at_least_one(self, "total_timesteps", "threads")
+        super().__post_init__()
+        _at_least_one(self, "total_timesteps")
         if self.demos < 0:
             raise ValueError(f"demos must be >= 0, got {self.demos}")
-        _check_run(self)
 
     def ppo_config(self, task: str) -> PPOConfig:
         """The policy player's PPO run."""
@@ -622,14 +624,7 @@ class IRLConfig:
             out=self.out,
             ppo=self.ppo,
             hidden=list(self.hidden),
-            eval_every=self.eval_every,
-            eval_episodes=self.eval_episodes,
-            seed=self.seed,
-            device=self.device,
-            threads=self.threads,
-            resume=self.resume,
-            overwrite=self.overwrite,
-            progress=self.progress,
+            **self.run_settings(),
         )
 
 
@@ -640,7 +635,7 @@ def _finetune_ppo() -> PPOSettings:
 
 
 @dataclass
-class FinetuneSettings:
+class FinetuneSettings(RunSettings):
     """Fine-tune a behaviour-cloned policy with PPO on the task's reward.
 
     The actor starts as the BC policy (its normalization kept): its action is the mean of a
@@ -701,25 +696,12 @@ class FinetuneSettings:
     chunk: ChunkExecution = field(default_factory=ChunkExecution)
     """An act policy: how its chunks are executed under the residual (default: as its
     checkpoint says); the fine-tuned checkpoint keeps it."""
-    eval_every: int = 20_000
-    """Environment steps between evaluations (0: only at the start and the end)."""
     eval_episodes: int = 50
     """Episodes per evaluation (deterministic actions, unseen seeds)."""
-    seed: int = 0
-    """Seed of the weights, the sampling and the episodes."""
-    device: str = "cpu"
-    """The torch device: cpu, cuda or auto."""
-    threads: int = 1
-    """torch threads on the CPU."""
-    resume: bool = False
-    """Continue from OUT/last."""
-    overwrite: bool = False
-    """Start afresh in an OUT that holds an earlier run (its checkpoints and logs are deleted)."""
-    progress: bool = True
-    """Show a progress bar."""
 
     def __post_init__(self):
-        _at_least_one(self, "total_timesteps", "threads", "bc_batch_size")
+        super().__post_init__()
+        _at_least_one(self, "total_timesteps", "bc_batch_size")
         if self.critic_warmup_rollouts < 0:
             raise ValueError(
                 f"critic_warmup_rollouts must be >= 0, got {self.critic_warmup_rollouts}"
@@ -731,7 +713,6 @@ class FinetuneSettings:
         _non_negative(self, "kl_bc", "bc_weight")
         if not 0.0 < self.bc_decay <= 1.0:
             raise ValueError(f"bc_decay must be in (0, 1], got {self.bc_decay}")
-        _check_run(self)
 
     def ppo_config(self, task: str, *, normalize_obs: bool) -> PPOConfig:
         """The PPO run of this fine-tuning."""
@@ -742,14 +723,7 @@ class FinetuneSettings:
             ppo=dataclasses.replace(self.ppo, normalize_obs=normalize_obs),
             log_std_init=self.log_std_init,
             reward=self.reward,
-            eval_every=self.eval_every,
-            eval_episodes=self.eval_episodes,
-            seed=self.seed,
-            device=self.device,
-            threads=self.threads,
-            resume=self.resume,
-            overwrite=self.overwrite,
-            progress=self.progress,
+            **self.run_settings(),
         )
 
 
