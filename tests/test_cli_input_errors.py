@@ -7,23 +7,16 @@ import sys
 import pytest
 
 from iltk.cli import main as cli_main
-from iltk.collect import collect_demos
 
 
-@pytest.fixture(scope="module")
-def reach(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "reach.hdf5"
-    collect_demos("iltk/Reach-v0", path, 3, progress=False)
-    return path
+@pytest.fixture
+def reach(reach_demos):
+    return reach_demos
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, reach):
-    from iltk.algos.supervised import TrainConfig, train
-
-    out = tmp_path_factory.mktemp("run") / "r"
-    train(TrainConfig(dataset=reach, out=out, steps=3, eval_episodes=0, progress=False))
-    return out / "last"
+@pytest.fixture
+def checkpoint(reach_bc):
+    return reach_bc
 
 
 def _fails(argv, capsys, message):
@@ -78,7 +71,7 @@ def test_eval_and_replay_numbers(checkpoint, reach, capsys, tmp_path):
     _fails(
         ["replay", str(reach), "--episode", "99"],
         capsys,
-        "has 3 episodes, numbered 0 to 2; --episode 99 does not exist",
+        "has 4 episodes, numbered 0 to 3; --episode 99 does not exist",
     )
     _fails(
         ["replay", str(reach), "--render-size", "0", "0", "--video", str(tmp_path / "v.mp4")],
@@ -143,7 +136,7 @@ def test_python_dash_m_iltk_cli_runs(reach):
         capture_output=True,
         text=True,
     )
-    assert res.returncode == 0 and "episodes    3" in res.stdout
+    assert res.returncode == 0 and "episodes    4" in res.stdout
 
 
 def test_a_window_nobody_can_see_is_refused_at_once(checkpoint, reach, capsys, monkeypatch):

@@ -10,16 +10,8 @@ import torch
 from iltk.algos.irl.deep import Demonstrations, RewardPlayer, load_demonstrations
 from iltk.algos.settings import IRLConfig, RewardPlayerSettings
 from iltk.cli import main as cli_main
-from iltk.collect import collect_demos
 from iltk.data import DatasetError
 from iltk.envs import make_env
-
-
-@pytest.fixture(scope="module")
-def reach_demos(tmp_path_factory):
-    path = tmp_path_factory.mktemp("irl") / "reach.hdf5"
-    collect_demos("iltk/Reach-v0", path, 3, progress=False)
-    return path
 
 
 def test_ended_demos_are_padded_to_the_horizon_with_their_final_state(reach_demos):
@@ -27,7 +19,8 @@ def test_ended_demos_are_padded_to_the_horizon_with_their_final_state(reach_demo
     padded = load_demonstrations(reach_demos, "iltk/Reach-v0", horizon=100)
     lengths = [len(e) for e in plain.episodes]
     assert all(n < 100 for n in lengths) and len(plain.states) == sum(lengths)
-    assert len(padded.states) == 300 and padded.padded == 300 - sum(lengths)
+    total = 100 * len(lengths)  # every demo padded to the horizon
+    assert len(padded.states) == total and padded.padded == total - sum(lengths)
     from iltk.data import DemoFile
 
     with DemoFile(reach_demos) as f:
@@ -35,7 +28,7 @@ def test_ended_demos_are_padded_to_the_horizon_with_their_final_state(reach_demo
     ep = padded.episodes[0]
     np.testing.assert_array_equal(ep[: lengths[0]], plain.episodes[0])
     np.testing.assert_allclose(ep[lengths[0] :], np.repeat(final[None], 100 - lengths[0], 0))
-    assert padded.seeds == [0, 1, 2]
+    assert padded.seeds == list(range(len(lengths)))
     one = load_demonstrations(reach_demos, "iltk/Reach-v0", limit=1)
     assert len(one.episodes) == 1
     with pytest.raises(DatasetError, match="PointMaze"):
@@ -113,7 +106,7 @@ def test_irl_command_writes_a_reward_ppo_trains_on_and_a_policy_eval_loads(
     policy = load_policy(out / "policy")
     assert policy.config.state_dim == 9
     res = json.loads((out / "results.json").read_text())
-    assert res["demos"] == 3 and res["demo_states"] == 300
+    assert res["demos"] == 4 and res["demo_states"] == 400
     assert (out / "plots" / "reward_heatmap.png").stat().st_size > 10_000
     assert not (out / "best").exists()  # nothing chosen by the env's reward
     rows = (out / "metrics.csv").read_text().splitlines()

@@ -19,7 +19,6 @@ import torch
 
 from iltk.algos.supervised import TrainConfig, train
 from iltk.cli import main as cli_main
-from iltk.collect import collect_demos
 from iltk.data import DemoFile
 from iltk.files import OutputError
 from iltk.policies import CheckpointError, load_checkpoint
@@ -29,11 +28,9 @@ pytestmark = pytest.mark.expensive
 ILTK = [sys.executable, "-m", "iltk.cli"]
 
 
-@pytest.fixture(scope="module")
-def reach(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "reach.hdf5"
-    collect_demos("iltk/Reach-v0", path, 4, progress=False)
-    return path
+@pytest.fixture
+def reach(reach_demos):
+    return reach_demos
 
 
 def _checkpoint_step(folder) -> int | None:

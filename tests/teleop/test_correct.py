@@ -7,8 +7,6 @@ import numpy as np
 import pygame
 import pytest
 
-from iltk.algos.supervised import TrainConfig, train
-from iltk.collect import collect_demos
 from iltk.data import DemoFile
 from iltk.envs import make_env
 from iltk.policies import load_policy
@@ -19,16 +17,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from timeline import Timeline, joy_axis, joy_button  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def reach_policy(tmp_path_factory):
-    d = tmp_path_factory.mktemp("pol")
-    collect_demos("iltk/Reach-v0", d / "reach.hdf5", 5, progress=False)
-    train(
-        TrainConfig(
-            dataset=d / "reach.hdf5", out=d / "run", steps=50, eval_episodes=0, progress=False
-        )
-    )
-    return d / "run" / "last"
+@pytest.fixture
+def reach_policy(reach_bc):
+    return reach_bc
 
 
 def test_hg_dagger_takeover(tmp_path, reach_policy):
