@@ -147,6 +147,7 @@ def record_child(out: str) -> None:
     import pygame
 
     from teleop.devices import KeyboardDevice
+    from teleop.options import SessionOptions
     from teleop.session import TeleopSession
 
     def hook(tick):
@@ -166,9 +167,9 @@ def record_child(out: str) -> None:
         out,
         KeyboardDevice(),
         auto_save_after=0,
-        control_freq=50,
         event_hook=hook,
         on_saved=lambda name, ep: print(f"SAVED {name}", flush=True),
+        options=SessionOptions(control_freq=50),
     )
     session.run()
 

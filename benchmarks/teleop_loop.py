@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 import pygame  # noqa: E402
 
 from teleop.devices import KeyboardDevice  # noqa: E402
+from teleop.options import SessionOptions
 from teleop.session import TeleopSession  # noqa: E402
 
 
@@ -88,12 +89,10 @@ def run(
         task,
         tmp / f"t_{hz}_{window[0]}_{render[0] if render else 0}.hdf5",
         KeyboardDevice(),
-        control_freq=hz,
         auto_save_after=0,
-        window_size=window,
-        render_size=render,
         event_hook=hook,
         keep_partial=True,
+        options=SessionOptions(control_freq=hz, window=window, render_size=render),
     )
     polls, step_polls, applied = [], [], []
     orig_poll, orig_after = session.poll, session.after_step

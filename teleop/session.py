@@ -42,6 +42,7 @@ from iltk.rollout import Episode, RatePacer, StepEvent, run_episodes
 from teleop import hud
 from teleop.devices import Command, bindings_for, check_profile_for_task, session_keys
 from teleop.human import HumanController
+from teleop.options import SessionOptions
 from teleop.retrain import BackgroundRetrainer, SwappablePolicy
 from teleop.window import BORDER, TeleopWindow, require_display
 
@@ -83,21 +84,18 @@ class TeleopSession:
     Args:
         task: task id.
         out: episode file to write (appended to when it exists).
-        device: an input device (``teleop.devices.make_device``).
+        device: an input device (``teleop.devices.make_device``, or
+            ``SessionOptions.make_device``).
+        options: the person's options (rate, episodes, operator, seed, window and render
+            sizes, time-outs, episode limit): the same ``SessionOptions`` `iltk record`
+            and `iltk correct` read from their flags (default: its defaults).
         mode: record, hg-dagger or dagger.
         policy: the policy to correct (hg-dagger, dagger).
         beta: dagger only: probability that the person's command is executed.
         dart_noise: record only: std of the Gaussian noise added to executed actions.
-        control_freq: control rate in Hz.
         init_spread: iltk tasks: spread of the start layouts (1: full ranges, 0: one layout).
         auto_save_after: save automatically after this many consecutive successful steps
             (0: only on the save button).
-        episodes: stop after this many saved episodes (0: until quit).
-        operator: stored with every episode.
-        window_size: initial window size.
-        render_size: camera image size rendered each step (default: the size the scene
-            takes in the window, so the picture is drawn at the screen's resolution).
-        seed: episode k is reset with seed + k.
         keep_partial: on quit, keep the episode in progress (flagged partial).
         event_hook: called with the poll count before every poll (tests post events here).
         on_saved: called with each saved episode's name.
@@ -106,9 +104,6 @@ class TeleopSession:
             policy in at the next episode start (0: never).
         retrain_steps: gradient steps of each background retraining.
         run_dir: where retraining runs write their checkpoints.
-        keep_timeouts: save episodes that hit the time limit (by default only the episodes
-            the person saves, or that auto-save after success, are kept).
-        max_steps: episode limit in control steps (default: the task's).
         start_on_input: each episode starts at the person's first input (a direction, the
             gripper or the takeover button); until then the window shows the scene live and
             no step runs, so nothing is recorded behind the person's back.
@@ -119,29 +114,26 @@ class TeleopSession:
         task: str,
         out: str | Path,
         device,
+        options: SessionOptions | None = None,
         *,
         mode: str = "record",
         policy=None,
         beta: float = 0.0,
         dart_noise: float = 0.0,
-        control_freq: float = 20.0,
         init_spread: float = 1.0,
         auto_save_after: int = 10,
-        episodes: int = 0,
-        operator: str = "",
-        window_size: tuple[int, int] = (640, 640),
-        render_size: tuple[int, int] | None = None,
-        seed: int = 0,
         keep_partial: bool = False,
         event_hook: Callable[[int], None] | None = None,
         on_saved: Callable[[str, Episode], None] | None = None,
         retrain_every: int = 0,
         retrain_steps: int = 1000,
         run_dir: str | Path | None = None,
-        keep_timeouts: bool = False,
-        max_steps: int | None = None,
         start_on_input: bool = True,
     ):
+        options = options if options is not None else SessionOptions()
+        control_freq, episodes, operator = options.control_freq, options.episodes, options.operator
+        window_size, render_size, seed = options.window, options.render_size, options.seed
+        keep_timeouts, max_steps = options.keep_timeouts, options.max_steps
         require_display()  # before any work: without a screen nobody can drive
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -171,8 +163,6 @@ class TeleopSession:
             sim_kwargs["init_spread"] = float(init_spread)
         kwargs = {"render_mode": "rgb_array", **sim_kwargs}
         if max_steps is not None:
-            if max_steps < 1:
-                raise ValueError(f"max_steps must be >= 1, got {max_steps}")
             kwargs["max_episode_steps"] = int(max_steps)
         if task.startswith("iltk/"):
             width, height = render_size or (320, 240)

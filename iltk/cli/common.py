@@ -4,7 +4,6 @@ error type, and the checks several commands make."""
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,16 +178,6 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def _check_session_numbers(cmd) -> None:
-    """The numbers every teleop session takes (record, correct)."""
-    if not (math.isfinite(cmd.control_freq) and 1.0 <= cmd.control_freq <= 500.0):
-        raise CliError(f"--control-freq must be in [1, 500] Hz, got {cmd.control_freq}")
-    if cmd.episodes < 0:
-        raise CliError(f"--episodes must be >= 0 (0: until you quit), got {cmd.episodes}")
-    if cmd.max_steps is not None and cmd.max_steps < 1:
-        raise CliError(f"--max-steps must be >= 1, got {cmd.max_steps}")
-
-
 def _refuse_invisible_window(command: str) -> None:
     """A window under SDL's dummy (or offscreen) video driver is invisible and takes no keys,
     so nothing could end the command: say so at once, as for no display at all."""
@@ -199,12 +188,6 @@ def _refuse_invisible_window(command: str) -> None:
             "or close; unset SDL_VIDEODRIVER to use the screen"
             + (", or pass --video OUT.mp4 to render without one" if command == "replay" else "")
         )
-
-
-def _check_render_size(size: tuple[int, int]) -> None:
-    w, h = size
-    if not (16 <= w <= 4096 and 16 <= h <= 4096):
-        raise CliError(f"--render-size must be between 16 and 4096 pixels each, got {w} {h}")
 
 
 def panda_action_mode(task: str, action_mode: str) -> dict:

@@ -3,6 +3,7 @@ when they run, never for --help)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,68 +17,36 @@ from iltk.algos.settings import (
 from iltk.cli.common import (
     CliError,
     _check_file_name,
-    _check_render_size,
-    _check_session_numbers,
     _check_video,
     _count,
     _policy_for_task,
     _refuse_invisible_window,
 )
+from teleop import options as teleop_options
 
 
 @dataclass
-class SessionOptions:
+class SessionOptions(teleop_options.SessionOptions):
     """What every windowed session at a device takes (`iltk record`, `iltk correct`)."""
 
-    input: Literal["auto", "gamepad", "keyboard"] = "auto"
-    """Input device: auto uses a pad when one is plugged in, else the keyboard."""
-    profile: str | None = None
-    """Pad mapping: xbox, playstation, generic, controller, spacemouse or a JSON file
-    (default: by the pad's name)."""
-    pad_index: int = 0
-    """Which joystick to use when several are plugged in (`iltk record --list-devices`)."""
-    episodes: int = 0
-    """Stop after this many saved episodes (0: until you quit)."""
-    control_freq: float = 20.0
-    """Control rate in Hz."""
-    operator: str = ""
-    """Your name, stored with every episode."""
-    seed: int = 0
-    """Episode k is reset with seed SEED + k (continue after earlier sessions with a new seed)."""
-    window: tuple[int, int] = (640, 640)
-    """Initial window size (at least 480x480)."""
-    render_size: tuple[int, int] | None = None
-    """Camera image rendered each step (default: the size the window shows it at)."""
-    keep_timeouts: bool = False
-    """Save episodes that reach the time limit (default: discard them)."""
-    max_steps: int | None = None
-    """Episode limit in control steps (default: the task's; the HUD shows the time left)."""
-
     def __post_init__(self):
-        _check_session_numbers(self)
-        if self.render_size is not None:
-            _check_render_size(self.render_size)
+        try:
+            super().__post_init__()
+        except ValueError as err:  # one line, not tyro's box
+            raise CliError(str(err)) from None
 
     def make_device(self):
-        from teleop.devices import DeviceNotFound, make_device
+        from teleop.devices import DeviceNotFound
 
         try:
-            return make_device(self.input, self.profile, self.pad_index)
+            return super().make_device()
         except DeviceNotFound as err:
             raise CliError(str(err)) from None
 
-    def session_kwargs(self) -> dict:
-        """These options as ``TeleopSession``'s keyword arguments."""
-        return dict(
-            control_freq=self.control_freq,
-            episodes=self.episodes,
-            operator=self.operator,
-            seed=self.seed,
-            window_size=self.window,
-            render_size=self.render_size,
-            keep_timeouts=self.keep_timeouts,
-            max_steps=self.max_steps,
-        )
+    def options(self) -> teleop_options.SessionOptions:
+        """These options as the session reads them (the command's own fields left out)."""
+        fields = dataclasses.fields(teleop_options.SessionOptions)
+        return teleop_options.SessionOptions(**{f.name: getattr(self, f.name) for f in fields})
 
 
 @dataclass
@@ -147,11 +116,11 @@ class Record(SessionOptions):
             self.task,
             self.out,
             self.make_device(),
+            self.options(),
             dart_noise=self.dart_noise,
             init_spread=self.init_spread,
             auto_save_after=self.auto_save_after,
             keep_partial=self.keep_partial,
-            **self.session_kwargs(),
         )
         res = session.run()
         print(
@@ -191,7 +160,10 @@ class Replay:
     """With --policy, a chunked one: how chunks are executed (default: as the checkpoint says)."""
 
     def __post_init__(self):
-        _check_render_size(self.render_size)
+        try:
+            teleop_options.check_render_size(self.render_size)
+        except ValueError as err:
+            raise CliError(str(err)) from None
         if self.episodes < 0:
             raise CliError(f"--episodes must be >= 0 (0: until Esc), got {self.episodes}")
 
@@ -305,6 +277,7 @@ class Correct(SessionOptions):
             task,
             self.out,
             self.make_device(),
+            self.options(),
             mode=self.mode,
             policy=policy,
             beta=self.beta,
@@ -312,7 +285,6 @@ class Correct(SessionOptions):
             auto_save_after=0,
             retrain_every=self.retrain_every,
             retrain_steps=self.retrain_steps,
-            **self.session_kwargs(),
         )
         res = session.run()
         print(

@@ -7,6 +7,7 @@ import sys
 import pygame
 
 from teleop.devices import KeyboardDevice
+from teleop.options import SessionOptions
 from teleop.session import TeleopSession
 
 
@@ -41,9 +42,9 @@ def main():
         out,
         KeyboardDevice(),
         auto_save_after=0,
-        control_freq=50,
         event_hook=hook,
         on_saved=lambda name, ep: print(f"SAVED {name}", flush=True),
+        options=SessionOptions(control_freq=50),
     )
     session.run()
     print("EXITED", flush=True)

@@ -19,6 +19,7 @@ from teleop.devices import (
     command_to_action,
     load_profile,
 )
+from teleop.options import SessionOptions
 from teleop.session import TeleopSession
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -38,8 +39,8 @@ def session_on(tmp_path, name, device, schedule, task=ARM, control_freq=100):
         tmp_path / name,
         device,
         auto_save_after=0,
-        control_freq=control_freq,
         event_hook=Timeline(schedule),
+        options=SessionOptions(control_freq=control_freq),
     )
 
 
@@ -102,7 +103,9 @@ def test_a_profile_without_rotations_is_refused_on_the_arm(tmp_path):
     check_profile_for_task(flat, 3)  # Reach needs none
     out = tmp_path / "never.hdf5"
     with pytest.raises(ValueError, match="6-DoF"):
-        TeleopSession(ARM, out, GamepadDevice(flat, virtual=True), control_freq=100)
+        TeleopSession(
+            ARM, out, GamepadDevice(flat, virtual=True), options=SessionOptions(control_freq=100)
+        )
     assert not out.exists() and not list(tmp_path.iterdir())
     bad = tmp_path / "bad.json"
     bad.write_text(
@@ -381,8 +384,8 @@ def test_a_pause_for_an_unplugged_pad_shows_where_the_episode_stopped(tmp_path):
         tmp_path / "p.hdf5",
         GamepadDevice(xbox, virtual=True),
         auto_save_after=0,
-        control_freq=100,
         event_hook=lambda tick: (timeline(tick), panels.append((tick, session.hud()[1]))),
+        options=SessionOptions(control_freq=100),
     )
     session.run()
     paused = [line for tick, line in panels if 13 <= tick <= 16]
@@ -410,8 +413,13 @@ def _pad_session(tmp_path, name, script, **kw):
                 script[tick](holder)
 
         session = TeleopSession(
-            "iltk/Reach-v0", tmp_path / name, device, auto_save_after=0, control_freq=100,
-            event_hook=hook, **kw,
+            "iltk/Reach-v0",
+            tmp_path / name,
+            device,
+            auto_save_after=0,
+            event_hook=hook,
+            **kw,
+            options=SessionOptions(control_freq=100),
         )  # fmt: skip
         return session, session.run()
     finally:

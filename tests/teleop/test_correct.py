@@ -11,6 +11,7 @@ from iltk.data import DemoFile
 from iltk.envs import make_env
 from iltk.policies import load_policy
 from teleop.devices import GamepadDevice, load_profile
+from teleop.options import SessionOptions
 from teleop.session import TeleopSession
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -36,9 +37,9 @@ def test_hg_dagger_takeover(tmp_path, reach_policy):
         GamepadDevice(load_profile("xbox"), virtual=True),
         mode="hg-dagger",
         policy=load_policy(reach_policy),
-        control_freq=100,
         auto_save_after=0,
         event_hook=Timeline(schedule),
+        options=SessionOptions(control_freq=100),
     )
     result = session.run()
     assert len(result.saved) == 1 and result.interventions == 10
@@ -61,9 +62,9 @@ def test_dagger_mode_records_the_stick_as_label(tmp_path, reach_policy):
         mode="dagger",
         policy=load_policy(reach_policy),
         beta=0.0,
-        control_freq=100,
         auto_save_after=0,
         event_hook=Timeline(schedule),
+        options=SessionOptions(control_freq=100),
     )
     session.run()
     with DemoFile(tmp_path / "d.hdf5") as f:
@@ -95,12 +96,12 @@ def test_retrain_in_background_swaps_the_policy(tmp_path, reach_policy):
         GamepadDevice(load_profile("xbox"), virtual=True),
         mode="hg-dagger",
         policy=load_policy(reach_policy),
-        control_freq=100,
         auto_save_after=0,
         event_hook=hook,
         retrain_every=1,
         retrain_steps=20,
         run_dir=tmp_path / "retrain",
+        options=SessionOptions(control_freq=100),
     )
     session.run()
     assert state["proc"]
@@ -166,7 +167,7 @@ def test_cli_corrects_on_the_start_spread_the_policy_was_trained_on(
     seen = []
 
     class Recorder:  # stands in for the window: records what the session was asked for
-        def __init__(self, task, out, device, **kw):
+        def __init__(self, task, out, device, options, **kw):
             seen.append(kw["init_spread"])
 
         def run(self):
@@ -204,12 +205,12 @@ def test_idle_correction_sessions_save_and_retrain_nothing(tmp_path, reach_polic
             GamepadDevice(load_profile("xbox"), virtual=True),
             mode=mode,
             policy=load_policy(reach_policy),
-            control_freq=200,
             auto_save_after=0,
             event_hook=Timeline(schedule),
             retrain_every=1,
             retrain_steps=5,
             run_dir=tmp_path / f"retrain_{mode}",
+            options=SessionOptions(control_freq=200),
         )
         result = session.run()
         assert result.saved == [] and result.discarded == 1, mode
@@ -236,9 +237,9 @@ def test_dagger_labels_only_where_the_person_gave_input(tmp_path, reach_policy):
         GamepadDevice(load_profile("xbox"), virtual=True),
         mode="dagger",
         policy=load_policy(reach_policy),
-        control_freq=100,
         auto_save_after=0,
         event_hook=Timeline(schedule),
+        options=SessionOptions(control_freq=100),
     ).run()
     with DemoFile(out) as f:
         ep = f.episode("demo_0")

@@ -1,5 +1,6 @@
 """Whole teleop sessions driven headless by posted pygame events."""
 
+import dataclasses
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from iltk.data import DemoFile
 from iltk.envs import make_env
 from iltk.replay import EpisodePlayer, replay_video
 from teleop.devices import GamepadDevice, KeyboardDevice, load_profile
+from teleop.options import SessionOptions
 from teleop.session import TeleopSession
 from teleop.viewer import replay_window
 
@@ -24,8 +26,11 @@ from timeline import Timeline, joy_axis, joy_button, key, tap  # noqa: E402
 def run_session(tmp_path, device, schedule, task="iltk/Reach-v0", **kw):
     out = tmp_path / "rec.hdf5"
     timeline = Timeline(schedule)
+    names = {f.name for f in dataclasses.fields(SessionOptions)}
+    options = SessionOptions(control_freq=100, **{k: v for k, v in kw.items() if k in names})
+    kw = {k: v for k, v in kw.items() if k not in names}
     session = TeleopSession(
-        task, out, device, auto_save_after=0, control_freq=100, event_hook=timeline, **kw
+        task, out, device, options, auto_save_after=0, event_hook=timeline, **kw
     )
     result = session.run()
     return out, result, timeline
@@ -125,9 +130,8 @@ def test_auto_save_after_success(tmp_path):
         out,
         pad,
         auto_save_after=3,
-        control_freq=100,
         event_hook=Timeline(schedule),
-        episodes=1,
+        options=SessionOptions(control_freq=100, episodes=1),
     )
     # make the target reachable by x motion alone
     session.env.unwrapped.data.mocap_pos[0] = [target[0], eef[1], eef[2]]
@@ -295,9 +299,8 @@ def test_timeouts_are_discarded_unless_kept(tmp_path):
         out2,
         KeyboardDevice(),
         auto_save_after=0,
-        control_freq=100,
         event_hook=Timeline({0: [key(pygame.K_RIGHT)], 130: tap(pygame.K_ESCAPE)}),
-        keep_timeouts=True,
+        options=SessionOptions(control_freq=100, keep_timeouts=True),
     )
     assert len(session.run().saved) == 1
     with DemoFile(out2) as f:
@@ -388,8 +391,8 @@ def test_keys_of_the_mode_and_the_second_view(tmp_path):
         "iltk/Reach-v0",
         tmp_path / "v.hdf5",
         KeyboardDevice(),
-        control_freq=100,
         event_hook=Timeline(schedule),
+        options=SessionOptions(control_freq=100),
     )
     assert session.views == ["wide", "top"] and session.view == 0  # the whole workspace first
     session.run()
