@@ -430,8 +430,10 @@ class PPOSettings:
     actor-critic on the CPU, where small networks' steps are bound by torch's per-operator
     cost; held to the torch update by the tests)."""
     compile: bool = False
-    """torch.compile the loss (its forward and backward); needs a C++ compiler on the CPU,
-    and compiles for tens of seconds on its first call."""
+    """torch.compile each whole minibatch step (the loss's gradients through torch.func, the
+    gradient clip and Adam as one generated function); the critic warm-up and a
+    --ppo.target-kl stop stay eager. Needs a C++ compiler on the CPU, and compiles for
+    tens of seconds at the start (cached for later runs)."""
 
     def __post_init__(self):
         _at_least_one(self, "num_envs", "n_steps", "batch_size", "n_epochs")

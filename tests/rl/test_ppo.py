@@ -9,7 +9,6 @@ import pytest
 import torch
 
 import iltk.algos.ppo as ppo_module
-import iltk.rl.updaters as updaters_module
 from iltk.algos.ppo import train_ppo
 from iltk.algos.settings import PPOConfig, PPOSettings
 from iltk.cli import main as cli_main
@@ -281,8 +280,11 @@ def test_ppo_trains_on_a_saved_learned_reward(tmp_path, capsys):
 
 @pytest.mark.parametrize("objective", ["clip", "kl-penalty"])
 def test_compiled_update_matches_eager(objective, small_policy):
-    """--compile runs the same update: from the same weights and batch, torch.compile's
-    loss and the eager one end at the same weights (and both moved them)."""
+    """--ppo.compile runs the same update: from the same weights and batch, the compiled
+    step (torch.func gradients, the clip and torch's Adam kernel in one graph) and the
+    eager one end at the same weights and Adam moments, with an actor and a critic
+    learning rate, a linear schedule and an auxiliary loss on the actor; a checkpoint of
+    the compiled run's optimizer resumes an eager one."""
     start = small_policy()
     n = 128  # two 64-sample minibatches
     obs = torch.randn(n, 5)
@@ -299,20 +301,51 @@ def test_compiled_update_matches_eager(objective, small_policy):
         "values": torch.randn(n),
         "old_log_std": start.log_std.detach().clone(),
     }
-    after = []
+
+    def pull(obs, mean, log_std):  # an auxiliary loss, as fine-tuning's towards its start
+        return 0.1 * (mean**2).mean() + 0.01 * log_std.pow(2).sum()
+
+    after, moments, updaters = [], [], []
     for compile_ in (False, True):
         policy = copy.deepcopy(start)
-        cfg = PPOSettings(n_epochs=2, objective=objective, compile=compile_)
+        cfg = PPOSettings(n_epochs=2, objective=objective, compile=compile_, batch_size=64)
         optim = Optimization(
-            policy.parameters(), lr=1e-3, total_steps=100, grad_clip=0.5, eps=1e-5, amp=False
+            [
+                {"params": policy.actor_parameters(), "lr": 1e-3},
+                {"params": policy.critic_parameters(), "lr": 3e-3},
+            ],
+            lr=1e-3,
+            total_steps=8,
+            schedule="linear",
+            grad_clip=0.5,
+            eps=1e-5,
+            amp=False,
         )
-        updater = TorchUpdater(policy, optim, compile=compile_)
+        updater = TorchUpdater(policy, optim, compile=compile_, aux_losses=[pull])
         ppo_update(policy, updater, batch, cfg, 1.0, torch.Generator().manual_seed(0))
         after.append(torch.cat([p.detach().reshape(-1) for p in policy.parameters()]))
-    assert updaters_module._compiled_loss is not None  # the compiled path ran
+        state = optim.opt.state
+        moments.append(torch.cat([state[p]["exp_avg_sq"].reshape(-1) for p in optim.params]))
+        updaters.append((policy, optim, updater))
+    assert updaters[1][2].compiled is not None  # the compiled path ran
     moved = torch.cat([p.detach().reshape(-1) for p in start.parameters()])
     assert (after[0] - moved).abs().max() > 1e-3
     torch.testing.assert_close(after[1], after[0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(moments[1], moments[0], rtol=1e-4, atol=1e-9)
+    assert updaters[1][1].lr == pytest.approx(updaters[0][1].lr)  # the schedule moved as much
+    # the compiled run's optimizer state, saved and loaded, continues an eager update
+    policy, optim, _ = updaters[1]
+    eager_policy, eager_optim, eager = updaters[0]
+    optim.load_state_dict(copy.deepcopy(eager_optim.state_dict()))  # as from a file
+    cfg = PPOSettings(n_epochs=1, objective=objective, batch_size=64)
+    for pol, upd in [(eager_policy, eager), (policy, updaters[1][2])]:
+        ppo_update(pol, upd, batch, cfg, 1.0, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(
+        torch.cat([p.detach().reshape(-1) for p in policy.parameters()]),
+        torch.cat([p.detach().reshape(-1) for p in eager_policy.parameters()]),
+        rtol=1e-4,
+        atol=1e-5,
+    )
 
 
 def test_compile_without_a_compiler_is_one_line(tmp_path, monkeypatch, capsys):
