@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from iltk.algos.settings import CollectConfig, check_collect_numbers
 from iltk.controllers import DartNoise, ExpertController
 from iltk.data import DemoWriter, make_env_args
 from iltk.envs import make_env, make_expert, make_vector_env
@@ -22,6 +22,50 @@ class CollectResult:
     attempted: int
     successes: int
     mean_return: float = float("nan")
+
+
+def collect(cfg: CollectConfig, *, progress: bool = True) -> CollectResult:
+    """`iltk collect` as a library call: the same settings, checked the same way (the
+    observation mode, image size, start spread and action mode become the env's
+    keywords; those that a task does not take are refused)."""
+    from iltk.envs import PANDA_TASK_IDS, TASK_IDS
+    from iltk.envs.panda import ACTION_MODES
+
+    env_kwargs: dict = {}
+    if cfg.task in TASK_IDS:  # the MuJoCo tasks (tabular ones observe a state index)
+        env_kwargs = {"obs_mode": cfg.obs_mode, "image_size": cfg.image_size}
+        if cfg.init_spread != 1.0:
+            env_kwargs["init_spread"] = cfg.init_spread
+    elif cfg.init_spread != 1.0:
+        raise ValueError("--init-spread applies to the MuJoCo iltk tasks only")
+    elif cfg.success_only:
+        raise ValueError(
+            f"--success-only needs a task with a success test (the MuJoCo iltk tasks); "
+            f"{cfg.task}'s episodes have none"
+        )
+    if cfg.action_mode not in ACTION_MODES:
+        raise ValueError(
+            f"--action-mode must be one of {', '.join(ACTION_MODES)} (cartesian: end-effector "
+            f"velocity + gripper; joint: joint velocities + gripper), got {cfg.action_mode!r}"
+        )
+    if cfg.action_mode != "cartesian":
+        if cfg.task not in PANDA_TASK_IDS:
+            raise ValueError(
+                f"--action-mode applies to the Panda tasks ({', '.join(PANDA_TASK_IDS)})"
+            )
+        env_kwargs["action_mode"] = cfg.action_mode
+    return collect_demos(
+        cfg.task,
+        cfg.out,
+        cfg.episodes,
+        num_envs=cfg.num_envs,
+        seed=cfg.seed,
+        success_only=cfg.success_only,
+        dart_noise=cfg.dart_noise,
+        env_kwargs=env_kwargs,
+        overwrite=cfg.overwrite,
+        progress=progress,
+    )
 
 
 def collect_demos(
@@ -46,10 +90,7 @@ def collect_demos(
     the recorded label (``actions``) is the clean expert action.
     """
     env_kwargs = dict(env_kwargs or {})
-    if episodes < 1:
-        raise ValueError(f"episodes must be at least 1, got {episodes}")
-    if not (math.isfinite(dart_noise) and dart_noise >= 0):
-        raise ValueError(f"dart_noise must be a finite std >= 0, got {dart_noise}")
+    check_collect_numbers(episodes, num_envs, dart_noise)
     check_output(out, append=True, what="--out")
     probe = make_env(task, **env_kwargs)
     try:

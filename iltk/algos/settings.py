@@ -4,9 +4,11 @@
 live apart from the algorithms (which import torch): ``TrainConfig`` (`iltk train`),
 ``RoundConfig`` / ``DaggerConfig`` / ``DartConfig`` (`iltk dagger`, `iltk dart`),
 ``PPOConfig`` (`iltk ppo`), ``FinetuneSettings`` (`iltk finetune`) and ``IRLConfig``
-(`iltk irl`). Settings are composed, never inherited and taken away: the optimizer
-settings and the per-policy options are declared once (``OptimSettings``,
-``PolicyOptions``) and shared by `iltk train` and the learner of the interactive rounds;
+(`iltk irl`); ``CollectConfig`` (`iltk collect`, and ``iltk.collect.collect``). Settings
+are composed, never inherited and taken away: the optimizer settings and the per-policy
+options are declared once (``OptimSettings``, ``PolicyOptions``) and shared by `iltk
+train` and the learner of the interactive rounds; what every RL run shares is
+``RunSettings``, the base of the three RL commands' settings;
 ``PPOSettings`` is the one PPO group (``--ppo.*``) of the three RL commands, beside the
 reward player's (``RewardPlayerSettings``) and the tabular passes' (``TabularIRLSettings``).
 ``PolicyOptions`` has one group per registered policy (``iltk.policies.configs``).
@@ -30,6 +32,60 @@ PolicyName = Literal[tuple(e.name for e in SUPERVISED)]  # type: ignore[valid-ty
 
 POLICY_HELP = "; ".join(f"{e.name}: {e.summary}" for e in SUPERVISED)
 """One line per registered policy, for the help of the fields naming one."""
+
+
+def check_collect_numbers(episodes: int, num_envs: int, dart_noise: float) -> None:
+    """The numbers of a collection (``CollectConfig`` and ``collect_demos`` alike)."""
+    if episodes < 1:
+        raise ValueError(f"--episodes must be at least 1, got {episodes}")
+    if num_envs < 1:
+        raise ValueError(f"--num-envs must be at least 1, got {num_envs}")
+    if not (math.isfinite(dart_noise) and 0.0 <= dart_noise <= 10.0):
+        raise ValueError(f"--dart-noise must be a noise std in [0, 10] (0: none), got {dart_noise}")
+
+
+@dataclass
+class CollectConfig:
+    """Record scripted-expert demonstrations of a task into an episode file.
+
+    Runs the task's expert through the control loop in parallel envs, with an optional
+    DART noise level (the executed action is noisy, the recorded label is clean). Appends
+    when OUT exists (numbering continues; the settings must match the file's) unless
+    --overwrite. A second writer of OUT is refused; a full disk stops at the first failed
+    save with every saved episode kept.
+    """
+
+    task: str = "iltk/Push-v0"
+    """Task id (iltk/<Name>-v0; see `iltk tasks`)."""
+    episodes: int = 100
+    """Number of episodes to save."""
+    out: Path = Path("datasets/demos.hdf5")
+    """Episode file to write (HDF5)."""
+    num_envs: int = 1
+    """Parallel environments (subprocesses when > 1)."""
+    seed: int = 0
+    """Episode k is reset with seed SEED + k."""
+    success_only: bool = False
+    """Save only successful episodes (collects until EPISODES are saved, at most 3x tries)."""
+    dart_noise: float = 0.0
+    """DART: std of Gaussian noise added to the executed action (labels stay clean)."""
+    obs_mode: str = "state"
+    """Observation mode of iltk tasks: state, pixels or state+pixels."""
+    image_size: int = 84
+    """Camera image side for pixel observations."""
+    init_spread: float = 1.0
+    """How widely iltk tasks spread their start layouts: 1 = the full ranges, 0 = one fixed
+    layout (recorded in the file, so training evaluates and the viewer replays on the same)."""
+    action_mode: str = "cartesian"
+    """Panda tasks: cartesian (end-effector velocity + gripper) or joint (7 joint velocities
+    + gripper)."""
+    overwrite: bool = False
+    """Replace OUT instead of appending to it."""
+
+    def __post_init__(self):
+        check_collect_numbers(self.episodes, self.num_envs, self.dart_noise)
+        if not (math.isfinite(self.init_spread) and 0.0 <= self.init_spread <= 1.0):
+            raise ValueError(f"--init-spread must be in [0, 1], got {self.init_spread}")
 
 
 @dataclass

@@ -190,23 +190,6 @@ def _refuse_invisible_window(command: str) -> None:
         )
 
 
-def panda_action_mode(task: str, action_mode: str) -> dict:
-    """The env keyword for ``--action-mode`` (empty at the default), refused off the arm."""
-    from iltk.envs import PANDA_TASK_IDS
-    from iltk.envs.panda import ACTION_MODES
-
-    if action_mode not in ACTION_MODES:
-        raise CliError(
-            f"--action-mode must be one of {', '.join(ACTION_MODES)} (cartesian: end-effector "
-            f"velocity + gripper; joint: joint velocities + gripper), got {action_mode!r}"
-        )
-    if action_mode == "cartesian":
-        return {}
-    if task not in PANDA_TASK_IDS:
-        raise CliError(f"--action-mode applies to the Panda tasks ({', '.join(PANDA_TASK_IDS)})")
-    return {"action_mode": action_mode}
-
-
 def _command(name: str, config: type, more_doc: str, run) -> type:
     """A subcommand from a torch-free settings dataclass (``iltk/algos/settings.py``): the
     same fields, the docstring extended, and ``run``."""

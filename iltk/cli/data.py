@@ -10,12 +10,12 @@ from pathlib import Path
 import tyro
 from tyro.conf import Positional
 
+from iltk.algos.settings import CollectConfig
 from iltk.cli.common import (
     REGISTRY,
     CliError,
     _check_file_name,
     _count,
-    panda_action_mode,
 )
 
 
@@ -74,82 +74,21 @@ class Tasks:
 
 
 @dataclass
-class Collect:
-    """Record scripted-expert demonstrations of a task into an episode file.
-
-    Runs the task's expert through the control loop in parallel envs, with an optional
-    DART noise level (the executed action is noisy, the recorded label is clean). Appends
-    when OUT exists (numbering continues; the settings must match the file's) unless
-    --overwrite. A second writer of OUT is refused; a full disk stops at the first failed
-    save with every saved episode kept.
-    """
-
-    task: str = "iltk/Push-v0"
-    """Task id (iltk/<Name>-v0; see `iltk tasks`)."""
-    episodes: int = 100
-    """Number of episodes to save."""
-    out: Path = Path("datasets/demos.hdf5")
-    """Episode file to write (HDF5)."""
-    num_envs: int = 1
-    """Parallel environments (subprocesses when > 1)."""
-    seed: int = 0
-    """Episode k is reset with seed SEED + k."""
-    success_only: bool = False
-    """Save only successful episodes (collects until EPISODES are saved, at most 3x tries)."""
-    dart_noise: float = 0.0
-    """DART: std of Gaussian noise added to the executed action (labels stay clean)."""
-    obs_mode: str = "state"
-    """Observation mode of iltk tasks: state, pixels or state+pixels."""
-    image_size: int = 84
-    """Camera image side for pixel observations."""
-    init_spread: float = 1.0
-    """How widely iltk tasks spread their start layouts: 1 = the full ranges, 0 = one fixed
-    layout (recorded in the file, so training evaluates and the viewer replays on the same)."""
-    action_mode: str = "cartesian"
-    """Panda tasks: cartesian (end-effector velocity + gripper) or joint (7 joint velocities
-    + gripper)."""
-    overwrite: bool = False
-    """Replace OUT instead of appending to it."""
+class Collect(CollectConfig):
+    __doc__ = CollectConfig.__doc__
 
     def __post_init__(self):
-        if self.episodes < 1:
-            raise CliError("--episodes must be at least 1")
-        if self.num_envs < 1:
-            raise CliError("--num-envs must be at least 1")
-        if not (math.isfinite(self.dart_noise) and 0.0 <= self.dart_noise <= 10.0):
-            raise CliError(
-                f"--dart-noise must be a noise std in [0, 10] (0: none), got {self.dart_noise}"
-            )
+        try:
+            super().__post_init__()
+        except ValueError as err:  # one line, not tyro's box
+            raise CliError(str(err)) from None
         _check_file_name("--out", self.out, "demos.hdf5")
 
     def run(self) -> None:
-        from iltk.collect import collect_demos
+        from iltk.collect import collect
         from iltk.envs import TASK_IDS
 
-        kwargs = {}
-        if self.task in TASK_IDS:  # the MuJoCo tasks (tabular ones observe a state index)
-            kwargs = {"obs_mode": self.obs_mode, "image_size": self.image_size}
-            if self.init_spread != 1.0:
-                kwargs["init_spread"] = self.init_spread
-        elif self.init_spread != 1.0:
-            raise CliError("--init-spread applies to the MuJoCo iltk tasks only")
-        elif self.success_only:
-            raise CliError(
-                f"--success-only needs a task with a success test (the MuJoCo iltk tasks); "
-                f"{self.task}'s episodes have none"
-            )
-        kwargs.update(panda_action_mode(self.task, self.action_mode))
-        res = collect_demos(
-            self.task,
-            self.out,
-            self.episodes,
-            num_envs=self.num_envs,
-            seed=self.seed,
-            success_only=self.success_only,
-            dart_noise=self.dart_noise,
-            env_kwargs=kwargs,
-            overwrite=self.overwrite,
-        )
+        res = collect(self)
         rate = res.successes / max(res.attempted, 1)
         # tabular tasks have no success, only the reward their expert is soft-optimal for
         how = (
