@@ -129,3 +129,83 @@ def policy_video(
         seed=seed,
         env_kwargs=env_kwargs,
     )
+
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".gif")
+
+
+def check_video_path(path: Path) -> None:
+    """Refuse, before any episode runs, a video path that cannot be written."""
+    from iltk.files import check_output
+
+    if Path(path).suffix.lower() not in VIDEO_SUFFIXES:
+        raise ValueError(
+            f"{path}: --video needs a video file name ending in {', '.join(VIDEO_SUFFIXES)}"
+        )
+    check_output(Path(path), overwrite=True, what="--video")
+
+
+def policy_for_task(
+    checkpoint: Path,
+    task: str | None,
+    device: str = "cpu",
+    chunk=None,
+    threads: int = 1,
+):
+    """Load a checkpoint and the task it acts in: (policy, task, env_kwargs); ``chunk`` (a
+    ``ChunkExecution``) changes how a chunked policy acts; it acts with ``threads`` torch
+    threads on the CPU (one step at a time, one is fastest)."""
+    import torch
+
+    from iltk.policies import load_checkpoint, resolve_device, set_chunk_execution
+
+    torch.set_num_threads(threads)
+    policy, extra = load_checkpoint(checkpoint, resolve_device(device))
+    if chunk is not None:
+        try:
+            set_chunk_execution(policy, **chunk.given())
+        except ValueError as err:
+            raise ValueError(f"{checkpoint}: --chunk.*: {err}") from None
+    task = task or extra.get("task")
+    if not task:
+        raise ValueError(f"{checkpoint}: the checkpoint names no task; pass --task")
+    env_kwargs = dict(extra.get("env_kwargs") or {}) if task == extra.get("task") else {}
+    check_policy_task(policy, task, env_kwargs)
+    return policy, task, env_kwargs
+
+
+def evaluate_checkpoint(cfg, *, progress: bool = True) -> EvalResult:
+    """`iltk eval` as a library call (``cfg``: an ``EvalConfig``): load the checkpoint,
+    run the episodes, write the per-episode JSON (``cfg.results_path()``) and, with
+    ``cfg.video``, render the first two episodes. Every path is checked before any
+    episode runs."""
+    import json
+
+    from tqdm.auto import tqdm
+
+    from iltk.files import atomic_write_text, check_output
+
+    out = cfg.results_path()
+    if cfg.video:
+        check_video_path(cfg.video)
+    policy, task, env_kwargs = policy_for_task(
+        cfg.policy, cfg.task, cfg.device, cfg.chunk, cfg.threads
+    )
+    check_output(out, overwrite=True, what="--json")
+    with tqdm(total=cfg.episodes, desc=f"eval {task}", unit="ep", disable=not progress) as bar:
+        res = evaluate_policy(
+            policy,
+            task,
+            cfg.episodes,
+            seed=cfg.seed,
+            num_envs=cfg.num_envs,
+            env_kwargs=env_kwargs,
+            progress=bar,
+        )
+    record = res.to_dict()
+    if cfg.chunk.given():  # how the chunks were executed, where not as saved
+        record["chunk_execution"] = cfg.chunk.given()
+    atomic_write_text(out, json.dumps(record, indent=2))
+    if cfg.video:
+        policy_video(policy, task, cfg.video, seed=cfg.seed, env_kwargs=env_kwargs)
+    return res

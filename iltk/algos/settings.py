@@ -4,7 +4,8 @@
 live apart from the algorithms (which import torch): ``TrainConfig`` (`iltk train`),
 ``RoundConfig`` / ``DaggerConfig`` / ``DartConfig`` (`iltk dagger`, `iltk dart`),
 ``PPOConfig`` (`iltk ppo`), ``FinetuneSettings`` (`iltk finetune`) and ``IRLConfig``
-(`iltk irl`); ``CollectConfig`` (`iltk collect`, and ``iltk.collect.collect``). Settings
+(`iltk irl`); ``CollectConfig`` (`iltk collect`, and ``iltk.collect.collect``),
+``EvalConfig`` (`iltk eval`, and ``iltk.evaluate.evaluate_checkpoint``). Settings
 are composed, never inherited and taken away: the optimizer settings and the per-policy
 options are declared once (``OptimSettings``, ``PolicyOptions``) and shared by `iltk
 train` and the learner of the interactive rounds; what every RL run shares is
@@ -104,6 +105,42 @@ class ChunkExecution:
     def given(self) -> dict:
         """The settings given, for ``iltk.policies.set_chunk_execution``."""
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass
+class EvalConfig:
+    """Evaluate a policy checkpoint: success rate with a 95% interval, mean return and
+    episode length, per-episode JSON, and optionally a video."""
+
+    policy: Path
+    """The policy: a checkpoint folder (e.g. runs/NAME/best)."""
+    task: str | None = None
+    """Task id (default: the task the policy was trained for)."""
+    episodes: int = 100
+    """Episodes to run; episode k uses seed SEED + k."""
+    seed: int = 100_000
+    """First episode seed (training data used 0.., so the default is unseen)."""
+    num_envs: int = 2
+    """Parallel environments."""
+    device: str = "auto"
+    """auto, cpu or cuda."""
+    threads: int = 1
+    """torch threads on the CPU."""
+    video: Path | None = None
+    """Also render the first two episodes to this mp4."""
+    json: Path | None = None
+    """Where the results go, per episode, as JSON (default: POLICY/eval.json)."""
+    chunk: ChunkExecution = field(default_factory=ChunkExecution)
+    """Chunked policies: how chunks are executed (default: as the checkpoint says)."""
+
+    def __post_init__(self):
+        for name in ("episodes", "num_envs", "threads"):
+            if getattr(self, name) < 1:
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{flag} must be at least 1, got {getattr(self, name)}")
+
+    def results_path(self) -> Path:
+        return self.json or self.policy / "eval.json"
 
 
 @dataclass

@@ -12,10 +12,6 @@ import tyro
 from tyro.conf import Suppress
 from tyro.constructors import ConstructorRegistry, StructConstructorSpec, StructTypeInfo
 
-from iltk.algos.settings import (
-    ChunkExecution,
-)
-
 
 def _cli_registry() -> ConstructorRegistry:
     """How tyro reads iltk's config dataclasses, through its public constructor API:
@@ -111,51 +107,6 @@ REGISTRY = _cli_registry()
 
 class CliError(Exception):
     """An error whose message is the whole story: printed without a traceback."""
-
-
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".gif")
-
-
-def _policy_for_task(
-    checkpoint: Path,
-    task: str | None,
-    device: str = "cpu",
-    chunk: ChunkExecution | None = None,
-    threads: int = 1,
-):
-    """Load a checkpoint and the task it acts in: (policy, task, env_kwargs); ``chunk``
-    changes how a chunked policy acts; it acts with ``threads`` torch threads on the CPU
-    (one step at a time, one is fastest)."""
-    import torch
-
-    from iltk.evaluate import check_policy_task
-    from iltk.policies import load_checkpoint, resolve_device, set_chunk_execution
-
-    torch.set_num_threads(threads)
-
-    policy, extra = load_checkpoint(checkpoint, resolve_device(device))
-    if chunk is not None:
-        try:
-            set_chunk_execution(policy, **chunk.given())
-        except ValueError as err:
-            raise CliError(f"{checkpoint}: --chunk.*: {err}") from None
-    task = task or extra.get("task")
-    if not task:
-        raise CliError(f"{checkpoint}: the checkpoint names no task; pass --task")
-    env_kwargs = dict(extra.get("env_kwargs") or {}) if task == extra.get("task") else {}
-    check_policy_task(policy, task, env_kwargs)
-    return policy, task, env_kwargs
-
-
-def _check_video(path: Path) -> None:
-    """Refuse, before any episode runs, a video path that cannot be written."""
-    from iltk.files import check_output
-
-    if path.suffix.lower() not in VIDEO_SUFFIXES:
-        raise CliError(
-            f"{path}: --video needs a video file name ending in {', '.join(VIDEO_SUFFIXES)}"
-        )
-    check_output(path, overwrite=True, what="--video")
 
 
 def _check_file_name(flag: str, path: Path, example: str) -> None:

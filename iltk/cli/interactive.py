@@ -17,9 +17,7 @@ from iltk.algos.settings import (
 from iltk.cli.common import (
     CliError,
     _check_file_name,
-    _check_video,
     _count,
-    _policy_for_task,
     _refuse_invisible_window,
 )
 from teleop import options as teleop_options
@@ -168,10 +166,12 @@ class Replay:
             raise CliError(f"--episodes must be >= 0 (0: until Esc), got {self.episodes}")
 
     def run(self) -> None:
+        from iltk.evaluate import check_video_path, policy_for_task
+
         if self.video:
-            _check_video(self.video)
+            check_video_path(self.video)
         if self.policy is not None:
-            policy, task, env_kwargs = _policy_for_task(self.policy, self.task, chunk=self.chunk)
+            policy, task, env_kwargs = policy_for_task(self.policy, self.task, chunk=self.chunk)
             if self.video:
                 from iltk.evaluate import policy_video
 
@@ -263,12 +263,13 @@ class Correct(SessionOptions):
             raise CliError("--retrain-every must be >= 0 and --retrain-steps >= 1")
 
     def run(self) -> None:
+        from iltk.evaluate import policy_for_task
         from iltk.files import check_output
         from teleop.session import TeleopSession
 
         _check_file_name("--out", self.out, "demos.hdf5")
         check_output(self.out, append=True, what="--out")
-        policy, task, trained = _policy_for_task(self.policy, self.task)
+        policy, task, trained = policy_for_task(self.policy, self.task)
         _refuse_invisible_window("correct")
         spread = self.init_spread
         if spread is None:

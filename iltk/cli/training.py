@@ -3,93 +3,37 @@
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from iltk.algos.settings import (
-    ChunkExecution,
-)
+from iltk.algos.settings import EvalConfig
 from iltk.cli.common import (
     ARGV,
     CliError,
     _check_file_name,
-    _check_video,
-    _policy_for_task,
 )
 
 
 @dataclass
-class Eval:
-    """Evaluate a policy checkpoint: success rate with a 95% interval, mean return and
-    episode length, per-episode JSON, and optionally a video."""
-
-    policy: Path
-    """The policy: a checkpoint folder (e.g. runs/NAME/best)."""
-    task: str | None = None
-    """Task id (default: the task the policy was trained for)."""
-    episodes: int = 100
-    """Episodes to run; episode k uses seed SEED + k."""
-    seed: int = 100_000
-    """First episode seed (training data used 0.., so the default is unseen)."""
-    num_envs: int = 2
-    """Parallel environments."""
-    device: str = "auto"
-    """auto, cpu or cuda."""
-    threads: int = 1
-    """torch threads on the CPU."""
-    video: Path | None = None
-    """Also render the first two episodes to this mp4."""
-    json: Path | None = None
-    """Where the results go, per episode, as JSON (default: POLICY/eval.json)."""
-    chunk: ChunkExecution = field(default_factory=ChunkExecution)
-    """Chunked policies: how chunks are executed (default: as the checkpoint says)."""
+class Eval(EvalConfig):
+    __doc__ = EvalConfig.__doc__
 
     def __post_init__(self):
-        if self.episodes < 1:
-            raise CliError(f"--episodes must be at least 1, got {self.episodes}")
-        if self.num_envs < 1:
-            raise CliError(f"--num-envs must be at least 1, got {self.num_envs}")
-        if self.threads < 1:
-            raise CliError(f"--threads must be at least 1, got {self.threads}")
+        try:
+            super().__post_init__()
+        except ValueError as err:  # one line, not tyro's box
+            raise CliError(str(err)) from None
 
     def run(self) -> None:
-        from iltk.evaluate import evaluate_policy, policy_video
-        from iltk.files import check_output
+        from iltk.evaluate import evaluate_checkpoint
 
         if self.json is not None:
             _check_file_name("--json", self.json, "eval.json")
-        out = self.json or self.policy / "eval.json"
-        if self.video:  # (a file check: it raises OutputError, a line of its own)
-            _check_video(self.video)
-        policy, task, env_kwargs = _policy_for_task(
-            self.policy, self.task, self.device, self.chunk, self.threads
-        )
-        check_output(out, overwrite=True, what="--json")
-        from tqdm.auto import tqdm
-
-        with tqdm(total=self.episodes, desc=f"eval {task}", unit="ep") as bar:
-            res = evaluate_policy(
-                policy,
-                task,
-                self.episodes,
-                seed=self.seed,
-                num_envs=self.num_envs,
-                env_kwargs=env_kwargs,
-                progress=bar,
-            )
+        res = evaluate_checkpoint(self)
         print(res.line())
-        from iltk.files import atomic_write_text
-
-        record = res.to_dict()
-        if self.chunk.given():  # how the chunks were executed, where not as saved
-            record["chunk_execution"] = self.chunk.given()
-        atomic_write_text(out, json.dumps(record, indent=2))
-        print(f"per-episode results: {out}")
+        print(f"per-episode results: {self.results_path()}")
         if self.video:
-            print(f"rendering the first episodes to {self.video} ...", flush=True)
-            policy_video(policy, task, self.video, seed=self.seed, env_kwargs=env_kwargs)
             print(f"video: {self.video}")
 
 
