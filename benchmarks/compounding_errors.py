@@ -12,7 +12,7 @@ The learner matters: by default every round retrains from scratch for as many st
 training. Finished runs are read back from ``--out`` (resumable; seeds run in separate
 processes merge there), so ``--out`` is tied to the settings it was made with.
 
-Part 2 (tabular chain MDP, ``iltk.envs.tabular``): the expected cost of BC and of DAgger
+Part 2 (tabular chain MDP, ``iltk.envs.chain``): the expected cost of BC and of DAgger
 against the horizon H, with the fitted log-log slopes (theory: 2 for BC, 1 for DAgger).
 
     python benchmarks/compounding_errors.py [--tasks iltk/Lift-v0 iltk/Push-v0] [--seeds 0 1 2]
@@ -40,7 +40,7 @@ from iltk.algos.supervised import TrainConfig, train  # noqa: E402
 from iltk.collect import collect_demos  # noqa: E402
 from iltk.data import DemoFile  # noqa: E402
 from iltk.data.tools import copy_demos  # noqa: E402
-from iltk.envs.tabular import ChainMDP, TabularLearner  # noqa: E402
+from iltk.envs.chain import ChainMDP, TabularLearner  # noqa: E402
 from iltk.evaluate import evaluate_policy  # noqa: E402
 from iltk.policies import load_policy  # noqa: E402
 from iltk.policies.bc import HEADS, BCConfig  # noqa: E402

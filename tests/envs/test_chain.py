@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from iltk.envs.tabular import STAY, SWITCH, ChainMDP, TabularLearner
+from iltk.envs.chain import STAY, SWITCH, ChainMDP, TabularLearner
 
 
 def test_chain_dynamics_and_expert():
