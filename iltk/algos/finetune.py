@@ -102,10 +102,13 @@ def finetune(cfg: FinetuneSettings) -> dict:
 
     base, extra = load_checkpoint(cfg.policy)
     name = type(base).name
-    if name not in ("bc", "bc-rnn", "act"):
+    from iltk.policies import POLICY_REGISTRY
+
+    cloned = [n for n, e in POLICY_REGISTRY.items() if e.supervised]
+    if name not in cloned:
         raise FinetuneError(
             f"{cfg.policy}: a {name!r} policy; fine-tuning starts from a behaviour-cloned one "
-            "(bc, bc-rnn or act)"
+            f"({', '.join(cloned)})"
         )
     if base.config.image_shapes:
         raise FinetuneError(f"{cfg.policy}: a policy on images; fine-tuning here needs states")

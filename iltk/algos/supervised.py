@@ -54,6 +54,8 @@ def get_batch(ds: DemoDataset, spec: dict, idx: torch.Tensor) -> dict:
         return ds.batch_windows(idx, spec["seq_len"], spec.get("frame_stack", 1))
     if spec["kind"] == "chunk":
         return ds.batch_chunks(idx, spec["chunk"])
+    if spec["kind"] == "history_chunk":
+        return ds.batch_history_chunks(idx, spec["n_obs"], spec["horizon"])
     raise ValueError(f"unknown batch kind {spec['kind']!r}")
 
 
@@ -195,6 +197,7 @@ class Trainer:
             loss, info = self.model(batch)  # through forward: DDP averages the gradients
         info.update(self.optim.step(loss))
         self.step += 1
+        self.policy.after_step(self.step)
         return info
 
     def train_state(self) -> dict:

@@ -327,6 +327,26 @@ class DemoDataset:
             "weights": self.weights[idx],
         }
 
+    def batch_history_chunks(
+        self, idx: torch.Tensor, n_obs: int, horizon: int
+    ) -> dict[str, torch.Tensor]:
+        """Diffusion Policy's samples at ``idx``: the ``n_obs`` observations up to it (B,
+        n_obs, ...) and the ``horizon`` actions from ``idx - n_obs + 1`` (B, H, A), steps
+        outside the episode repeating its first or last one (as Chi et al.'s sampler);
+        ``pad`` (B, H) marks those past the end."""
+        ep = self.step_episode[idx]
+        start, end = self.ep_start[ep], self.ep_end[ep]
+        obs_raw = idx[:, None] + torch.arange(-(n_obs - 1), 1, device=self.device)[None, :]
+        obs_steps = torch.maximum(obs_raw, start[:, None])
+        act_raw = idx[:, None] + torch.arange(-(n_obs - 1), horizon - n_obs + 1, device=self.device)
+        act_steps = torch.minimum(torch.maximum(act_raw, start[:, None]), end[:, None] - 1)
+        return {
+            "obs": self._obs_at(obs_steps),
+            "actions": self.actions[act_steps],
+            "pad": act_raw >= end[:, None],
+            "weights": self.weights[idx],
+        }
+
     def check_action_bounds(self, low, high, what: str, slack: float = 0.1) -> None:
         """Raise when labels lie outside ``[low, high]`` by more than ``slack`` of the range:
         labels in other units (or corrupt ones) would train a policy that only saturates."""

@@ -4,7 +4,6 @@ reward, so demonstrations are recorded in the one episode format like any other 
 The chain of the compounding-errors argument is ``iltk.envs.chain``.
 """
 
-
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -131,7 +131,9 @@ class ACTPolicy(Policy):
         }
 
     @torch.no_grad()
-    def predict_chunk(self, obs):
+    def predict_chunk(self, obs, *, prefix=None, prefix_mask=None, generator=None):
+        if prefix is not None:
+            raise ValueError("act cannot inpaint a chunk around fixed actions (rtc_steps)")
         ref = obs["state"] if "state" in obs else next(iter(obs.values()))
         z = torch.zeros(ref.shape[0], self.config.latent_dim, device=ref.device)
         return self.normalizer.unactions(self._decode(obs, z))

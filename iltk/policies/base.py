@@ -81,7 +81,11 @@ class Policy(nn.Module):
     Subclasses set ``config_cls`` and ``kind`` ("step", "recurrent" or "chunk") and
     implement ``loss(batch)`` and the prediction method of their kind:
     ``predict(obs)`` (step), ``predict_step(obs, hidden)`` (recurrent) or
-    ``predict_chunk(obs)`` (chunk), all on normalized-in, real-units-out tensors.
+    ``predict_chunk(obs, *, prefix=None, prefix_mask=None, generator=None)`` (chunk: a
+    chunked policy whose config has ``n_obs_steps`` > 1 gets each observation leaf with
+    that many steps, oldest first; ``prefix`` fixes a chunk's first actions, for
+    real-time chunking, where the policy can inpaint), all on raw-in, real-units-out
+    tensors.
     """
 
     name: ClassVar[str] = ""  # set from the registry (iltk/policies/configs.py)
@@ -94,7 +98,8 @@ class Policy(nn.Module):
 
     def batch_spec(self) -> dict[str, Any]:
         """How the trainer should sample, in the words ``kind`` uses: {"kind": "step"},
-        {"kind": "window", "seq_len": L} or {"kind": "chunk", "chunk": K}."""
+        {"kind": "window", "seq_len": L}, {"kind": "chunk", "chunk": K} or
+        {"kind": "history_chunk", "n_obs": N, "horizon": H}."""
         return {"kind": "step"}
 
     def loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -104,6 +109,10 @@ class Policy(nn.Module):
         device-to-host sync) is left to log time, not done every step.
         """
         raise NotImplementedError
+
+    def after_step(self, step: int) -> None:
+        """Called by the trainer after each optimizer step (``step``: steps taken so far):
+        where a policy keeps more than its trained weights (an EMA), it moves them here."""
 
     def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The training loss: trainers call the module (``policy(batch)``), not ``loss``

@@ -251,6 +251,123 @@ class ACTConfig(PolicyConfig):
             raise ValueError("d_model must be divisible by n_heads")
 
 
+OBJECTIVES = ("diffusion", "flow", "regression")
+FLOW_INITS = ("noise", "zero", "mean")
+
+
+@dataclass
+class DiffusionConfig(PolicyConfig):
+    """A generative action-chunk policy: a 1-D temporal U-Net with FiLM conditioning on the
+    last N_OBS_STEPS observations, trained by DDPM denoising (Diffusion Policy, Chi et al.
+    2023) or flow matching on the same network."""
+
+    objective: str = "diffusion"
+    """diffusion: DDPM with NOISE_STEPS noise levels, DDIM sampling in SAMPLING_STEPS;
+    flow: flow matching (linear path, velocity target), SAMPLING_STEPS Euler steps;
+    regression: the same network fed no noise and trained with MSE on the actions (the
+    baseline of the "generative or not" comparison)."""
+    n_obs_steps: int = 2
+    """Observation horizon: the policy sees the last N observations (repeated at the
+    start of an episode)."""
+    horizon: int = 16
+    """Prediction horizon: actions predicted per inference, from N_OBS_STEPS - 1 steps in
+    the past."""
+    n_action_steps: int = 8
+    """Actions of each prediction executed before predicting again (receding horizon);
+    counted from the current step."""
+    temporal_ensemble: bool = False
+    """Predict every step and average the predictions for the current step (as ACT's)."""
+    ensemble_m: float = 0.01
+    """Temporal-ensemble weights exp(-m*i), i=0 the oldest prediction."""
+    rtc_steps: int = 0
+    """Real-time chunking: each new chunk starts with K actions fixed to the K the current
+    chunk planned next (what a robot executes while the chunk is generated), the rest
+    inpainted around them, so consecutive chunks join without a jump; needs K <=
+    horizon - n_obs_steps + 1 - n_action_steps (0: off, plain receding horizon)."""
+    down_dims: list[int] = field(default_factory=lambda: [32, 64, 128])
+    """U-Net channel widths per level: the default is sized for a CPU (1.4M parameters);
+    on a GPU, Chi et al.'s state policies use 256 512 1024 (LeRobot's default: 512 1024
+    2048)."""
+    kernel_size: int = 5
+    """Temporal convolution kernel."""
+    n_groups: int = 8
+    """GroupNorm groups."""
+    step_embed_dim: int = 128
+    """Size of the noise-level (or flow time) embedding."""
+    noise_steps: int = 100
+    """DDPM training noise levels (squared-cosine schedule)."""
+    sampling_steps: int = 10
+    """DDIM steps (diffusion) or Euler steps (flow) at inference."""
+    clip_sample: float = 3.0
+    """DDIM clips its clean-action estimates to +-this (normalized units; 0: no clip)."""
+    flow_init: str = "noise"
+    """Flow sampling: noise (z ~ N(0, I)), zero (z = 0: no stochasticity at inference) or
+    mean (the mean of FLOW_MEAN_SAMPLES samples)."""
+    flow_mean_samples: int = 8
+    """Samples averaged by flow_init mean."""
+    ema_decay: float = 0.999
+    """Most decay of the EMA of the weights that acts (warmed up as diffusers' EMAModel:
+    decay = min(ema_decay, 1 - (1 + step)^-0.75)); 0: act with the trained weights."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.flow_init not in FLOW_INITS:
+            raise ValueError(f"flow_init must be one of {FLOW_INITS}, got {self.flow_init!r}")
+        for name in ("n_obs_steps", "horizon", "kernel_size", "n_groups", "step_embed_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_obs_steps > self.horizon:
+            raise ValueError(
+                f"n_obs_steps ({self.n_obs_steps}) must not exceed horizon ({self.horizon})"
+            )
+        if not 1 <= self.n_action_steps <= self.chunk_size:
+            raise ValueError(
+                f"n_action_steps must be in [1, {self.chunk_size}] (the horizon {self.horizon}"
+                f" less the {self.n_obs_steps - 1} past steps it predicts), got "
+                f"{self.n_action_steps}: the action horizon is longer than the prediction"
+            )
+        room = self.chunk_size - self.n_action_steps
+        if not 0 <= self.rtc_steps <= room:
+            raise ValueError(
+                f"rtc_steps must be in [0, {room}] (the actions a chunk plans beyond its "
+                f"{self.n_action_steps} executed ones), got {self.rtc_steps}"
+            )
+        if self.noise_steps < 1 or self.sampling_steps < 1:
+            raise ValueError(
+                f"noise_steps and sampling_steps must be >= 1, got {self.noise_steps} and "
+                f"{self.sampling_steps}"
+            )
+        if self.objective == "diffusion" and self.sampling_steps > self.noise_steps:
+            raise ValueError(
+                f"sampling_steps ({self.sampling_steps}) cannot exceed noise_steps "
+                f"({self.noise_steps})"
+            )
+        if not self.down_dims or any(d < 1 or d % self.n_groups for d in self.down_dims):
+            raise ValueError(
+                f"down_dims must be widths divisible by n_groups = {self.n_groups}, got "
+                f"{self.down_dims}"
+            )
+        levels = len(self.down_dims) - 1
+        if self.horizon % (2**levels):
+            raise ValueError(
+                f"horizon ({self.horizon}) must be divisible by 2^{levels} (the U-Net halves "
+                f"it at each of its {levels} downsamplings)"
+            )
+        if self.flow_mean_samples < 1:
+            raise ValueError(f"flow_mean_samples must be >= 1, got {self.flow_mean_samples}")
+        if not (math.isfinite(self.ema_decay) and 0.0 <= self.ema_decay < 1.0):
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not (math.isfinite(self.clip_sample) and self.clip_sample >= 0):
+            raise ValueError(f"clip_sample must be >= 0, got {self.clip_sample}")
+
+    @property
+    def chunk_size(self) -> int:
+        """Actions of a prediction from the current step on (what execution draws from)."""
+        return self.horizon - self.n_obs_steps + 1
+
+
 @dataclass
 class ActorCriticConfig(PolicyConfig):
     """A diagonal-Gaussian actor and a value critic, two MLPs (PPO's policy)."""
@@ -362,6 +479,13 @@ register_policy(
     entry_point="iltk.policies.act:ACTPolicy",
     default_lr=3e-4,
     summary="action-chunking transformer (CVAE; a fresh chunk every step, or temporal ensembling)",
+)
+register_policy(
+    "diffusion",
+    config=DiffusionConfig,
+    entry_point="iltk.policies.diffusion:DiffusionPolicy",
+    default_lr=1e-4,
+    summary="Diffusion Policy / flow matching: a conditional 1-D U-Net over action chunks",
 )
 register_policy(
     "actor-critic",

@@ -85,7 +85,7 @@ def set_chunk_execution(
     if chunked.kind != "chunk":
         raise ValueError(
             f"{', '.join(sorted(changes))}: the policy ({type(policy).name}) predicts no "
-            "action chunks; these settings are for chunked policies (act)"
+            "action chunks; these settings are for chunked policies (act, diffusion)"
         )
     chunked.config = dataclasses.replace(chunked.config, **changes)  # validates again
     if chunked is not policy:  # what the residual's checkpoint saves of its base
@@ -127,6 +127,7 @@ class PolicyRunner:
         num_envs: number of envs acted for at once.
         temporal_ensemble / n_action_steps / ensemble_m: override the chunk policy's
             execution settings.
+        seed: seeds the noise a generative chunk policy samples from.
     """
 
     def __init__(
@@ -137,6 +138,7 @@ class PolicyRunner:
         temporal_ensemble: bool | None = None,
         n_action_steps: int | None = None,
         ensemble_m: float | None = None,
+        seed: int = 0,
     ):
         self.policy = policy.eval()
         self.n = num_envs
@@ -165,6 +167,24 @@ class PolicyRunner:
             self.ensembler = TemporalEnsembler(num_envs, cfg.chunk_size, cfg.action_dim, m)
             self.queue = np.zeros((num_envs, cfg.chunk_size, cfg.action_dim), np.float32)
             self.queue_pos = np.full(num_envs, self.n_action_steps)
+            # real-time chunking: a new chunk starts with the next RTC actions the old planned
+            self.rtc = 0 if self.ensemble else getattr(cfg, "rtc_steps", 0)
+            if self.n_action_steps + self.rtc > cfg.chunk_size:
+                raise ValueError(
+                    f"n_action_steps {self.n_action_steps} + rtc_steps {self.rtc} exceed the "
+                    f"{cfg.chunk_size} actions of a chunk"
+                )
+            self.n_obs = getattr(cfg, "n_obs_steps", 1)  # observations the policy sees
+            self.history: dict[str, torch.Tensor] | None = None
+            self.fresh = np.ones(num_envs, bool)  # envs whose history starts at this step
+            self.generator = torch.Generator(self.device).manual_seed(seed)
+            # the change of the executed action from one step to the next, max over its
+            # dims: at a seam (the first generated action of a new chunk after the last
+            # of the old one) and at every other step of an episode
+            self.seam_changes: list[float] = []
+            self.inner_changes: list[float] = []
+            self.seam_at = np.zeros(num_envs, np.int64)  # the queue position of the seam
+            self.last = np.full((num_envs, cfg.action_dim), np.nan, np.float32)
 
     def reset(self, env_ids=None) -> None:
         ids = np.arange(self.n) if env_ids is None else np.asarray(env_ids, dtype=np.int64)
@@ -178,6 +198,8 @@ class PolicyRunner:
         if self.policy.kind == "chunk":
             self.ensembler.reset(ids)
             self.queue_pos[ids] = self.n_action_steps
+            self.fresh[ids] = True
+            self.last[ids] = np.nan  # no seam into an episode's first chunk
 
     @torch.no_grad()
     def act(self, obs) -> np.ndarray:
@@ -197,18 +219,73 @@ class PolicyRunner:
             self.steps += 1
             actions = a.float().cpu().numpy()
         else:
+            t = self._with_history(t)
             if self.ensemble:
-                chunks = self.policy.predict_chunk(t).float().cpu().numpy()
+                chunks = self._predict(t, np.ones(self.n, bool))
                 actions = self.ensembler.update(chunks)
             else:
                 need = self.queue_pos >= self.n_action_steps
                 if need.any():
-                    chunks = self.policy.predict_chunk(t).float().cpu().numpy()
-                    self.queue[need] = chunks[need]
-                    self.queue_pos[need] = 0
+                    self._refill(t, need)
                 actions = self.queue[np.arange(self.n), self.queue_pos]
+                self._track_changes(actions)
                 self.queue_pos += 1
         actions = np.asarray(actions, dtype=np.float32)
         if self.low is not None:
             actions = np.clip(actions, self.low, self.high)
         return actions
+
+    # ----------------------------------------------------------- chunked policies
+    def _with_history(self, t: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """This step's observation appended to each env's last ``n_obs`` (an episode's
+        first observation fills its history), as (N, n_obs, ...) leaves."""
+        if self.n_obs == 1:
+            return t
+        if self.history is None:
+            self.history = {k: v[:, None].repeat_interleave(self.n_obs, 1) for k, v in t.items()}
+        else:
+            self.history = {
+                k: torch.cat([h[:, 1:], t[k][:, None]], 1) for k, h in self.history.items()
+            }
+        fresh = torch.as_tensor(self.fresh, device=self.device)
+        if self.fresh.any():
+            for k, h in self.history.items():
+                h[fresh] = t[k][fresh][:, None]
+            self.fresh[:] = False
+        return self.history
+
+    def _predict(self, t, rows: np.ndarray, prefix=None, prefix_mask=None) -> np.ndarray:
+        """Chunks for the envs ``rows`` (a bool mask), predicted for those alone."""
+        sub = {k: v[torch.as_tensor(rows, device=self.device)] for k, v in t.items()}
+        kwargs = {"generator": self.generator}
+        if prefix is not None:
+            kwargs.update(
+                prefix=torch.as_tensor(prefix, device=self.device),
+                prefix_mask=torch.as_tensor(prefix_mask, device=self.device),
+            )
+        return self.policy.predict_chunk(sub, **kwargs).float().cpu().numpy()
+
+    def _refill(self, t, need: np.ndarray) -> None:
+        """New chunks for the envs that need one; with real-time chunking the next
+        ``rtc`` actions the old chunk planned are the new one's fixed first ones (none
+        at an episode's start)."""
+        ids = np.flatnonzero(need)
+        prefix = prefix_mask = None
+        if self.rtc:
+            prefix_mask = ~np.isnan(self.last[ids, 0])  # not an episode's first chunk
+            if prefix_mask.any():
+                prefix = np.stack(
+                    [self.queue[e, p : p + self.rtc] for e, p in zip(ids, self.queue_pos[ids])]
+                )
+        chunks = self._predict(t, need, prefix, prefix_mask)
+        self.queue[ids] = chunks
+        self.queue_pos[ids] = 0
+        self.seam_at[ids] = np.where(prefix_mask, self.rtc, 0) if prefix is not None else 0
+
+    def _track_changes(self, actions: np.ndarray) -> None:
+        started = ~np.isnan(self.last[:, 0])
+        change = np.abs(actions - self.last).max(1)
+        seam = self.queue_pos == self.seam_at
+        self.seam_changes += change[started & seam].tolist()
+        self.inner_changes += change[started & ~seam].tolist()
+        self.last = np.array(actions, np.float32)

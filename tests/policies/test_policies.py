@@ -20,6 +20,14 @@ SMALL = {
     "bc-rnn": {"rnn_hidden": 16, "seq_len": 4},
     "act": {"d_model": 32, "n_heads": 2, "dim_feedforward": 64, "chunk_size": 5, "latent_dim": 4},
     "actor-critic": {"hidden": [16, 16]},
+    "diffusion": {
+        "down_dims": [16, 32],
+        "step_embed_dim": 16,
+        "horizon": 8,
+        "n_action_steps": 3,
+        "noise_steps": 20,
+        "sampling_steps": 3,
+    },
 }
 BASE = dict(state_dim=6, action_dim=3, action_low=[-1] * 3, action_high=[1] * 3)
 SMALL["finetune"] = {"base": "bc", "base_config": {**BASE, **SMALL["bc"]}, "critic_hidden": [16]}
@@ -112,6 +120,14 @@ def test_loss_is_finite_and_differentiable(name):
             "mask": torch.ones(b, L, dtype=torch.bool),
             "weights": torch.ones(b, L),
         }
+    elif spec["kind"] == "history_chunk":
+        n, H = spec["n_obs"], spec["horizon"]
+        batch = {
+            "obs": {"state": torch.randn(b, n, 6)},
+            "actions": torch.rand(b, H, 3),
+            "pad": torch.zeros(b, H, dtype=torch.bool),
+            "weights": torch.ones(b),
+        }
     else:
         K = spec["chunk"]
         batch = {
@@ -196,7 +212,7 @@ def test_act_open_loop_queue():
     runner = PolicyRunner(policy, 1)
     calls = []
     orig = policy.predict_chunk
-    policy.predict_chunk = lambda obs: (calls.append(1), orig(obs))[1]
+    policy.predict_chunk = lambda obs, **kw: (calls.append(1), orig(obs, **kw))[1]
     obs = np.zeros((1, 6), np.float32)
     acts = [runner.act(obs) for _ in range(7)]
     assert len(calls) == 3  # steps 0, 3 and 6
@@ -209,7 +225,7 @@ def test_set_chunk_execution_changes_how_act_acts_and_is_saved(tmp_path):
     policy = small_policy("act", temporal_ensemble=True).eval()
     calls = []
     orig = policy.predict_chunk
-    policy.predict_chunk = lambda obs: (calls.append(1), orig(obs))[1]
+    policy.predict_chunk = lambda obs, **kw: (calls.append(1), orig(obs, **kw))[1]
     set_chunk_execution(policy, n_action_steps=2)  # implies no ensembling
     assert policy.config.temporal_ensemble is False and policy.config.n_action_steps == 2
     runner = PolicyRunner(policy, 1)
