@@ -23,7 +23,7 @@ def _fails(argv, capsys, message):
     """The command exits 2 with ``message`` on stderr and no traceback (tyro or ours)."""
     try:
         rc = cli_main(argv)
-    except SystemExit as err:  # tyro rejects a dataclass's __post_init__ this way
+    except SystemExit as err:  # tyro rejects a flag it cannot parse this way
         rc = err.code
     err = capsys.readouterr().err
     assert rc == 2, err

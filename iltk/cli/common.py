@@ -60,9 +60,24 @@ def _cli_registry() -> ConstructorRegistry:
             helptext = (lambda h=help_of: reflow(h())) if callable(help_of) else reflow(help_of)
             kind = Suppress[f.type] if f.name in from_data else _plain_optional(f, help_of)
             fields.append(dataclasses.replace(f, type=kind, helptext=helptext))
-        return dataclasses.replace(spec, fields=tuple(fields))
+        return dataclasses.replace(
+            spec, fields=tuple(fields), instantiate=_one_line_errors(spec.instantiate)
+        )
 
     return registry
+
+
+def _one_line_errors(instantiate):
+    """A settings dataclass's refusal (a ValueError from its checks) as the command's one
+    line (``CliError``), not tyro's box around it."""
+
+    def build(*args, **kwargs):
+        try:
+            return instantiate(*args, **kwargs)
+        except ValueError as err:
+            raise CliError(str(err)) from None
+
+    return build
 
 
 _METAVARS = {Path: "PATH", int: "INT", float: "FLOAT", str: "STR"}

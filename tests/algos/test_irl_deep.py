@@ -193,7 +193,7 @@ def test_bad_irl_settings_are_refused(reach_demos, tmp_path, capsys):
         argv = ["irl", "--dataset", str(reach_demos), "--out", str(tmp_path / "o")] + args
         try:
             code = cli_main(argv)
-        except SystemExit as exit:  # tyro's settings errors
+        except SystemExit as exit:  # tyro: a flag it cannot parse
             code = exit.code
         assert code != 0
         assert words in capsys.readouterr().err, words
