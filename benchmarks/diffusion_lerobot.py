@@ -119,7 +119,7 @@ def lerobot_worker(args) -> dict:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        return float(loss)
+        return loss.detach().item()
 
     policy.train()
     for _ in range(5):

@@ -298,8 +298,13 @@ class DiffusionConfig(PolicyConfig):
     """DDPM training noise levels (squared-cosine schedule)."""
     sampling_steps: int = 10
     """DDIM steps (diffusion) or Euler steps (flow) at inference."""
-    clip_sample: float = 3.0
-    """DDIM clips its clean-action estimates to +-this (normalized units; 0: no clip)."""
+    action_scaling: str = "bounds"
+    """How actions enter the network: bounds (the action space's [low, high] mapped to
+    [-1, 1], as Chi et al.'s and LeRobot's min-max scaling; needs finite bounds) or zscore
+    (the dataset's mean and std, as the other policies)."""
+    clip_sample: float = 1.0
+    """DDIM clips its clean-action estimates to +-this, in the scaled units (0: no clip;
+    with zscore scaling, 3 is a fitting value)."""
     flow_init: str = "noise"
     """Flow sampling: noise (z ~ N(0, I)), zero (z = 0: no stochasticity at inference) or
     mean (the mean of FLOW_MEAN_SAMPLES samples)."""
@@ -313,6 +318,10 @@ class DiffusionConfig(PolicyConfig):
         super().__post_init__()
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.action_scaling not in ("bounds", "zscore"):
+            raise ValueError(
+                f"action_scaling must be bounds or zscore, got {self.action_scaling!r}"
+            )
         if self.flow_init not in FLOW_INITS:
             raise ValueError(f"flow_init must be one of {FLOW_INITS}, got {self.flow_init!r}")
         for name in ("n_obs_steps", "horizon", "kernel_size", "n_groups", "step_embed_dim"):

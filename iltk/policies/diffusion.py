@@ -8,7 +8,8 @@ noise level embedded sinusoidally beside it. Three objectives on the same networ
 
 - ``diffusion``: DDPM training (the squared-cosine schedule of ``noise_steps`` levels,
   epsilon prediction, MSE) and DDIM sampling in ``sampling_steps`` (eta 0, the clean
-  estimate clipped to +-``clip_sample``), as diffusers' schedulers that LeRobot uses;
+  estimate clipped to +-``clip_sample``), as diffusers' schedulers that LeRobot uses; the
+  actions enter scaled from their bounds to [-1, 1] (``action_scaling``), as theirs;
 - ``flow``: flow matching on the linear path x_t = (1 - t) z + t a (z ~ N(0, I)), the
   velocity a - z as target, ``sampling_steps`` Euler steps from t = 0 (from z ~ N(0, I),
   from z = 0, or the mean over samples: ``flow_init``);
@@ -193,10 +194,36 @@ class DiffusionPolicy(Policy):
         cond_dim = self.encoder.out_dim * config.n_obs_steps
         self.net = ConditionalUnet1D(config.action_dim, cond_dim, config)
         self.schedule = NoiseSchedule(config.noise_steps)
+        if config.action_scaling == "bounds":
+            low = torch.tensor(config.action_low, dtype=torch.float32)
+            high = torch.tensor(config.action_high, dtype=torch.float32)
+            if (
+                low.numel() != config.action_dim
+                or high.numel() != config.action_dim
+                or not bool(torch.isfinite(low).all() & torch.isfinite(high).all())
+                or not bool((high > low).all())
+            ):
+                raise ValueError(
+                    "action_scaling bounds needs finite action bounds (action_low < "
+                    "action_high, one per action dim); use action_scaling zscore"
+                )
+            self.register_buffer("low", low, persistent=False)
+            self.register_buffer("high", high, persistent=False)
         # the weights that act: an exponential moving average (saved with the checkpoint)
         self.ema = copy.deepcopy(nn.ModuleDict({"encoder": self.encoder, "net": self.net}))
         self.ema.requires_grad_(False)
         self.ema["encoder"]._normalizer = (self.normalizer,)  # the one normalizer
+
+    def scale(self, actions: torch.Tensor) -> torch.Tensor:
+        """Actions in the network's units: the bounds mapped to [-1, 1], or z-scores."""
+        if self.config.action_scaling == "zscore":
+            return self.normalizer.actions(actions)
+        return 2 * (actions - self.low) / (self.high - self.low) - 1
+
+    def unscale(self, x: torch.Tensor) -> torch.Tensor:
+        if self.config.action_scaling == "zscore":
+            return self.normalizer.unactions(x)
+        return (x + 1) / 2 * (self.high - self.low) + self.low
 
     def batch_spec(self):
         c = self.config
@@ -209,7 +236,7 @@ class DiffusionPolicy(Policy):
 
     def loss(self, batch):
         c = self.config
-        target = self.normalizer.actions(batch["actions"])  # (B, H, A)
+        target = self.scale(batch["actions"])  # (B, H, A)
         cond = self._cond(batch["obs"], self.encoder)
         b = target.shape[0]
         if c.objective == "diffusion":
@@ -258,7 +285,7 @@ class DiffusionPolicy(Policy):
         if prefix is not None:
             k = prefix.shape[1]
             known = torch.zeros(shape, device=dev)
-            known[:, past : past + k] = self.normalizer.actions(prefix)
+            known[:, past : past + k] = self.scale(prefix)
             mask = torch.zeros(shape, dtype=torch.bool, device=dev)
             rows = (
                 torch.ones(b, dtype=torch.bool, device=dev) if prefix_mask is None else prefix_mask
@@ -298,7 +325,7 @@ class DiffusionPolicy(Policy):
             x = net(torch.zeros(shape, device=dev), torch.zeros(b, device=dev), cond)
         if known is not None:
             x = torch.where(mask, known, x)
-        actions = self.normalizer.unactions(x[:, past:])
+        actions = self.unscale(x[:, past:])
         if prefix is not None:  # exactly the prefix, not its round trip through the scaling
             keep = mask[:, past : past + prefix.shape[1]]
             actions[:, : prefix.shape[1]] = torch.where(

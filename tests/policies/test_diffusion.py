@@ -1,6 +1,7 @@
 """Diffusion Policy and flow matching: the schedule and samplers by hand, two modes kept
 apart, real-time chunking's fixed prefix, the EMA through a checkpoint, refusals."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -78,7 +79,8 @@ def test_flow_euler_steps_by_hand():
 
     policy.net.forward = velocity
     out = policy.predict_chunk({"state": torch.zeros(3, 1, 1)})
-    torch.testing.assert_close(out, torch.full((3, 4, 1), 0.75))
+    # 0.75 in the network's units, which map the bounds [-2, 2] to [-1, 1]
+    torch.testing.assert_close(out, torch.full((3, 4, 1), (0.75 + 1) / 2 * 4 - 2))
     # the levels are t = i / n, scaled to the noise steps
     assert [float(c[0]) for c in calls] == [0.0, 12.5, 25.0, 37.5]
 
@@ -121,13 +123,13 @@ def test_two_modes_are_kept_apart_by_the_generative_objectives(objective):
     assert float((out[:, :, 0].sign() != first.sign()[:, None]).float().mean()) < 0.05
 
 
+@pytest.mark.parametrize("scaling", ["bounds", "zscore"])
 @pytest.mark.parametrize("objective", ["diffusion", "flow"])
-def test_real_time_chunking_keeps_the_prefix_exactly(objective):
+def test_real_time_chunking_keeps_the_prefix_exactly(objective, scaling):
     torch.manual_seed(0)
-    policy = make_policy(
-        "diffusion", tiny(objective=objective, n_obs_steps=2, horizon=8, n_action_steps=4)
-    )
-    policy.normalizer.action_mean.fill_(0.3)
+    cfg = tiny(objective=objective, n_obs_steps=2, horizon=8, n_action_steps=4)
+    policy = make_policy("diffusion", dataclasses.replace(cfg, action_scaling=scaling))
+    policy.normalizer.action_mean.fill_(0.3)  # (z-scores, where the scaling uses them)
     policy.normalizer.action_std.fill_(1.7)
     policy.eval()
     obs = {"state": torch.randn(3, 2, 1)}
@@ -211,6 +213,7 @@ def test_the_ema_acts_and_survives_a_checkpoint(tmp_path):
         (dict(down_dims=[12]), "divisible by n_groups"),
         (dict(rtc_steps=3, n_action_steps=2), "rtc_steps must be in"),
         (dict(objective="score"), "objective must be one of"),
+        (dict(action_scaling="minmax"), "action_scaling must be"),
     ],
 )
 def test_bad_settings_are_refused(kw, message):
@@ -257,3 +260,11 @@ def test_trained_by_the_training_core_evaluated_and_replayed_from_its_checkpoint
 
         res = json.loads((tmp_path / "e.json").read_text())
         assert res["episodes"] == 2 and all(e["length"] > 0 for e in res["per_episode"])
+
+
+def test_bounds_scaling_needs_finite_bounds():
+    with pytest.raises(ValueError, match="needs finite action bounds"):
+        make_policy("diffusion", tiny(action_low=[], action_high=[]))
+    with pytest.raises(ValueError, match="needs finite action bounds"):
+        make_policy("diffusion", tiny(action_low=[-float("inf")], action_high=[1.0]))
+    make_policy("diffusion", tiny(action_low=[], action_high=[], action_scaling="zscore"))
