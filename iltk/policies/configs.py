@@ -284,6 +284,11 @@ class DiffusionConfig(PolicyConfig):
     chunk planned next (what a robot executes while the chunk is generated), the rest
     inpainted around them, so consecutive chunks join without a jump; needs K <=
     horizon - n_obs_steps + 1 - n_action_steps (0: off, plain receding horizon)."""
+    prefix_training: int = 0
+    """Train the network to continue a given prefix: each training chunk fixes its first
+    0..K actions (at random) to their clean values, marked by an extra input channel and
+    left out of the loss; real-time chunking then gives the network its fixed prefix
+    clean instead of re-noising it at every step (0: off)."""
     down_dims: list[int] = field(default_factory=lambda: [32, 64, 128])
     """U-Net channel widths per level: the default is sized for a CPU (1.4M parameters);
     on a GPU, Chi et al.'s state policies use 256 512 1024 (LeRobot's default: 512 1024
@@ -363,6 +368,10 @@ class DiffusionConfig(PolicyConfig):
             raise ValueError(
                 f"horizon ({self.horizon}) must be divisible by 2^{levels} (the U-Net halves "
                 f"it at each of its {levels} downsamplings)"
+            )
+        if not 0 <= self.prefix_training <= self.chunk_size:
+            raise ValueError(
+                f"prefix_training must be in [0, {self.chunk_size}], got {self.prefix_training}"
             )
         if self.flow_mean_samples < 1:
             raise ValueError(f"flow_mean_samples must be >= 1, got {self.flow_mean_samples}")

@@ -129,14 +129,16 @@ class ConditionalUnet1D(nn.Module):
     """Chi et al.'s ConditionalUnet1D: (B, T, A) noisy actions, (B,) levels and (B, G)
     conditioning -> (B, T, A)."""
 
-    def __init__(self, action_dim: int, cond_dim: int, config: DiffusionConfig):
+    def __init__(
+        self, action_dim: int, cond_dim: int, config: DiffusionConfig, extra_inputs: int = 0
+    ):
         super().__init__()
         k, g, d = config.kernel_size, config.n_groups, config.step_embed_dim
         self.step_embed = nn.Sequential(
             SinusoidalEmbedding(d), nn.Linear(d, 4 * d), nn.Mish(), nn.Linear(4 * d, d)
         )
         cond = d + cond_dim
-        dims = [action_dim, *config.down_dims]
+        dims = [action_dim + extra_inputs, *config.down_dims]
         pairs = list(zip(dims[:-1], dims[1:]))
         self.down = nn.ModuleList()
         for i, (a, b) in enumerate(pairs):
@@ -165,6 +167,7 @@ class ConditionalUnet1D(nn.Module):
             )
         start = config.down_dims[0]
         self.final = nn.Sequential(ConvBlock(start, start, k, g), nn.Conv1d(start, action_dim, 1))
+        self.extra_inputs = extra_inputs
 
     def forward(self, sample, level, cond):
         x = sample.transpose(1, 2)  # (B, A, T)
@@ -192,7 +195,8 @@ class DiffusionPolicy(Policy):
         super().__init__(config)
         self.encoder = ObsEncoder(config, self.normalizer)
         cond_dim = self.encoder.out_dim * config.n_obs_steps
-        self.net = ConditionalUnet1D(config.action_dim, cond_dim, config)
+        flag = 1 if config.prefix_training else 0  # the channel marking a fixed prefix
+        self.net = ConditionalUnet1D(config.action_dim, cond_dim, config, extra_inputs=flag)
         self.schedule = NoiseSchedule(config.noise_steps)
         if config.action_scaling == "bounds":
             low = torch.tensor(config.action_low, dtype=torch.float32)
@@ -234,26 +238,47 @@ class DiffusionPolicy(Policy):
         feats = encoder(obs)  # (B, n_obs, F)
         return feats.reshape(feats.shape[0], -1)
 
+    def _inputs(self, x, fixed, clean):
+        """The network's input: with prefix training, ``fixed`` (B, H, 1) positions hold
+        their ``clean`` values and the flag channel marks them."""
+        if not self.config.prefix_training:
+            return x
+        x = torch.where(fixed, clean, x)
+        return torch.cat([x, fixed.to(x.dtype)], -1)
+
+    def _random_prefix(self, target) -> torch.Tensor:
+        """(B, H, 1): a clean prefix of 0..K actions from the current step, per sample."""
+        c = self.config
+        b, h = target.shape[:2]
+        if not c.prefix_training:
+            return torch.zeros(b, h, 1, dtype=torch.bool, device=target.device)
+        k = torch.randint(0, c.prefix_training + 1, (b, 1), device=target.device)
+        pos = torch.arange(h, device=target.device)[None] - (c.n_obs_steps - 1)
+        return ((pos >= 0) & (pos < k))[..., None]
+
     def loss(self, batch):
         c = self.config
         target = self.scale(batch["actions"])  # (B, H, A)
         cond = self._cond(batch["obs"], self.encoder)
         b = target.shape[0]
+        fixed = self._random_prefix(target)
         if c.objective == "diffusion":
             noise = torch.randn_like(target)
             t = torch.randint(0, c.noise_steps, (b,), device=target.device)
-            pred = self.net(self.schedule.add_noise(target, noise, t), t, cond)
-            err = (pred - noise).pow(2)
+            x = self._inputs(self.schedule.add_noise(target, noise, t), fixed, target)
+            err = (self.net(x, t, cond) - noise).pow(2)
         elif c.objective == "flow":
             z = torch.randn_like(target)
             t = torch.rand(b, device=target.device)
             tt = t[:, None, None]
-            pred = self.net((1 - tt) * z + tt * target, t * c.noise_steps, cond)
-            err = (pred - (target - z)).pow(2)
+            x = self._inputs((1 - tt) * z + tt * target, fixed, target)
+            err = (self.net(x, t * c.noise_steps, cond) - (target - z)).pow(2)
         else:
             zeros = torch.zeros(b, device=target.device)
-            err = (self.net(torch.zeros_like(target), zeros, cond) - target).pow(2)
-        per = err.mean((1, 2))
+            x = self._inputs(torch.zeros_like(target), fixed, target)
+            err = (self.net(x, zeros, cond) - target).pow(2)
+        keep = (~fixed).to(err.dtype)  # a fixed action is given, not predicted
+        per = (err * keep).sum((1, 2)) / (keep.sum((1, 2)) * err.shape[-1]).clamp_min(1)
         w = batch.get("weights")
         loss = (per * w).sum() / w.sum().clamp_min(1e-8) if w is not None else per.mean()
         return loss, {"loss": loss.detach()}
@@ -291,6 +316,19 @@ class DiffusionPolicy(Policy):
                 torch.ones(b, dtype=torch.bool, device=dev) if prefix_mask is None else prefix_mask
             )
             mask[rows, past : past + k] = True
+        trained = bool(c.prefix_training)  # the network continues a clean prefix
+        flags = (
+            mask[..., :1]
+            if known is not None
+            else torch.zeros(b, c.horizon, 1, dtype=torch.bool, device=dev)
+        )
+
+        def run(x, level):
+            if trained:
+                x = torch.cat(
+                    [torch.where(mask, known, x) if known is not None else x, flags.to(x.dtype)], -1
+                )
+            return net(x, level, cond)
 
         def noise():
             return torch.randn(shape, generator=generator, device=dev)
@@ -300,10 +338,10 @@ class DiffusionPolicy(Policy):
             z = noise() if known is not None else None
             steps = self.schedule.ddim_timesteps(c.sampling_steps)
             for i, t in enumerate(steps):
-                if known is not None:  # the prefix at this level
+                if known is not None and not trained:  # the prefix at this level
                     level = torch.full((b,), t, device=dev, dtype=torch.long)
                     x = torch.where(mask, self.schedule.add_noise(known, z, level), x)
-                eps = net(x, torch.full((b,), t, device=dev), cond)
+                eps = run(x, torch.full((b,), t, device=dev))
                 prev = steps[i + 1] if i + 1 < len(steps) else -1
                 x = self.schedule.ddim_step(eps, t, x, prev, c.clip_sample)
         elif c.objective == "flow":
@@ -315,14 +353,14 @@ class DiffusionPolicy(Policy):
                 n = c.sampling_steps
                 for i in range(n):
                     t = i / n
-                    if known is not None:
+                    if known is not None and not trained:
                         x = torch.where(mask, (1 - t) * z + t * known, x)
-                    v = net(x, torch.full((b,), t * c.noise_steps, device=dev), cond)
+                    v = run(x, torch.full((b,), t * c.noise_steps, device=dev))
                     x = x + v / n
                 outs.append(x)
             x = torch.stack(outs).mean(0)
         else:
-            x = net(torch.zeros(shape, device=dev), torch.zeros(b, device=dev), cond)
+            x = run(torch.zeros(shape, device=dev), torch.zeros(b, device=dev))
         if known is not None:
             x = torch.where(mask, known, x)
         actions = self.unscale(x[:, past:])

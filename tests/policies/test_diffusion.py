@@ -268,3 +268,27 @@ def test_bounds_scaling_needs_finite_bounds():
     with pytest.raises(ValueError, match="needs finite action bounds"):
         make_policy("diffusion", tiny(action_low=[-float("inf")], action_high=[1.0]))
     make_policy("diffusion", tiny(action_low=[], action_high=[], action_scaling="zscore"))
+
+
+@pytest.mark.expensive
+def test_prefix_training_continues_the_mode_a_prefix_is_in():
+    """With prefix training, a chunk given its first actions in one mode goes on in it."""
+    torch.manual_seed(0)
+    policy = make_policy(
+        "diffusion", tiny(objective="flow", prefix_training=2, rtc_steps=2, n_action_steps=2)
+    )
+    opt = torch.optim.Adam(policy.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(400):
+        loss, _ = policy.loss(_bimodal_batch(128, 4, gen))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    policy.eval()
+    obs = {"state": torch.zeros(200, 1, 1)}
+    for sign in (1.0, -1.0):
+        prefix = torch.full((200, 2, 1), sign)
+        out = policy.predict_chunk(obs, prefix=prefix, generator=torch.Generator().manual_seed(2))
+        assert torch.equal(out[:, :2], prefix)
+        rest = out[:, 2:, 0] * sign
+        assert float((rest > 0.6).float().mean()) > 0.9, rest
