@@ -75,7 +75,10 @@ def train_config(algo: str, args, dataset: Path, out: Path, seed: int) -> TrainC
             steps=args.steps_diffusion,
             batch_size=args.batch_diffusion,
             diffusion=DiffusionConfig(
-                objective=algo, down_dims=args.diffusion_dims, rtc_steps=args.rtc_steps
+                objective=algo,
+                down_dims=args.diffusion_dims,
+                rtc_steps=args.rtc_steps,
+                prefix_training=args.prefix_training,
             ),
             **common,
         )
@@ -111,6 +114,9 @@ def main():
     )
     parser.add_argument(
         "--rtc-steps", type=int, default=0, help="diffusion/flow: real-time chunking (0: off)"
+    )
+    parser.add_argument(
+        "--prefix-training", type=int, default=0, help="diffusion/flow: train to continue prefixes"
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default="runs/bench/bc_suite")
