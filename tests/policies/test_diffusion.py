@@ -95,18 +95,22 @@ def _bimodal_batch(n, horizon, gen):
     }
 
 
+def _train_bimodal(policy, steps=400):
+    opt = torch.optim.Adam(policy.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        loss, _ = policy.loss(_bimodal_batch(128, 4, gen))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
 @pytest.mark.expensive
 @pytest.mark.parametrize("objective", ["diffusion", "flow", "regression"])
 def test_two_modes_are_kept_apart_by_the_generative_objectives(objective):
     torch.manual_seed(0)
     policy = make_policy("diffusion", tiny(objective=objective))
-    opt = torch.optim.Adam(policy.parameters(), lr=3e-3)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(400):
-        loss, _ = policy.loss(_bimodal_batch(128, 4, gen))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    _train_bimodal(policy)
     policy.eval()
     out = policy.predict_chunk(
         {"state": torch.zeros(400, 1, 1)}, generator=torch.Generator().manual_seed(1)
@@ -277,13 +281,7 @@ def test_prefix_training_continues_the_mode_a_prefix_is_in():
     policy = make_policy(
         "diffusion", tiny(objective="flow", prefix_training=2, rtc_steps=2, n_action_steps=2)
     )
-    opt = torch.optim.Adam(policy.parameters(), lr=3e-3)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(400):
-        loss, _ = policy.loss(_bimodal_batch(128, 4, gen))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    _train_bimodal(policy)
     policy.eval()
     obs = {"state": torch.zeros(200, 1, 1)}
     for sign in (1.0, -1.0):
