@@ -78,10 +78,7 @@ class Collect(CollectConfig):
     __doc__ = CollectConfig.__doc__
 
     def __post_init__(self):
-        try:
-            super().__post_init__()
-        except ValueError as err:  # one line, not tyro's box
-            raise CliError(str(err)) from None
+        super().__post_init__()
         _check_file_name("--out", self.out, "demos.hdf5")
 
     def run(self) -> None:

@@ -27,12 +27,6 @@ from teleop import options as teleop_options
 class SessionOptions(teleop_options.SessionOptions):
     """What every windowed session at a device takes (`iltk record`, `iltk correct`)."""
 
-    def __post_init__(self):
-        try:
-            super().__post_init__()
-        except ValueError as err:  # one line, not tyro's box
-            raise CliError(str(err)) from None
-
     def make_device(self):
         from teleop.devices import DeviceNotFound
 

@@ -19,12 +19,6 @@ from iltk.cli.common import (
 class Eval(EvalConfig):
     __doc__ = EvalConfig.__doc__
 
-    def __post_init__(self):
-        try:
-            super().__post_init__()
-        except ValueError as err:  # one line, not tyro's box
-            raise CliError(str(err)) from None
-
     def run(self) -> None:
         from iltk.evaluate import evaluate_checkpoint
 
