@@ -2,7 +2,8 @@
 
 LeRobot 0.4.4 (the newest for Python 3.11) pins torch < 2.11 and imports torchvision, so it
 runs in its own venv, this script's worker (``--worker``) started with that venv's Python;
-the demonstrations go to it as arrays in a file. Both models get the same configuration:
+it reads the same episode file through iltk's ``DemoDataset`` (iltk is installed in
+its venv too) and draws the same kind of windows (``batch_history_chunks``). Both models get the same configuration:
 2 observations, a horizon of 16, 8 executed actions, the U-Net widths ``--down-dims``,
 kernel 5, 8 groups, a 128-wide step embedding, 100 DDPM noise levels with the squared
 cosine schedule, DDIM with 10 steps at inference, epsilon prediction, batch ``--batch``,
@@ -15,13 +16,13 @@ normalizes its own way (LeRobot: min-max to [-1, 1], clip 1; iltk: z-scores, cli
 Measured:
 - training samples/s: ``--steps`` steps of the whole loop (a batch of windows drawn from
   tensors in memory, the step, and for iltk its EMA update) after 5 warm-up steps;
-  LeRobot's loop here draws its windows with the same index arithmetic as iltk, in
-  memory, not through its DataLoader (so its figure is, if anything, generous);
+  LeRobot's loop here draws its windows from iltk's in-memory dataset, not through its
+  own DataLoader (so its figure is, if anything, generous);
 - inference latency per action: ``select_action`` of LeRobot / ``PolicyRunner.act`` of
   iltk, one env, averaged over 160 steps (20 chunks);
 - with ``--success-steps N``: both trained N steps on the same demonstrations, then the
   success rate over ``--episodes`` unseen episodes of the task (LeRobot's model acting in
-  iltk's env through its own ``select_action``).
+  iltk's control loop through its own ``select_action``, on the same episode seeds).
 
     python benchmarks/diffusion_lerobot.py --lerobot-python /path/to/lerobot-venv/bin/python
     python benchmarks/diffusion_lerobot.py --success-steps 3000 --episodes 100
@@ -49,17 +50,6 @@ import numpy as np  # noqa: E402
 N_OBS, HORIZON, N_ACT = 2, 16, 8
 
 
-def windows(ep_start, ep_end, step_episode, idx):
-    """The observation and action steps of Diffusion Policy's samples at ``idx`` (iltk's
-    ``batch_history_chunks``): edges repeat the episode's first or last step."""
-    ep = step_episode[idx]
-    start, end = ep_start[ep], ep_end[ep]
-    obs = np.maximum(idx[:, None] + np.arange(-(N_OBS - 1), 1)[None], start[:, None])
-    act_raw = idx[:, None] + np.arange(-(N_OBS - 1), HORIZON - N_OBS + 1)[None]
-    act = np.minimum(np.maximum(act_raw, start[:, None]), end[:, None] - 1)
-    return obs, act
-
-
 # --------------------------------------------------------------------------- LeRobot
 def lerobot_worker(args) -> dict:
     import torch
@@ -67,19 +57,21 @@ def lerobot_worker(args) -> dict:
     from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
     from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
 
+    from iltk.data.dataset import DemoDataset
+
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    d = np.load(args.data)
-    states, actions = d["states"], d["actions"]
-    ep_start, ep_end, step_episode = d["ep_start"], d["ep_end"], d["step_episode"]
+    # the same file and the same windows as iltk's side (DemoDataset.batch_history_chunks)
+    ds = DemoDataset(args.data)
+    states, actions = ds.state.numpy(), ds.actions.numpy()
     s_lo, s_hi = states.min(0), states.max(0)
     a_lo, a_hi = actions.min(0), actions.max(0)
 
     def minmax(x, lo, hi):
-        return 2 * (x - lo) / np.maximum(hi - lo, 1e-8) - 1
+        return 2 * (x - lo) / (hi - lo).clip(min=1e-8) - 1
 
-    ns = torch.as_tensor(minmax(states, s_lo, s_hi), dtype=torch.float32)
-    na = torch.as_tensor(minmax(actions, a_lo, a_hi), dtype=torch.float32)
+    s_lo_t, s_hi_t = torch.as_tensor(s_lo), torch.as_tensor(s_hi)
+    a_lo_t, a_hi_t = torch.as_tensor(a_lo), torch.as_tensor(a_hi)
     sd, ad = states.shape[1], actions.shape[1]
     cfg = DiffusionConfig(
         n_obs_steps=N_OBS,
@@ -101,16 +93,14 @@ def lerobot_worker(args) -> dict:
     )
     policy = DiffusionPolicy(cfg)
     opt = torch.optim.Adam(policy.parameters(), lr=1e-4, betas=(0.95, 0.999), weight_decay=1e-6)
-    rng = np.random.default_rng(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
 
     def batch():
-        idx = rng.integers(0, len(states), args.batch)
-        o, a = windows(ep_start, ep_end, step_episode, idx)
-        obs = ns[torch.as_tensor(o)]
+        b = ds.batch_history_chunks(ds.sample_indices(args.batch, gen), N_OBS, HORIZON)
         return {
-            "observation.state": obs,
+            "observation.state": minmax(b["obs"]["state"], s_lo_t, s_hi_t).float(),
             "observation.environment_state": torch.zeros(args.batch, N_OBS, 1),
-            "action": na[torch.as_tensor(a)],
+            "action": minmax(b["actions"], a_lo_t, a_hi_t).float(),
             "action_is_pad": torch.zeros(args.batch, HORIZON, dtype=torch.bool),
         }
 
@@ -146,42 +136,51 @@ def lerobot_worker(args) -> dict:
     if args.success_steps:
         policy.train()
         t0 = time.perf_counter()
-        losses = [step() for _ in range(args.success_steps)]
+        for _ in range(args.success_steps):
+            step()
         out["success_train_s"] = time.perf_counter() - t0
-        out["final_loss"] = float(np.mean(losses[-100:]))
         policy.eval()
         out.update(lerobot_success(policy, args, (s_lo, s_hi, a_lo, a_hi), minmax))
     return out
 
 
 def lerobot_success(policy, args, stats, minmax) -> dict:
+    """LeRobot's model in iltk's control loop (``run_episodes``), on the episodes iltk's
+    ``evaluate_policy`` runs (seeds 100,000 + k), one env: ``select_action`` keeps its
+    own queues, which ``reset`` clears at each episode start."""
     import torch
 
-    from iltk.envs import make_env
+    from iltk.envs import make_vector_env
+    from iltk.rollout import ControlOutput, run_episodes
 
     s_lo, s_hi, a_lo, a_hi = stats
-    env = make_env(args.task)
-    successes = 0
-    for k in range(args.episodes):
-        obs, _ = env.reset(seed=100_000 + k)
-        policy.reset()
-        done, info = False, {}
-        while not done:
+
+    class LeRobotController:
+        def reset(self, env_ids):
+            policy.reset()
+
+        def act(self, obs, info, envs):
             state = np.asarray(obs["state"] if isinstance(obs, dict) else obs, np.float32)
             batch = {
                 "observation.state": torch.as_tensor(
-                    minmax(state, s_lo, s_hi)[None], dtype=torch.float32
+                    minmax(state, s_lo, s_hi), dtype=torch.float32
                 ),
-                "observation.environment_state": torch.zeros(1, 1),
+                "observation.environment_state": torch.zeros(len(state), 1),
             }
-            a = policy.select_action(batch)[0].numpy()
+            a = policy.select_action(batch).numpy()
             action = (a + 1) / 2 * np.maximum(a_hi - a_lo, 1e-8) + a_lo
-            action = np.clip(action, env.action_space.low, env.action_space.high)
-            obs, _, term, trunc, info = env.step(action)
-            done = term or trunc
-        successes += bool(info.get("success", False))
-    env.close()
-    return {"success": successes / args.episodes, "episodes": args.episodes}
+            low, high = envs.single_action_space.low, envs.single_action_space.high
+            action = np.clip(action, low, high).astype(np.float32)
+            return ControlOutput(executed=action, label=action)
+
+    envs = make_vector_env(args.task, 1)
+    try:
+        eps = run_episodes(
+            envs, LeRobotController(), args.episodes, seed=100_000, record_states=False
+        )
+    finally:
+        envs.close()
+    return {"success": float(np.mean([e.success for e in eps])), "episodes": len(eps)}
 
 
 # --------------------------------------------------------------------------- iltk
@@ -240,26 +239,11 @@ def iltk_side(args, dataset: Path, work: Path) -> dict:
     out["latency_ms_per_action"] = 1e3 * (time.perf_counter() - t0) / (20 * N_ACT)
     if args.success_steps:
         t0 = time.perf_counter()
-        res = train(config(work / "iltk_success", args.success_steps))
+        train(config(work / "iltk_success", args.success_steps))
         out["success_train_s"] = time.perf_counter() - t0
-        out["final_loss"] = res.get("final_loss")
         ev = evaluate_policy(load_policy(work / "iltk_success" / "last"), args.task, args.episodes)
         out.update(success=ev.success_rate, episodes=args.episodes)
     return out
-
-
-def export(dataset: Path, path: Path) -> None:
-    from iltk.data.dataset import DemoDataset
-
-    ds = DemoDataset(dataset)
-    np.savez(
-        path,
-        states=ds.state.numpy(),
-        actions=ds.actions.numpy(),
-        ep_start=ds.ep_start.numpy(),
-        ep_end=ds.ep_end.numpy(),
-        step_episode=ds.step_episode.numpy(),
-    )
 
 
 def main():
@@ -297,7 +281,6 @@ def main():
     if not dataset.exists():
         dataset.parent.mkdir(parents=True, exist_ok=True)
         collect_demos(args.task, dataset, args.demos, progress=False)
-    export(dataset, work / "data.npz")
     version = subprocess.run(
         [args.lerobot_python, "-c", "import importlib.metadata as m; print(m.version('lerobot'))"],
         capture_output=True,
@@ -308,7 +291,7 @@ def main():
           f"{args.threads} thread(s); lerobot {version}", flush=True)  # fmt: skip
     results = {"iltk": iltk_side(args, dataset, work)}
     print("iltk   ", json.dumps(results["iltk"]), flush=True)
-    cmd = [args.lerobot_python, __file__, "--worker", "--data", str(work / "data.npz")]
+    cmd = [args.lerobot_python, __file__, "--worker", "--data", str(dataset)]
     cmd += ["--result", str(work / "lerobot.json"), "--task", args.task]
     for name in ("steps", "batch", "threads", "seed", "success_steps", "episodes"):
         cmd += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
