@@ -24,7 +24,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import torch  # noqa: E402
 
 from iltk.evaluate import evaluate_policy  # noqa: E402
-from iltk.policies import load_checkpoint  # noqa: E402
+from iltk.policies import CheckpointError, load_checkpoint  # noqa: E402
 
 
 def main():
@@ -37,7 +37,12 @@ def main():
     parser.add_argument("--out", default="runs/bench/flow_sampling.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    policy, extra = load_checkpoint(args.policy)
+    try:
+        policy, extra = load_checkpoint(args.policy)
+    except CheckpointError as err:
+        parser.error(str(err))
+    if not extra.get("task"):
+        parser.error(f"{args.policy}: the checkpoint names no task")
     if getattr(policy.config, "objective", None) != "flow":
         parser.error(f"{args.policy}: not a flow policy (--diffusion.objective flow)")
     task, env_kwargs = extra["task"], dict(extra.get("env_kwargs") or {})

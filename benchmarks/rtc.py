@@ -28,7 +28,7 @@ import torch  # noqa: E402
 
 from iltk.controllers import PolicyController  # noqa: E402
 from iltk.envs import make_vector_env  # noqa: E402
-from iltk.policies import PolicyRunner, load_checkpoint  # noqa: E402
+from iltk.policies import CheckpointError, PolicyRunner, load_checkpoint  # noqa: E402
 from iltk.rollout import run_episodes  # noqa: E402
 
 
@@ -44,7 +44,12 @@ def main():
     parser.add_argument("--out", default="runs/bench/rtc.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    policy, extra = load_checkpoint(args.policy)
+    try:
+        policy, extra = load_checkpoint(args.policy)
+    except CheckpointError as err:
+        parser.error(str(err))
+    if not extra.get("task"):
+        parser.error(f"{args.policy}: the checkpoint names no task")
     if type(policy).name != "diffusion":
         parser.error(f"{args.policy}: a {type(policy).name} policy; this compares diffusion's")
     task, env_kwargs = extra["task"], dict(extra.get("env_kwargs") or {})
@@ -53,8 +58,14 @@ def main():
     print(
         f"{'rtc':>4} {'success':>8} {'seam mean':>10} {'seam p95':>9} {'other mean':>11} {'other p95':>10}"
     )
+    configs = {}
+    for k in args.rtc:  # every setting checked before any episode runs
+        try:
+            configs[k] = dataclasses.replace(policy.config, rtc_steps=k)
+        except ValueError as err:
+            parser.error(f"--rtc {k}: {err}")
     for k in args.rtc:
-        policy.config = dataclasses.replace(policy.config, rtc_steps=k)
+        policy.config = configs[k]
         runner = PolicyRunner(policy, args.num_envs)
         envs = make_vector_env(task, args.num_envs, **env_kwargs)
         try:
