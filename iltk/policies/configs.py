@@ -258,8 +258,8 @@ FLOW_INITS = ("noise", "zero", "mean")
 @dataclass
 class DiffusionConfig(PolicyConfig):
     """A generative action-chunk policy: a 1-D temporal U-Net with FiLM conditioning on the
-    last N_OBS_STEPS observations, trained by DDPM denoising (Diffusion Policy, Chi et al.
-    2023) or flow matching on the same network."""
+    last N_OBS_STEPS observations, trained by DDPM denoising (Diffusion Policy, Chi et
+    al., 2023) or flow matching on the same network."""
 
     objective: str = "diffusion"
     """diffusion: DDPM with NOISE_STEPS noise levels, DDIM sampling in SAMPLING_STEPS;
@@ -286,13 +286,13 @@ class DiffusionConfig(PolicyConfig):
     horizon - n_obs_steps + 1 - n_action_steps (0: off, plain receding horizon)."""
     prefix_training: int = 0
     """Train the network to continue a given prefix: each training chunk fixes its first
-    0..K actions (at random) to their clean values, marked by an extra input channel and
-    left out of the loss; real-time chunking then gives the network its fixed prefix
-    clean instead of re-noising it at every step (0: off)."""
+    actions (between none and K, at random) to their clean values, marked by an extra
+    input channel and left out of the loss; real-time chunking then gives the network its
+    fixed prefix clean instead of re-noising it at every step (0: off)."""
     down_dims: list[int] = field(default_factory=lambda: [32, 64, 128])
     """U-Net channel widths per level: the default is sized for a CPU (1.4M parameters);
-    on a GPU, Chi et al.'s state policies use 256 512 1024 (LeRobot's default: 512 1024
-    2048)."""
+    on a GPU, Chi et al.'s state policies use 256 512 1024, and LeRobot's default is
+    the wider 512 1024 2048."""
     kernel_size: int = 5
     """Temporal convolution kernel."""
     n_groups: int = 8
