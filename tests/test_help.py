@@ -27,6 +27,9 @@ def test_help_says_each_default_once_and_carries_no_history(name):
     assert not re.search(r"\(default: [^)]*\)\.? \(default: None\)", text), name
     for history in ("session 1", "issue 1", "benchmarks/", "RESULTS"):
         assert history not in text, (name, history)
+    # the command's own description heads its help
+    first = " ".join((COMMANDS[name].__doc__ or "").split())[:40]
+    assert first and first in text, (name, first)
 
 
 def test_the_top_level_help_is_one_line_a_command():

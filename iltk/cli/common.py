@@ -4,6 +4,7 @@ error type, and the checks several commands make."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,7 @@ def _one_line_errors(instantiate):
     """A settings dataclass's refusal (a ValueError from its checks) as the command's one
     line (``CliError``), not tyro's box around it."""
 
+    @functools.wraps(instantiate)  # tyro reads the command's description from it
     def build(*args, **kwargs):
         try:
             return instantiate(*args, **kwargs)
