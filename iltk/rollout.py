@@ -20,6 +20,8 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
+from iltk import interrupts
+
 # Episode-level commands a hook can return for an env: save (and reset), discard (and
 # reset), reset (same as discard, kept apart for the HUD), quit (stop the whole loop).
 COMMANDS = ("save", "discard", "reset", "quit")
@@ -381,6 +383,7 @@ class Rollout:
     def step(self) -> Transition:
         """One control step of every env: act, step, record, run the hook, finish and
         reset the episodes that ended. A hook's "quit" sets ``quit_requested``."""
+        interrupts.check()  # a Ctrl-C a callback swallowed still stops the loop
         self._ensure_started()
         n, obs = self.n, self.obs
         late = self.pacer.wait() if self.pacer is not None else 0.0

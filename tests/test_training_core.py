@@ -222,3 +222,30 @@ def test_auto_threads_take_the_cores_nobody_else_uses(monkeypatch):
         assert AdaptiveThreads(3).count == 3 and torch.get_num_threads() == 3  # fixed: as given
     finally:
         torch.set_num_threads(before)
+
+
+def test_an_interrupt_a_callback_swallowed_stops_the_next_step(reach_demos, tmp_path):
+    """A Ctrl-C raised inside a weakref callback is printed and dropped by CPython; the
+    command line records it, and the next training or control step raises it again."""
+    import weakref
+
+    from iltk import interrupts
+    from iltk.algos.supervised import TrainConfig, Trainer
+    from iltk.cli import _on_sigint
+
+    class Thing:
+        pass
+
+    def callback(ref):  # what the SIGINT handler does when the signal lands here
+        _on_sigint(2, None)
+
+    thing = Thing()
+    ref = weakref.ref(thing, callback)
+    del thing  # the KeyboardInterrupt inside the callback is "ignored" by CPython
+    assert ref() is None
+    cfg = TrainConfig(dataset=reach_demos, out=tmp_path / "r", steps=5, eval_episodes=0)
+    trainer = Trainer(cfg)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train_step()
+    trainer.train_step()  # raised once: the next step trains
+    interrupts.clear()

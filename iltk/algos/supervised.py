@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from iltk import interrupts
 from iltk.algos.settings import TrainConfig
 from iltk.data.dataset import DemoDataset
 from iltk.data.format import DatasetError
@@ -188,6 +189,7 @@ class Trainer:
     def train_step(self, batch: dict | None = None) -> dict[str, torch.Tensor | float]:
         """One gradient step on ``batch`` (default: one sampled from the dataset); the
         logged values stay tensors (read them at log time)."""
+        interrupts.check()  # a Ctrl-C a callback swallowed still stops training
         self.policy.train()
         self.threads.step()
         if batch is None:

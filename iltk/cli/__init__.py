@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM ends a command as Ctrl-C does: its run closed, one line, exit 143
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
+    previous_int = signal.signal(signal.SIGINT, _on_sigint) if main_thread else None
     try:
         if argv and argv[0] in CONFIG_COMMANDS and "--config" in argv:
             cmd = _from_saved_config(argv[0], argv[1:])
@@ -175,8 +176,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"iltk: interrupted{_where_to_resume(cmd)}", file=sys.stderr)
         return 130
     finally:
+        from iltk import interrupts
+
+        interrupts.clear()
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_int)
     return int(result or 0)
 
 
@@ -185,7 +190,17 @@ class Terminated(KeyboardInterrupt):
 
 
 def _on_sigterm(signum, frame):
+    from iltk import interrupts
+
+    interrupts.note(Terminated)  # raised again at the next step if a callback drops it
     raise Terminated()
+
+
+def _on_sigint(signum, frame):
+    from iltk import interrupts
+
+    interrupts.note(KeyboardInterrupt)
+    raise KeyboardInterrupt()
 
 
 def _interrupt_handled() -> None:
