@@ -1,7 +1,7 @@
-"""Where ACT's training step goes: FLOPs per step against the time it takes.
+"""Where ACT's or Diffusion Policy's training step goes: FLOPs per step against its time.
 
-For ACT at its defaults (and smaller widths) on a task's shapes, one training step at a
-batch size is timed and its floating-point work counted (torch's FlopCounterMode over the
+For ACT at its defaults (and smaller widths), or with ``--algo diffusion`` Diffusion
+Policy's U-Net at three widths, on a task's shapes, one training step at a batch size is timed and its floating-point work counted (torch's FlopCounterMode over the
 forward and backward pass). Dividing the two gives the GFLOP/s the step achieves, set
 against the GFLOP/s of a plain large fp32 matmul on the same device: a step near that
 ceiling costs what its FLOPs cost (the fix is fewer FLOPs: a smaller model or a GPU), a
@@ -10,8 +10,9 @@ say where the time goes.
 
     python benchmarks/act_profile.py                       # Lift's shapes, batch 256, CPU
     python benchmarks/act_profile.py --task iltk/Push-v0 --batch 64
+    python benchmarks/act_profile.py --algo diffusion --task iltk/PointMaze-v0 --batch 64 --threads 1
 
-Writes runs/bench/act_profile.json.
+Writes runs/bench/act_profile.json (``--out``).
 """
 
 from __future__ import annotations
@@ -29,13 +30,21 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from iltk.envs import env_shapes  # noqa: E402
 from iltk.policies import make_policy, resolve_device  # noqa: E402
-from iltk.policies.configs import ACTConfig  # noqa: E402
+from iltk.policies.configs import ACTConfig, DiffusionConfig  # noqa: E402
 
 SIZES = {
-    "default (d256, ff1024)": {},
-    "d128, ff512": {"d_model": 128, "dim_feedforward": 512},
-    "d64, ff256": {"d_model": 64, "dim_feedforward": 256},
+    "act": {
+        "default (d256, ff1024)": {},
+        "d128, ff512": {"d_model": 128, "dim_feedforward": 512},
+        "d64, ff256": {"d_model": 64, "dim_feedforward": 256},
+    },
+    "diffusion": {
+        "default (U-Net 32 64 128)": {},
+        "U-Net 64 128 256": {"down_dims": [64, 128, 256]},
+        "U-Net 256 512 1024 (Chi et al.)": {"down_dims": [256, 512, 1024]},
+    },
 }
+CONFIGS = {"act": ACTConfig, "diffusion": DiffusionConfig}
 
 
 def sync(device: torch.device) -> None:
@@ -56,7 +65,14 @@ def matmul_gflops(device: torch.device, n: int = 1024, reps: int = 20) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
 
 
-def make_batch(cfg: ACTConfig, batch: int, device: torch.device) -> dict:
+def make_batch(cfg, batch: int, device: torch.device) -> dict:
+    if isinstance(cfg, DiffusionConfig):  # the dataset's history_chunk batches
+        return {
+            "obs": {"state": torch.randn(batch, cfg.n_obs_steps, cfg.state_dim, device=device)},
+            "actions": torch.rand(batch, cfg.horizon, cfg.action_dim, device=device) * 2 - 1,
+            "pad": torch.zeros(batch, cfg.horizon, dtype=torch.bool, device=device),
+            "weights": torch.ones(batch, device=device),
+        }
     return {
         "obs": {"state": torch.randn(batch, cfg.state_dim, device=device)},
         "actions": torch.randn(batch, cfg.chunk_size, cfg.action_dim, device=device),
@@ -75,9 +91,9 @@ def step_fn(policy, opt, batch):
     return step
 
 
-def measure(cfg: ACTConfig, batch_size: int, device: torch.device, reps: int) -> dict:
+def measure(algo: str, cfg, batch_size: int, device: torch.device, reps: int) -> dict:
     torch.manual_seed(0)
-    policy = make_policy("act", cfg).to(device).train()
+    policy = make_policy(algo, cfg).to(device).train()
     opt = torch.optim.AdamW(policy.parameters(), lr=1e-4)
     batch = make_batch(cfg, batch_size, device)
     step = step_fn(policy, opt, batch)
@@ -102,8 +118,8 @@ def measure(cfg: ACTConfig, batch_size: int, device: torch.device, reps: int) ->
     }
 
 
-def top_ops(cfg: ACTConfig, batch_size: int, device: torch.device, n: int = 8) -> list[dict]:
-    policy = make_policy("act", cfg).to(device).train()
+def top_ops(algo: str, cfg, batch_size: int, device: torch.device, n: int = 8) -> list[dict]:
+    policy = make_policy(algo, cfg).to(device).train()
     opt = torch.optim.AdamW(policy.parameters(), lr=1e-4)
     step = step_fn(policy, opt, make_batch(cfg, batch_size, device))
     step()
@@ -124,17 +140,26 @@ def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--algo", choices=tuple(SIZES), default="act")
     parser.add_argument("--task", default="iltk/Lift-v0")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
     parser.add_argument("--out", default="runs/bench/act_profile.json")
     args = parser.parse_args()
     device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     state_dim, action_dim, low, high = env_shapes(args.task, {})
+
+    def make_config(**kw):
+        bounds = {"action_low": list(low), "action_high": list(high)}
+        return CONFIGS[args.algo](state_dim=state_dim, action_dim=action_dim, **bounds, **kw)
+
     peak = matmul_gflops(device)
     print(
-        f"ACT training step on {args.task} shapes (state {state_dim}, action {action_dim}), "
+        f"{args.algo} training step on {args.task} shapes (state {state_dim}, action {action_dim}), "
         f"batch {args.batch}, {device} with {torch.get_num_threads()} threads; "
         f"fp32 matmul ceiling {peak:.0f} GFLOP/s"
     )
@@ -143,9 +168,9 @@ def main():
         f"{'size':24} {'params':>8} {'GFLOP/step':>10} {'s/step':>8} {'GFLOP/s':>8} "
         f"{'of ceiling':>10} {'samples/s':>10}"
     )
-    for label, kw in SIZES.items():
-        cfg = ACTConfig(state_dim=state_dim, action_dim=action_dim, **kw)
-        r = {"size": label, **kw, **measure(cfg, args.batch, device, args.reps)}
+    for label, kw in SIZES[args.algo].items():
+        cfg = make_config(**kw)
+        r = {"size": label, **kw, **measure(args.algo, cfg, args.batch, device, args.reps)}
         r["of_ceiling"] = r["gflops_achieved"] / peak
         rows.append(r)
         print(
@@ -153,13 +178,14 @@ def main():
             f"{r['s_per_step']:8.3f} {r['gflops_achieved']:8.0f} {r['of_ceiling']:10.0%} "
             f"{r['samples_per_s']:10.0f}"
         )
-    ops = top_ops(ACTConfig(state_dim=state_dim, action_dim=action_dim), args.batch, device)
+    ops = top_ops(args.algo, make_config(), args.batch, device)
     print("\nwhere one default step's time goes (self CPU time):")
     for op in ops:
         print(f"  {op['share']:6.1%}  {op['op']} ({op['calls']} calls)")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     result = {
+        "algo": args.algo,
         "task": args.task,
         "batch": args.batch,
         "device": str(device),

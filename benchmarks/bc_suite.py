@@ -1,8 +1,10 @@
 """The BC suite: every task x algo x number of demos x seed, evaluated on 100 episodes.
 
 Algos: ``bc`` (MLP, deterministic MSE head), ``bc-gmm`` (MLP, GMM head), ``bc-rnn``,
-``act``, ``diffusion`` (Diffusion Policy: DDPM training, DDIM sampling) and ``flow`` (the
-same network trained by flow matching). Scripted demonstrations are collected once per task and seed (the largest count),
+``act``, ``diffusion`` (Diffusion Policy: DDPM training, DDIM sampling), ``flow`` (the
+same network trained by flow matching) and ``regression`` (the same network trained with
+MSE: the lecture's flow-against-regression table, with ``--expert-side start`` for
+deterministic PointMaze demos). Scripted demonstrations are collected once per task and seed (the largest count),
 and the first N are used for each N. Outputs a markdown table, JSON, and a PNG of success
 against demos per task. Aims: some algo reaches 90% on every task with 100 demos; on
 ``iltk/PointMaze-v0`` (bimodal demos) GMM and ACT reach 90% while the deterministic MLP
@@ -44,7 +46,7 @@ from iltk.policies.act import ACTConfig  # noqa: E402
 from iltk.policies.bc import BCConfig, BCRNNConfig  # noqa: E402
 from iltk.policies.configs import DiffusionConfig  # noqa: E402
 
-ALGOS = ("bc", "bc-gmm", "bc-rnn", "act", "diffusion", "flow")
+ALGOS = ("bc", "bc-gmm", "bc-rnn", "act", "diffusion", "flow", "regression")
 
 
 def train_config(algo: str, args, dataset: Path, out: Path, seed: int) -> TrainConfig:
@@ -69,7 +71,7 @@ def train_config(algo: str, args, dataset: Path, out: Path, seed: int) -> TrainC
             bc_rnn=BCRNNConfig(rnn_hidden=args.rnn_hidden),
             **common,
         )
-    if algo in ("diffusion", "flow"):
+    if algo in ("diffusion", "flow", "regression"):
         return TrainConfig(
             algo="diffusion",
             steps=args.steps_diffusion,
@@ -89,6 +91,11 @@ def train_config(algo: str, args, dataset: Path, out: Path, seed: int) -> TrainC
         act=ACTConfig(d_model=args.act_dim, dim_feedforward=4 * args.act_dim),
         **common,
     )
+
+
+def env_kwargs(task: str, args) -> dict:
+    """The demos' env keywords: PointMaze's expert side (the same env acts at evaluation)."""
+    return {"expert_side": args.expert_side} if task == "iltk/PointMaze-v0" else {}
 
 
 def main():
@@ -117,6 +124,12 @@ def main():
     )
     parser.add_argument(
         "--prefix-training", type=int, default=0, help="diffusion/flow: train to continue prefixes"
+    )
+    parser.add_argument(
+        "--expert-side",
+        choices=("random", "start"),
+        default="random",
+        help="PointMaze's demos: a side drawn per episode (bimodal) or the start's (one mode)",
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default="runs/bench/bc_suite")
@@ -154,7 +167,13 @@ def main():
             pool = out / name / f"seed{seed}" / "pool.hdf5"
             if not pool.exists():
                 collect_demos(
-                    task, pool, max(args.demos), seed=seed * 100_000, num_envs=2, progress=False
+                    task,
+                    pool,
+                    max(args.demos),
+                    seed=seed * 100_000,
+                    num_envs=2,
+                    progress=False,
+                    env_kwargs=env_kwargs(task, args),
                 )
             with DemoFile(pool) as f:
                 for n in args.demos:
@@ -173,12 +192,14 @@ def main():
                             args.eval_episodes,
                             seed=1_000_000,
                             num_envs=2,
+                            env_kwargs=env_kwargs(task, args),
                         )
                         cell = {
                             "task": task,
                             "algo": algo,
                             "demos": n,
                             "seed": seed,
+                            **env_kwargs(task, args),
                             "success_rate": ev.success_rate,
                             "ci95": ev.ci95,
                             "train_s": res["train_time_s"],

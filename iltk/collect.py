@@ -26,7 +26,7 @@ class CollectResult:
 
 def collect(cfg: CollectConfig, *, progress: bool = True) -> CollectResult:
     """`iltk collect` as a library call: the same settings, checked the same way (the
-    observation mode, image size, start spread and action mode become the env's
+    observation mode, image size, start spread, action mode and expert side become the env's
     keywords; those that a task does not take are refused)."""
     from iltk.envs import PANDA_TASK_IDS, TASK_IDS
     from iltk.envs.panda import ACTION_MODES
@@ -54,6 +54,17 @@ def collect(cfg: CollectConfig, *, progress: bool = True) -> CollectResult:
                 f"--action-mode applies to the Panda tasks ({', '.join(PANDA_TASK_IDS)})"
             )
         env_kwargs["action_mode"] = cfg.action_mode
+    if cfg.expert_side != "random":
+        from iltk.envs.point_maze import EXPERT_SIDES
+
+        if cfg.task != "iltk/PointMaze-v0":
+            raise ValueError("--expert-side applies to iltk/PointMaze-v0 only")
+        if cfg.expert_side not in EXPERT_SIDES:
+            raise ValueError(
+                f"--expert-side must be one of {', '.join(EXPERT_SIDES)} (random: a side "
+                f"drawn per episode; start: the start's side), got {cfg.expert_side!r}"
+            )
+        env_kwargs["expert_side"] = cfg.expert_side
     return collect_demos(
         cfg.task,
         cfg.out,

@@ -173,9 +173,11 @@ def write_dir_atomically(
         tmp.mkdir()
         build(tmp)
         if durable:
-            for f in tmp.iterdir():
+            for f in tmp.rglob("*"):
                 if f.is_file():
                     fsync_file(f)
+                elif f.is_dir():
+                    fsync_dir(f)
             fsync_dir(tmp)
         if not dst.exists():
             os.rename(tmp, dst)

@@ -80,6 +80,9 @@ class CollectConfig:
     action_mode: str = "cartesian"
     """Panda tasks: cartesian (end-effector velocity + gripper) or joint (7 joint velocities
     + gripper)."""
+    expert_side: str = "random"
+    """PointMaze: the side its expert goes round the wall, random (drawn per episode:
+    bimodal demos) or start (the start's side: one mode per state)."""
     overwrite: bool = False
     """Replace OUT instead of appending to it."""
 

@@ -17,6 +17,9 @@ the agent's side. Demonstrations are therefore truly bimodal (from the same stat
 them go up, half down): the test bed for mode averaging, whose average heads straight
 into the wall. (Yet a deterministic MLP escapes it, presumably by tying the side to the
 start and goal positions it saw: 99-100% success, like the GMM head, with 100 demos.)
+``expert_side="start"`` makes the expert deterministic instead: it takes the side of the
+start's y (above the centre line: above the wall), one mode per state, the same dynamics,
+starts and success test.
 
 Queried where someone else (a learner under DAgger, a person) has taken the agent more than
 ``FOLLOW_MARGIN`` from its start towards the other side, the expert follows that side
@@ -41,6 +44,9 @@ NOMINAL_START = (-0.8, 0.05)  # the layout that init_spread < 1 draws around
 NOMINAL_GOAL = (0.8, -0.05)
 
 
+EXPERT_SIDES = ("random", "start")
+
+
 class PointMazeEnv(MujocoTaskEnv):
     __doc__ = __doc__
     xml_file = "point_maze.xml"
@@ -49,6 +55,15 @@ class PointMazeEnv(MujocoTaskEnv):
     state_dim = 6
     max_speed = 0.6
     success_radius = 0.05
+
+    def __init__(self, expert_side: str = "random", **kwargs):
+        if expert_side not in EXPERT_SIDES:
+            raise ValueError(
+                f"expert_side must be one of {', '.join(EXPERT_SIDES)} (random: a side drawn "
+                f"per episode, bimodal demos; start: the start's side), got {expert_side!r}"
+            )
+        self.expert_side = expert_side
+        super().__init__(**kwargs)
 
     def _reset_task(self, rng):
         self.data.qpos[:2] = [
@@ -61,7 +76,9 @@ class PointMazeEnv(MujocoTaskEnv):
         ]
         self._set_mocap("goal", [goal[0], goal[1], 0.002])
         # the expert's side, in the sim state (userdata) so that set_state carries it
-        self.data.userdata[0] = rng.choice([-1.0, 1.0])
+        drawn = rng.choice([-1.0, 1.0])  # drawn either way: the layouts stay the seed's
+        start_side = 1.0 if self.data.qpos[1] >= 0 else -1.0
+        self.data.userdata[0] = drawn if self.expert_side == "random" else start_side
         self.data.userdata[1] = self.data.qpos[1]  # the start's y, for the follow rule
 
     heatmap_label = "agent x, y"

@@ -252,6 +252,44 @@ def test_point_maze_expert_follows_where_it_was_taken():
         assert np.all(np.sign(np.array(ys)[~np.isnan(ys)]) == side)
 
 
+def test_point_maze_deterministic_expert_takes_the_start_side(tmp_path):
+    """expert_side="start": the side is the start's (one mode per state), the layouts are the
+    seed's as with the drawn side, and whole episodes pass the wall on that side; collect
+    records the keyword, so evaluation makes the same env."""
+    drawn, start = make_env("iltk/PointMaze-v0"), make_env("iltk/PointMaze-v0", expert_side="start")
+    expert, sides_drawn, sides_start = make_expert(start), set(), set()
+    for seed in range(12):
+        drawn.reset(seed=seed)
+        start.reset(seed=seed)
+        np.testing.assert_array_equal(drawn.unwrapped.data.qpos, start.unwrapped.data.qpos)
+        y0 = start.unwrapped.data.qpos[1]
+        side = 1.0 if y0 >= 0 else -1.0
+        assert np.sign(expert()[1]) == side
+        sides_drawn.add((side, float(np.sign(drawn.unwrapped.data.userdata[0]))))
+        sides_start.add(side)
+    assert sides_start == {-1.0, 1.0}  # both sides occur, each tied to its starts
+    assert len(sides_drawn) > 2  # the drawn side is not the start's
+    with pytest.raises(ValueError, match="expert_side must be one of random, start"):
+        make_env("iltk/PointMaze-v0", expert_side="left")
+    from iltk.algos.settings import CollectConfig
+    from iltk.collect import collect
+    from iltk.data import DemoFile
+
+    out = tmp_path / "one_side.hdf5"
+    collect(
+        CollectConfig(task="iltk/PointMaze-v0", episodes=2, out=out, expert_side="start"),
+        progress=False,
+    )
+    with DemoFile(out) as f:
+        assert f.env_args["env_kwargs"]["expert_side"] == "start"
+    with pytest.raises(ValueError, match="--expert-side applies to iltk/PointMaze-v0 only"):
+        collect(
+            CollectConfig(
+                task="iltk/Reach-v0", episodes=1, out=tmp_path / "r.hdf5", expert_side="start"
+            )
+        )
+
+
 @pytest.mark.parametrize("task_id", TASK_IDS)
 def test_init_spread_pulls_starts_towards_one_layout(task_id):
     def starts(spread):
