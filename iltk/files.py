@@ -341,6 +341,7 @@ def check_output(
     inputs: Iterable[str | os.PathLike] = (),
     what: str = "the output",
     kind: str = "file",
+    create: bool = True,
 ) -> Path:
     """Refuse, before any work, an output that would destroy something or cannot be written.
 
@@ -351,6 +352,8 @@ def check_output(
         inputs: files the command reads; the output may never be one of them.
         what: the option naming the output, for the messages (e.g. "--out").
         kind: "file" or "folder".
+        create: a folder output is created here (False: only its parent, so a folder that
+            is written elsewhere and renamed into place does not appear before it is whole).
     """
     path = Path(path)
     for src in inputs:
@@ -370,7 +373,7 @@ def check_output(
             raise OutputError(
                 f"{path}: already exists; pass --overwrite to replace it, or choose another {what}"
             )
-    check_writable_dir(path if kind == "folder" else path.parent, what)
+    check_writable_dir(path if kind == "folder" and create else path.parent, what)
     if path.exists() and kind == "file" and not os.access(path, os.W_OK):
         raise OutputError(f"{path}: is not writable; choose another {what}")
     return path

@@ -70,7 +70,10 @@ def verify_file(path, demos: list[str] | None = None) -> list[Divergence]:
                 g = f.group(demo)
                 if "states" not in g:
                     raise DatasetError(
-                        path, "has no states to verify against", demo=demo, key="states"
+                        path,
+                        "has no states to verify against" + no_states_reason(f),
+                        demo=demo,
+                        key="states",
                     )
                 attrs = f.demo_attrs(demo)
                 seed = int(attrs.get("seed", -1))
@@ -180,7 +183,10 @@ class EpisodePlayer:
         g = self.file.group(self.demo)
         if "states" not in g:
             raise DatasetError(
-                self.path, "has no recorded states to replay", demo=self.demo, key="states"
+                self.path,
+                "has no recorded states to replay" + no_states_reason(self.file),
+                demo=self.demo,
+                key="states",
             )
         self.states = self.file.read(self.demo, "states")
         expected = self.env.unwrapped.state_size
@@ -253,3 +259,13 @@ def replay_video(
     finally:
         bar.close()
         player.close()
+
+
+def no_states_reason(f) -> str:
+    """Why a file has no sim states, where it says (an import from a LeRobot dataset)."""
+    if "imported_from" in f.attrs:
+        return (
+            " (imported from a LeRobot dataset, which records no simulator states; it trains, "
+            "but cannot be replayed exactly or verified)"
+        )
+    return ""

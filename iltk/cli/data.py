@@ -279,6 +279,182 @@ class DatasetConsolidate:
             print(f"{self.file}: consolidated")
 
 
+@dataclass
+class DatasetExport:
+    """Write an episode file as a LeRobot dataset folder (LeRobotDataset v3.0: parquet
+    tables, one mp4 video per camera, meta/info.json, stats, episode and task tables) that
+    LeRobot's own loader reads. iltk's extra per-step fields (actions_executed,
+    intervention, sim states, policy actions, noise) travel as iltk.* features, so the
+    folder imports back to the same file. Written under a temporary name and renamed into
+    place at the end: an interrupted export leaves no folder that looks complete."""
+
+    file: Positional[Path]
+    """The episode file (HDF5)."""
+    out_dir: Positional[Path]
+    """The dataset folder to write (refused when it exists and is not empty, unless
+    --overwrite)."""
+    format: str = "lerobot"
+    """The dataset format (lerobot: LeRobotDataset v3.0)."""
+    fps: float | None = None
+    """Frames per second (default: the file's control rate)."""
+    codec: str = "h264"
+    """Video codec of the cameras: h264 (libx264) or av1 (libsvtav1, LeRobot's default)."""
+    crf: int | None = None
+    """Constant rate factor of the codec, lower for closer frames and larger files
+    (default: 18 for h264, 30 for av1)."""
+    gop: int = 2
+    """Frames between keyframes (LeRobot's 2 keeps random access cheap)."""
+    task: str | None = None
+    """Task text of the episodes that have none (default: the task's description)."""
+    overwrite: bool = False
+    """Replace OUT_DIR when it exists."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def __post_init__(self):
+        _check_format(self.format)
+        if self.fps is not None and not (math.isfinite(self.fps) and self.fps > 0):
+            raise CliError(f"--fps must be a positive number, got {self.fps}")
+
+    def run(self) -> None:
+        from iltk.data.lerobot import export_lerobot
+
+        res = export_lerobot(
+            self.file,
+            self.out_dir,
+            fps=self.fps,
+            codec=self.codec,
+            crf=self.crf,
+            gop=self.gop,
+            task=self.task,
+            overwrite=self.overwrite,
+            progress=self.progress,
+        )
+        videos = f", {len(res.videos)} video feature(s)" if res.videos else ""
+        print(
+            f"wrote {_count(res.episodes, 'episode')} ({res.frames} frames{videos}) to "
+            f"{res.out} (LeRobotDataset v3.0)"
+        )
+
+
+@dataclass
+class DatasetImport:
+    """Read a LeRobot dataset folder (LeRobotDataset v3.0, or v2.1, the layout before it)
+    into an episode file that `iltk train` takes; camera videos are decoded into images. A
+    folder exported by iltk comes back as the file it was; one from elsewhere has no sim
+    states (exact replay and `dataset verify` say so), its actions_executed are its actions
+    and no step is an intervention."""
+
+    src: Positional[Path]
+    """The LeRobot dataset folder."""
+    out: Positional[Path]
+    """The episode file to write (HDF5)."""
+    format: str = "lerobot"
+    """The dataset format (lerobot: LeRobotDataset v3.0 or v2.1)."""
+    task: str | None = None
+    """The task id the episodes belong to (e.g. iltk/Push-v0), for training's evaluation
+    (default: the one an iltk export records)."""
+    overwrite: bool = False
+    """Replace OUT when it exists."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def __post_init__(self):
+        _check_format(self.format)
+        _check_file_name("OUT", self.out, "demos.hdf5")
+
+    def run(self) -> None:
+        from iltk.data.lerobot import import_lerobot
+
+        res = import_lerobot(
+            self.src,
+            self.out,
+            env_name=self.task,
+            overwrite=self.overwrite,
+            progress=self.progress,
+        )
+        print(
+            f"wrote {_count(res.episodes, 'episode')} ({res.frames} steps) to {res.out}"
+            + ("" if res.from_iltk else " (from a LeRobot dataset: no sim states)")
+        )
+
+
+def _check_format(name: str) -> None:
+    if name != "lerobot":
+        raise CliError(f"--format {name}: unknown; formats are lerobot (LeRobotDataset v3.0)")
+
+
+@dataclass
+class DatasetDelete:
+    """Drop episodes from a file (bad takes). The others keep their names, masks lose the
+    dropped ones, and the file's edit history records the deletion. The file is rewritten
+    through a temporary file and renamed into place (or --out writes a new file)."""
+
+    file: Positional[Path]
+    """The episode file."""
+    episodes: list[str] = field(default_factory=list)
+    """Episodes to drop, by index (3 = demo_3) or name."""
+    out: Path | None = None
+    """Write the result to this new file instead of replacing FILE."""
+    overwrite: bool = False
+    """Replace --out when it exists."""
+
+    def __post_init__(self):
+        if not self.episodes:
+            raise CliError("--episodes: name the episodes to drop (e.g. --episodes 3 7)")
+
+    def run(self) -> None:
+        from iltk.data.tools import delete_episodes
+
+        dropped = delete_episodes(self.file, self.episodes, out=self.out, overwrite=self.overwrite)
+        print(
+            f"{self.out or self.file}: dropped {_count(len(dropped), 'episode')} ({', '.join(dropped)})"
+        )
+
+
+@dataclass
+class DatasetEdit:
+    """Set episode metadata: the operator, the task text (LeRobot's task on export), the
+    success flag. Rewritten like `dataset delete`; the edit history records the change."""
+
+    file: Positional[Path]
+    """The episode file."""
+    episodes: list[str] = field(default_factory=list)
+    """Episodes to edit, by index (3 = demo_3) or name (none: every episode)."""
+    operator: str | None = None
+    """The operator's name."""
+    task: str | None = None
+    """The task text."""
+    success: bool | None = None
+    """The success flag."""
+    out: Path | None = None
+    """Write the result to this new file instead of replacing FILE."""
+    overwrite: bool = False
+    """Replace --out when it exists."""
+
+    def __post_init__(self):
+        if self.operator is None and self.task is None and self.success is None:
+            raise CliError("nothing to set: pass --operator, --task or --success True/False")
+
+    def run(self) -> None:
+        from iltk.data.tools import edit_episodes
+
+        updates = {
+            k: v
+            for k, v in (
+                ("operator", self.operator),
+                ("task", self.task),
+                ("success", self.success),
+            )
+            if v is not None
+        }
+        edited = edit_episodes(
+            self.file, self.episodes, updates, out=self.out, overwrite=self.overwrite
+        )
+        shown = ", ".join(f"{k}={v!r}" for k, v in updates.items())
+        print(f"{self.out or self.file}: set {shown} on {_count(len(edited), 'episode')}")
+
+
 DATASET_COMMANDS: dict[str, type] = {
     "info": DatasetInfo,
     "merge": DatasetMerge,
@@ -286,13 +462,18 @@ DATASET_COMMANDS: dict[str, type] = {
     "filter": DatasetFilter,
     "verify": DatasetVerify,
     "consolidate": DatasetConsolidate,
+    "export": DatasetExport,
+    "import": DatasetImport,
+    "delete": DatasetDelete,
+    "edit": DatasetEdit,
 }
 
 
 @dataclass
 class Dataset:
-    """Inspect and edit episode files: info, merge, split, filter, verify, consolidate
-    (`iltk dataset <command> --help`)."""
+    """Inspect and edit episode files: info, merge, split, filter, verify, consolidate,
+    export and import (LeRobot's format), delete and edit episodes (`iltk dataset <command>
+    --help`)."""
 
     def run(self) -> None:
         tyro.extras.subcommand_cli_from_dict(

@@ -111,7 +111,7 @@ class Layout:
     columns: list[Column]
     key_dtypes: dict[str, str]  # every exported key's dtype in the episode file
     key_shapes: dict[str, list[int]]  # and its per-step shape
-    next_obs: bool  # the file has next_obs (the last one goes into the episodes table)
+    shifted: list[str]  # next_obs keys that are obs one step on: only their last row is kept
 
     @property
     def videos(self) -> list[Column]:
@@ -203,7 +203,25 @@ def plan_layout(f: DemoFile) -> Layout:
             )
         col = _vector_column(f"iltk.{k}", [k], keys)
         columns.append(col)
-    return Layout(columns, dtypes, shapes, any(k.startswith("next_obs/") for k in keys))
+    shifted = []
+    for k in sorted(keys):
+        if not k.startswith("next_obs/"):
+            continue
+        obs_key = "obs/" + k.split("/", 1)[1]
+        if obs_key in images or (obs_key in keys and _is_shifted(f, obs_key, k)):
+            shifted.append(k)  # (recorded images are always the next step's)
+        else:  # a next_obs of its own: a column of its own
+            columns.append(_vector_column(f"iltk.{k.replace('/', '.')}", [k], keys))
+    return Layout(columns, dtypes, shapes, shifted)
+
+
+def _is_shifted(f: DemoFile, obs_key: str, next_key: str) -> bool:
+    """Whether every demo's ``next_key`` is its ``obs_key`` one step on."""
+    for demo in f.demos:
+        obs, nxt = f.read(demo, obs_key), f.read(demo, next_key)
+        if not np.array_equal(obs[1:], nxt[:-1]):
+            return False
+    return True
 
 
 def _vector_column(feature: str, members: list[str], keys) -> Column:
@@ -483,7 +501,9 @@ def export_lerobot(
     crf = DEFAULT_CRF[codec] if crf is None else int(crf)
     if not 0 <= crf <= 63 or gop < 1:
         raise ValueError(f"need 0 <= crf <= 63 and gop >= 1, got crf {crf}, gop {gop}")
-    check_output(out_dir, overwrite=overwrite, inputs=[path], what="OUT_DIR", kind="folder")
+    check_output(
+        out_dir, overwrite=overwrite, inputs=[path], what="OUT_DIR", kind="folder", create=False
+    )
     with DemoFile(path) as f:
         rate = fps if fps is not None else f.env_args.get("control_freq")
         if rate is None or not (
@@ -614,10 +634,9 @@ def _write_folder(f, root, layout, order, splits, fps, default_task, codec, crf,
                 writer = pq.ParquetWriter(data_path, table.schema)
             writer.write_table(table)
             final = {}
-            if layout.next_obs and n:
-                for key in layout.key_dtypes:
-                    if key.startswith("next_obs/"):
-                        final[key] = f.group(demo)[key][n - 1]
+            if n:
+                for key in layout.shifted:
+                    final[key] = f.group(demo)[key][n - 1]
             buf = io.BytesIO()
             np.savez(buf, **final)
             episodes.append(
@@ -871,6 +890,7 @@ def import_lerobot(
     if "action" not in features:
         raise DatasetError(folder.root, "has no 'action' feature; an episode file needs actions")
     total = sum(int(r["length"]) for r in folder.episodes)
+    check_files(folder)
 
     def build(tmp: Path) -> None:
         with (
@@ -914,6 +934,68 @@ def import_lerobot(
     return ImportResult(out, len(folder.episodes), total, keys, bool(meta))
 
 
+def _video_path(folder: LeRobotFolder, key: str, row: dict) -> Path:
+    if folder.version == "v3.0":
+        return folder.root / (folder.info.get("video_path") or VIDEO_PATH).format(
+            video_key=key,
+            chunk_index=int(row.get(f"videos/{key}/chunk_index", 0)),
+            file_index=int(row.get(f"videos/{key}/file_index", 0)),
+        )
+    ep = int(row["episode_index"])
+    chunk = ep // int(folder.info.get("chunks_size", CHUNKS_SIZE))
+    return folder.root / folder.info["video_path"].format(
+        episode_chunk=chunk, video_key=key, episode_index=ep
+    )
+
+
+def _data_path(folder: LeRobotFolder, row: dict) -> Path:
+    if folder.version == "v3.0":
+        return folder.root / (folder.info.get("data_path") or DATA_PATH).format(
+            chunk_index=int(row.get("data/chunk_index", 0)),
+            file_index=int(row.get("data/file_index", 0)),
+        )
+    ep = int(row["episode_index"])
+    chunk = ep // int(folder.info.get("chunks_size", CHUNKS_SIZE))
+    return folder.root / folder.info["data_path"].format(episode_chunk=chunk, episode_index=ep)
+
+
+def check_files(folder: LeRobotFolder) -> None:
+    """Before anything is written: every data and video file the episode table names is
+    there, and each video holds as many frames as its episodes (as its container says)."""
+    import av
+
+    for row in folder.episodes:
+        path = _data_path(folder, row)
+        if not path.is_file():
+            raise DatasetError(path, f"is missing (the data of episode {row['episode_index']})")
+    for key, spec in folder.features.items():
+        if spec.get("dtype") != "video":
+            continue
+        ends: dict[Path, tuple[float, int]] = {}
+        for row in folder.episodes:
+            path = _video_path(folder, key, row)
+            end = float(row.get(f"videos/{key}/to_timestamp", int(row["length"]) / folder.fps))
+            if folder.version != "v3.0":
+                end = int(row["length"]) / folder.fps
+            last = ends.get(path, (0.0, -1))
+            ends[path] = (max(last[0], end), int(row["episode_index"]) if last[1] < 0 else last[1])
+        for path, (end, first_ep) in ends.items():
+            if not path.is_file():
+                raise DatasetError(path, f"is missing (the video of episode {first_ep})")
+            try:
+                with av.open(str(path)) as c:
+                    frames = int(c.streams.video[0].frames)
+            except (av.error.FFmpegError, IndexError) as err:
+                raise DatasetError(path, f"is not a readable video ({err})") from None
+            want = round(end * folder.fps)
+            if frames and frames != want:
+                raise DatasetError(
+                    path,
+                    f"holds {frames} frames, its episodes {want} (from episode {first_ep} on): "
+                    "the video and the parquet disagree",
+                )
+
+
 def _masks_from_splits(folder: LeRobotFolder, names: list[str]) -> dict[str, list[str]]:
     """LeRobot's splits ("train": "0:90") as masks of the imported demos."""
     masks = {}
@@ -934,18 +1016,10 @@ def _episode_rows(folder: LeRobotFolder) -> Iterator[tuple[dict, Any]]:
     one data file in memory at a time."""
     pa, pq = _pa()
     cache: dict[Path, Any] = {}
-    info = folder.info
     for row in folder.episodes:
         ep = int(row["episode_index"])
         n = int(row["length"])
-        if folder.version == "v3.0":
-            path = folder.root / info.get("data_path", DATA_PATH).format(
-                chunk_index=int(row.get("data/chunk_index", 0)),
-                file_index=int(row.get("data/file_index", 0)),
-            )
-        else:
-            chunk = ep // int(info.get("chunks_size", CHUNKS_SIZE))
-            path = folder.root / info["data_path"].format(episode_chunk=chunk, episode_index=ep)
+        path = _data_path(folder, row)
         if path not in cache:
             if not path.is_file():
                 raise DatasetError(path, f"is missing (the data of episode {ep})")
@@ -982,19 +1056,6 @@ def _write_episodes(folder: LeRobotFolder, h5: h5py.File, meta: dict, bar) -> li
     data = h5.create_group("data")
     names = []
 
-    def video_path(key: str, row: dict) -> Path:
-        if folder.version == "v3.0":
-            return folder.root / folder.info.get("video_path", VIDEO_PATH).format(
-                video_key=key,
-                chunk_index=int(row.get(f"videos/{key}/chunk_index", 0)),
-                file_index=int(row.get(f"videos/{key}/file_index", 0)),
-            )
-        ep = int(row["episode_index"])
-        chunk = ep // int(folder.info.get("chunks_size", CHUNKS_SIZE))
-        return folder.root / folder.info["video_path"].format(
-            episode_chunk=chunk, video_key=key, episode_index=ep
-        )
-
     try:
         for i, (row, table) in enumerate(_episode_rows(folder)):
             n = int(row["length"])
@@ -1007,7 +1068,7 @@ def _write_episodes(folder: LeRobotFolder, h5: h5py.File, meta: dict, bar) -> li
                 if feat in INDEX_FEATURES or feat == "next.success":
                     continue
                 if spec.get("dtype") == "video":
-                    path = video_path(feat, row)
+                    path = _video_path(folder, feat, row)
                     if (feat, path) not in readers:
                         for (k, p), r in list(readers.items()):
                             if k == feat:

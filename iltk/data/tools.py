@@ -1,4 +1,5 @@
-"""Whole-file operations: merge, filter, split. Each writes a new file atomically.
+"""Whole-file operations: merge, filter, split, delete, edit. Each writes a new file
+atomically (or replaces its input through a temporary file: never an edit in place).
 
 An existing output is refused unless ``overwrite``; an output that is one of the inputs
 is refused always; the output is locked against other writers while it is written.
@@ -6,6 +7,8 @@ is refused always; the output is locked against other writers while it is writte
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +16,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from iltk.data.format import DatasetError, dumps, settings_differences
+from iltk.data.format import DatasetError, dumps, now_iso, settings_differences
 from iltk.data.reader import DemoFile
 from iltk.data.writer import consolidate_file
 from iltk.files import (
@@ -186,3 +189,125 @@ def _split_locked(path: Path, valid_fraction: float, seed: int) -> dict[str, lis
         _write_atomically(path.with_name(path.name + ".split"), build, size)
     os.replace(path.with_name(path.name + ".split"), path)
     return {"train": train, "valid": valid}
+
+
+def _demo_names(f: DemoFile, episodes: list[int | str]) -> list[str]:
+    """Demo names from indices (3 -> demo_3) or names; unknown ones refused in one line."""
+    names = [e if isinstance(e, str) and not e.isdigit() else f"demo_{int(e)}" for e in episodes]
+    missing = [n for n in names if n not in f.demos]
+    if missing:
+        span = f"{f.demos[0]}..{f.demos[-1]}" if f.demos else "none"
+        raise DatasetError(
+            f.path, f"has no {', '.join(missing)} (its episodes: {span}, {len(f.demos)} in all)"
+        )
+    return list(dict.fromkeys(names))
+
+
+def _rewrite(
+    path: Path,
+    out: Path | None,
+    change: Callable[[DemoFile], tuple[list[str], dict[str, dict], dict]],
+    overwrite: bool,
+) -> Path:
+    """Write ``path``'s demos that ``change`` keeps, with its attribute updates, to ``out``
+    (a new file) or over ``path`` itself (a temporary sibling renamed into place: never an
+    edit in place). ``change`` returns (kept demos, {demo: attrs to set}, note for the
+    file's edit history)."""
+    path = Path(path)
+    with DemoFile(path, validate="structure"):
+        pass  # a damaged or foreign file is named here, before anything is written
+    target = path if out is None else Path(out)
+    if out is None:
+        check_output(path, append=True, what="FILE")
+    else:
+        check_output(target, overwrite=overwrite, inputs=[path], what="--out")
+    with WriterLock(path), WriterLock(target) if target != path else contextlib.nullcontext():
+        if out is None:
+            consolidate_file(path)
+        with DemoFile(path) as f:
+            keep, updates, note = change(f)
+            masks = {m: [d for d in members if d in keep] for m, members in f.masks.items()}
+
+            def build(dst: h5py.File):
+                data = dst.create_group("data")
+                for k, v in f.data.attrs.items():
+                    data.attrs[k] = v
+                total = 0
+                for demo in keep:
+                    f.h5.copy(f.group(demo), data, name=demo)
+                    for k, v in updates.get(demo, {}).items():
+                        data[demo].attrs[k] = v
+                    total += f.num_samples(demo)
+                data.attrs["total"] = total
+                history = json.loads(f.attrs.get("edits", "[]") or "[]")
+                data.attrs["edits"] = dumps([*history, {"at": now_iso(), **note}])
+                for mask, members in masks.items():
+                    dst.create_dataset(f"mask/{mask}", data=np.array(members, dtype="S"))
+
+            size = sum(
+                int(np.prod(ds.shape)) * ds.dtype.itemsize
+                for d in keep
+                for ds in _datasets(f.group(d))
+            )
+            tmp = target.with_name(f".{target.name}.edit")
+            _write_atomically(tmp, build, size)
+        os.replace(tmp, target)
+    return target
+
+
+def delete_episodes(
+    path: str | Path,
+    episodes: list[int | str],
+    *,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+) -> list[str]:
+    """Drop the given episodes (indices or demo names). The others keep their names, masks
+    lose the dropped ones, ``total`` and the file's edit history are updated; written to
+    ``out`` or over ``path`` through a temporary file. Returns the dropped names."""
+    dropped: list[str] = []
+
+    def change(f: DemoFile):
+        names = _demo_names(f, episodes)
+        if not names:
+            raise DatasetError(f.path, "no episodes given (--episodes 3 7 ...)")
+        if len(names) == len(f.demos):
+            raise DatasetError(
+                f.path, f"deleting all {len(names)} episodes would leave an empty file"
+            )
+        dropped.extend(names)
+        return [d for d in f.demos if d not in set(names)], {}, {"deleted": names}
+
+    _rewrite(Path(path), None if out is None else Path(out), change, overwrite)
+    return dropped
+
+
+EDITABLE = ("operator", "task", "success")
+
+
+def edit_episodes(
+    path: str | Path,
+    episodes: list[int | str],
+    updates: dict,
+    *,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+) -> list[str]:
+    """Set episode metadata (operator, task text, success flag) on the given episodes (all
+    when none are given); written like :func:`delete_episodes`. Returns the edited names."""
+    unknown = sorted(set(updates) - set(EDITABLE))
+    if unknown or not updates:
+        raise ValueError(
+            f"editable episode fields are {', '.join(EDITABLE)}"
+            + (f"; got {', '.join(unknown)}" if unknown else "; none given")
+        )
+    values = {k: (bool(v) if k == "success" else str(v)) for k, v in updates.items()}
+    edited: list[str] = []
+
+    def change(f: DemoFile):
+        names = _demo_names(f, episodes) if episodes else list(f.demos)
+        edited.extend(names)
+        return list(f.demos), {d: values for d in names}, {"edited": names, "set": values}
+
+    _rewrite(Path(path), None if out is None else Path(out), change, overwrite)
+    return edited
