@@ -9,8 +9,13 @@
    arithmetic, against the peer users would pick: robomimic 0.3.0's ``SequenceDataset`` in
    its fastest mode (``hdf5_cache_mode="all"``) behind a shuffling DataLoader, same file,
    same sequence length, same batch size. Aim: >= 10x.
+4. LeRobot's format (``--sections lerobot``): ``iltk dataset export`` and ``import``
+   speed (frames/s), peak memory (each in its own process) and size on disk against the
+   HDF5, for the 1M-transition state file, scripted Push demos (with sim states) and Panda
+   demos with two 84x84 cameras (H.264, crf 18, keyframe every 2 frames).
 
     python benchmarks/data_io.py [--transitions 1000000] [--out runs/bench/data_io.json]
+    python benchmarks/data_io.py --sections lerobot --pixel-episodes 20
 """
 
 from __future__ import annotations
@@ -89,6 +94,69 @@ def make_big_file(
     return n_eps
 
 
+def folder_bytes(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _timed_child(code: str) -> dict:
+    """Run ``code`` (which prints one JSON line) in a fresh process; add its peak RSS."""
+    import subprocess
+
+    wrapped = (
+        "import json, resource, time\n" + code + "\n"
+        "out['maxrss_mib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "print(json.dumps(out))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", wrapped], capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bench_lerobot(tmp: Path, files: dict[str, Path]) -> list[dict]:
+    rows = []
+    for label, path in files.items():
+        folder, back = tmp / f"lr_{len(rows)}", tmp / f"back_{len(rows)}.hdf5"
+        with h5py.File(path) as f:  # a file that records no control rate is exported at 20
+            fps = None if '"control_freq": 20' in str(f["data"].attrs.get("env_args", "")) else 20
+        exp = _timed_child(
+            "from iltk.data.lerobot import export_lerobot\n"
+            "t0 = time.perf_counter()\n"
+            f"r = export_lerobot({str(path)!r}, {str(folder)!r}, fps={fps}, progress=False)\n"
+            "out = {'s': time.perf_counter() - t0, 'frames': r.frames, 'episodes': r.episodes}"
+        )
+        imp = _timed_child(
+            "from iltk.data.lerobot import import_lerobot\n"
+            "t0 = time.perf_counter()\n"
+            f"r = import_lerobot({str(folder)!r}, {str(back)!r}, progress=False)\n"
+            "out = {'s': time.perf_counter() - t0, 'frames': r.frames}"
+        )
+        rows.append(
+            {
+                "data": label,
+                "episodes": exp["episodes"],
+                "frames": exp["frames"],
+                "hdf5_mib": folder_bytes(path) / 2**20,
+                "lerobot_mib": folder_bytes(folder) / 2**20,
+                "reimported_hdf5_mib": folder_bytes(back) / 2**20,
+                "export_frames_per_s": exp["frames"] / exp["s"],
+                "import_frames_per_s": imp["frames"] / imp["s"],
+                "export_peak_rss_mib": exp["maxrss_mib"],
+                "import_peak_rss_mib": imp["maxrss_mib"],
+            }
+        )
+        r = rows[-1]
+        print(
+            f"{label:<34}{r['frames']:>9}{r['hdf5_mib']:>9.1f}{r['lerobot_mib']:>9.1f}"
+            f"{r['export_frames_per_s']:>11.0f}{r['import_frames_per_s']:>11.0f}"
+            f"{r['export_peak_rss_mib']:>9.0f}{r['import_peak_rss_mib']:>9.0f}",
+            flush=True,
+        )
+    return rows
+
+
 def bare_h5py_load(path: Path):
     with h5py.File(path, "r") as f:
         names = sorted(f["data"], key=lambda n: int(n.split("_")[1]))
@@ -149,62 +217,108 @@ def main():
     parser.add_argument(
         "--workers", type=int, default=2, help="DataLoader workers of the robomimic peer"
     )
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        choices=("writer", "load", "sampling", "lerobot"),
+        default=["writer", "load", "sampling", "lerobot"],
+    )
+    parser.add_argument(
+        "--pixel-episodes", type=int, default=20, help="Panda two-camera episodes (lerobot)"
+    )
     parser.add_argument("--out", default="runs/bench/data_io.json")
     args = parser.parse_args()
-    result = {}
+    out = Path(args.out)
+    result = json.loads(out.read_text()) if out.exists() else {}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        result["writer"] = [
-            bench_writer(tmp, "state", args.episodes),
-            bench_writer(tmp, "pixels", args.episodes // 2),
-        ]
-        print(
-            f"{'obs':<8}{'steps':>7}{'ms/step':>9}{'ms/ep end':>11}{'max':>8}{'bg save ms':>12}{'close s':>9}"
-        )
-        for r in result["writer"]:
-            print(
-                f"{r['obs_mode']:<8}{r['steps']:>7}{r['writer_per_step_ms']:>9.4f}"
-                f"{r['writer_per_episode_end_ms_mean']:>11.3f}{r['writer_per_episode_end_ms_max']:>8.3f}"
-                f"{r['background_save_ms_mean']:>12.1f}{r['consolidate_on_close_s']:>9.2f}"
-            )
+        if "writer" in args.sections:
+            writer_section(tmp, args, result)
         big = tmp / "big.hdf5"
-        t0 = time.perf_counter()
-        n_eps = make_big_file(big, args.transitions)
-        t_write = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        bare_h5py_load(big)
-        t_bare = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        ds = DemoDataset(big)
-        t_iltk = time.perf_counter() - t0
-        result["load"] = {
-            "transitions": len(ds),
-            "episodes": n_eps,
-            "write_s": t_write,
-            "bare_h5py_s": t_bare,
-            "demodataset_s": t_iltk,
-            "ratio": t_iltk / t_bare,
-        }
-        r = result["load"]
-        print(
-            f"\nload {r['transitions']} transitions ({n_eps} episodes): DemoDataset {t_iltk:.2f}s, "
-            f"bare h5py {t_bare:.2f}s, ratio {r['ratio']:.2f} (file written in {t_write:.1f}s)"
-        )
-        result["sampling"] = bench_sampling(big, ds, args.batch, args.iters, args.workers)
-        print(f"\npeer: {result['sampling'][0]['peer']}")
-        print(
-            f"{'kind':<9}{'len':>4}{'batch':>6}{'iltk/s':>11}{'robomimic/s':>13}{'speedup':>9}"
-            f"{'peer load s':>13}"
-        )
-        for r in result["sampling"]:
+        if {"load", "sampling", "lerobot"} & set(args.sections):
+            t0 = time.perf_counter()
+            n_eps = make_big_file(big, args.transitions)
+            t_write = time.perf_counter() - t0
+        if "load" in args.sections or "sampling" in args.sections:
+            ds = load_section(big, n_eps, t_write, result)
+        if "sampling" in args.sections:
+            sampling_section(big, ds, args, result)
+        if "lerobot" in args.sections:
+            from iltk.collect import collect_demos
+
+            push, panda = tmp / "push.hdf5", tmp / "panda_pixels.hdf5"
+            collect_demos("iltk/Push-v0", push, 100, num_envs=2, progress=False)
+            kw = {"obs_mode": "state+pixels", "image_size": 84}
+            collect_demos(
+                "iltk/PandaLift-v0", panda, args.pixel_episodes, env_kwargs=kw, num_envs=2,
+                progress=False,
+            )  # fmt: skip
             print(
-                f"{r['kind']:<9}{r['length']:>4}{r['batch']:>6}{r['on_device_samples_per_s']:>11.0f}"
-                f"{r['peer_samples_per_s']:>13.0f}{r['speedup']:>8.1f}x{r['peer_load_s']:>13.1f}"
+                f"\n{'LeRobot v3.0 export / import':<34}{'frames':>9}{'HDF5 MiB':>9}"
+                f"{'LR MiB':>9}{'export/s':>11}{'import/s':>11}{'exp RSS':>9}{'imp RSS':>9}"
             )
-    out = Path(args.out)
+            files = {
+                f"{args.transitions // 1000}k synthetic steps, state": big,
+                "Push, 100 demos, state + sim states": push,
+                f"PandaLift, {args.pixel_episodes} demos, 2 cameras 84x84": panda,
+            }
+            result["lerobot"] = bench_lerobot(tmp, files)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")
+
+
+def writer_section(tmp: Path, args, result: dict) -> None:
+    result["writer"] = [
+        bench_writer(tmp, "state", args.episodes),
+        bench_writer(tmp, "pixels", args.episodes // 2),
+    ]
+    print(
+        f"{'obs':<8}{'steps':>7}{'ms/step':>9}{'ms/ep end':>11}{'max':>8}{'bg save ms':>12}{'close s':>9}"
+    )
+    for r in result["writer"]:
+        print(
+            f"{r['obs_mode']:<8}{r['steps']:>7}{r['writer_per_step_ms']:>9.4f}"
+            f"{r['writer_per_episode_end_ms_mean']:>11.3f}{r['writer_per_episode_end_ms_max']:>8.3f}"
+            f"{r['background_save_ms_mean']:>12.1f}{r['consolidate_on_close_s']:>9.2f}"
+        )
+
+
+def load_section(big: Path, n_eps: int, t_write: float, result: dict) -> DemoDataset:
+    t0 = time.perf_counter()
+    bare_h5py_load(big)
+    t_bare = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ds = DemoDataset(big)
+    t_iltk = time.perf_counter() - t0
+    result["load"] = {
+        "transitions": len(ds),
+        "episodes": n_eps,
+        "write_s": t_write,
+        "bare_h5py_s": t_bare,
+        "demodataset_s": t_iltk,
+        "ratio": t_iltk / t_bare,
+    }
+    r = result["load"]
+    print(
+        f"\nload {r['transitions']} transitions ({n_eps} episodes): DemoDataset {t_iltk:.2f}s, "
+        f"bare h5py {t_bare:.2f}s, ratio {r['ratio']:.2f} (file written in {t_write:.1f}s)"
+    )
+    return ds
+
+
+def sampling_section(big: Path, ds: DemoDataset, args, result: dict) -> None:
+    result["sampling"] = bench_sampling(big, ds, args.batch, args.iters, args.workers)
+    print(f"\npeer: {result['sampling'][0]['peer']}")
+    print(
+        f"{'kind':<9}{'len':>4}{'batch':>6}{'iltk/s':>11}{'robomimic/s':>13}{'speedup':>9}"
+        f"{'peer load s':>13}"
+    )
+    for r in result["sampling"]:
+        print(
+            f"{r['kind']:<9}{r['length']:>4}{r['batch']:>6}{r['on_device_samples_per_s']:>11.0f}"
+            f"{r['peer_samples_per_s']:>13.0f}{r['speedup']:>8.1f}x{r['peer_load_s']:>13.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -62,7 +62,6 @@ VIDEO_FILE_MB = 200  # and a video file past this one
 QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)
 CODECS = {"h264": "libx264", "av1": "libsvtav1"}
 DEFAULT_CRF = {"h264": 18, "av1": 30}
-IMAGE_STATS_FRAMES = 100  # per episode, evenly spaced (LeRobot samples frames too)
 INDEX_FEATURES = ("timestamp", "frame_index", "episode_index", "index", "task_index")
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
@@ -241,12 +240,40 @@ def _vector_column(feature: str, members: list[str], keys) -> Column:
 # ------------------------------------------------------------------- statistics
 def feature_stats(x: np.ndarray, image: bool = False) -> dict[str, np.ndarray]:
     """LeRobot's statistics of one episode's feature: per dimension (images: per channel,
-    scaled to [0, 1], shape (C, 1, 1))."""
-    if image:  # (T, H, W, C) uint8
-        v = x.astype(np.float64).transpose(3, 0, 1, 2).reshape(x.shape[-1], -1) / 255.0
-        out = {k: a.reshape(-1, 1, 1) for k, a in _stats(v.T).items() if k != "count"}
-        return {**out, "count": np.array([len(x)])}  # frames, as LeRobot counts them
+    scaled to [0, 1], shape (C, 1, 1), counted in frames as LeRobot counts them)."""
+    if image:  # (T, H, W, C) uint8: exact, from each channel's histogram
+        out: dict[str, list] = {}
+        for ch in range(x.shape[-1]):
+            for k, v in _uint8_stats(x[..., ch]).items():
+                out.setdefault(k, []).append(v / 255.0)
+        stats = {k: np.array(v).reshape(-1, 1, 1) for k, v in out.items()}
+        return {**stats, "count": np.array([len(x)])}
     return _stats(x.astype(np.float64).reshape(len(x), -1))
+
+
+def _uint8_stats(values: np.ndarray) -> dict[str, float]:
+    """min, max, mean, std and quantiles (numpy's linear interpolation) of uint8 values."""
+    hist = np.bincount(values.reshape(-1), minlength=256).astype(np.float64)
+    levels = np.arange(256.0)
+    n = hist.sum()
+    mean = float((hist * levels).sum() / n)
+    cdf = np.cumsum(hist)
+
+    def order(rank):  # the rank-th smallest value (0-based)
+        return levels[np.searchsorted(cdf, rank, side="right")]
+
+    out = {
+        "min": float(levels[hist > 0][0]),
+        "max": float(levels[hist > 0][-1]),
+        "mean": mean,
+        "std": float(np.sqrt((hist * (levels - mean) ** 2).sum() / n)),
+    }
+    for q in QUANTILES:
+        h = (n - 1) * q
+        lo = np.floor(h)
+        a, b = order(lo), order(min(lo + 1, n - 1))
+        out[f"q{round(q * 100):02d}"] = float(a + (h - lo) * (b - a))
+    return out
 
 
 def _stats(v: np.ndarray) -> dict[str, np.ndarray]:
@@ -257,8 +284,8 @@ def _stats(v: np.ndarray) -> dict[str, np.ndarray]:
         "std": v.std(0),
         "count": np.array([len(v)]),
     }
-    for q in QUANTILES:
-        out[f"q{round(q * 100):02d}"] = np.quantile(v, q, axis=0)
+    for q, value in zip(QUANTILES, np.quantile(v, QUANTILES, axis=0)):
+        out[f"q{round(q * 100):02d}"] = value
     return out
 
 
@@ -370,6 +397,8 @@ class _VideoIn:
             raise DatasetError(path, f"is not a readable video ({err})") from None
         self.path, self.fps, self.pending = path, fps, None
         self.read = 0
+        # one converter for every frame (a frame's own to_ndarray builds one each time: 50x slower)
+        self.rgb = av.video.reformatter.VideoReformatter()
 
     def _next(self):
         if self.pending is not None:
@@ -403,7 +432,7 @@ class _VideoIn:
                     f"has a frame at {t:.3f} s where {where} expects {expected:.3f} s: the "
                     "video and the parquet disagree",
                 )
-            out.append(f.to_ndarray(format="rgb24"))
+            out.append(self.rgb.reformat(f, format="rgb24").to_ndarray())
         return np.stack(out)
 
     def rest(self) -> int:
@@ -604,8 +633,7 @@ def _write_folder(f, root, layout, order, splits, fps, default_task, codec, crf,
                 arrays = [f.read(demo, k) for k in col.keys]
                 if col.kind == "video":
                     ep_row.update(videos[col.feature].episode(arrays[0]))
-                    step = max(1, n // IMAGE_STATS_FRAMES)
-                    ep_stats[col.feature] = feature_stats(arrays[0][::step], image=True)
+                    ep_stats[col.feature] = feature_stats(arrays[0], image=True)
                     continue
                 columns[col.feature] = _arrow_column(pa, col, arrays, n)
                 flat = np.concatenate([a.reshape(n, -1) for a in arrays], axis=1)

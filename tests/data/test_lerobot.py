@@ -460,3 +460,28 @@ def test_h5_attrs_of_imported_file(tmp_path, reach_demos):
     import_lerobot(out, back, progress=False)
     with h5py.File(back) as f:
         assert json.loads(f["data"].attrs["imported_from"])["codebase_version"] == "v3.0"
+
+
+def test_image_statistics_are_exact():
+    """Camera statistics come from per-channel histograms: the same numbers numpy gives
+    over every pixel (quantiles with numpy's linear interpolation), scaled to [0, 1]."""
+    from iltk.data.lerobot import QUANTILES, aggregate_stats, feature_stats
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (5, 6, 4, 3)).astype(np.uint8)
+    b = rng.integers(40, 120, (3, 6, 4, 3)).astype(np.uint8)
+    s = feature_stats(a, image=True)
+    flat = a.reshape(-1, 3).astype(np.float64) / 255
+    assert s["mean"].shape == (3, 1, 1) and s["count"].tolist() == [5]
+    np.testing.assert_allclose(s["mean"].ravel(), flat.mean(0))
+    np.testing.assert_allclose(s["std"].ravel(), flat.std(0))
+    for q in QUANTILES:
+        np.testing.assert_allclose(
+            s[f"q{round(q * 100):02d}"].ravel(), np.quantile(flat, q, axis=0)
+        )
+    pooled = aggregate_stats([s, feature_stats(b, image=True)])
+    both = np.concatenate([a, b]).reshape(-1, 3).astype(np.float64) / 255
+    np.testing.assert_allclose(pooled["mean"].ravel(), both.mean(0))
+    np.testing.assert_allclose(pooled["std"].ravel(), both.std(0))
+    np.testing.assert_allclose(pooled["min"].ravel(), both.min(0))
+    assert pooled["count"].tolist() == [8]
