@@ -485,3 +485,44 @@ def test_image_statistics_are_exact():
     np.testing.assert_allclose(pooled["std"].ravel(), both.std(0))
     np.testing.assert_allclose(pooled["min"].ravel(), both.min(0))
     assert pooled["count"].tolist() == [8]
+
+
+SLOW_EXPORT = """
+import sys, time
+import iltk.data.lerobot as lr
+real = lr.feature_stats
+def slow(*a, **k):
+    time.sleep(0.05)
+    return real(*a, **k)
+lr.feature_stats = slow
+lr.export_lerobot(sys.argv[1], sys.argv[2], progress=False)
+"""
+
+
+@pytest.mark.expensive
+def test_sigkill_during_export_leaves_nothing_that_looks_complete(tmp_path, reach_demos):
+    """Killed mid-export, the only trace is a hidden temporary folder (no OUT_DIR, no
+    meta/info.json under OUT_DIR's name); the next export clears it and completes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "lr"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_EXPORT, str(reach_demos), str(out)])
+    try:
+        # wait (bounded by the test's own timeout) until the first data file is being written
+        while not list(tmp_path.glob(".lr.tmp*/data/chunk-000/file-000.parquet")):
+            assert proc.poll() is None, "the export ended before it could be killed"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not out.exists()
+    left = sorted(p.name for p in tmp_path.iterdir())  # (the lock file's flock died with it)
+    assert len(left) == 2 and left[0].startswith(".lr.tmp") and left[1] == "lr.lock", left
+    export_lerobot(reach_demos, out, progress=False)
+    assert open_lerobot(out).info["total_episodes"] == 4
+    assert [p.name for p in tmp_path.iterdir()] == ["lr"]
