@@ -526,3 +526,44 @@ def test_sigkill_during_export_leaves_nothing_that_looks_complete(tmp_path, reac
     export_lerobot(reach_demos, out, progress=False)
     assert open_lerobot(out).info["total_episodes"] == 4
     assert [p.name for p in tmp_path.iterdir()] == ["lr"]
+
+
+def test_hg_dagger_fields_stay_hg_dagger_fields(tmp_path):
+    """Interventions, the policy's own actions, DART noise and the policy version travel
+    as iltk.* features (LeRobot users see them as columns) and come back as they were."""
+    from iltk.data import DemoWriter, make_env_args
+
+    path = tmp_path / "hg.hdf5"
+    rng = np.random.default_rng(1)
+    with DemoWriter(path, make_env_args("iltk/Reach-v0", control_freq=20.0), background=False) as w:
+        for k in range(3):
+            t = 12 + k
+            actions = rng.uniform(-1, 1, (t, 3)).astype(np.float32)
+            w.save(
+                {
+                    "obs": {"state": rng.normal(size=(t, 9)).astype(np.float32)},
+                    "actions": actions,
+                    "actions_executed": actions + 0.1,
+                    "fields": {
+                        "intervention": np.arange(t) % 3 == 0,
+                        "policy_actions": rng.uniform(-1, 1, (t, 3)).astype(np.float32),
+                        "noise": rng.normal(size=(t, 3)).astype(np.float32),
+                        "policy_version": np.full(t, k, np.int32),
+                    },
+                },
+                attrs={"source": "hg-dagger", "operator": "ana"},
+            )
+    out = tmp_path / "lr"
+    res = export_lerobot(path, out, progress=False)
+    for name in ("iltk.intervention", "iltk.policy_actions", "iltk.noise", "iltk.policy_version"):
+        assert name in res.features
+    feats = json.loads((out / "meta" / "info.json").read_text())["features"]
+    assert feats["iltk.policy_version"]["dtype"] == "int32"
+    assert feats["iltk.intervention"] == {"dtype": "bool", "shape": [1], "names": None}
+    data = pq.read_table(out / "data" / "chunk-000" / "file-000.parquet")
+    assert data["iltk.intervention"].to_pylist()[:4] == [True, False, False, True]
+    back = tmp_path / "back.hdf5"
+    import_lerobot(out, back, progress=False)
+    assert_same_files(path, back)
+    with DemoFile(back) as f:
+        assert f.demo_attrs("demo_0")["source"] == "hg-dagger"
