@@ -16,8 +16,11 @@ normalizes its own way (LeRobot: min-max to [-1, 1], clip 1; iltk: z-scores, cli
 Measured:
 - training samples/s: ``--steps`` steps of the whole loop (a batch of windows drawn from
   tensors in memory, the step, and for iltk its EMA update) after 5 warm-up steps;
-  LeRobot's loop here draws its windows from iltk's in-memory dataset, not through its
-  own DataLoader (so its figure is, if anything, generous);
+  LeRobot's loop draws its windows from iltk's in-memory dataset (the model step alone:
+  its figure is, if anything, generous), or with ``--lerobot-data loader`` through its own
+  pipeline as ``lerobot-train`` builds it: the episode file exported by ``iltk dataset
+  export``, ``LeRobotDataset`` with the policy's delta timestamps, a shuffling
+  ``DataLoader`` with ``--loader-workers`` workers (lerobot-train's default 4);
 - inference latency per action: ``select_action`` of LeRobot / ``PolicyRunner.act`` of
   iltk, one env, averaged over 160 steps (20 chunks);
 - with ``--success-steps N``: both trained N steps on the same demonstrations, then the
@@ -26,6 +29,7 @@ Measured:
 
     python benchmarks/diffusion_lerobot.py --lerobot-python /path/to/lerobot-venv/bin/python
     python benchmarks/diffusion_lerobot.py --success-steps 3000 --episodes 100
+    python benchmarks/diffusion_lerobot.py --lerobot-data loader --loader-workers 4
 
 The worker's venv: ``torch==2.13.0`` and ``torchvision==0.28.0`` (the registry's CUDA builds,
 which run on the CPU), ``lerobot==0.4.4 --no-deps``, ``diffusers einops draccus
@@ -103,6 +107,38 @@ def lerobot_worker(args) -> dict:
             "action": minmax(b["actions"], a_lo_t, a_hi_t).float(),
             "action_is_pad": torch.zeros(args.batch, HORIZON, dtype=torch.bool),
         }
+
+    if args.lerobot_folder:  # LeRobot's own data pipeline, as lerobot-train builds it
+        from itertools import cycle
+
+        from lerobot.datasets.factory import resolve_delta_timestamps
+        from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
+
+        meta = LeRobotDatasetMetadata("iltk/export", root=args.lerobot_folder)
+        lr_ds = LeRobotDataset(
+            "iltk/export",
+            root=args.lerobot_folder,
+            delta_timestamps=resolve_delta_timestamps(cfg, meta),
+        )
+        loader = torch.utils.data.DataLoader(
+            lr_ds,
+            batch_size=args.batch,
+            shuffle=True,
+            num_workers=args.loader_workers,
+            drop_last=False,
+            prefetch_factor=2 if args.loader_workers > 0 else None,
+        )
+        batches = cycle(loader)
+
+        def batch():  # noqa: F811 - the loader's batches replace iltk's sampler
+            b = next(batches)
+            n = len(b["action"])
+            return {
+                "observation.state": minmax(b["observation.state"], s_lo_t, s_hi_t).float(),
+                "observation.environment_state": torch.zeros(n, N_OBS, 1),
+                "action": minmax(b["action"], a_lo_t, a_hi_t).float(),
+                "action_is_pad": b["action_is_pad"],
+            }
 
     def step():
         loss, _ = policy.forward(batch())
@@ -264,6 +300,18 @@ def main():
         default=os.environ.get("ILTK_LEROBOT_PYTHON", "/tmp/lrvenv/bin/python"),
         help="the Python of the venv holding lerobot 0.4.4",
     )
+    parser.add_argument(
+        "--lerobot-data",
+        choices=("iltk", "loader"),
+        default="iltk",
+        help="LeRobot's batches: drawn from iltk's in-memory dataset (the model step alone), "
+        "or through LeRobot's own LeRobotDataset and DataLoader on the file exported with "
+        "'iltk dataset export' (as lerobot-train feeds it)",
+    )
+    parser.add_argument(
+        "--loader-workers", type=int, default=4, help="DataLoader workers (lerobot-train's 4)"
+    )
+    parser.add_argument("--lerobot-folder", help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -296,6 +344,12 @@ def main():
     for name in ("steps", "batch", "threads", "seed", "success_steps", "episodes"):
         cmd += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
     cmd += ["--down-dims", *map(str, args.down_dims)]
+    if args.lerobot_data == "loader":
+        from iltk.data.lerobot import export_lerobot
+
+        folder = work / "lerobot_dataset"
+        export_lerobot(dataset, folder, progress=False)
+        cmd += ["--lerobot-folder", str(folder), "--loader-workers", str(args.loader_workers)]
     subprocess.run(cmd, check=True)
     results["lerobot"] = json.loads((work / "lerobot.json").read_text())
     print("lerobot", json.dumps(results["lerobot"]), flush=True)

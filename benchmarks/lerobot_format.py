@@ -14,7 +14,7 @@
 
 LeRobot runs in its own venv (``--lerobot-python``): the registry's torch 2.13.0 and
 torchvision 0.28.0 (CUDA builds, run on the CPU), ``lerobot==0.4.4 --no-deps``, its
-dataset modules' imports (``datasets<5 av<16 jsonlines pandas huggingface-hub<0.36
+dataset modules' imports at its pins (``datasets<5 av<16 jsonlines pandas huggingface-hub<0.36 diffusers<0.36
 draccus``), ``torchcodec==0.13.0`` with the system's FFmpeg libraries (apt-get install
 ffmpeg), and this repository (``pip install -e .``).
 
