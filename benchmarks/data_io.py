@@ -116,6 +116,8 @@ def _timed_child(code: str) -> dict:
 
 
 def bench_lerobot(tmp: Path, files: dict[str, Path]) -> list[dict]:
+    base = _timed_child("import iltk.data.lerobot, av, pyarrow\nout = {}")["maxrss_mib"]
+    print(f"(a process that only imports them peaks at {base:.0f} MiB)")
     rows = []
     for label, path in files.items():
         folder, back = tmp / f"lr_{len(rows)}", tmp / f"back_{len(rows)}.hdf5"
@@ -145,6 +147,7 @@ def bench_lerobot(tmp: Path, files: dict[str, Path]) -> list[dict]:
                 "import_frames_per_s": imp["frames"] / imp["s"],
                 "export_peak_rss_mib": exp["maxrss_mib"],
                 "import_peak_rss_mib": imp["maxrss_mib"],
+                "imports_only_rss_mib": base,
             }
         )
         r = rows[-1]
