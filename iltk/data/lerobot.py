@@ -226,6 +226,8 @@ def _is_shifted(f: DemoFile, obs_key: str, next_key: str) -> bool:
 def _vector_column(feature: str, members: list[str], keys) -> Column:
     widths = [int(np.prod(keys[k][0][1:])) if len(keys[k][0]) > 1 else 1 for k in members]
     dtype = str(np.result_type(*[keys[k][1] for k in members]))
+    if feature.startswith("observation.") or feature == "action":
+        dtype = "float32"  # what LeRobot's policies read (robomimic's float64 rounds here)
     scalar = len(members) == 1 and len(keys[members[0]][0]) == 1 and not feature == "action"
     if len(members) == 1:
         base = members[0].split("/")[-1]

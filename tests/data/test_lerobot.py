@@ -25,9 +25,10 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 10 * np.log10(255.0**2 / max(mse, 1e-12))
 
 
-def assert_same_files(a_path, b_path, image_psnr=None, added=None):
-    """Every per-step array equal (images: at least ``image_psnr`` dB), the same demos,
-    attributes, masks and env settings (plus the ``added`` ones)."""
+def assert_same_files(a_path, b_path, image_psnr=None, added=None, float32=False):
+    """Every per-step array equal (images: at least ``image_psnr`` dB; with ``float32``,
+    observations and actions at float32's precision), the same demos, attributes, masks
+    and env settings (plus the ``added`` ones)."""
     with DemoFile(a_path) as a, DemoFile(b_path) as b:
         assert a.demos == b.demos
         assert {**a.env_args, **(added or {})} == b.env_args and a.masks == b.masks
@@ -39,6 +40,9 @@ def assert_same_files(a_path, b_path, image_psnr=None, added=None):
                 if x.dtype == np.uint8 and x.ndim == 4:
                     assert psnr(x, y) > image_psnr, (d, k)
                 else:
+                    if float32 and (k == "actions" or k.startswith("obs/")):
+                        x = x.astype(np.float32).astype(x.dtype)
+                    assert x.dtype == y.dtype, (d, k)
                     np.testing.assert_array_equal(x, y, err_msg=f"{d} {k}")
 
 
@@ -156,8 +160,9 @@ def test_split_becomes_lerobot_ranges_and_comes_back(tmp_path, reach_demos):
 
 def test_robomimic_layout_goes_to_lerobot(tmp_path):
     """robomimic -> iltk's reader -> LeRobot: robot0_* keys become observation.state,
-    the rest observation.environment_state; float64 stays float64; the file records no
-    control rate, so --fps is asked for."""
+    the rest observation.environment_state, both float32 as LeRobot's policies read them
+    (the sim states keep float64); the file records no control rate, so --fps is asked
+    for."""
     from tests.data.test_robomimic_compat import write_robomimic_layout
 
     path = tmp_path / "robomimic.hdf5"
@@ -170,10 +175,10 @@ def test_robomimic_layout_goes_to_lerobot(tmp_path):
     feats = json.loads((out / "meta" / "info.json").read_text())["features"]
     assert feats["observation.state"]["shape"] == [3]
     assert feats["observation.environment_state"]["shape"] == [10]
-    assert feats["action"]["dtype"] == "float64"
+    assert feats["action"]["dtype"] == "float32" and feats["iltk.states"]["dtype"] == "float64"
     back = tmp_path / "back.hdf5"
     import_lerobot(out, back, progress=False)
-    assert_same_files(path, back, added={"control_freq": 20})  # the rate it was given
+    assert_same_files(path, back, added={"control_freq": 20}, float32=True)  # at the given rate
 
 
 def write_v21_folder(root, lengths=(6, 9), size=16, fps=10):
