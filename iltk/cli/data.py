@@ -98,16 +98,19 @@ class Collect(CollectConfig):
 
 @dataclass
 class DatasetInfo:
-    """Summarize an episode file: episodes, steps, success, sources, keys, action ranges."""
+    """Summarize an episode file (episodes, steps, success, sources, keys, action ranges) or
+    a LeRobot dataset folder (version, episodes, frames, fps, tasks, splits, features)."""
 
     file: Positional[Path]
-    """The episode file."""
+    """The episode file, or a LeRobot dataset folder."""
     json: bool = False
     """Print the summary as JSON."""
 
     def run(self) -> None:
         from iltk.data import DemoFile
 
+        if self.file.is_dir() and (self.file / "meta" / "info.json").is_file():
+            return self._lerobot()
         with DemoFile(self.file) as f:
             info = f.summary()
         if self.json:
@@ -135,6 +138,40 @@ class DatasetInfo:
             print(
                 f"({info['linked_shards']} episodes live in shard files; 'iltk dataset consolidate' folds them in)"
             )
+
+    def _lerobot(self) -> None:
+        """A LeRobot dataset folder: its version, size, features and splits."""
+        from iltk.data.lerobot import open_lerobot
+
+        folder = open_lerobot(self.file)
+        info = folder.info
+        frames = sum(int(r["length"]) for r in folder.episodes)
+        summary = {
+            "folder": str(folder.root),
+            "format": f"LeRobotDataset {folder.version}",
+            "episodes": len(folder.episodes),
+            "frames": frames,
+            "fps": info.get("fps"),
+            "tasks": sorted(set(folder.tasks.values())),
+            "splits": info.get("splits"),
+            "features": {
+                k: {"dtype": v.get("dtype"), "shape": v.get("shape")}
+                for k, v in folder.features.items()
+            },
+            "exported_by_iltk": "iltk" in info,
+        }
+        if self.json:
+            print(json.dumps(summary, indent=2))
+            return
+        print(f"folder      {summary['folder']}  ({summary['format']})")
+        print(f"episodes    {summary['episodes']}   frames {frames}   fps {summary['fps']}")
+        print(f"tasks       {'; '.join(summary['tasks']) or '-'}")
+        print(f"splits      {summary['splits']}")
+        print("features")
+        for k, v in summary["features"].items():
+            print(f"  {k:<36} {str(tuple(v['shape'] or ())):<16} {v['dtype']}")
+        if summary["exported_by_iltk"]:
+            print("(exported by iltk: 'iltk dataset import' gives back the episode file)")
 
 
 @dataclass

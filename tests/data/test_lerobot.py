@@ -572,3 +572,14 @@ def test_hg_dagger_fields_stay_hg_dagger_fields(tmp_path):
     assert_same_files(path, back)
     with DemoFile(back) as f:
         assert f.demo_attrs("demo_0")["source"] == "hg-dagger"
+
+
+def test_info_on_a_lerobot_folder(tmp_path, reach_demos, capsys):
+    out = tmp_path / "lr"
+    export_lerobot(reach_demos, out, progress=False)
+    capsys.readouterr()
+    assert cli_main(["dataset", "info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["format"] == "LeRobotDataset v3.0" and info["episodes"] == 4
+    assert info["features"]["action"] == {"dtype": "float32", "shape": [3]}
+    assert info["exported_by_iltk"] and info["fps"] == 20
