@@ -1071,135 +1071,149 @@ def _episode_rows(folder: LeRobotFolder) -> Iterator[tuple[dict, Any]]:
 
 
 def _write_episodes(folder: LeRobotFolder, h5: h5py.File, meta: dict, bar) -> list[str]:
-    features = folder.features
-    fps = folder.fps
-    key_info = meta.get("keys") or {}
-    col_map = meta.get("columns") or {}
-    images = [k for k, v in features.items() if v.get("dtype") == "image"]
+    """Write every episode of ``folder`` into /data of ``h5``; returns the demo names."""
+    images = [k for k, v in folder.features.items() if v.get("dtype") == "image"]
     if images:
         raise DatasetError(
             folder.root,
-            f"stores {', '.join(images)} as images in the parquet files; iltk imports video features "
-            "(LeRobot's default) only",
+            f"stores {', '.join(images)} as images in the parquet files; iltk imports video "
+            "features (LeRobot's default) only",
         )
-    readers: dict[tuple[str, Path], _VideoIn] = {}
+    videos = _VideoReaders(folder)
     data = h5.create_group("data")
     names = []
-
     try:
         for i, (row, table) in enumerate(_episode_rows(folder)):
-            n = int(row["length"])
-            ep = int(row["episode_index"])
+            n, ep = int(row["length"]), int(row["episode_index"])
             attrs = json.loads(row["iltk/attrs"]) if row.get("iltk/attrs") else {}
             name = row.get("iltk/demo") or f"demo_{i}"
             g = data.create_group(name)
-            arrays: dict[str, np.ndarray] = {}
-            for feat, spec in features.items():
-                if feat in INDEX_FEATURES or feat == "next.success":
-                    continue
-                if spec.get("dtype") == "video":
-                    path = _video_path(folder, feat, row)
-                    if (feat, path) not in readers:
-                        for (k, p), r in list(readers.items()):
-                            if k == feat:
-                                _check_rest(r, ep)
-                                r.close()
-                                del readers[(k, p)]
-                        readers[(feat, path)] = _VideoIn(path, fps, f"episode {ep}")
-                    from_ts = float(row.get(f"videos/{feat}/from_timestamp", 0.0))
-                    frames = readers[(feat, path)].take(from_ts, n, f"episode {ep}")
-                    keys = (col_map.get(feat) or {}).get("keys") or [_obs_key(feat)]
-                    arrays[keys[0]] = frames
-                    continue
-                if feat not in table.column_names:
-                    raise DatasetError(
-                        folder.root, f"feature {feat!r} has no column in the data of episode {ep}"
-                    )
-                if spec.get("dtype") == "string":
-                    continue
-                values = _numpy(table.column(feat), n, spec)
-                mapped = col_map.get(feat)
-                if mapped:
-                    start = 0
-                    for key, width in zip(mapped["keys"], mapped["widths"]):
-                        part = values.reshape(n, -1)[:, start : start + width]
-                        start += width
-                        arrays[key] = part
-                else:
-                    arrays[_foreign_key(feat)] = values
-            for key, arr in arrays.items():
-                want = key_info.get(key)
-                if want:
-                    arr = np.asarray(arr).reshape([n, *want["shape"]]).astype(want["dtype"])
-                elif key == "dones":
-                    arr = np.asarray(arr).astype(np.uint8)
-                elif key in ("actions", "rewards") or key.startswith("obs/"):
-                    arr = np.asarray(arr)
-                    if arr.dtype == np.float64 and key != "states":
-                        arr = arr.astype(np.float32)
-                opts = {}
-                if arr.dtype == np.uint8 and arr.ndim >= 3:
-                    opts = {"chunks": (1,) + arr.shape[1:], "compression": "lzf"}
-                g.create_dataset(key, data=arr, **opts)
+            arrays = _episode_arrays(folder, meta, row, table, videos)
             if "actions" not in arrays:
                 raise DatasetError(folder.root, f"episode {ep} has no action column")
-            t = n
-            if not meta:  # a folder from elsewhere: the fields every iltk episode has
-                actions = g["actions"][()]
-                if "actions_executed" not in g:
-                    g.create_dataset("actions_executed", data=actions)
-                if "rewards" not in g:
-                    g.create_dataset("rewards", data=np.zeros(t, np.float32))
-                if "dones" not in g:
-                    dones = np.zeros(t, np.uint8)
-                    dones[-1:] = 1
-                    g.create_dataset("dones", data=dones)
-                if "intervention" not in g:
-                    g.create_dataset("intervention", data=np.zeros(t, bool))
-                if "next.success" in table.column_names and t:
-                    attrs.setdefault(
-                        "success",
-                        bool(
-                            np.asarray(
-                                table.column("next.success").to_numpy(zero_copy_only=False)
-                            ).any()
-                        ),
-                    )
-                tasks = row.get("tasks") or []
-                if tasks:
-                    attrs.setdefault("task", str(tasks[0]))
-                attrs.setdefault("source", "human")
-                attrs.setdefault("lerobot_episode_index", ep)
-            final = row.get("iltk/final_next_obs")
-            if final:
-                with np.load(io.BytesIO(final)) as z:
-                    for key in z.files:
+            key_info = meta.get("keys") or {}
+            for key, arr in arrays.items():
+                _store(g, key, _restored(key, arr, key_info.get(key), n))
+            if not meta:
+                _complete_foreign(g, attrs, row, table, n)
+            if row.get("iltk/final_next_obs"):
+                with np.load(io.BytesIO(row["iltk/final_next_obs"])) as z:
+                    for key in z.files:  # next_obs/<k>: obs/<k> one step on, then the last one
                         obs_key = "obs/" + key.split("/", 1)[1]
                         if obs_key in g:
                             nxt = np.concatenate([g[obs_key][1:], z[key][None]])
-                            opts = {}
-                            if nxt.dtype == np.uint8 and nxt.ndim >= 3:
-                                opts = {"chunks": (1,) + nxt.shape[1:], "compression": "lzf"}
-                            g.create_dataset(
-                                key,
-                                data=nxt.astype(key_info.get(key, {}).get("dtype", nxt.dtype)),
-                                **opts,
+                            _store(
+                                g, key, nxt.astype(key_info.get(key, {}).get("dtype", nxt.dtype))
                             )
-            attrs["num_samples"] = t
+            attrs["num_samples"] = n
             for k, v in attrs.items():
                 g.attrs[k] = v if v is not None else ""
             names.append(name)
             bar.update(n)
-        for r in readers.values():
-            _check_rest(r, None)
+        videos.check_all_read()
     finally:
-        for r in readers.values():
-            r.close()
+        videos.close()
     order = sorted_demos(names)
     return order if len(order) == len(names) else names
 
 
-def _check_rest(reader: _VideoIn, ep) -> None:
+class _VideoReaders:
+    """The open video of each camera; a camera's file is checked to be read to its end
+    when the next episode moves on to another file."""
+
+    def __init__(self, folder: LeRobotFolder):
+        self.folder, self.open = folder, {}
+
+    def frames(self, key: str, row: dict) -> np.ndarray:
+        path = _video_path(self.folder, key, row)
+        ep, n = int(row["episode_index"]), int(row["length"])
+        current = self.open.get(key)
+        if current is None or current.path != path:
+            if current is not None:
+                _check_rest(current)
+                current.close()
+            current = self.open[key] = _VideoIn(path, self.folder.fps, f"episode {ep}")
+        from_ts = float(row.get(f"videos/{key}/from_timestamp", 0.0))
+        return current.take(from_ts, n, f"episode {ep}")
+
+    def check_all_read(self) -> None:
+        for reader in self.open.values():
+            _check_rest(reader)
+
+    def close(self) -> None:
+        for reader in self.open.values():
+            reader.close()
+
+
+def _episode_arrays(folder, meta, row, table, videos) -> dict[str, np.ndarray]:
+    """One episode's arrays by episode-file key (an iltk export's columns split back into
+    the keys they concatenate)."""
+    n, ep = int(row["length"]), int(row["episode_index"])
+    col_map = meta.get("columns") or {}
+    arrays: dict[str, np.ndarray] = {}
+    for feat, spec in folder.features.items():
+        if feat in INDEX_FEATURES or feat == "next.success" or spec.get("dtype") == "string":
+            continue
+        keys = (col_map.get(feat) or {}).get("keys")
+        if spec.get("dtype") == "video":
+            arrays[(keys or [_obs_key(feat)])[0]] = videos.frames(feat, row)
+            continue
+        if feat not in table.column_names:
+            raise DatasetError(
+                folder.root, f"feature {feat!r} has no column in the data of episode {ep}"
+            )
+        values = _numpy(table.column(feat), n, spec)
+        if keys:
+            flat, start = values.reshape(n, -1), 0
+            for key, width in zip(keys, col_map[feat]["widths"]):
+                arrays[key] = flat[:, start : start + width]
+                start += width
+        else:
+            arrays[_foreign_key(feat)] = values
+    return arrays
+
+
+def _restored(key: str, arr: np.ndarray, want: dict | None, n: int) -> np.ndarray:
+    """An array in the dtype and shape the episode file had (an iltk export records them),
+    or in iltk's conventions (float32 observations and actions, uint8 dones)."""
+    arr = np.asarray(arr)
+    if want:
+        return arr.reshape([n, *want["shape"]]).astype(want["dtype"])
+    if key == "dones":
+        return arr.astype(np.uint8)
+    if (key in ("actions", "rewards") or key.startswith("obs/")) and arr.dtype == np.float64:
+        return arr.astype(np.float32)
+    return arr
+
+
+def _store(group: h5py.Group, key: str, arr: np.ndarray) -> None:
+    opts = {}
+    if arr.dtype == np.uint8 and arr.ndim >= 3:  # images: chunked by frame, compressed
+        opts = {"chunks": (1,) + arr.shape[1:], "compression": "lzf"}
+    group.create_dataset(key, data=arr, **opts)
+
+
+def _complete_foreign(g: h5py.Group, attrs: dict, row: dict, table, n: int) -> None:
+    """A folder from elsewhere: the per-step fields every iltk episode has (actions
+    executed as labelled, no reward, done at the end, no intervention) and its metadata."""
+    if "actions_executed" not in g:
+        g.create_dataset("actions_executed", data=g["actions"][()])
+    if "rewards" not in g:
+        g.create_dataset("rewards", data=np.zeros(n, np.float32))
+    if "dones" not in g:
+        g.create_dataset("dones", data=(np.arange(n) == n - 1).astype(np.uint8))
+    if "intervention" not in g:
+        g.create_dataset("intervention", data=np.zeros(n, bool))
+    if "next.success" in table.column_names and n:
+        success = table.column("next.success").to_numpy(zero_copy_only=False)
+        attrs.setdefault("success", bool(np.asarray(success).any()))
+    if row.get("tasks"):
+        attrs.setdefault("task", str(row["tasks"][0]))
+    attrs.setdefault("source", "human")
+    attrs.setdefault("lerobot_episode_index", int(row["episode_index"]))
+
+
+def _check_rest(reader: _VideoIn) -> None:
     extra = reader.rest()
     if extra:
         raise DatasetError(
