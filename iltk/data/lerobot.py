@@ -50,6 +50,7 @@ import numpy as np
 
 from iltk.data.format import FORMAT_VERSION, DatasetError, dumps, now_iso, sorted_demos
 from iltk.data.reader import DemoFile
+from iltk.data.writer import dataset_options
 from iltk.files import WriterLock, atomic_write, check_output, disk_error, is_disk_error
 
 log = logging.getLogger("iltk")
@@ -1187,10 +1188,7 @@ def _restored(key: str, arr: np.ndarray, want: dict | None, n: int) -> np.ndarra
 
 
 def _store(group: h5py.Group, key: str, arr: np.ndarray) -> None:
-    opts = {}
-    if arr.dtype == np.uint8 and arr.ndim >= 3:  # images: chunked by frame, compressed
-        opts = {"chunks": (1,) + arr.shape[1:], "compression": "lzf"}
-    group.create_dataset(key, data=arr, **opts)
+    group.create_dataset(key, data=arr, **dataset_options(arr))
 
 
 def _complete_foreign(g: h5py.Group, attrs: dict, row: dict, table, n: int) -> None:

@@ -91,6 +91,13 @@ def hdf5_image(build: Any) -> tuple[bytes, Any]:
         return f.id.get_file_image(), result
 
 
+def dataset_options(arr: np.ndarray) -> dict[str, Any]:
+    """h5py options of a per-step array: images are chunked by frame and compressed."""
+    if arr.dtype == np.uint8 and arr.ndim >= 3:
+        return {"chunks": (1,) + arr.shape[1:], "compression": "lzf"}
+    return {}
+
+
 def write_episode_group(group: h5py.Group, episode: Any, attrs: dict[str, Any]) -> int:
     """Write one episode (a :class:`iltk.rollout.Episode` or a dict of arrays) into ``group``.
 
@@ -107,10 +114,7 @@ def write_episode_group(group: h5py.Group, episode: Any, attrs: dict[str, Any]) 
             arr = np.asarray(arr)
             if arr.dtype == np.float64:
                 arr = arr.astype(np.float32)
-            opts = {}
-            if arr.dtype == np.uint8 and arr.ndim >= 3:  # images: chunk by frame, compress
-                opts = {"chunks": (1,) + arr.shape[1:], "compression": "lzf"}
-            group.create_dataset(f"{key}/{name}", data=arr, **opts)
+            group.create_dataset(f"{key}/{name}", data=arr, **dataset_options(arr))
     exec_ = ep.get("actions_executed")
     group.create_dataset(
         "actions_executed",
