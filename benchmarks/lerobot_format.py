@@ -190,7 +190,7 @@ def make_inputs(work: Path, args) -> dict[str, Path]:
 def compare_files(a: Path, b: Path) -> dict:
     from iltk.data import DemoFile
 
-    out = {"arrays_equal": True, "attrs_equal": True, "min_psnr": None}
+    out = {"arrays_equal": True, "attrs_equal": True, "min_psnr": None, "rounded_to_float32": []}
     with DemoFile(a) as fa, DemoFile(b) as fb:
         out["demos_equal"] = fa.demos == fb.demos and fa.masks == fb.masks
         for d in fa.demos:
@@ -203,6 +203,11 @@ def compare_files(a: Path, b: Path) -> dict:
                     p = psnr(x, y)
                     out["min_psnr"] = p if out["min_psnr"] is None else min(out["min_psnr"], p)
                 else:
+                    if x.dtype == np.float64 and (k == "actions" or k.startswith("obs/")):
+                        # LeRobot's observation and action features are float32
+                        x = x.astype(np.float32).astype(np.float64)
+                        if k not in out["rounded_to_float32"]:
+                            out["rounded_to_float32"].append(k)
                     out["arrays_equal"] &= bool(np.array_equal(x, y))
     return out
 
@@ -273,6 +278,11 @@ def main():
             f"boundaries {ex['boundaries']}, fps {read['fps']}; camera PSNR "
             + (", ".join(f"{c.split('.')[-1]} {p:.1f} dB" for c, p in read["psnr"].items()) or "-")
             + f"; round trip arrays equal {row['round_trip']['arrays_equal']}"
+            + (
+                " (observations and actions at float32)"
+                if row["round_trip"]["rounded_to_float32"]
+                else ""
+            )
             + (
                 f" (images {row['round_trip']['min_psnr']:.1f} dB)"
                 if row["round_trip"]["min_psnr"]
