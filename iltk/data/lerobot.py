@@ -642,7 +642,8 @@ def _write_folder(f, root, layout, order, splits, fps, default_task, codec, crf,
                 flat = np.concatenate([a.reshape(n, -1) for a in arrays], axis=1)
                 ep_stats[col.feature] = feature_stats(flat)
             success = np.zeros(n, bool)
-            success[-1] = bool(attrs.get("success", False)) if n else False
+            if n:
+                success[-1] = bool(attrs.get("success", False))
             columns["next.success"] = pa.array(success)
             ep_stats["next.success"] = feature_stats(success.reshape(n, 1))
             frame = np.arange(n, dtype=np.int64)
