@@ -21,10 +21,9 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import torch  # noqa: E402
 
-from iltk.evaluate import evaluate_policy  # noqa: E402
-from iltk.policies import CheckpointError, load_checkpoint  # noqa: E402
+from iltk.evaluate import evaluate_policy, policy_for_task  # noqa: E402
+from iltk.policies import CheckpointError  # noqa: E402
 
 
 def main():
@@ -36,16 +35,12 @@ def main():
     parser.add_argument("--samples", type=int, default=8, help="draws averaged by 'mean'")
     parser.add_argument("--out", default="runs/bench/flow_sampling.json")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    try:
-        policy, extra = load_checkpoint(args.policy)
-    except CheckpointError as err:
+    try:  # the checkpoint, its task and the env settings it was trained under
+        policy, task, env_kwargs = policy_for_task(Path(args.policy), None)
+    except (CheckpointError, ValueError) as err:
         parser.error(str(err))
-    if not extra.get("task"):
-        parser.error(f"{args.policy}: the checkpoint names no task")
     if getattr(policy.config, "objective", None) != "flow":
         parser.error(f"{args.policy}: not a flow policy (--diffusion.objective flow)")
-    task, env_kwargs = extra["task"], dict(extra.get("env_kwargs") or {})
     rows = {}
     for init in ("zero", "noise", "mean"):
         policy.config = dataclasses.replace(

@@ -24,11 +24,11 @@ from pathlib import Path
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 from iltk.controllers import PolicyController  # noqa: E402
 from iltk.envs import make_vector_env  # noqa: E402
-from iltk.policies import CheckpointError, PolicyRunner, load_checkpoint  # noqa: E402
+from iltk.evaluate import policy_for_task  # noqa: E402
+from iltk.policies import CheckpointError, PolicyRunner  # noqa: E402
 from iltk.rollout import run_episodes  # noqa: E402
 
 
@@ -43,16 +43,12 @@ def main():
     parser.add_argument("--seed", type=int, default=100_000)
     parser.add_argument("--out", default="runs/bench/rtc.json")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    try:
-        policy, extra = load_checkpoint(args.policy)
-    except CheckpointError as err:
+    try:  # the checkpoint, its task and the env settings it was trained under
+        policy, task, env_kwargs = policy_for_task(Path(args.policy), None)
+    except (CheckpointError, ValueError) as err:
         parser.error(str(err))
-    if not extra.get("task"):
-        parser.error(f"{args.policy}: the checkpoint names no task")
     if type(policy).name != "diffusion":
         parser.error(f"{args.policy}: a {type(policy).name} policy; this compares diffusion's")
-    task, env_kwargs = extra["task"], dict(extra.get("env_kwargs") or {})
     rows = {}
     print(f"{args.policy}: {policy.config.objective}, {task}, {args.episodes} episodes")
     print(
