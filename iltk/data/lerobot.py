@@ -1165,6 +1165,14 @@ def _episode_arrays(folder, meta, row, table, videos) -> dict[str, np.ndarray]:
                 folder.root, f"feature {feat!r} has no column in the data of episode {ep}"
             )
         values = _numpy(table.column(feat), n, spec)
+        width = int(np.prod(spec.get("shape") or [1]))
+        if values.size != n * width:
+            raise DatasetError(
+                folder.root,
+                f"feature {feat!r} is declared {list(spec.get('shape') or [1])} in "
+                f"meta/info.json but episode {ep}'s data holds {values.size // max(n, 1)} "
+                "values a step",
+            )
         if keys:
             flat, start = values.reshape(n, -1), 0
             for key, width in zip(keys, col_map[feat]["widths"]):

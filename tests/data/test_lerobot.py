@@ -352,6 +352,13 @@ def test_bad_folders_get_one_line_and_nothing_is_written(
     refused(variant("short", shorter), "the video and the parquet disagree")
     broken = variant("badjson", lambda f: (f / "meta" / "info.json").write_text("{not json"))
     refused(broken, "is not valid JSON")
+
+    def wider(folder):  # info.json declares a state wider than the data holds
+        info = json.loads((folder / "meta" / "info.json").read_text())
+        info["features"]["observation.state"]["shape"] = [99]
+        (folder / "meta" / "info.json").write_text(json.dumps(info))
+
+    refused(variant("wrongshape", wider), "'observation.state' is declared [99] in meta/info.json")
     # an existing OUT is refused before any work, and kept
     out.write_bytes(b"precious")
     capsys.readouterr()
