@@ -1,9 +1,22 @@
-"""Learned rewards: r(s) or r(s, a) as a saved network that `iltk ppo --reward DIR` trains on.
+"""Learned rewards as a saved network that `iltk ppo --reward DIR` trains on.
+
+Four reward classes (``RewardConfig.kind``), each an MLP g over the normalized inputs:
+
+- ``s``: r(s) = g(s). Depends on the state alone: it transfers to new dynamics, but a
+  reward of states cannot say which way a state was left;
+- ``sa``: r(s, a) = g(s, a), with the executed action;
+- ``ss``: r(s, s') = g(s, s'), with the state the step led to;
+- ``shaped``: AIRL's f(s, s') = g(s) + gamma h(s') - h(s). The potential term h shapes
+  without changing which policies are optimal (Ng et al. 1999), so on deterministic
+  dynamics the game can put what depends on the dynamics in h and the reward itself in g
+  (Fu et al. 2018): g is the disentangled reward, ``rewards(..., part="g")``, and the one a
+  fresh learner trains on from a saved checkpoint (``iltk ppo --reward``).
 
 A reward checkpoint is a folder like a policy's: ``config.json`` (``{"reward": "mlp",
 "config": {...}}``) and ``model.safetensors`` (weights and the observation statistics it
 was trained with), written atomically. Deep MaxEnt IRL writes one (``DIR/reward``); any
-``RewardNet`` saved with :meth:`RewardNet.save` works the same way.
+``RewardNet`` saved with :meth:`RewardNet.save` works the same way. Checkpoints written
+before the reward classes (``state_only`` in their config) load as ``s`` or ``sa``.
 """
 
 from __future__ import annotations
@@ -12,7 +25,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -30,32 +43,58 @@ class RewardConfig:
     obs_dim: int
     """Size of the (flattened) observation."""
     action_dim: int = 0
-    """Size of the action (0, or ``state_only``: r(s))."""
+    """Size of the action (used by the ``sa`` class)."""
     hidden: list[int] = field(default_factory=lambda: [64, 64])
     """Hidden layer sizes (empty: linear)."""
-    state_only: bool = True
-    """r(s) instead of r(s, a)."""
+    kind: Literal["s", "sa", "ss", "shaped"] = "s"
+    """The reward class: r(s), r(s, a), r(s, s') or g(s) + gamma h(s') - h(s)."""
+    gamma: float = 0.99
+    """The shaping term's discount (``shaped``: the policy player's discount)."""
 
     def __post_init__(self):
         if self.obs_dim < 1 or self.action_dim < 0 or any(h < 1 for h in self.hidden):
             raise ValueError("need obs_dim >= 1, action_dim >= 0 and hidden sizes >= 1")
-        if not self.state_only and self.action_dim < 1:
+        if self.kind not in REWARD_KINDS:
+            raise ValueError(
+                f"reward kind must be one of {', '.join(REWARD_KINDS)}, got {self.kind!r}"
+            )
+        if self.kind == "sa" and self.action_dim < 1:
             raise ValueError("a state-action reward needs action_dim >= 1")
+        if not 0.0 < self.gamma <= 1.0:
+            raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
+
+    @property
+    def uses_action(self) -> bool:
+        return self.kind == "sa"
+
+    @property
+    def uses_next(self) -> bool:
+        return self.kind in ("ss", "shaped")
+
+
+REWARD_KINDS = ("s", "sa", "ss", "shaped")
+
+
+def _mlp(inp: int, hidden: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for h in hidden:
+        layers += [nn.Linear(inp, h), nn.Tanh()]
+        inp = h
+    layers.append(nn.Linear(inp, 1))
+    return nn.Sequential(*layers)
 
 
 class RewardNet(nn.Module):
-    """An MLP reward over the normalized observation (and the action)."""
+    """An MLP reward over the normalized observation (and the action, or the next
+    observation): ``net`` is g; ``shaped`` adds the potential ``h``."""
 
     def __init__(self, config: RewardConfig):
         super().__init__()
         self.config = config
-        inp = config.obs_dim + (0 if config.state_only else config.action_dim)
-        layers: list[nn.Module] = []
-        for h in config.hidden:
-            layers += [nn.Linear(inp, h), nn.Tanh()]
-            inp = h
-        layers.append(nn.Linear(inp, 1))
-        self.net = nn.Sequential(*layers)
+        d = config.obs_dim
+        inp = {"s": d, "sa": d + config.action_dim, "ss": 2 * d, "shaped": d}[config.kind]
+        self.net = _mlp(inp, list(config.hidden))
+        self.h = _mlp(d, list(config.hidden)) if config.kind == "shaped" else None
         self.register_buffer("obs_mean", torch.zeros(config.obs_dim))
         self.register_buffer("obs_std", torch.ones(config.obs_dim))
 
@@ -63,26 +102,55 @@ class RewardNet(nn.Module):
         self.obs_mean.copy_(torch.as_tensor(np.asarray(mean), dtype=torch.float32))
         self.obs_std.copy_(torch.as_tensor(np.asarray(std), dtype=torch.float32).clamp_min(1e-6))
 
-    def forward(self, obs: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
-        """Rewards (B,) of observations (B, obs_dim) (and actions (B, action_dim))."""
-        x = (obs - self.obs_mean) / self.obs_std
-        if not self.config.state_only:
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        return (obs - self.obs_mean) / self.obs_std
+
+    def forward(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor | None = None,
+        next_obs: torch.Tensor | None = None,
+        part: Literal["full", "g"] = "full",
+    ) -> torch.Tensor:
+        """Rewards (B,) of observations (B, obs_dim), with the actions (B, action_dim) for
+        ``sa`` and the next observations (B, obs_dim) for ``ss`` and ``shaped``.
+        ``part="g"``: a shaped reward's g(s) alone (the other classes are all g)."""
+        kind = self.config.kind
+        x = self.normalize(obs)
+        if kind == "sa":
             if actions is None:
                 raise ValueError("this reward is r(s, a): pass the actions too")
-            x = torch.cat([x, actions], -1)
-        return self.net(x).squeeze(-1)
+            return self.net(torch.cat([x, actions], -1)).squeeze(-1)
+        if kind == "s" or (kind == "shaped" and part == "g"):
+            return self.net(x).squeeze(-1)
+        if next_obs is None:
+            raise ValueError(f"this reward ({kind}) depends on the next state: pass it too")
+        x2 = self.normalize(next_obs)
+        if kind == "ss":
+            return self.net(torch.cat([x, x2], -1)).squeeze(-1)
+        g = self.net(x).squeeze(-1)
+        return g + self.config.gamma * self.h(x2).squeeze(-1) - self.h(x).squeeze(-1)
+
+    def last_layers(self) -> list[nn.Linear]:
+        """The output layers: their weights are the Lagrange multipliers of the features
+        the hidden layers compute (what the quadratic penalty of the game acts on)."""
+        return [m[-1] for m in (self.net, self.h) if m is not None]
 
     @torch.no_grad()
-    def rewards(self, obs: np.ndarray, actions: np.ndarray | None = None) -> np.ndarray:
+    def rewards(
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray | None = None,
+        next_obs: np.ndarray | None = None,
+        part: Literal["full", "g"] = "full",
+    ) -> np.ndarray:
         """numpy in, numpy out (what a training loop feeding from envs wants)."""
         device = self.obs_mean.device
-        o = torch.as_tensor(np.asarray(obs, np.float32), device=device)
-        a = (
-            None
-            if actions is None
-            else torch.as_tensor(np.asarray(actions, np.float32), device=device)
-        )
-        return self(o, a).double().cpu().numpy()
+
+        def t(x):
+            return None if x is None else torch.as_tensor(np.asarray(x, np.float32), device=device)
+
+        return self(t(obs), t(actions), t(next_obs), part).double().cpu().numpy()
 
     def save(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
         """Write the reward checkpoint atomically."""
@@ -117,7 +185,10 @@ def load_reward(directory: str | Path, device: str | torch.device = "cpu") -> Re
         payload = json.loads(cfg_path.read_text())
         if payload.get("reward") != "mlp":
             raise RewardError(f"{cfg_path}: not a reward config (a policy checkpoint?)")
-        net = RewardNet(RewardConfig(**payload["config"]))
+        config = dict(payload["config"])
+        if "state_only" in config:  # a checkpoint from before the reward classes
+            config["kind"] = "s" if config.pop("state_only") else "sa"
+        net = RewardNet(RewardConfig(**config))
         net.load_state_dict(load_file(str(directory / "model.safetensors")))
     except RewardError:
         raise

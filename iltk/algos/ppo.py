@@ -128,7 +128,11 @@ def train_ppo(
             " set CXX); install one or run without --ppo.compile"
         )
     if reward is None:
-        reward = SavedReward(cfg.reward, cfg.task) if cfg.reward is not None else EnvReward()
+        reward = (
+            SavedReward(cfg.reward, cfg.task, cfg.reward_part)
+            if cfg.reward is not None
+            else EnvReward()
+        )
     env_kwargs = dict(env_kwargs or {})
     initial = policy
     callbacks = list(callbacks)
@@ -250,6 +254,9 @@ def train_ppo(
         last_eval = ppo.env_steps
         last_row: dict = {}
         with run.disk_guard():
+            if not resume_from:
+                for cb in callbacks:
+                    cb.on_train_start(ppo)
             if initial is not None and not resume_from and cfg.eval_episodes:
                 ev = evaluate()  # where fine-tuning starts: step 0 of the curves
                 state["history"].append({"step": 0, "eval": True, "start": True, **ev})

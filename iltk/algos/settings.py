@@ -607,6 +607,10 @@ class PPOConfig(RunSettings):
     reward: Path | None = None
     """Train on a learned reward (a reward checkpoint folder, e.g. `iltk irl`'s DIR/reward)
     instead of the env's; the env's return is still logged and evaluated."""
+    reward_part: Literal["g", "full"] = "g"
+    """A shaped learned reward (--reward.kind shaped in `iltk irl`): train on its g(s),
+    the reward disentangled from the dynamics, or on the full g(s) + gamma h(s') - h(s)
+    the game used (the same optimal policies on the same dynamics)."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -619,8 +623,10 @@ class RewardPlayerSettings:
 
     hidden: list[int] = field(default_factory=lambda: [64, 64])
     """Hidden layer sizes of the reward network."""
-    state_only: bool = True
-    """Learn r(s) (transfers to new dynamics); --reward.no-state-only learns r(s, a)."""
+    kind: Literal["s", "sa", "ss", "shaped"] = "s"
+    """The reward class: s r(s) (transfers to new dynamics), sa r(s, a), ss r(s, s'), or
+    shaped, AIRL's g(s) + gamma h(s') - h(s) (g, the reward disentangled from the
+    dynamics, is what `iltk ppo --reward` then trains on)."""
     lr: float = 1e-3
     """Adam's learning rate."""
     updates: int = 50
@@ -629,6 +635,10 @@ class RewardPlayerSettings:
     """Demonstration and policy samples per step (each)."""
     l2: float = 0.01
     """Penalty on the squared rewards of both sample sets (keeps the game bounded)."""
+    aula: float = 0.0
+    """Quadratic penalty on the output layers' weights, the Lagrange multipliers of the
+    features (an augmented Lagrangian: for the misspecified case, where no policy matches
+    the demonstrations' moments; 0: off)."""
     grad_penalty: float = 10.0
     """Weight of the gradient penalty (|grad r| - 1)^2 between demo and policy samples
     (WGAN-GP's): keeps the reward 1-Lipschitz, a slope towards the demonstrations rather
@@ -644,7 +654,7 @@ class RewardPlayerSettings:
     def __post_init__(self):
         _at_least_one(self, "updates", "batch", "replay")
         _positive(self, "lr")
-        _non_negative(self, "l2", "grad_penalty")
+        _non_negative(self, "l2", "grad_penalty", "aula")
 
 
 @dataclass
@@ -700,6 +710,21 @@ class IRLConfig(RunSettings):
     """The policy player's PPO (an entropy bonus: a soft best response to the reward)."""
     reward: RewardPlayerSettings = field(default_factory=RewardPlayerSettings)
     """The reward player (MuJoCo tasks)."""
+    game: Literal["primal", "dual"] = "primal"
+    """How the game is solved (MuJoCo tasks). primal: both players no-regret, the reward
+    moves after every PPO update (GAIL's schedule); dual: the policy plays a best response,
+    BEST_RESPONSE PPO updates on the fixed reward warm-started from the last policy,
+    before each move of the reward (MaxEnt IRL's schedule)."""
+    best_response: int = 5
+    """dual: PPO updates (rollouts) per move of the reward player."""
+    warm_start: Literal["none", "bc"] = "none"
+    """bc: the policy player starts as behaviour cloning of the same demonstrations
+    (BC_STEPS Adam steps on PPO's actor) instead of at random."""
+    bc_steps: int = 2000
+    """warm_start bc: minibatch steps of the fit."""
+    critic_warmup: int = 0
+    """Rollouts that train PPO's critic alone before its actor moves (with --warm-start
+    bc: a fresh critic's first advantages would otherwise undo the fit)."""
     tabular: TabularIRLSettings = field(default_factory=TabularIRLSettings)
     """Tabular tasks' exact MaxEnt IRL."""
     hidden: list[int] = field(default_factory=lambda: [64, 64])
@@ -710,7 +735,9 @@ class IRLConfig(RunSettings):
 
     def __post_init__(self):
         super().__post_init__()
-        _at_least_one(self, "total_timesteps")
+        _at_least_one(self, "total_timesteps", "best_response", "bc_steps")
+        if self.critic_warmup < 0:
+            raise ValueError(f"critic_warmup must be >= 0, got {self.critic_warmup}")
         if self.demos < 0:
             raise ValueError(f"demos must be >= 0, got {self.demos}")
 

@@ -17,9 +17,9 @@ is ``iltk.algos.ppo.train_ppo``. Each iteration:
    on the whole batch after the update.
 
 What other algorithms add composes from outside, PPO never names them: a reward source
-(sparse success, a saved reward, the live IRL reward), ``callbacks`` (``Callback``: before
-and after each update, at each checkpoint; e.g. ``CriticWarmup`` freezes the actor for
-the first rollouts), ``aux_losses`` (terms added to the actor's loss, e.g. a pull towards
+(sparse success, a saved reward, the live IRL reward), ``callbacks`` (``Callback``: once
+before a fresh run, before and after each update, at each checkpoint; e.g.
+``CriticWarmup`` freezes the actor for the first rollouts), ``aux_losses`` (terms added to the actor's loss, e.g. a pull towards
 a BC policy), a learning rate of the critic's own.
 
 The policy protocol (``ActorCritic``, and fine-tuning's ``FinetunePolicy`` and
@@ -52,6 +52,10 @@ class Callback:
 
     metrics: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
+
+    def on_train_start(self, ppo: PPO) -> None:
+        """Once, before the first rollout of a fresh run (not on --resume): e.g. a warm
+        start of the policy."""
 
     def on_update_start(self, ppo: PPO) -> None:
         """After a rollout is collected, before the update."""
@@ -230,7 +234,9 @@ class PPO:
         self.policy.eval()
         for t in range(ps.n_steps):
             tr = self.rollout.step()
-            rewards = self.reward.rewards(tr, flat_state(tr.obs, self.keys))
+            rewards = self.reward.rewards(
+                tr, flat_state(tr.obs, self.keys), flat_state(tr.final_obs, self.keys)
+            )
             if scaler is not None:
                 rewards = scaler(rewards, tr.done)
             terminated = np.asarray(tr.terminated, bool) & tr.done

@@ -5,7 +5,8 @@ collection loop knows nothing else about rewards. Sources:
 
 - ``EnvReward``: the env's own reward;
 - ``SuccessReward``: 1 where the task reports success after the step (sparse);
-- ``SavedReward``: a saved reward network (``iltk.rewards``), r(s_t) or r(s_t, a_t);
+- ``SavedReward``: a saved reward network (``iltk.rewards``): r(s_t), r(s_t, a_t),
+  r(s_t, s_t+1), or a shaped reward's g(s_t);
 - the live reward of adversarial IRL (``iltk.algos.irl.deep.RewardPlayer``), whose ended
   episodes are absorbing states (below).
 
@@ -41,8 +42,9 @@ class RewardSource:
     def prepare(self, obs_dim: int, action_dim: int) -> None:
         pass
 
-    def rewards(self, transition, states: np.ndarray) -> np.ndarray:
-        """Per-env rewards of this step; ``states``: the observations it was taken in, flat."""
+    def rewards(self, transition, states: np.ndarray, next_states: np.ndarray) -> np.ndarray:
+        """Per-env rewards of this step; ``states``: the observations it was taken in, flat;
+        ``next_states``: the ones it led to (before any reset), flat."""
         raise NotImplementedError
 
     def absorbing(self, transition, ended: np.ndarray, final_states: np.ndarray, steps_done):
@@ -57,7 +59,7 @@ class RewardSource:
 class EnvReward(RewardSource):
     """The env's own reward."""
 
-    def rewards(self, transition, states):
+    def rewards(self, transition, states, next_states):
         return np.asarray(transition.rewards, np.float64)
 
 
@@ -68,7 +70,7 @@ class SuccessError(ValueError):
 class SuccessReward(RewardSource):
     """1 where the task reports success after the step, else 0."""
 
-    def rewards(self, transition, states):
+    def rewards(self, transition, states, next_states):
         success = transition.info.get("success")
         if success is None:
             raise SuccessError(
@@ -78,17 +80,20 @@ class SuccessReward(RewardSource):
 
 
 class LearnedReward(RewardSource):
-    """A reward network's r(s_t) or r(s_t, a_t) (a_t: the executed action)."""
+    """A reward network's r(s_t), r(s_t, a_t) (a_t: the executed action), r(s_t, s_t+1)
+    or shaped f(s_t, s_t+1); ``part="g"``: a shaped reward's g(s_t) alone."""
 
     metrics = ("learned_reward",)
 
-    def __init__(self, net):
+    def __init__(self, net, part: str = "full"):
         self.net = net
+        self.part = part
         self._sum, self._count = 0.0, 0
 
-    def rewards(self, transition, states):
-        actions = None if self.net.config.state_only else transition.control.executed
-        r = self.net.rewards(states, actions)
+    def rewards(self, transition, states, next_states):
+        c = self.net.config
+        actions = transition.control.executed if c.uses_action else None
+        r = self.net.rewards(states, actions, next_states if c.uses_next else None, self.part)
         self._sum += float(r.mean())
         self._count += 1
         return r
@@ -100,20 +105,23 @@ class LearnedReward(RewardSource):
 
 
 class SavedReward(LearnedReward):
-    """A reward saved by `iltk irl` (``--reward DIR``), checked against the task's sizes."""
+    """A reward saved by `iltk irl` (``--reward DIR``), checked against the task's sizes.
+    A shaped reward is trained on through its g(s) (``part``; "full": f(s, s') as the
+    game used it)."""
 
-    def __init__(self, path: Path, task: str):
+    def __init__(self, path: Path, task: str, part: str = "g"):
         from iltk.rewards import load_reward
 
-        super().__init__(load_reward(path))
+        net = load_reward(path)
+        super().__init__(net, part if net.config.kind == "shaped" else "full")
         self.path, self.task = path, task
 
     def prepare(self, obs_dim: int, action_dim: int) -> None:
         c = self.net.config
-        if c.obs_dim != obs_dim or (not c.state_only and c.action_dim != action_dim):
+        if c.obs_dim != obs_dim or (c.uses_action and c.action_dim != action_dim):
             raise ValueError(
                 f"{self.path}: the reward takes observations of {c.obs_dim} values"
-                + ("" if c.state_only else f" and actions of {c.action_dim}")
+                + (f" and actions of {c.action_dim}" if c.uses_action else "")
                 + f", but {self.task} has {obs_dim} and {action_dim}: a reward learned on"
                 " another task?"
             )

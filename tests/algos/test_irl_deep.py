@@ -102,7 +102,7 @@ def test_irl_command_writes_a_reward_ppo_trains_on_and_a_policy_eval_loads(
     said = capsys.readouterr().out
     assert "iltk ppo --reward" in said and "never trained on" in said
     reward = load_reward(out / "reward")
-    assert reward.config.obs_dim == 9 and reward.config.state_only
+    assert reward.config.obs_dim == 9 and reward.config.kind == "s"
     policy = load_policy(out / "policy")
     assert policy.config.state_dim == 9
     res = json.loads((out / "results.json").read_text())

@@ -54,7 +54,7 @@ class HeldReward(RewardSource):
     def __init__(self, k: int | None):
         self.k, self.asked = k, []
 
-    def rewards(self, transition, states):
+    def rewards(self, transition, states, next_states):
         return np.zeros(len(states))
 
     def absorbing(self, transition, ended, final_states, steps_done):

@@ -2,15 +2,20 @@
 
 The game of the lecture notes ("IRL as a game"): a reward player and a policy player.
 
-- The policy player is PPO (``iltk.rl.ppo``, run by ``iltk.algos.ppo.train_ppo``), with an entropy bonus on the current
-  reward: an approximate soft best response.
-- The reward player is an MLP r(s) (or r(s, a)) on the task's observations. MaxEnt IRL's
-  gradient is E_demo[grad r] - E_policy[grad r] (expert visitation minus the visitation of
-  the soft-optimal policy); the reward player ascends it with Adam on minibatches of the
-  demonstrations' states against the states of the last ``replay`` rollouts (past
-  policies too: a no-regret player answers the mixture of the policies so far, which
-  steadies the game), with an L2 penalty on the rewards of both sets (without it the
-  rewards drift without bound once the two sets separate).
+- The policy player is PPO (``iltk.rl.ppo``, run by ``iltk.algos.ppo.train_ppo``), with an
+  entropy bonus on the current reward: an approximate soft best response. With
+  ``--warm-start bc`` it starts as behaviour cloning of the same demonstrations.
+- The reward player is an MLP of the class ``--reward.kind`` (r(s), r(s, a), r(s, s') or
+  AIRL's shaped g(s) + gamma h(s') - h(s); ``iltk.rewards``) on the task's observations.
+  MaxEnt IRL's gradient is E_demo[grad r] - E_policy[grad r] (expert visitation minus the
+  visitation of the soft-optimal policy); the reward player ascends it with Adam
+  (online gradient steps: a no-regret player) on minibatches of the demonstrations'
+  steps against those of the last ``replay`` moves (past policies too: a no-regret
+  player answers the mixture of the policies so far, which steadies the game), with the
+  penalties of :func:`reward_player_loss`.
+- The schedule (``--game``): ``primal`` moves the reward after every PPO update (both
+  players no-regret, as GAIL); ``dual`` lets PPO play a best response to the fixed reward
+  first (``--best-response`` updates, warm-started from the last policy), as MaxEnt IRL.
 - One horizon: an episode that ends before the time limit (at success, or by a fall) is
   its final state held until the limit, on both sides. Demonstrations are padded with
   their final state; the policy's ended episodes join the reward player's samples the
@@ -36,12 +41,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from iltk.algos.settings import IRLConfig
+from iltk.algos.settings import IRLConfig, RewardPlayerSettings
 from iltk.data import DatasetError, DemoFile
 from iltk.envs import make_env
 from iltk.files import atomic_write, atomic_write_text, write_bytes
 from iltk.rewards import RewardConfig, RewardNet
-from iltk.rl.ppo import Callback
+from iltk.rl.ppo import Callback, CriticWarmup
 from iltk.rl.rewards import Absorbing, LearnedReward
 
 REWARD_METRICS = ["reward_expert", "reward_policy", "reward_gap", "reward_loss"]
@@ -58,6 +63,14 @@ class Demonstrations:
     seeds: list[int | None]  # each episode's reset seed (None: unknown)
     padded: int  # states added by padding ended episodes to the horizon
     env_kwargs: dict  # the file's env settings (init_spread, ...)
+    next_states: np.ndarray | None = None  # (n, obs_dim): the state each step led to
+    acted: np.ndarray | None = None  # (n,) bool: a recorded step (False: padding)
+
+    def __post_init__(self):
+        if self.next_states is None:  # built without them: each state held
+            self.next_states = self.states
+        if self.acted is None:
+            self.acted = np.ones(len(self.states), bool)
 
 
 def dataset_task(path: Path) -> str:
@@ -85,11 +98,12 @@ def load_demonstrations(
         if limit and len(f.demos) < limit:
             raise DatasetError(path, f"holds {len(f.demos)} episodes, fewer than --demos {limit}")
         env_kwargs = dict(f.env_args.get("env_kwargs") or {})
-        states, actions, episodes, seeds, padded = [], [], [], [], 0
+        states, actions, nexts, acted, episodes, seeds, padded = [], [], [], [], [], [], 0
         for name in names:
             try:
                 obs = f.read(name, f"obs/{key}").astype(np.float32)
-                final = f.read(name, f"next_obs/{key}")[-1:].astype(np.float32)
+                nxt = f.read(name, f"next_obs/{key}").astype(np.float32)
+                final = nxt[-1:]
             except KeyError:
                 raise DatasetError(
                     path, f"has no obs/{key}: IRL here learns from state observations", demo=name
@@ -97,7 +111,9 @@ def load_demonstrations(
             act = f.read(name, "actions").astype(np.float32).reshape(len(obs), -1)
             attrs = f.demo_attrs(name)
             obs = obs.reshape(len(obs), -1)
+            nxt = nxt.reshape(len(nxt), -1)
             final = final.reshape(1, -1)
+            real = np.ones(len(obs), bool)
             # an episode shorter than the time limit ended in the MDP (by success, or a
             # fall): its final state is held to the horizon (recordings cut short by a
             # person are marked partial and taken as they are)
@@ -105,25 +121,42 @@ def load_demonstrations(
                 extra = horizon - len(obs)
                 padded += extra
                 obs = np.concatenate([obs, np.repeat(final, extra, 0)])
+                nxt = np.concatenate([nxt, np.repeat(final, extra, 0)])
                 act = np.concatenate([act, np.zeros((extra, act.shape[1]), np.float32)])
+                real = np.concatenate([real, np.zeros(extra, bool)])
             states.append(obs)
             actions.append(act)
+            nexts.append(nxt)
+            acted.append(real)
             episodes.append(obs)
             seeds.append(int(attrs["seed"]) if "seed" in attrs else None)
     return Demonstrations(
-        np.concatenate(states), np.concatenate(actions), episodes, seeds, padded, env_kwargs
+        np.concatenate(states),
+        np.concatenate(actions),
+        episodes,
+        seeds,
+        padded,
+        env_kwargs,
+        np.concatenate(nexts),
+        np.concatenate(acted),
     )
 
 
 # ---------------------------------------------------------------------- the reward player
 class RewardPlayer(LearnedReward, Callback):
     """The reward player of the game, composed with PPO from outside: PPO's reward source
-    (the live network's r(s) or r(s, a); an ended episode is an absorbing state, its final
-    state held to the horizon) and a callback (its move after each PPO update, on the
-    states the rewards were asked for; its network saved at each checkpoint)."""
+    (the live network's reward, of the class ``--reward.kind``; an ended episode is an
+    absorbing state, its final state held to the horizon) and a callback (its move after
+    PPO's updates, on the steps the rewards were asked for; its network saved at each
+    checkpoint).
+
+    ``game``: ``primal`` moves the reward after every PPO update (both players no-regret,
+    GAIL's schedule); ``dual`` lets the policy play a best response first, ``best_response``
+    PPO updates on the fixed reward warm-started from the last policy, then moves the
+    reward on the samples of the policy it reached (MaxEnt IRL's schedule)."""
 
     outputs = ("reward", "policy")
-    metrics = ("learned_reward", *REWARD_METRICS)
+    metrics = ("learned_reward", "reward_moved", *REWARD_METRICS)
 
     def __init__(
         self,
@@ -139,11 +172,14 @@ class RewardPlayer(LearnedReward, Callback):
         self.device = torch.device(device)
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
         self.replay: collections.deque = collections.deque(maxlen=cfg.reward.replay)
-        self.updates = 0
-        # this rollout's samples: the compared steps' states and executed actions, and
-        # the ended episodes' held final states
+        self.updates = 0  # the reward player's moves
+        self.policy_updates = 0  # PPO updates since the reward last moved
+        self.last_logs: dict = {}
+        # this rollout's samples: the compared steps' states, executed actions and next
+        # states, and the ended episodes' held final states
         self.states: list[np.ndarray] = []
         self.actions: list[np.ndarray] = []
+        self.nexts: list[np.ndarray] = []
         self.held: list[np.ndarray] = []
         # the reward player compares the demonstrations with policy episodes that start
         # where they did: goals and layouts are then the same on both sides, and the
@@ -153,6 +189,11 @@ class RewardPlayer(LearnedReward, Callback):
         demo_starts = cfg.reward.starts == "demos" and known
         self.episode_seeds = list(demos.seeds) if demo_starts else None
 
+    @property
+    def moves_every(self) -> int:
+        """PPO updates per move of the reward player."""
+        return self.cfg.best_response if self.cfg.game == "dual" else 1
+
     def prepare(self, obs_dim: int, action_dim: int) -> None:
         """Build the reward network once the task's sizes are known (checked against the demos)."""
         st = self.settings
@@ -161,7 +202,7 @@ class RewardPlayer(LearnedReward, Callback):
                 f"{self.cfg.dataset}: its observations have {self.demos.states.shape[1]} values, "
                 f"the task's {obs_dim}: demos of another task or observation mode?"
             )
-        if not st.state_only and self.demos.actions.shape[1] != action_dim:
+        if st.kind == "sa" and self.demos.actions.shape[1] != action_dim:
             raise ValueError(
                 f"{self.cfg.dataset}: its actions have {self.demos.actions.shape[1]} values, "
                 f"the task's {action_dim}"
@@ -171,31 +212,31 @@ class RewardPlayer(LearnedReward, Callback):
             obs_dim=obs_dim,
             action_dim=action_dim,
             hidden=list(st.hidden),
-            state_only=st.state_only,
+            kind=st.kind,
+            gamma=self.cfg.ppo.gamma,
         )
         self.net = RewardNet(config).to(self.device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=st.lr)
         as_tensor = lambda x: torch.as_tensor(x, device=self.device)  # noqa: E731
         self.expert_s = as_tensor(self.demos.states)
         self.expert_a = as_tensor(self.demos.actions)
+        self.expert_n = as_tensor(self.demos.next_states)
 
     # ----------------------------------------------------------- as a reward source
-    def rewards(self, transition, states):
+    def rewards(self, transition, states, next_states):
         compared = np.asarray(transition.episode_index) >= 0
         self.states.append(states[compared].astype(np.float32))
         self.actions.append(transition.control.executed[compared].astype(np.float32))
-        return super().rewards(transition, states)
+        self.nexts.append(next_states[compared].astype(np.float32))
+        return super().rewards(transition, states, next_states)
 
     def absorbing(self, transition, ended, final_states, steps_done):
         """An ended episode is its final state held to the horizon, as the demonstrations
         are: its value is that state's learned reward for the remaining steps, so ending
         neither pays nor costs in itself; the held states join the reward player's samples."""
-        actions = (
-            None
-            if self.net.config.state_only
-            else np.zeros((len(ended), self.net.config.action_dim))
-        )
-        r_final = self.net.rewards(final_states, actions)
+        c = self.net.config
+        actions = np.zeros((len(ended), c.action_dim)) if c.uses_action else None
+        r_final = self.net.rewards(final_states, actions, final_states if c.uses_next else None)
         if self.horizon is None:  # no horizon: held forever
             return Absorbing(r_final, None)
         left = self.horizon - np.asarray(steps_done)
@@ -207,9 +248,21 @@ class RewardPlayer(LearnedReward, Callback):
 
     # ---------------------------------------------------------------- as a callback
     def on_update_end(self, ppo) -> dict:
-        states, actions = np.concatenate(self.states), np.concatenate(self.actions)
-        self.states, self.actions = [], []
-        return self.update(states, actions)
+        self.policy_updates += 1
+        if self.policy_updates < self.moves_every:
+            # the dual's best response goes on: the reward stays where it is; only the
+            # samples of the policy it ends with are compared
+            self.states, self.actions, self.nexts, self.held = [], [], [], []
+            return {**self.last_logs, "reward_moved": 0.0}
+        self.policy_updates = 0
+        states, actions, nexts = (
+            np.concatenate(self.states),
+            np.concatenate(self.actions),
+            np.concatenate(self.nexts),
+        )
+        self.states, self.actions, self.nexts = [], [], []
+        self.last_logs = self.update(states, actions, nexts)
+        return {**self.last_logs, "reward_moved": 1.0}
 
     def on_checkpoint(self, out: Path) -> None:
         self.save(out)
@@ -221,6 +274,7 @@ class RewardPlayer(LearnedReward, Callback):
             "net": self.net.state_dict(),
             "opt": self.opt.state_dict(),
             "updates": self.updates,
+            "policy_updates": self.policy_updates,
             "generator": self.gen.get_state(),
             "replay": list(self.replay),
         }
@@ -229,54 +283,56 @@ class RewardPlayer(LearnedReward, Callback):
         self.net.load_state_dict(state["net"])
         self.opt.load_state_dict(state["opt"])
         self.updates = state["updates"]
+        self.policy_updates = state.get("policy_updates", 0)
         gen = state["generator"]
         self.gen.set_state(gen if self.device.type == "cuda" else gen.cpu())
         self.replay.clear()
         self.replay.extend(state["replay"])
 
-    def update(self, states: np.ndarray, actions: np.ndarray) -> dict:
-        """The reward player's move after a PPO update: ``updates`` Adam steps on
-        mean r(policy) - mean r(demos) + l2 (mean r(demos)^2 + mean r(policy)^2)."""
+    def update(
+        self, states: np.ndarray, actions: np.ndarray, next_states: np.ndarray | None = None
+    ) -> dict:
+        """The reward player's move: ``updates`` Adam steps on :func:`reward_player_loss`,
+        the demonstrations against the policy samples of the last ``replay`` moves."""
         net, st = self.net, self.settings
         assert net is not None, "prepare() first"
+        if next_states is None:
+            next_states = states
         if self.held:
             held = np.concatenate(self.held)
             states = np.concatenate([states, held])
             actions = np.concatenate([actions, np.zeros((len(held), actions.shape[1]), np.float32)])
+            next_states = np.concatenate([next_states, held])
             self.held = []
-        self.replay.append((states.copy(), actions.copy()))
-        pol_s = torch.as_tensor(np.concatenate([s for s, _ in self.replay]), device=self.device)
-        pol_a = torch.as_tensor(np.concatenate([a for _, a in self.replay]), device=self.device)
+        self.replay.append((states.copy(), actions.copy(), next_states.copy()))
+        pol = [
+            torch.as_tensor(np.concatenate([r[i] for r in self.replay]), device=self.device)
+            for i in range(3)
+        ]
         if self.updates == 0:
             # one normalization for the whole game: the demonstrations and the first
             # rollout together (a quantity the demos hold constant, e.g. one demo's goal,
             # still gets the spread the policy's episodes give it)
-            both = torch.cat([self.expert_s, pol_s])
+            both = torch.cat([self.expert_s, pol[0]])
             net.set_obs_stats(both.mean(0).cpu(), both.std(0).clamp_min(1e-3).cpu())
+        expert = (self.expert_s, self.expert_a, self.expert_n)
         net.train()
         B = st.batch
         for _ in range(st.updates):
             ie = torch.randint(len(self.expert_s), (B,), device=self.device, generator=self.gen)
-            ip = torch.randint(len(pol_s), (B,), device=self.device, generator=self.gen)
-            r_e = net(self.expert_s[ie], None if st.state_only else self.expert_a[ie])
-            r_p = net(pol_s[ip], None if st.state_only else pol_a[ip])
-            gap = r_e.mean() - r_p.mean()
-            loss = -gap + st.l2 * (r_e.square().mean() + r_p.square().mean())
-            if st.grad_penalty > 0:
-                loss = loss + st.grad_penalty * self._gradient_penalty(
-                    self.expert_s[ie], pol_s[ip], self.expert_a[ie], pol_a[ip]
-                )
+            ip = torch.randint(len(pol[0]), (B,), device=self.device, generator=self.gen)
+            loss, _ = reward_player_loss(
+                net, [x[ie] for x in expert], [x[ip] for x in pol], st, self.gen
+            )
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
         net.eval()
         self.updates += 1
         with torch.no_grad():  # on the newest rollout alone: what the policy does now
-            r_now = net(
-                torch.as_tensor(states, device=self.device),
-                None if st.state_only else torch.as_tensor(actions, device=self.device),
-            ).mean()
-            r_exp = net(self.expert_s, None if st.state_only else self.expert_a).mean()
+            now = [torch.as_tensor(x, device=self.device) for x in (states, actions, next_states)]
+            r_now = net(*now).mean()
+            r_exp = net(*expert).mean()
         return {
             "reward_expert": float(r_exp),
             "reward_policy": float(r_now),
@@ -284,32 +340,140 @@ class RewardPlayer(LearnedReward, Callback):
             "reward_loss": float(loss.detach()),
         }
 
-    def _gradient_penalty(self, s_e, s_p, a_e, a_p) -> torch.Tensor:
-        """(|grad r| - 1)^2 at random points between demo and policy samples (in the
-        network's normalized input), as WGAN-GP: the reward stays 1-Lipschitz, a slope
-        from the policy's states up to the demonstrations' instead of a step at their
-        border that gives PPO nothing to climb."""
-        net = self.net
-        u = torch.rand(len(s_e), 1, device=self.device, generator=self.gen)
-        x = ((u * s_e + (1 - u) * s_p) - net.obs_mean) / net.obs_std
-        x.requires_grad_(True)
-        inputs = [x]
-        if not self.settings.state_only:
-            a = (u * a_e + (1 - u) * a_p).requires_grad_(True)
-            inputs.append(a)
-            r = net.net(torch.cat([x, a], -1)).squeeze(-1)
-        else:
-            r = net.net(x).squeeze(-1)
-        grads = torch.autograd.grad(r.sum(), inputs, create_graph=True)
-        norm = torch.cat([g.flatten(1) for g in grads], 1).norm(dim=1)
-        return (norm - 1).square().mean()
-
     def save(self, out: Path) -> None:
         assert self.net is not None
         self.net.save(
             Path(out) / "reward",
             {"task": self.cfg.task, "dataset": str(self.cfg.dataset), "updates": self.updates},
         )
+
+
+def reward_player_loss(
+    net: RewardNet,
+    expert: list[torch.Tensor],
+    policy: list[torch.Tensor],
+    st: RewardPlayerSettings,
+    gen: torch.Generator | None = None,
+    weights: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reward player's loss and the moment gap it ascends: ``(loss, gap)``.
+
+    ``expert`` and ``policy``: (states, actions, next states) batches. The gap is
+    E_demo[r] - E_policy[r] (MaxEnt IRL's gradient, E_demo[grad r] - E_policy[grad r], is
+    its gradient), as sample means or, with ``weights`` (one per row of each side, e.g.
+    exact visitation frequencies), as weighted sums. The loss is -gap plus:
+
+    - ``l2`` (mean r_demo^2 + mean r_policy^2): keeps the rewards bounded once the two
+      sets separate;
+    - ``aula`` sum w^2 over the output layers' weights: the quadratic penalty on the
+      Lagrange multipliers of the game (an augmented Lagrangian) for the misspecified case,
+      where no policy of the class matches the expert's moments;
+    - ``grad_penalty`` (|grad r| - 1)^2 at random points between demo and policy samples
+      (WGAN-GP's): a 1-Lipschitz reward, a slope from the policy's states up to the
+      demonstrations' rather than a step at their border that gives PPO nothing to climb.
+    """
+    r_e, r_p = net(*expert), net(*policy)
+    if weights is None:
+        e_e, e_p = r_e.mean(), r_p.mean()
+        sq = r_e.square().mean() + r_p.square().mean()
+    else:
+        w_e, w_p = weights
+        e_e, e_p = (w_e * r_e).sum(), (w_p * r_p).sum()
+        sq = (w_e * r_e.square()).sum() + (w_p * r_p.square()).sum()
+    gap = e_e - e_p
+    loss = -gap
+    if st.l2 > 0:
+        loss = loss + st.l2 * sq
+    if st.aula > 0:
+        loss = loss + st.aula * sum(m.weight.square().sum() for m in net.last_layers())
+    if st.grad_penalty > 0:
+        loss = loss + st.grad_penalty * _gradient_penalty(net, expert, policy, gen)
+    return loss, gap
+
+
+def _gradient_penalty(net: RewardNet, expert, policy, gen) -> torch.Tensor:
+    """(|grad r| - 1)^2 at random points between demo and policy samples, in the network's
+    normalized inputs (states, and actions or next states where the reward takes them)."""
+    s_e = expert[0]
+    u = torch.rand(len(s_e), 1, device=s_e.device, generator=gen)
+    mix = [None if e is None else (u * e + (1 - u) * p) for e, p in zip(expert, policy)]
+    kind = net.config.kind
+    x = net.normalize(mix[0]).requires_grad_(True)
+    inputs = [x]
+    if kind == "sa":
+        a = mix[1].requires_grad_(True)
+        inputs.append(a)
+        r = net.net(torch.cat([x, a], -1)).squeeze(-1)
+    elif kind in ("ss", "shaped"):
+        x2 = net.normalize(mix[2]).requires_grad_(True)
+        inputs.append(x2)
+        if kind == "ss":
+            r = net.net(torch.cat([x, x2], -1)).squeeze(-1)
+        else:
+            h = net.h
+            r = net.net(x).squeeze(-1) + net.config.gamma * h(x2).squeeze(-1) - h(x).squeeze(-1)
+    else:
+        r = net.net(x).squeeze(-1)
+    grads = torch.autograd.grad(r.sum(), inputs, create_graph=True)
+    norm = torch.cat([g.flatten(1) for g in grads], 1).norm(dim=1)
+    return (norm - 1).square().mean()
+
+
+class BCWarmStart(Callback):
+    """The policy player starts as behaviour cloning of the same demonstrations: before the
+    first rollout, PPO's actor is fitted to the demos' (state, action) pairs by MSE on the
+    normalization PPO will use (its running statistics start at the demonstrations'),
+    and its log std is set to the fit's residual per action (at least ``min_std``), the
+    maximum-likelihood Gaussian around the fit."""
+
+    metrics = ("bc_loss",)
+
+    def __init__(
+        self,
+        demos: Demonstrations,
+        steps: int,
+        lr: float = 1e-3,
+        batch: int = 256,
+        seed: int = 0,
+        min_std: float = 0.1,
+    ):
+        self.demos, self.steps, self.lr, self.batch = demos, steps, lr, batch
+        self.seed, self.min_std = seed, min_std
+        self.loss: float | None = None
+
+    def on_train_start(self, ppo) -> None:
+        if self.steps <= 0:
+            return
+        policy = ppo.policy
+        s = self.demos.states[self.demos.acted].astype(np.float64)
+        a = self.demos.actions[self.demos.acted].astype(np.float32)
+        if ppo.obs_rms is not None:
+            ppo.obs_rms.mean, ppo.obs_rms.var = s.mean(0), s.var(0)
+            ppo.obs_rms.count = float(len(s))
+            z = (s - ppo.obs_rms.mean) / np.sqrt(ppo.obs_rms.var + 1e-8)
+            z = np.clip(z, -policy.config.obs_clip, policy.config.obs_clip)
+        else:
+            z = s
+        device = next(policy.parameters()).device
+        z_t = torch.as_tensor(z, dtype=torch.float32, device=device)
+        a_t = torch.as_tensor(a, device=device)
+        gen = torch.Generator(device=device).manual_seed(self.seed)
+        opt = torch.optim.Adam(policy.actor.parameters(), lr=self.lr)
+        policy.train()
+        for _ in range(self.steps):
+            i = torch.randint(len(z_t), (min(self.batch, len(z_t)),), generator=gen, device=device)
+            loss = (policy.actor(z_t[i]) - a_t[i]).square().mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        policy.eval()
+        with torch.no_grad():
+            residual = (policy.actor(z_t) - a_t).square().mean(0).sqrt()
+            policy.log_std.copy_(residual.clamp_min(self.min_std).log())
+            self.loss = float((policy.actor(z_t) - a_t).square().mean())
+
+    def on_update_end(self, ppo) -> dict:
+        return {"bc_loss": self.loss}
 
 
 # ----------------------------------------------------------------------------- plots
@@ -338,8 +502,12 @@ def reward_heatmap(
             x0, x1, y0, y1 = u.heatmap_extent()
             xs, ys = np.linspace(x0, x1, grid), np.linspace(y0, y1, grid)
             obs = u.heatmap_observations(xs, ys).reshape(grid * grid, -1)
-            actions = None if net.config.state_only else np.zeros((len(obs), net.config.action_dim))
-            r = net.rewards(obs, actions).reshape(grid, grid)
+            c = net.config
+            # r(s, 0) for a state-action reward, r(s, s) (the state held) for r(s, s'),
+            # g(s) for a shaped one
+            actions = np.zeros((len(obs), c.action_dim)) if c.uses_action else None
+            r = net.rewards(obs, actions, obs if c.uses_next else None, part="g")
+            r = r.reshape(grid, grid)
             im = ax.imshow(
                 r, origin="lower", extent=(x0, x1, y0, y1), cmap="viridis", aspect="equal"
             )
@@ -381,11 +549,16 @@ def train_deep_irl(cfg: IRLConfig) -> dict:
         probe.close()
     demos = load_demonstrations(cfg.dataset, cfg.task, limit=cfg.demos, horizon=horizon)
     player = RewardPlayer(cfg, demos, resolve_device(cfg.device), horizon)
+    callbacks: list[Callback] = [player]
+    if cfg.warm_start == "bc":
+        callbacks.append(BCWarmStart(demos, cfg.bc_steps, seed=cfg.seed))
+    if cfg.critic_warmup:
+        callbacks.append(CriticWarmup(cfg.critic_warmup))
     res = train_ppo(
         cfg.ppo_config(cfg.task),
         env_kwargs=demos.env_kwargs,
         reward=player,
-        callbacks=[player],
+        callbacks=callbacks,
         episode_seeds=player.episode_seeds,
         choose_best=False,  # the learner never sees the env's reward: no best/ chosen by it
         run_config=dataclasses.asdict(cfg),
@@ -411,10 +584,12 @@ def train_deep_irl(cfg: IRLConfig) -> dict:
 
 
 __all__ = [
+    "BCWarmStart",
     "Demonstrations",
     "RewardPlayer",
     "dataset_task",
     "load_demonstrations",
     "reward_heatmap",
+    "reward_player_loss",
     "train_deep_irl",
 ]
