@@ -4,18 +4,26 @@ fresh PPO on the learned reward against PPO on the task's true dense reward.
 For each task and number of demonstrations (scripted expert, episode seeds 0..n-1):
 
 - BC: `iltk train --algo bc` at its defaults (the 3x256 MLP, 20k steps);
-- IRL: `iltk irl` for ``--irl-steps`` env steps (its defaults, plus the flags below); its
-  policy (``OUT/policy``, the last one, never chosen by the env's reward) is evaluated;
-- PPO on the learned reward (``iltk ppo --reward OUT/reward``) and PPO on the true dense
-  reward, ``--ppo-steps`` each, from scratch: can the learned reward teach a fresh learner,
-  and how close does it come to the reward it was never shown?
+- IRL: `iltk irl` for ``--irl-steps`` env steps, once per ``--variants`` entry; its policy
+  (``OUT/policy``, the last one, never chosen by the env's reward) is evaluated;
+- PPO on each variant's learned reward (``iltk ppo --reward OUT/reward``) and PPO on the
+  true dense reward, ``--ppo-steps`` each, from scratch: can the learned reward teach a
+  fresh learner, and how close does it come to the reward it was never shown?
+
+A variant is tokens joined by ``+``: the game (``primal`` or ``dual``), then any of ``bc``
+(``--warm-start bc``), a reward class (``s``, ``sa``, ``ss``, ``shaped``), ``br<N>``
+(``--best-response N``), ``cw<N>`` (``--critic-warmup N``), ``aula<X>``
+(``--reward.aula X``), ``ent<X>`` (``--ppo.ent-coef X``), ``nonorm``
+(``--ppo.no-normalize-reward``), ``upd<N>`` (``--reward.updates N``), ``lr<X>``
+(``--reward.lr X``). E.g. ``dual+bc+shaped``.
 
 Every policy is evaluated on the same ``--eval-episodes`` unseen starts (seeds 100000..).
 
-    python benchmarks/irl_deep.py --tasks iltk/Reach-v0 --demos 1 4 16 --seeds 0
+    python benchmarks/irl_deep.py --tasks iltk/Reach-v0 --demos 1 4 16 --seeds 0 \
+        --variants primal dual dual+bc
 
 Writes OUT.json and OUT.png (``--out``, default runs/bench/irl_deep: success against demos
-per method).
+per method); ``--merge`` adds the rows of other runs' JSONs to the table and the plot.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from iltk.algos.ppo import train_ppo  # noqa: E402
 from iltk.algos.settings import (  # noqa: E402
     IRLConfig,
     PPOConfig,
+    PPOSettings,
     RewardPlayerSettings,
     TrainConfig,
 )
@@ -43,7 +52,50 @@ from iltk.collect import collect_demos  # noqa: E402
 from iltk.evaluate import evaluate_policy  # noqa: E402
 from iltk.policies import load_policy  # noqa: E402
 
-METHODS = ("bc", "irl", "ppo_learned", "ppo_true")
+METHODS = ("bc", "irl", "ppo_learned", "ppo_true")  # irl and ppo_learned: one per variant
+
+
+def variant_config(spec: str, task: str, data: Path, out: Path, args, common: dict) -> IRLConfig:
+    """The `iltk irl` run a variant names (see the module docstring)."""
+    tokens = spec.split("+")
+    if tokens[0] not in ("primal", "dual"):
+        raise SystemExit(f"variant {spec!r}: start with primal or dual")
+    irl: dict = {"game": tokens[0]}
+    reward = dict(updates=args.reward_updates, lr=args.reward_lr, starts=args.starts)
+    ppo = {"ent_coef": 0.01}
+    for t in tokens[1:]:
+        if t == "bc":
+            irl["warm_start"] = "bc"
+        elif t in ("s", "sa", "ss", "shaped"):
+            reward["kind"] = t
+        elif t.startswith("br"):
+            irl["best_response"] = int(t[2:])
+        elif t.startswith("cw"):
+            irl["critic_warmup"] = int(t[2:])
+        elif t.startswith("aula"):
+            reward["aula"] = float(t[4:])
+        elif t.startswith("ent"):
+            ppo["ent_coef"] = float(t[3:])
+        elif t == "nonorm":
+            ppo["normalize_reward"] = False
+        elif t.startswith("upd"):
+            reward["updates"] = int(t[3:])
+        elif t.startswith("lr"):
+            reward["lr"] = float(t[2:])
+        else:
+            raise SystemExit(f"variant {spec!r}: unknown token {t!r}")
+    return IRLConfig(
+        task=task,
+        dataset=data,
+        out=out,
+        total_timesteps=args.irl_steps,
+        eval_every=0,
+        eval_episodes=args.eval_episodes,
+        reward=RewardPlayerSettings(**reward),
+        ppo=PPOSettings(**ppo),
+        **irl,
+        **common,
+    )
 
 
 def evaluate(path: Path, task: str, episodes: int) -> float:
@@ -52,52 +104,58 @@ def evaluate(path: Path, task: str, episodes: int) -> float:
 
 
 def run_cell(task: str, demos: int, seed: int, args, root: Path) -> dict:
+    """One task x demos x seed; each method's result is kept in the cell's results.json
+    and not run again (so variants can be added to a grid later)."""
     cell = root / f"{task.split('/')[-1]}_{demos}demos_s{seed}"
     cell.mkdir(parents=True, exist_ok=True)
-    data = cell / "demos.hdf5"
-    collect_demos(task, data, demos, overwrite=True, progress=False)
+    saved = cell / "results.json"
     out: dict = {"task": task, "demos": demos, "seed": seed, "seconds": {}, "success": {}}
-    common = dict(progress=False, overwrite=True, seed=seed)
-    if "bc" in args.methods:
+    if saved.exists():
+        out = json.loads(saved.read_text())
+    data = cell / "demos.hdf5"
+    if not data.exists():
+        collect_demos(task, data, demos, overwrite=True, progress=False)
+    common = dict(progress=False, overwrite=True, seed=seed, threads=1)
+
+    def run(method: str, fn, policy: Path) -> None:
+        if method in out["success"]:
+            return
         t0 = time.perf_counter()
-        train(TrainConfig(algo="bc", dataset=data, out=cell / "bc", eval_episodes=0, **common))
-        out["seconds"]["bc"] = time.perf_counter() - t0
-        out["success"]["bc"] = evaluate(cell / "bc" / "last", task, args.eval_episodes)
-    if {"irl", "ppo_learned"} & set(args.methods):
-        t0 = time.perf_counter()
-        train_irl(
-            IRLConfig(
-                task=task,
-                dataset=data,
-                out=cell / "irl",
-                total_timesteps=args.irl_steps,
-                eval_every=0,
-                eval_episodes=args.eval_episodes,
-                reward=RewardPlayerSettings(
-                    updates=args.reward_updates, lr=args.reward_lr, starts=args.starts
-                ),
-                **common,
-            )
-        )
-        out["seconds"]["irl"] = time.perf_counter() - t0
-        out["success"]["irl"] = evaluate(cell / "irl" / "policy", task, args.eval_episodes)
-    for method, reward in (("ppo_learned", cell / "irl" / "reward"), ("ppo_true", None)):
-        if method not in args.methods:
-            continue
-        t0 = time.perf_counter()
-        train_ppo(
+        fn()
+        out["seconds"][method] = time.perf_counter() - t0
+        out["success"][method] = evaluate(policy, task, args.eval_episodes)
+        saved.write_text(json.dumps(out, indent=2))
+
+    def ppo(dest: Path, reward: Path | None):
+        return lambda: train_ppo(
             PPOConfig(
                 task=task,
                 total_timesteps=args.ppo_steps,
-                out=cell / method,
+                out=dest,
                 reward=reward,
                 eval_every=0,
                 eval_episodes=0,
                 **common,
             )
         )
-        out["seconds"][method] = time.perf_counter() - t0
-        out["success"][method] = evaluate(cell / method / "last", task, args.eval_episodes)
+
+    if "bc" in args.methods:
+        cfg = TrainConfig(algo="bc", dataset=data, out=cell / "bc", eval_episodes=0, **common)
+        run("bc", lambda: train(cfg), cell / "bc" / "last")
+    for spec in args.variants:
+        name = spec.replace("+", "_")
+        if "irl" in args.methods or "ppo_learned" in args.methods:
+            cfg = variant_config(spec, task, data, cell / f"irl_{name}", args, common)
+            run(f"irl[{spec}]", lambda cfg=cfg: train_irl(cfg), cell / f"irl_{name}" / "policy")
+        if "ppo_learned" in args.methods:
+            dest = cell / f"ppo_learned_{name}"
+            run(
+                f"ppo_learned[{spec}]",
+                ppo(dest, cell / f"irl_{name}" / "reward"),
+                dest / "last",
+            )
+    if "ppo_true" in args.methods:
+        run("ppo_true", ppo(cell / "ppo_true", None), cell / "ppo_true" / "last")
     return out
 
 
@@ -108,9 +166,10 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     tasks = sorted({r["task"] for r in rows})
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.6), squeeze=False)
+    methods = list(dict.fromkeys(m for r in rows for m in r["success"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        for method in METHODS:
+        for method in methods:
             pts = {}
             for r in rows:
                 if r["task"] == task and method in r["success"]:
@@ -154,6 +213,13 @@ def main():
         help="where IRL's training episodes start (iltk irl --reward.starts)",
     )
     parser.add_argument("--eval-episodes", type=int, default=100)
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=["primal"],
+        help="IRL runs per cell (see above), e.g. primal dual dual+bc+shaped",
+    )
+    parser.add_argument("--merge", nargs="*", default=[], help="other runs' --out to report with")
     parser.add_argument("--out", default="runs/bench/irl_deep")
     args = parser.parse_args()
     root = Path(args.out)
@@ -166,16 +232,25 @@ def main():
                 cells = "  ".join(f"{m} {100 * v:3.0f}%" for m, v in row["success"].items())
                 secs = ", ".join(f"{m} {v:.0f}s" for m, v in row["seconds"].items())
                 print(f"{task} {demos:3d} demos seed {seed}: {cells}   ({secs})", flush=True)
-    print(f"\nsuccess on {args.eval_episodes} unseen starts, mean over seeds {args.seeds}")
-    print(f"{'task':22} {'demos':>5} " + " ".join(f"{m:>12}" for m in METHODS))
-    for task in args.tasks:
-        for demos in args.demos:
-            cell = [r for r in rows if r["task"] == task and r["demos"] == demos]
+    for other in args.merge:
+        rows += json.loads(Path(other).with_suffix(".json").read_text())["rows"]
+    methods = list(dict.fromkeys(m for r in rows for m in r["success"]))
+    print(f"\nsuccess on {args.eval_episodes} unseen starts, mean +- std over seeds")
+    for task in dict.fromkeys(r["task"] for r in rows):
+        print(f"\n{task}")
+        counts = sorted({r["demos"] for r in rows if r["task"] == task})
+        print(f"{'method':34} " + " ".join(f"{str(n) + ' demos':>14}" for n in counts))
+        for m in methods:
             vals = []
-            for m in METHODS:
-                v = [r["success"][m] for r in cell if m in r["success"]]
-                vals.append(f"{100 * np.mean(v):11.0f}%" if v else f"{'-':>12}")
-            print(f"{task:22} {demos:5d} " + " ".join(vals))
+            for n in counts:
+                v = [
+                    r["success"][m]
+                    for r in rows
+                    if r["task"] == task and r["demos"] == n and m in r["success"]
+                ]
+                cell = f"{100 * np.mean(v):.0f}% +- {100 * np.std(v):.0f} ({len(v)})" if v else "-"
+                vals.append(f"{cell:>14}")
+            print(f"{m:34} " + " ".join(vals))
     stem = Path(args.out)  # runs/bench/irl_deep -> runs/bench/irl_deep.json and .png
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))

@@ -666,7 +666,13 @@ class TabularIRLSettings:
     discount: float = 1.0
     """The discount of the visitations."""
     model: Literal["linear", "mlp"] = "linear"
-    """The reward model over the state features."""
+    """The reward model over the state features (solver exact)."""
+    solver: Literal["exact", "game"] = "exact"
+    """exact: MaxEnt IRL's passes on the reward model; game: the MuJoCo tasks' game with
+    every expectation exact, the deep reward player (--reward.*: its class, network, step
+    size, penalties) against the policy player --game names (dual: soft value iteration's
+    best response; primal: one mirror-descent step of the policy per move). One
+    iteration is one move of the reward player."""
     max_iter: int = 1000
     """Iteration limit (stops earlier when the visitations match)."""
     tolerance: float = 1e-3

@@ -1,6 +1,7 @@
 """MuJoCo manipulation tasks, their scripted experts, and the task registry.
 
-Tasks register with gymnasium as ``iltk/<Name>-v0`` on ``import iltk``. Any other
+Tasks register with gymnasium as ``iltk/<Name>-v<N>`` on ``import iltk`` (a new version
+where the observation changed, as gymnasium's own tasks do; the old one stays). Any other
 gymnasium id (``Reacher-v5``, ...) is accepted wherever a task id is.
 """
 
@@ -19,6 +20,10 @@ TASKS: dict[str, dict[str, Any]] = {
         "max_episode_steps": 150,
     },
     "iltk/Reach-v0": {"entry_point": "iltk.envs.reach:ReachEnv", "max_episode_steps": 100},
+    "iltk/Reach-v1": {
+        "entry_point": "iltk.envs.reach:ReachRelativeEnv",
+        "max_episode_steps": 100,
+    },
     "iltk/Push-v0": {"entry_point": "iltk.envs.push:PushEnv", "max_episode_steps": 200},
     "iltk/Lift-v0": {"entry_point": "iltk.envs.lift:LiftEnv", "max_episode_steps": 150},
     "iltk/PandaLift-v0": {

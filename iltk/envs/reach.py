@@ -1,7 +1,8 @@
 """``iltk/Reach-v0``: a 3-D end effector moved by velocity commands reaches a random target.
 
 - **Action space**: ``Box(-1, 1, (3,))``, Cartesian velocity command (scaled to 0.5 m/s).
-- **Observation** (``state``, 9): end-effector position (3), velocity (3), target position (3).
+- **Observation** (``state``, 9): end-effector position (3), velocity (3), target position (3);
+  ``iltk/Reach-v1`` adds the target relative to the end effector (3): 12.
 - **Reward terms** (``info``): ``reward_dist`` = -distance to target, ``reward_ctrl`` =
   -0.01 * |action|^2, ``reward_success`` = 1 when successful.
 - **Success**: the end effector is within 0.03 m of the target.
@@ -11,6 +12,12 @@ Start and target are drawn uniformly in the workspace x, y in [-0.25, 0.25], z i
 [0.05, 0.4], at least 0.1 m apart. The end effector cannot leave that box: velocity
 commands that would carry it out within one control step are cut at its faces (the other
 tasks are bounded by joint limits or walls).
+
+``iltk/Reach-v1`` is the same task with the goal-relative vector the other tasks already
+observe (PointMaze's goal - agent, Push's block - pusher and goal - block, Lift's cube -
+gripper): "towards the target" is then a direction a linear layer can read, rather than
+a difference of two absolute positions a learner must discover from few demonstrations.
+Files recorded on v0 keep their 9 values and their task id.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ class ReachEnv(MujocoTaskEnv):
     display_cameras = ("wide", "top")
     action_dim = 3
     state_dim = 9
+    relative = False  # v1: the target relative to the end effector observed too
     max_speed = 0.5
     success_radius = 0.03
 
@@ -67,7 +75,11 @@ class ReachEnv(MujocoTaskEnv):
         return self.data.mocap_pos[0].copy()
 
     def _state_obs(self):
-        return np.concatenate([self._eef(), self.data.qvel[:3], self._target()])
+        eef, target = self._eef(), self._target()
+        parts = [eef, self.data.qvel[:3], target]
+        if self.relative:
+            parts.append(target - eef)
+        return np.concatenate(parts)
 
     def _reward_terms(self, action):
         return {
@@ -81,3 +93,11 @@ class ReachEnv(MujocoTaskEnv):
 
     def expert_action(self):
         return velocity_toward(self._eef(), self._target(), gain=8.0).astype(np.float32)
+
+
+class ReachRelativeEnv(ReachEnv):
+    """``iltk/Reach-v1``: Reach with the target relative to the end effector observed
+    (12 values: end effector, velocity, target, target - end effector)."""
+
+    state_dim = 12
+    relative = True

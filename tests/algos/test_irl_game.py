@@ -223,3 +223,25 @@ def test_a_shaped_reward_recovers_the_true_one_up_to_shaping_on_a_deterministic_
     assert np.abs(M @ potential - (f - r[s_i])).max() < 0.15 * (r.max() - r.min())
     # its soft-optimal policy is the expert's
     assert np.abs(res.pi - pi_e).max() < 0.1
+
+
+def test_irl_command_plays_the_game_on_a_tabular_task(tmp_path, capsys):
+    from iltk.cli import main as cli_main
+
+    path = tmp_path / "ow.hdf5"
+    assert (
+        cli_main(
+            ["collect", "--task", "iltk/ObjectWorld-v0", "--episodes", "300", "--out", str(path)]
+        )
+        == 0
+    )
+    out = tmp_path / "irl"
+    args = ["irl", "--dataset", str(path), "--out", str(out), "--no-progress"]
+    args += ["--tabular.solver", "game", "--tabular.tolerance", "0.3", "--tabular.max-iter", "200"]
+    args += ["--reward.lr", "1e-2", "--reward.updates", "10", "--reward.grad-penalty", "0"]
+    args += ["--reward.l2", "0", "--reward.hidden", "32", "32"]
+    assert cli_main(args) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["converged"] and res["visitation_linf"] <= 0.3, res
+    assert res["reward_correlation_with_true"] > 0.8, res
+    assert "(converged)" in capsys.readouterr().out

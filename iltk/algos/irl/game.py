@@ -39,6 +39,7 @@ class GameResult:
     visitation: np.ndarray  # (S,) its state visitation (the expert's units)
     net: RewardNet
     history: list[dict] = field(default_factory=list)
+    converged: bool = False  # the visitation came within ``tolerance`` of the target
 
 
 def soft_q(P: np.ndarray, r_sa: np.ndarray, pi: np.ndarray, horizon: int | None, discount: float):
@@ -76,6 +77,9 @@ def tabular_game(
     policy_lr: float = 0.5,
     gamma: float | None = None,
     seed: int = 0,
+    target: np.ndarray | None = None,
+    tolerance: float = 0.0,
+    progress=None,
 ) -> GameResult:
     """Play the IRL game on a tabular MDP.
 
@@ -93,6 +97,10 @@ def tabular_game(
             penalties; ``batch`` and ``replay`` have no use here: the rows are exact).
         policy_lr: primal: the mirror-descent step eta.
         gamma: a shaped reward's discount (default: ``discount``).
+        target, tolerance: stop once max |state visitation - target| <= tolerance
+            (target: (S,), default the states of ``expert_sa``; the finite horizon's
+            demonstrations also count the state after the last action).
+        progress: an object with ``update(n)`` and ``set_postfix`` (a tqdm bar).
     """
     if game not in ("dual", "primal"):
         raise ValueError(f"game must be dual or primal, got {game!r}")
@@ -127,6 +135,7 @@ def tabular_game(
 
     expert_s = expert_sa.sum(1)
     w_e = row_weights(expert_sa, expert_s)
+    goal = expert_s if target is None else np.asarray(target)
 
     def reward_sa() -> np.ndarray:
         """The current reward as (S, A): E_{s'}[r(s, a, s')] for the transition classes."""
@@ -138,17 +147,19 @@ def tabular_game(
         np.add.at(out, (s_idx, a_idx), r * P[s_idx, a_idx, s2_idx])
         return out
 
-    def visit(pi) -> tuple[np.ndarray, np.ndarray]:
+    def visit(pi) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(S, A) visitation, its states, and the states counted as ``target`` is."""
         D, Dcum = state_visitation(P, pi, init, horizon, discount)
         if horizon is None:
             sa = D[:, None] * pi
         else:
             g = discount ** np.arange(horizon)
             sa = (g[:, None, None] * D[:horizon, :, None] * pi).sum(0)
-        return sa, sa.sum(1)
+        return sa, sa.sum(1), (sa.sum(1) if target is None else Dcum)
 
     pi = np.full((horizon, S, A) if horizon is not None else (S, A), 1.0 / A)
     history = []
+    converged = False
     for k in range(rounds):
         r_sa = reward_sa()
         if game == "dual":
@@ -159,22 +170,29 @@ def tabular_game(
             logits -= logits.max(-1, keepdims=True)
             pi = np.exp(logits)
             pi /= pi.sum(-1, keepdims=True)
-        sa, s_visit = visit(pi)
+        sa, s_visit, counted = visit(pi)
+        linf = float(np.abs(counted - goal).max())
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix(linf=f"{linf:.3g}", refresh=False)
+        if linf <= tolerance:
+            converged = True
+            history.append({"round": k, "gap": 0.0, "visitation_linf": linf})
+            break
         w_p = row_weights(sa, s_visit)
         for _ in range(st.updates):
             loss, gap = reward_player_loss(net, rows, rows, st, weights=(w_e, w_p))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        linf = float(np.abs(s_visit - expert_s).max())
         history.append({"round": k, "gap": float(gap.detach()), "visitation_linf": linf})
     with torch.no_grad():
         if kind == "sa":  # a state's reward: its mean over the actions
             g = torch.stack([net(phi, eye[a].expand(S, A)) for a in range(A)]).mean(0)
         else:
             g = net(phi, None, phi, part="g")
-    _, s_visit = visit(pi)
-    return GameResult(g.double().numpy(), pi, s_visit, net, history)
+    _, _, counted = visit(pi)
+    return GameResult(g.double().numpy(), pi, counted, net, history, converged)
 
 
 __all__ = ["GameResult", "soft_q", "tabular_game"]

@@ -89,22 +89,25 @@ def _train_tabular_irl(cfg: IRLConfig) -> dict:
         bar_format="{desc}: {n_fmt} iterations (at most {total_fmt}) [{elapsed}, {rate_fmt}"
         "{postfix}]",
     ) as bar:
-        res = maxent_irl(
-            mdp.P,
-            mdp.features,
-            mdp.init,
-            target,
-            horizon=horizon,
-            discount=cfg.tabular.discount,
-            model=cfg.tabular.model,
-            max_iter=cfg.tabular.max_iter,
-            linf_eps=cfg.tabular.tolerance,
-            device=cfg.device
-            if cfg.device != "auto"
-            else ("cuda" if torch.cuda.is_available() else "cpu"),
-            seed=cfg.seed,
-            progress=bar,
-        )
+        if cfg.tabular.solver == "game":
+            res = _tabular_game(cfg, mdp, trajs, horizon, target, bar)
+        else:
+            res = maxent_irl(
+                mdp.P,
+                mdp.features,
+                mdp.init,
+                target,
+                horizon=horizon,
+                discount=cfg.tabular.discount,
+                model=cfg.tabular.model,
+                max_iter=cfg.tabular.max_iter,
+                linf_eps=cfg.tabular.tolerance,
+                device=cfg.device
+                if cfg.device != "auto"
+                else ("cuda" if torch.cuda.is_available() else "cpu"),
+                seed=cfg.seed,
+                progress=bar,
+            )
     seconds = time.perf_counter() - t0
     learned = np.asarray(res.reward, np.float64).reshape(mdp.n_states, -1).mean(1)
     corr = float(np.corrcoef(learned, mdp.reward)[0, 1]) if learned.std() > 0 else float("nan")
@@ -140,6 +143,42 @@ def _train_tabular_irl(cfg: IRLConfig) -> dict:
     }
     atomic_write_text(cfg.out / "results.json", json.dumps(results, indent=2))
     return results
+
+
+def _tabular_game(cfg: IRLConfig, mdp, trajs, horizon: int, target: np.ndarray, bar):
+    """`--tabular.solver game`: the deep reward player of the MuJoCo tasks against an exact
+    policy player (``iltk.algos.irl.game``), in the exact passes' result type."""
+    from iltk.algos.irl.game import tabular_game
+    from iltk.algos.irl.tabular import IRLResult, expert_visitation
+
+    expert_sa = expert_visitation(
+        trajs, mdp.n_states, mdp.n_actions, discount=cfg.tabular.discount, state_action=True
+    )
+    res = tabular_game(
+        mdp.P,
+        mdp.features,
+        mdp.init,
+        expert_sa,
+        horizon=horizon,
+        discount=cfg.tabular.discount,
+        game=cfg.game,
+        kind=cfg.reward.kind,
+        rounds=cfg.tabular.max_iter,
+        settings=cfg.reward,
+        seed=cfg.seed,
+        target=target,
+        tolerance=cfg.tabular.tolerance,
+        progress=bar,
+    )
+    return IRLResult(
+        reward=res.reward,
+        pi=res.pi,
+        visitation=res.visitation,
+        iterations=len(res.history),
+        converged=res.converged,
+        history=res.history,
+        model=res.net,
+    )
 
 
 def _tabular_heatmap(task, mdp, learned, target, res, path: Path) -> Path:
