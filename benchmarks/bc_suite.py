@@ -162,7 +162,8 @@ def main():
     done = {(c["task"], c["algo"], c["demos"], c["seed"]) for c in cells}
     t_start = time.perf_counter()
     for task in args.tasks:
-        name = task.split("/")[-1].split("-")[0].lower()
+        base, _, version = task.split("/")[-1].lower().partition("-")
+        name = base if version in ("v0", "") else f"{base}-{version}"  # v0 keeps its folders
         for seed in args.seeds:
             pool = out / name / f"seed{seed}" / "pool.hdf5"
             if not pool.exists():

@@ -11,7 +11,7 @@ For each task and number of demonstrations (scripted expert, episode seeds 0..n-
   fresh learner, and how close does it come to the reward it was never shown?
 
 A variant is tokens joined by ``+``: the game (``primal`` or ``dual``), then any of ``bc``
-(``--warm-start bc``), a reward class (``s``, ``sa``, ``ss``, ``shaped``), ``br<N>``
+(``--warm-start bc``; ``bc<N>``: with ``--bc-steps N``), a reward class (``s``, ``sa``, ``ss``, ``shaped``), ``br<N>``
 (``--best-response N``), ``cw<N>`` (``--critic-warmup N``), ``aula<X>``
 (``--reward.aula X``), ``ent<X>`` (``--ppo.ent-coef X``), ``nonorm``
 (``--ppo.no-normalize-reward``), ``upd<N>`` (``--reward.updates N``), ``lr<X>``
@@ -64,8 +64,10 @@ def variant_config(spec: str, task: str, data: Path, out: Path, args, common: di
     reward = dict(updates=args.reward_updates, lr=args.reward_lr, starts=args.starts)
     ppo = {"ent_coef": 0.01}
     for t in tokens[1:]:
-        if t == "bc":
+        if t == "bc" or (t.startswith("bc") and t[2:].isdigit()):
             irl["warm_start"] = "bc"
+            if t[2:]:
+                irl["bc_steps"] = int(t[2:])
         elif t in ("s", "sa", "ss", "shaped"):
             reward["kind"] = t
         elif t.startswith("br"):

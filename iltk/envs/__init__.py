@@ -7,6 +7,7 @@ gymnasium id (``Reacher-v5``, ...) is accepted wherever a task id is.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -87,7 +88,14 @@ def make_env(task_id: str, **kwargs) -> gym.Env:
     # check_env on every task instead, so the per-step cost is not paid in training.
     kwargs.setdefault("disable_env_checker", True)
     try:
-        return gym.make(task_id, **kwargs)
+        with warnings.catch_warnings():
+            if task_id in TASKS:
+                # gymnasium calls a version "out of date" once a newer one is registered;
+                # iltk's older versions stay first-class tasks (their files, their runs)
+                warnings.filterwarnings(
+                    "ignore", ".*The environment iltk/.* is out of date", DeprecationWarning
+                )
+            return gym.make(task_id, **kwargs)
     except TypeError as err:
         accepted = ""
         if task_id in TASKS:

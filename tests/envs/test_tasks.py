@@ -311,3 +311,23 @@ def test_init_spread_pulls_starts_towards_one_layout(task_id):
     assert np.abs(narrow - fixed[0]).max() <= 0.2 * np.ptp(full, axis=0).max()
     with pytest.raises(ValueError, match="init_spread"):
         make_env(task_id, init_spread=1.5)
+
+
+def test_reach_v1_observes_v0s_values_and_the_target_relative_to_the_end_effector():
+    import warnings
+
+    old, new = make_env("iltk/Reach-v0"), make_env("iltk/Reach-v1")
+    o0, _ = old.reset(seed=7)
+    o1, _ = new.reset(seed=7)
+    action = np.array([0.5, -0.3, 0.2], np.float32)
+    for _ in range(5):
+        o0, *_ = old.step(action)
+        o1, *_ = new.step(action)
+    assert o0.shape == (9,) and o1.shape == (12,)
+    np.testing.assert_array_equal(o1[:9], o0)
+    np.testing.assert_allclose(o1[9:], o1[6:9] - o1[:3], atol=1e-6)
+    old.close()
+    new.close()
+    with warnings.catch_warnings():  # v0 stays a first-class task: no "out of date"
+        warnings.simplefilter("error")
+        make_env("iltk/Reach-v0").close()
