@@ -15,7 +15,7 @@ A variant is tokens joined by ``+``: the game (``primal`` or ``dual``), then any
 (``--best-response N``), ``cw<N>`` (``--critic-warmup N``), ``aula<X>``
 (``--reward.aula X``), ``ent<X>`` (``--ppo.ent-coef X``), ``nonorm``
 (``--ppo.no-normalize-reward``), ``upd<N>`` (``--reward.updates N``), ``lr<X>``
-(``--reward.lr X``). E.g. ``dual+bc+shaped``.
+(``--reward.lr X``), ``rep<N>`` (``--reward.replay N``). E.g. ``dual+bc+shaped``.
 
 Every policy is evaluated on the same ``--eval-episodes`` unseen starts (seeds 100000..).
 
@@ -84,6 +84,8 @@ def variant_config(spec: str, task: str, data: Path, out: Path, args, common: di
             reward["updates"] = int(t[3:])
         elif t.startswith("lr"):
             reward["lr"] = float(t[2:])
+        elif t.startswith("rep"):
+            reward["replay"] = int(t[3:])
         else:
             raise SystemExit(f"variant {spec!r}: unknown token {t!r}")
     return IRLConfig(

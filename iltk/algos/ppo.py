@@ -146,7 +146,7 @@ def train_ppo(
         state_dim = _obs_dim(envs, keys)
         low = envs.single_action_space.low.astype(np.float32)
         high = envs.single_action_space.high.astype(np.float32)
-        reward.prepare(state_dim, len(low))
+        reward.prepare(state_dim, len(low), gym.spec(cfg.task).max_episode_steps)
         seed_everything(cfg.seed)
         if policy is None:
             policy = make_policy(

@@ -39,8 +39,8 @@ class RewardSource:
 
     metrics: tuple[str, ...] = ()
 
-    def prepare(self, obs_dim: int, action_dim: int) -> None:
-        pass
+    def prepare(self, obs_dim: int, action_dim: int, horizon: int | None = None) -> None:
+        """``horizon``: the task's time limit (None: none)."""
 
     def rewards(self, transition, states: np.ndarray, next_states: np.ndarray) -> np.ndarray:
         """Per-env rewards of this step; ``states``: the observations it was taken in, flat;
@@ -107,7 +107,10 @@ class LearnedReward(RewardSource):
 class SavedReward(LearnedReward):
     """A reward saved by `iltk irl` (``--reward DIR``), checked against the task's sizes.
     A shaped reward is trained on through its g(s) (``part``; "full": f(s, s') as the
-    game used it)."""
+    game used it). An episode that ends before the time limit is its final state held to
+    it, as in the game the reward was learned in: ending neither pays nor costs in itself
+    (with a plain termination a reward below 0 would pay for ending anywhere, one above 0
+    for never ending)."""
 
     def __init__(self, path: Path, task: str, part: str = "g"):
         from iltk.rewards import load_reward
@@ -115,8 +118,19 @@ class SavedReward(LearnedReward):
         net = load_reward(path)
         super().__init__(net, part if net.config.kind == "shaped" else "full")
         self.path, self.task = path, task
+        self.horizon: int | None = None
 
-    def prepare(self, obs_dim: int, action_dim: int) -> None:
+    def absorbing(self, transition, ended, final_states, steps_done):
+        c = self.net.config
+        actions = np.zeros((len(ended), c.action_dim)) if c.uses_action else None
+        r = self.net.rewards(
+            final_states, actions, final_states if c.uses_next else None, self.part
+        )
+        left = None if self.horizon is None else self.horizon - np.asarray(steps_done)
+        return Absorbing(r, left)
+
+    def prepare(self, obs_dim: int, action_dim: int, horizon: int | None = None) -> None:
+        self.horizon = horizon
         c = self.net.config
         if c.obs_dim != obs_dim or (c.uses_action and c.action_dim != action_dim):
             raise ValueError(

@@ -368,3 +368,31 @@ def test_compile_without_a_compiler_is_one_line(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "C++ compiler" in err[0] and "without --ppo.compile" in err[0]
     assert not out.exists()
+
+
+def test_a_saved_reward_holds_an_ended_episodes_final_state_to_the_horizon(tmp_path):
+    from types import SimpleNamespace
+
+    from iltk.rewards import RewardConfig, RewardNet
+    from iltk.rl.rewards import SavedReward
+
+    net = RewardNet(RewardConfig(obs_dim=2, hidden=[], kind="shaped", gamma=0.5))
+    with torch.no_grad():
+        net.net[0].weight.copy_(torch.tensor([[1.0, 0.0]]))  # g(s) = s_0
+        net.net[0].bias.zero_()
+        net.h[0].weight.fill_(3.0)  # a potential that g alone leaves out
+    net.save(tmp_path / "reward")
+    source = SavedReward(tmp_path / "reward", "iltk/Reach-v0")
+    source.prepare(2, 1, horizon=10)
+    final = np.array([[2.0, 5.0], [-1.0, 0.0]])
+    held = source.absorbing(SimpleNamespace(), np.array([0, 1]), final, np.array([4, 9]))
+    np.testing.assert_allclose(held.reward, [2.0, -1.0])  # g of the final state
+    np.testing.assert_array_equal(held.steps, [6, 1])  # the steps left to the horizon
+    full = SavedReward(tmp_path / "reward", "iltk/Reach-v0", part="full")
+    full.prepare(2, 1, horizon=None)
+    held = full.absorbing(SimpleNamespace(), np.array([0]), final[:1], np.array([4]))
+    # f(s, s) = g(s) + (gamma - 1) h(s), h on the normalized state
+    x = (final[:1] - net.obs_mean.numpy()) / net.obs_std.numpy()
+    h = 3.0 * x.sum() + float(net.h[0].bias.detach())
+    np.testing.assert_allclose(held.reward, [2.0 - 0.5 * h], rtol=1e-5)
+    assert held.steps is None  # no time limit: held forever

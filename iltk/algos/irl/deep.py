@@ -194,7 +194,7 @@ class RewardPlayer(LearnedReward, Callback):
         """PPO updates per move of the reward player."""
         return self.cfg.best_response if self.cfg.game == "dual" else 1
 
-    def prepare(self, obs_dim: int, action_dim: int) -> None:
+    def prepare(self, obs_dim: int, action_dim: int, horizon: int | None = None) -> None:
         """Build the reward network once the task's sizes are known (checked against the demos)."""
         st = self.settings
         if self.demos.states.shape[1] != obs_dim:
