@@ -15,7 +15,8 @@ A variant is tokens joined by ``+``: the game (``primal`` or ``dual``), then any
 (``--best-response N``), ``cw<N>`` (``--critic-warmup N``), ``aula<X>``
 (``--reward.aula X``), ``ent<X>`` (``--ppo.ent-coef X``), ``nonorm``
 (``--ppo.no-normalize-reward``), ``upd<N>`` (``--reward.updates N``), ``lr<X>``
-(``--reward.lr X``), ``rep<N>`` (``--reward.replay N``). E.g. ``dual+bc+shaped``.
+(``--reward.lr X``), ``rep<N>`` (``--reward.replay N``), ``fresh``
+(``--reward.starts fresh``). E.g. ``dual+bc+shaped``.
 
 Every policy is evaluated on the same ``--eval-episodes`` unseen starts (seeds 100000..).
 
@@ -60,7 +61,8 @@ def variant_config(spec: str, task: str, data: Path, out: Path, args, common: di
     tokens = spec.split("+")
     if tokens[0] not in ("primal", "dual"):
         raise SystemExit(f"variant {spec!r}: start with primal or dual")
-    irl: dict = {"game": tokens[0]}
+    # a variant names everything it adds: no warm start and no critic warm-up unless asked
+    irl: dict = {"game": tokens[0], "warm_start": "none", "critic_warmup": 0}
     reward = dict(updates=args.reward_updates, lr=args.reward_lr, starts=args.starts)
     ppo = {"ent_coef": 0.01}
     for t in tokens[1:]:
@@ -86,6 +88,8 @@ def variant_config(spec: str, task: str, data: Path, out: Path, args, common: di
             reward["lr"] = float(t[2:])
         elif t.startswith("rep"):
             reward["replay"] = int(t[3:])
+        elif t == "fresh":
+            reward["starts"] = "fresh"
         else:
             raise SystemExit(f"variant {spec!r}: unknown token {t!r}")
     return IRLConfig(

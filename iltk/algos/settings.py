@@ -695,7 +695,10 @@ class IRLConfig(RunSettings):
     observations, raises the reward of the demonstrations' states against those of the
     policy's recent rollouts (the MaxEnt IRL gradient, E_demo[grad r] - E_policy[grad r]),
     with an L2 and a gradient penalty on the rewards; the policy player is PPO with an
-    entropy bonus on the current reward. An episode that ends before the time limit is
+    entropy bonus on the current reward, started as behaviour cloning of the same
+    demonstrations (--warm-start none: at random). --game primal moves the reward after
+    every PPO update (GAIL's schedule, the default), dual after a best response of
+    --best-response updates (MaxEnt IRL's). An episode that ends before the time limit is
     its final state held to it, on both sides, so that ending neither pays nor costs.
     Tabular tasks (iltk/ObjectWorld-v0, iltk/RandomMDP-v0): exact MaxEnt IRL (soft value
     iteration and visitation passes, --tabular.*). The env's reward is never used for
@@ -723,14 +726,14 @@ class IRLConfig(RunSettings):
     before each move of the reward (MaxEnt IRL's schedule)."""
     best_response: int = 5
     """dual: PPO updates (rollouts) per move of the reward player."""
-    warm_start: Literal["none", "bc"] = "none"
+    warm_start: Literal["none", "bc"] = "bc"
     """bc: the policy player starts as behaviour cloning of the same demonstrations
-    (BC_STEPS Adam steps on PPO's actor) instead of at random."""
-    bc_steps: int = 2000
+    (BC_STEPS Adam steps on PPO's actor); none: at random."""
+    bc_steps: int = 10_000
     """warm_start bc: minibatch steps of the fit."""
-    critic_warmup: int = 0
-    """Rollouts that train PPO's critic alone before its actor moves (with --warm-start
-    bc: a fresh critic's first advantages would otherwise undo the fit)."""
+    critic_warmup: int = 5
+    """Rollouts that train PPO's critic alone before its actor moves (after a warm start,
+    a fresh critic's first advantages would otherwise undo the fit; 0: none)."""
     tabular: TabularIRLSettings = field(default_factory=TabularIRLSettings)
     """Tabular tasks' exact MaxEnt IRL."""
     hidden: list[int] = field(default_factory=lambda: [64, 64])

@@ -96,7 +96,7 @@ def test_irl_command_writes_a_reward_ppo_trains_on_and_a_policy_eval_loads(
     out = tmp_path / "irl"
     args = ["irl", "--dataset", str(reach_demos), "--out", str(out), "--no-progress"]
     args += ["--total-timesteps", "1024", "--ppo.n-steps", "256", "--eval-every", "512"]
-    args += ["--eval-episodes", "2", "--reward.updates", "3"]
+    args += ["--eval-episodes", "2", "--reward.updates", "3", "--bc-steps", "200"]
     args_irl = list(args)
     assert cli_main(args) == 0
     said = capsys.readouterr().out
