@@ -1,4 +1,5 @@
-"""Scripted collection: the task's expert through the control loop into an episode file."""
+"""Collection: the task's scripted expert (or a policy checkpoint) through the control loop
+into an episode file."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from iltk.algos.settings import CollectConfig, check_collect_numbers
-from iltk.controllers import DartNoise, ExpertController
+from iltk.controllers import DartNoise, ExpertController, PolicyController
 from iltk.data import DemoWriter, make_env_args
 from iltk.envs import make_env, make_expert, make_vector_env
 from iltk.files import check_output
@@ -22,15 +23,28 @@ class CollectResult:
     attempted: int
     successes: int
     mean_return: float = float("nan")
+    task: str = ""
+    source: str = "scripted"
 
 
 def collect(cfg: CollectConfig, *, progress: bool = True) -> CollectResult:
     """`iltk collect` as a library call: the same settings, checked the same way (the
     observation mode, image size, start spread, action mode and expert side become the env's
     keywords; those that a task does not take are refused)."""
+    import dataclasses
+
     from iltk.envs import PANDA_TASK_IDS, TASK_IDS
     from iltk.envs.panda import ACTION_MODES
 
+    if cfg.task is None:
+        task = None
+        if cfg.policy is not None:
+            from iltk.policies import load_checkpoint
+
+            task = load_checkpoint(cfg.policy, "cpu")[1].get("task")
+        cfg = dataclasses.replace(cfg, task=task or "iltk/Push-v0")
+    if cfg.policy is not None and cfg.dart_noise > 0:
+        raise ValueError("--dart-noise labels a scripted expert's clean actions; not with --policy")
     env_kwargs: dict = {}
     if cfg.task in TASK_IDS:  # the MuJoCo tasks (tabular ones observe a state index)
         env_kwargs = {"obs_mode": cfg.obs_mode, "image_size": cfg.image_size}
@@ -76,6 +90,7 @@ def collect(cfg: CollectConfig, *, progress: bool = True) -> CollectResult:
         env_kwargs=env_kwargs,
         overwrite=cfg.overwrite,
         progress=progress,
+        policy=cfg.policy,
     )
 
 
@@ -92,8 +107,10 @@ def collect_demos(
     overwrite: bool = False,
     progress: bool = True,
     max_attempts_factor: float = 3.0,
+    policy: str | Path | None = None,
 ) -> CollectResult:
-    """Run the scripted expert and save ``episodes`` demos to ``out``.
+    """Run the scripted expert (or the ``policy`` checkpoint: its actions are the labels,
+    its env settings the defaults) and save ``episodes`` demos to ``out``.
 
     With ``success_only`` only successful episodes are saved and collection continues
     (up to ``max_attempts_factor * episodes`` attempts) until ``episodes`` are saved.
@@ -103,9 +120,16 @@ def collect_demos(
     env_kwargs = dict(env_kwargs or {})
     check_collect_numbers(episodes, num_envs, dart_noise)
     check_output(out, append=True, what="--out")
+    actor = None
+    if policy is not None:
+        from iltk.evaluate import policy_for_task
+
+        actor, task, saved_kwargs = policy_for_task(Path(policy), task)
+        env_kwargs = {**saved_kwargs, **env_kwargs}
     probe = make_env(task, **env_kwargs)
     try:
-        make_expert(probe)  # fails, before any file is touched, for envs without an expert
+        if actor is None:
+            make_expert(probe)  # fails, before any file is touched, for envs without an expert
         base = probe.unwrapped  # MuJoCo tasks store their model; tabular MDPs have none
         model_xml = base.model_xml() if hasattr(base, "model_xml") else ""
         control_freq = getattr(base, "control_freq", None)
@@ -123,10 +147,16 @@ def collect_demos(
     except BaseException:
         writer.close()
         raise
-    controller = ExpertController()
+    if actor is not None:
+        from iltk.policies import PolicyRunner
+
+        controller = PolicyController(PolicyRunner(actor, num_envs))
+    else:
+        controller = ExpertController()
     if dart_noise > 0:
         controller = DartNoise(controller, dart_noise, seed=seed)
-    source = "dart" if dart_noise > 0 else "scripted"
+    source = "policy" if actor is not None else "dart" if dart_noise > 0 else "scripted"
+    attrs = {"dart_noise": dart_noise} if actor is None else {"policy": str(policy)}
     saved = attempted = successes = 0
     returns: list[float] = []
     bar = tqdm(total=episodes, desc=f"collect {task}", unit="ep", disable=not progress)
@@ -140,7 +170,7 @@ def collect_demos(
         if saved >= episodes:
             return
         writer.check()  # a failed save (full disk) stops collection at once
-        writer.save(ep, source=source, attrs={"dart_noise": dart_noise})
+        writer.save(ep, source=source, attrs=attrs)
         saved += 1
         bar.update(1)
 
@@ -158,4 +188,4 @@ def collect_demos(
         envs.close()
         writer.close()
     mean_return = float(sum(returns) / len(returns)) if returns else float("nan")
-    return CollectResult(Path(out), saved, attempted, successes, mean_return)
+    return CollectResult(Path(out), saved, attempted, successes, mean_return, task, source)

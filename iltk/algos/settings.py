@@ -56,10 +56,15 @@ class CollectConfig:
     save with every saved episode kept.
     """
 
-    task: str = "iltk/Push-v0"
-    """Task id (iltk/<Name>-v0; see `iltk tasks`)."""
+    task: str | None = None
+    """Task id (iltk/<Name>-v<N>, see `iltk tasks`; default: iltk/Push-v0, or with --policy
+    the checkpoint's task)."""
     episodes: int = 100
     """Number of episodes to save."""
+    policy: Path | None = None
+    """Record this policy checkpoint's episodes instead of the scripted expert's (e.g. a
+    PPO expert on a gymnasium task with no scripted one: `iltk ppo --task Hopper-v5`); its
+    actions are the labels."""
     out: Path = Path("datasets/demos.hdf5")
     """Episode file to write (HDF5)."""
     num_envs: int = 1

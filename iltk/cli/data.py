@@ -87,11 +87,12 @@ class Collect(CollectConfig):
 
         res = collect(self)
         rate = res.successes / max(res.attempted, 1)
-        # tabular tasks have no success, only the reward their expert is soft-optimal for
+        who = "policy" if res.source == "policy" else "expert"
+        # tabular and gymnasium tasks have no success, only a return
         how = (
-            f"expert success {res.successes}/{res.attempted} = {rate:.0%}"
-            if self.task in TASK_IDS
-            else f"expert's mean return {res.mean_return:.2f} over {res.attempted}"
+            f"{who} success {res.successes}/{res.attempted} = {rate:.0%}"
+            if res.task in TASK_IDS
+            else f"{who}'s mean return {res.mean_return:.2f} over {res.attempted}"
         )
         print(f"saved {_count(res.saved, 'episode')} to {res.path} ({how})")
 

@@ -113,6 +113,33 @@ def test_collect_refuses_envs_without_expert_before_writing(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_collect_records_a_policys_episodes_on_a_task_without_an_expert(tmp_path, capsys):
+    from iltk.evaluate import evaluate_policy
+    from iltk.policies import load_policy
+
+    run = tmp_path / "ppo"
+    args = ["ppo", "--task", "Pendulum-v1", "--total-timesteps", "512", "--ppo.n-steps", "256"]
+    assert cli_main([*args, "--out", str(run), "--eval-episodes", "0", "--no-progress"]) == 0
+    out = tmp_path / "pend.hdf5"
+    # no --task: the checkpoint's
+    assert cli_main(["collect", "--policy", str(run / "last"), "--episodes", "2", "--out",
+                     str(out), "--seed", "5"]) == 0  # fmt: skip
+    said = capsys.readouterr().out
+    assert "saved 2 episodes" in said and "policy's mean return" in said
+    with DemoFile(out) as f:
+        assert f.env_name == "Pendulum-v1" and len(f.demos) == 2
+        attrs = f.demo_attrs("demo_0")
+        assert attrs["source"] == "policy" and attrs["seed"] == 5
+        assert attrs["policy"] == str(run / "last")
+        ret = sum(float(f.read(d, "rewards").sum()) for d in f.demos) / 2
+    # the same episodes as an evaluation of the policy from the same seeds
+    res = evaluate_policy(load_policy(run / "last"), "Pendulum-v1", 2, seed=5)
+    assert ret == pytest.approx(res.mean_return, rel=1e-5)
+    assert cli_main(["collect", "--policy", str(run / "last"), "--dart-noise", "0.1",
+                     "--out", str(tmp_path / "x.hdf5")]) == 2  # fmt: skip
+    assert "not with --policy" in capsys.readouterr().err
+
+
 def test_collect_init_spread_is_recorded(tmp_path, capsys):
     out = tmp_path / "narrow.hdf5"
     args = ["collect", "--task", "iltk/Reach-v0", "--out", str(out), "--episodes", "3"]
