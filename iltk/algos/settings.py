@@ -696,9 +696,10 @@ class TabularIRLSettings:
 class IRLConfig(RunSettings):
     """Learn a reward from demonstrations alone (MaxEnt IRL) and a policy that is soft-optimal for it.
 
-    MuJoCo tasks: IRL as a game. The reward player, an MLP r(s) (or r(s, a)) on the task's
-    observations, raises the reward of the demonstrations' states against those of the
-    policy's recent rollouts (the MaxEnt IRL gradient, E_demo[grad r] - E_policy[grad r]),
+    MuJoCo and gymnasium tasks: IRL as a game. The reward player, an MLP of the class
+    --reward.kind (r(s), r(s, a), r(s, s') or AIRL's shaped g(s) + gamma h(s') - h(s)) on
+    the task's observations, raises the reward of the demonstrations' steps against those
+    of the policy's recent rollouts (the MaxEnt IRL gradient, E_demo[grad r] - E_policy[grad r]),
     with an L2 and a gradient penalty on the rewards; the policy player is PPO with an
     entropy bonus on the current reward, started as behaviour cloning of the same
     demonstrations (--warm-start none: at random). --game primal moves the reward after
@@ -706,7 +707,8 @@ class IRLConfig(RunSettings):
     --best-response updates (MaxEnt IRL's). An episode that ends before the time limit is
     its final state held to it, on both sides, so that ending neither pays nor costs.
     Tabular tasks (iltk/ObjectWorld-v0, iltk/RandomMDP-v0): exact MaxEnt IRL (soft value
-    iteration and visitation passes, --tabular.*). The env's reward is never used for
+    iteration and visitation passes, --tabular.*; --tabular.solver game: the game above
+    with exact expectations). The env's reward is never used for
     learning (only for the logged evaluations)."""
 
     dataset: Path = Path("datasets/demos.hdf5")
