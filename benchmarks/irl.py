@@ -108,11 +108,12 @@ IMITATION_SIDE = textwrap.dedent(
 def imitation_python() -> Path:
     py = VENV / "bin/python"
     if not py.exists():
-        print(f"making {VENV} (torch 2.13.0, imitation 1.0.1) ...", flush=True)
+        print(f"making {VENV} (torch 2.13.0, imitation 1.0.1, gymnasium 0.29) ...", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
         pip = [str(py), "-m", "pip", "install", "--quiet"]
         subprocess.run([*pip, "torch==2.13.0"], check=True)
-        subprocess.run([*pip, "imitation==1.0.1"], check=True)
+        # gymnasium 0.29's MuJoCo envs too: irl_hopper.py runs GAIL and AIRL on Hopper-v4
+        subprocess.run([*pip, "imitation==1.0.1", "gymnasium[mujoco]==0.29.1"], check=True)
     return py
 
 

@@ -38,10 +38,10 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
-
-VENV = ROOT / "runs/bench/imitation-venv"
+from irl import imitation_python  # noqa: E402  (the tabular benchmark's venv, made once)
 
 IMITATION_SIDE = textwrap.dedent(
     '''
@@ -96,17 +96,6 @@ IMITATION_SIDE = textwrap.dedent(
                "env_steps": int(learner.num_timesteps)}, open(path_out, "w"))
     '''
 )
-
-
-def imitation_python() -> Path:
-    py = VENV / "bin/python"
-    if not py.exists():
-        print(f"making {VENV} (torch 2.13.0, imitation 1.0.1, gymnasium 0.29) ...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        pip = [str(py), "-m", "pip", "install", "--quiet"]
-        subprocess.run([*pip, "torch==2.13.0"], check=True)
-        subprocess.run([*pip, "imitation==1.0.1", "gymnasium[mujoco]==0.29.1"], check=True)
-    return py
 
 
 def export_npz(hdf5: Path, npz: Path) -> int:

@@ -98,6 +98,14 @@ class LearnedReward(RewardSource):
         self._count += 1
         return r
 
+    def held_rewards(self, final_states: np.ndarray) -> np.ndarray:
+        """The reward per step of ended episodes held in their final states: r(s), r(s, 0)
+        (no action is taken), or r(s, s) (the state it leads to is itself)."""
+        c = self.net.config
+        actions = np.zeros((len(final_states), c.action_dim)) if c.uses_action else None
+        nexts = final_states if c.uses_next else None
+        return self.net.rewards(final_states, actions, nexts, self.part)
+
     def logs(self) -> dict:
         out = {"learned_reward": self._sum / self._count if self._count else None}
         self._sum, self._count = 0.0, 0
@@ -121,13 +129,8 @@ class SavedReward(LearnedReward):
         self.horizon: int | None = None
 
     def absorbing(self, transition, ended, final_states, steps_done):
-        c = self.net.config
-        actions = np.zeros((len(ended), c.action_dim)) if c.uses_action else None
-        r = self.net.rewards(
-            final_states, actions, final_states if c.uses_next else None, self.part
-        )
         left = None if self.horizon is None else self.horizon - np.asarray(steps_done)
-        return Absorbing(r, left)
+        return Absorbing(self.held_rewards(final_states), left)
 
     def prepare(self, obs_dim: int, action_dim: int, horizon: int | None = None) -> None:
         self.horizon = horizon

@@ -234,9 +234,7 @@ class RewardPlayer(LearnedReward, Callback):
         """An ended episode is its final state held to the horizon, as the demonstrations
         are: its value is that state's learned reward for the remaining steps, so ending
         neither pays nor costs in itself; the held states join the reward player's samples."""
-        c = self.net.config
-        actions = np.zeros((len(ended), c.action_dim)) if c.uses_action else None
-        r_final = self.net.rewards(final_states, actions, final_states if c.uses_next else None)
+        r_final = self.held_rewards(final_states)
         if self.horizon is None:  # no horizon: held forever
             return Absorbing(r_final, None)
         left = self.horizon - np.asarray(steps_done)
