@@ -16,7 +16,9 @@ A variant is tokens joined by ``+``: the game (``primal`` or ``dual``), then any
 (``--reward.aula X``), ``ent<X>`` (``--ppo.ent-coef X``), ``nonorm``
 (``--ppo.no-normalize-reward``), ``upd<N>`` (``--reward.updates N``), ``lr<X>``
 (``--reward.lr X``), ``rep<N>`` (``--reward.replay N``), ``fresh``
-(``--reward.starts fresh``). E.g. ``dual+bc+shaped``.
+(``--reward.starts fresh``), ``bcw<X>`` (``--bc-weight X``), ``bcd<X>`` (``--bc-decay X``),
+``in<i,j,..>`` (``--reward.inputs i j ..``).
+E.g. ``dual+bc+shaped``.
 
 Every policy is evaluated on the same ``--eval-episodes`` unseen starts (seeds 100000..).
 
@@ -70,6 +72,12 @@ def variant_config(spec: str, task: str, data: Path, out: Path, args, common: di
             irl["warm_start"] = "bc"
             if t[2:]:
                 irl["bc_steps"] = int(t[2:])
+        elif t.startswith("in"):
+            reward["inputs"] = [int(i) for i in t[2:].split(",")]
+        elif t.startswith("bcw"):
+            irl["bc_weight"] = float(t[3:])
+        elif t.startswith("bcd"):
+            irl["bc_decay"] = float(t[3:])
         elif t in ("s", "sa", "ss", "shaped"):
             reward["kind"] = t
         elif t.startswith("br"):

@@ -50,10 +50,22 @@ class RewardConfig:
     """The reward class: r(s), r(s, a), r(s, s') or g(s) + gamma h(s') - h(s)."""
     gamma: float = 0.99
     """The shaping term's discount (``shaped``: the policy player's discount)."""
+    inputs: list[int] | None = None
+    """The observation values the reward reads (indices; None: all), e.g. only the
+    goal-relative ones, so that a reward learned on a few layouts cannot tell them apart
+    by where their goals are."""
 
     def __post_init__(self):
         if self.obs_dim < 1 or self.action_dim < 0 or any(h < 1 for h in self.hidden):
             raise ValueError("need obs_dim >= 1, action_dim >= 0 and hidden sizes >= 1")
+        if self.inputs is not None:
+            self.inputs = [int(i) for i in self.inputs]
+            bad = [i for i in self.inputs if not 0 <= i < self.obs_dim]
+            if not self.inputs or bad or len(set(self.inputs)) != len(self.inputs):
+                raise ValueError(
+                    f"reward inputs must be distinct indices in 0..{self.obs_dim - 1} of the "
+                    f"observation, got {self.inputs}"
+                )
         if self.kind not in REWARD_KINDS:
             raise ValueError(
                 f"reward kind must be one of {', '.join(REWARD_KINDS)}, got {self.kind!r}"
@@ -91,19 +103,24 @@ class RewardNet(nn.Module):
     def __init__(self, config: RewardConfig):
         super().__init__()
         self.config = config
-        d = config.obs_dim
+        d = config.obs_dim if config.inputs is None else len(config.inputs)
         inp = {"s": d, "sa": d + config.action_dim, "ss": 2 * d, "shaped": d}[config.kind]
         self.net = _mlp(inp, list(config.hidden))
         self.h = _mlp(d, list(config.hidden)) if config.kind == "shaped" else None
         self.register_buffer("obs_mean", torch.zeros(config.obs_dim))
         self.register_buffer("obs_std", torch.ones(config.obs_dim))
+        self._inputs = None if config.inputs is None else torch.tensor(config.inputs)
 
     def set_obs_stats(self, mean, std) -> None:
         self.obs_mean.copy_(torch.as_tensor(np.asarray(mean), dtype=torch.float32))
         self.obs_std.copy_(torch.as_tensor(np.asarray(std), dtype=torch.float32).clamp_min(1e-6))
 
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
-        return (obs - self.obs_mean) / self.obs_std
+        """The reward's inputs of full observations: normalized, then its ``inputs`` taken."""
+        x = (obs - self.obs_mean) / self.obs_std
+        if self._inputs is not None:
+            x = x.index_select(-1, self._inputs.to(x.device))
+        return x
 
     def forward(
         self,

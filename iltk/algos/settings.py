@@ -651,6 +651,12 @@ class RewardPlayerSettings:
     replay: int = 5
     """Compare with the states of the last REPLAY rollouts (past policies too, which
     steadies the game)."""
+    inputs: list[int] | None = None
+    """Indices of the observation values the reward reads (default: all; each task's
+    module docstring lists its values in order, e.g. `python -m pydoc iltk.envs.reach`).
+    E.g. only goal-relative values (Reach-v1: 3 4 5 9 10 11): a reward that cannot
+    see where a layout's goal is cannot tell the demonstrations' layouts from new ones,
+    so it can be learned and used on fresh starts."""
     starts: Literal["demos", "fresh"] = "demos"
     """Where the policy's training episodes start. demos: from the demonstrations' starts
     (their reset seeds, cycled), so that both sides of the game share goals and layouts;
@@ -741,6 +747,11 @@ class IRLConfig(RunSettings):
     critic_warmup: int = 5
     """Rollouts that train PPO's critic alone before its actor moves (after a warm start,
     a fresh critic's first advantages would otherwise undo the fit; 0: none)."""
+    bc_weight: float = 0.0
+    """Weight of a behaviour-cloning term (squared error of the actor's mean on the
+    demonstrations) in the policy player's loss, as GAIL + BC and DAPG add one (0: none)."""
+    bc_decay: float = 1.0
+    """The BC term's weight is multiplied by this after every rollout (1: constant)."""
     tabular: TabularIRLSettings = field(default_factory=TabularIRLSettings)
     """Tabular tasks' exact MaxEnt IRL."""
     hidden: list[int] = field(default_factory=lambda: [64, 64])
@@ -756,6 +767,10 @@ class IRLConfig(RunSettings):
             raise ValueError(f"critic_warmup must be >= 0, got {self.critic_warmup}")
         if self.demos < 0:
             raise ValueError(f"demos must be >= 0, got {self.demos}")
+        if not (self.bc_weight >= 0 and math.isfinite(self.bc_weight)):
+            raise ValueError(f"bc_weight must be a finite number >= 0, got {self.bc_weight}")
+        if not 0 < self.bc_decay <= 1:
+            raise ValueError(f"bc_decay must be in (0, 1], got {self.bc_decay}")
 
     def ppo_config(self, task: str) -> PPOConfig:
         """The policy player's PPO run."""

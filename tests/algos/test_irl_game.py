@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from iltk.algos.irl.deep import BCWarmStart, Demonstrations, RewardPlayer
+from iltk.algos.irl.deep import BCRegularizer, BCWarmStart, Demonstrations, RewardPlayer
 from iltk.algos.irl.game import soft_q, tabular_game
 from iltk.algos.irl.tabular import maxent_irl, soft_value_iteration, state_visitation
 from iltk.algos.settings import IRLConfig, RewardPlayerSettings
@@ -70,6 +70,27 @@ def test_shaped_rewards_round_trip_and_old_checkpoints_still_load(tmp_path):
     cfg["config"]["state_only"] = False
     (tmp_path / "old" / "config.json").write_text(json.dumps(cfg))
     assert load_reward(tmp_path / "old").config.kind == "sa"
+
+
+def test_a_reward_reads_only_its_inputs_and_keeps_them_through_a_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    net = RewardNet(RewardConfig(obs_dim=5, kind="shaped", inputs=[3, 1]))
+    net.set_obs_stats(np.arange(5.0), np.arange(1.0, 6.0))
+    s, s2 = torch.randn(6, 5), torch.randn(6, 5)
+    x = ((s - net.obs_mean) / net.obs_std)[:, [3, 1]]
+    x2 = ((s2 - net.obs_mean) / net.obs_std)[:, [3, 1]]
+    by_hand = net.net(x)[:, 0] + 0.99 * net.h(x2)[:, 0] - net.h(x)[:, 0]
+    torch.testing.assert_close(net(s, None, s2), by_hand)
+    moved = s.clone()
+    moved[:, [0, 2, 4]] += 10.0  # values it does not read
+    torch.testing.assert_close(net(moved, None, s2), net(s, None, s2))
+    net.save(tmp_path / "r")
+    back = load_reward(tmp_path / "r")
+    assert back.config.inputs == [3, 1]
+    torch.testing.assert_close(back(s, None, s2), net(s, None, s2))
+    for bad in ([5], [], [1, 1], [-1]):
+        with pytest.raises(ValueError, match="distinct indices in 0..4"):
+            RewardConfig(obs_dim=5, inputs=bad)
 
 
 # ------------------------------------------------------------------ the reward player
@@ -149,6 +170,56 @@ def test_the_bc_warm_start_fits_ppos_actor_to_the_demonstrations():
     std = policy.log_std.exp().detach().numpy()
     np.testing.assert_allclose(std, 0.1)  # the residual is below the floor
     assert warm.on_update_end(ppo)["bc_loss"] < 0.01
+
+
+def test_the_bc_term_is_the_actors_error_on_the_demos_in_ppos_normalization_and_decays():
+    from iltk.policies.actor_critic import ActorCritic, ActorCriticConfig
+    from iltk.rl.stats import RunningMeanStd
+
+    rng = np.random.default_rng(1)
+    s = (rng.normal(size=(300, 3)) * [1.0, 5.0, 0.1] + [0.0, 10.0, 0.0]).astype(np.float32)
+    a = np.tanh(s[:, :2] * [1.0, 0.2] - [0.0, 2.0]).astype(np.float32)
+    acted = np.ones(300, bool)
+    acted[-50:] = False  # padding is never cloned
+    a[-50:] = 5.0  # (an impossible label: it would show in the error)
+    demos = Demonstrations(s, a, [s], [0], 50, {}, s, acted)
+    policy = ActorCritic(
+        ActorCriticConfig(state_dim=3, action_dim=2, action_low=[-1, -1], action_high=[1, 1])
+    )
+    rms = RunningMeanStd(3)
+    rms.update(s[:250].astype(np.float64) * 0.5 + 1.0)  # statistics unlike the demos'
+    ppo = type("P", (), {"policy": policy, "obs_rms": rms, "iterations": 0})()
+    reg = BCRegularizer(demos, weight=2.0, decay=0.5, batch=10_000, seed=0)
+    zero = torch.zeros(1, 2)
+    assert float(reg.loss(None, zero, None).detach()) == 0.0  # before PPO's first update
+    reg.on_update_start(ppo)
+    z = np.clip((s[:250] - rms.mean) / np.sqrt(rms.var + 1e-8), -10, 10)
+    with torch.no_grad():
+        pred = policy.actor(torch.as_tensor(z, dtype=torch.float32)).numpy()
+    mse = float(np.square(pred - a[:250]).mean())
+    got = float(reg.loss(None, zero, None).detach())
+    # a batch of 10,000 draws from the 250 acted steps: the mean within a few percent
+    assert abs(got - 2.0 * mse) < 0.05 * 2.0 * mse, (got, mse)
+    ppo.iterations = 3
+    assert reg.weight == 2.0 * 0.5**3
+    logs = reg.on_update_end(ppo)
+    assert logs["bc_reg_weight"] == 0.25 and abs(logs["bc_reg"] - mse) < 0.05 * mse
+    # as PPO's auxiliary loss it trains the actor towards the demos
+    opt = torch.optim.Adam(policy.actor.parameters(), lr=1e-2)
+    for _ in range(300):
+        opt.zero_grad()
+        reg.loss(None, zero, None).backward()
+        opt.step()
+    with torch.no_grad():
+        pred = policy.actor(torch.as_tensor(z, dtype=torch.float32)).numpy()
+    assert np.square(pred - a[:250]).mean() < 0.1 * mse
+
+
+def test_bad_bc_term_settings_are_refused():
+    with pytest.raises(ValueError, match="bc_weight"):
+        IRLConfig(task="iltk/Reach-v0", bc_weight=float("nan"))
+    with pytest.raises(ValueError, match="bc_decay"):
+        IRLConfig(task="iltk/Reach-v0", bc_decay=0.0)
 
 
 # ------------------------------------------------------------------ tabular games

@@ -214,6 +214,7 @@ class RewardPlayer(LearnedReward, Callback):
             hidden=list(st.hidden),
             kind=st.kind,
             gamma=self.cfg.ppo.gamma,
+            inputs=None if st.inputs is None else list(st.inputs),
         )
         self.net = RewardNet(config).to(self.device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=st.lr)
@@ -474,6 +475,57 @@ class BCWarmStart(Callback):
         return {"bc_loss": self.loss}
 
 
+class BCRegularizer(Callback):
+    """A behaviour-cloning term in the policy player's loss (GAIL + BC, Jena et al. 2020;
+    DAPG's demonstration term, Rajeswaran et al. 2017): ``weight`` * ``decay``^k times the
+    squared error of PPO's actor mean on a minibatch of the demonstrations' (state,
+    action) pairs at rollout k, the states normalized as PPO normalizes them now. ``loss``
+    is PPO's auxiliary loss; the callback tracks the rollout and logs the term."""
+
+    metrics = ("bc_reg", "bc_reg_weight")
+
+    def __init__(
+        self, demos: Demonstrations, weight: float, decay: float = 1.0, batch: int = 64, seed=0
+    ):
+        self.weight0, self.decay, self.batch = weight, decay, batch
+        self.states = demos.states[demos.acted].astype(np.float64)
+        self.actions = demos.actions[demos.acted].astype(np.float32)
+        self.gen = np.random.default_rng(seed + 2)
+        self.ppo = None
+        self.sums: list[torch.Tensor] = []
+
+    @property
+    def weight(self) -> float:
+        k = self.ppo.iterations if self.ppo is not None else 0
+        return self.weight0 * self.decay**k
+
+    def on_update_start(self, ppo) -> None:
+        self.ppo = ppo
+
+    def loss(self, obs, mean, log_std) -> torch.Tensor:
+        ppo, w = self.ppo, self.weight
+        if ppo is None or w <= 0:
+            return torch.zeros((), device=mean.device)
+        i = self.gen.integers(len(self.states), size=min(self.batch, len(self.states)))
+        s = self.states[i]
+        if ppo.obs_rms is not None:
+            clip = ppo.policy.config.obs_clip
+            s = np.clip((s - ppo.obs_rms.mean) / np.sqrt(ppo.obs_rms.var + 1e-8), -clip, clip)
+        z = torch.as_tensor(s, dtype=torch.float32, device=mean.device)
+        a = torch.as_tensor(self.actions[i], device=mean.device)
+        bc = (ppo.policy.actor(z) - a).square().mean()
+        self.sums.append(bc.detach())
+        return w * bc
+
+    def on_update_end(self, ppo) -> dict:
+        out = {
+            "bc_reg": float(torch.stack(self.sums).mean()) if self.sums else None,
+            "bc_reg_weight": self.weight,
+        }
+        self.sums.clear()
+        return out
+
+
 # ----------------------------------------------------------------------------- plots
 def reward_heatmap(
     net: RewardNet, task: str, demos: Demonstrations, path: Path, panels: int = 3, grid: int = 60
@@ -552,11 +604,17 @@ def train_deep_irl(cfg: IRLConfig) -> dict:
         callbacks.append(BCWarmStart(demos, cfg.bc_steps, seed=cfg.seed))
     if cfg.critic_warmup:
         callbacks.append(CriticWarmup(cfg.critic_warmup))
+    aux_losses = []
+    if cfg.bc_weight > 0:
+        reg = BCRegularizer(demos, cfg.bc_weight, cfg.bc_decay, seed=cfg.seed)
+        callbacks.append(reg)
+        aux_losses.append(reg.loss)
     res = train_ppo(
         cfg.ppo_config(cfg.task),
         env_kwargs=demos.env_kwargs,
         reward=player,
         callbacks=callbacks,
+        aux_losses=aux_losses,
         episode_seeds=player.episode_seeds,
         choose_best=False,  # the learner never sees the env's reward: no best/ chosen by it
         run_config=dataclasses.asdict(cfg),
@@ -582,6 +640,7 @@ def train_deep_irl(cfg: IRLConfig) -> dict:
 
 
 __all__ = [
+    "BCRegularizer",
     "BCWarmStart",
     "Demonstrations",
     "RewardPlayer",
