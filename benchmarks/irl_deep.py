@@ -17,7 +17,8 @@ A variant is tokens joined by ``+``: the game (``primal`` or ``dual``), then any
 (``--ppo.no-normalize-reward``), ``upd<N>`` (``--reward.updates N``), ``lr<X>``
 (``--reward.lr X``), ``rep<N>`` (``--reward.replay N``), ``fresh``
 (``--reward.starts fresh``), ``bcw<X>`` (``--bc-weight X``), ``bcd<X>`` (``--bc-decay X``),
-``in<i,j,..>`` (``--reward.inputs i j ..``).
+``in<i,j,..>`` (``--reward.inputs i j ..``), ``ft`` (``--init-policy`` the cell's BC
+policy: the game fine-tunes it; run with the ``bc`` method).
 E.g. ``dual+bc+shaped``.
 
 Every policy is evaluated on the same ``--eval-episodes`` unseen starts (seeds 100000..).
@@ -72,6 +73,8 @@ def variant_config(spec: str, task: str, data: Path, out: Path, args, common: di
             irl["warm_start"] = "bc"
             if t[2:]:
                 irl["bc_steps"] = int(t[2:])
+        elif t == "ft":
+            irl["init_policy"] = data.parent / "bc" / "last"
         elif t.startswith("in"):
             reward["inputs"] = [int(i) for i in t[2:].split(",")]
         elif t.startswith("bcw"):

@@ -747,6 +747,13 @@ class IRLConfig(RunSettings):
     critic_warmup: int = 5
     """Rollouts that train PPO's critic alone before its actor moves (after a warm start,
     a fresh critic's first advantages would otherwise undo the fit; 0: none)."""
+    init_policy: Path | None = None
+    """Start the policy player from this BC checkpoint (`iltk train --algo bc`, an MLP on
+    states) instead of a fresh actor: it is fine-tuned as `iltk finetune` does (its own
+    normalization kept, a bounded learned std from exp(-2), a fresh 256-256 critic at lr
+    1e-3 warmed up for --critic-warmup rollouts, and, where --ppo.lr and
+    --ppo.clip-range are left at their defaults, fine-tuning's 3e-5 and 0.05);
+    --warm-start is then not used."""
     bc_weight: float = 0.0
     """Weight of a behaviour-cloning term (squared error of the actor's mean on the
     demonstrations) in the policy player's loss, as GAIL + BC and DAPG add one (0: none)."""
@@ -773,12 +780,24 @@ class IRLConfig(RunSettings):
             raise ValueError(f"bc_decay must be in (0, 1], got {self.bc_decay}")
 
     def ppo_config(self, task: str) -> PPOConfig:
-        """The policy player's PPO run."""
+        """The policy player's PPO run (from --init-policy: fine-tuning's step and clip
+        where the command left IRL's, and the checkpoint's own normalization)."""
+        ppo = self.ppo
+        if self.init_policy is not None:
+            default, tuned = PPOSettings(), _finetune_ppo()
+            ppo = dataclasses.replace(
+                ppo,
+                normalize_obs=False,
+                lr=tuned.lr if ppo.lr == default.lr else ppo.lr,
+                clip_range=tuned.clip_range
+                if ppo.clip_range == default.clip_range
+                else ppo.clip_range,
+            )
         return PPOConfig(
             task=task,
             total_timesteps=self.total_timesteps,
             out=self.out,
-            ppo=self.ppo,
+            ppo=ppo,
             hidden=list(self.hidden),
             **self.run_settings(),
         )

@@ -199,3 +199,40 @@ def test_bad_irl_settings_are_refused(reach_demos, tmp_path, capsys):
         assert words in capsys.readouterr().err, words
     assert not (tmp_path / "o").exists()
     torch.set_num_threads(1)
+
+
+def test_the_policy_player_can_start_from_a_bc_checkpoint_and_keep_a_bc_term(
+    reach_demos, reach_bc, tmp_path
+):
+    from iltk.algos.irl.deep import start_policy, train_deep_irl
+    from iltk.policies import load_policy
+
+    out = tmp_path / "irl"
+    cfg = IRLConfig(
+        dataset=reach_demos,
+        task="iltk/Reach-v0",
+        out=out,
+        init_policy=reach_bc,
+        total_timesteps=768,
+        critic_warmup=3,  # every rollout: the actor stays the BC policy
+        bc_weight=0.5,
+        eval_every=0,
+        eval_episodes=0,
+        progress=False,
+        reward=RewardPlayerSettings(updates=2),
+        ppo=dataclasses.replace(IRLConfig().ppo, n_steps=256),
+    )
+    assert cfg.ppo_config("iltk/Reach-v0").ppo.lr == 3e-5  # fine-tuning's step
+    assert cfg.ppo_config("iltk/Reach-v0").ppo.normalize_obs is False
+    train_deep_irl(cfg)
+    bc, tuned = load_policy(reach_bc), load_policy(out / "policy")
+    states = np.random.default_rng(0).normal(size=(16, 9)).astype(np.float32) * 0.2
+    with torch.no_grad():
+        a = bc.predict({"state": torch.as_tensor(states)})
+        b = tuned.predict({"state": torch.as_tensor(states)})
+    torch.testing.assert_close(a, b)
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert "bc_reg_weight" in rows[0]
+    # the fine-tuned result is no BC checkpoint to start from
+    with pytest.raises(ValueError, match="starts from an MLP BC checkpoint"):
+        start_policy(dataclasses.replace(cfg, init_policy=out / "policy"))

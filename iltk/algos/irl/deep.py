@@ -586,6 +586,42 @@ def _save_figure(fig, path: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------- commands
+FINETUNE_CRITIC_LR = 1e-3
+
+
+def start_policy(cfg: IRLConfig):
+    """The policy player as fine-tuning of the BC checkpoint ``--init-policy`` (as
+    `iltk finetune` builds it, its defaults for the std's bounds and the critic)."""
+    from iltk.algos.settings import FinetuneSettings
+    from iltk.policies import load_checkpoint
+    from iltk.policies.tuned import FinetunePolicy
+
+    base, extra = load_checkpoint(cfg.init_policy)
+    name = type(base).name
+    if name != "bc":
+        raise ValueError(
+            f"--init-policy {cfg.init_policy}: a {name!r} policy; the policy player starts from "
+            "an MLP BC checkpoint (iltk train --algo bc)"
+        )
+    if base.config.image_shapes:
+        raise ValueError(
+            f"--init-policy {cfg.init_policy}: a policy on images; IRL here needs states"
+        )
+    if extra.get("task") and extra["task"] != cfg.task:
+        raise ValueError(
+            f"--init-policy {cfg.init_policy}: trained on {extra['task']}, not {cfg.task}"
+        )
+    d = {f.name: f.default for f in dataclasses.fields(FinetuneSettings)}
+    return FinetunePolicy.from_base(
+        base,
+        name,
+        critic_hidden=list(FinetuneSettings().critic_hidden),
+        log_std_init=d["log_std_init"],
+        min_log_std=d["min_log_std"],
+        max_log_std=d["max_log_std"],
+    )
+
+
 def train_deep_irl(cfg: IRLConfig) -> dict:
     from iltk.algos.ppo import train_ppo
     from iltk.policies import load_policy, resolve_device
@@ -598,9 +634,10 @@ def train_deep_irl(cfg: IRLConfig) -> dict:
     finally:
         probe.close()
     demos = load_demonstrations(cfg.dataset, cfg.task, limit=cfg.demos, horizon=horizon)
+    start = start_policy(cfg) if cfg.init_policy is not None else None
     player = RewardPlayer(cfg, demos, resolve_device(cfg.device), horizon)
     callbacks: list[Callback] = [player]
-    if cfg.warm_start == "bc":
+    if cfg.warm_start == "bc" and start is None:
         callbacks.append(BCWarmStart(demos, cfg.bc_steps, seed=cfg.seed))
     if cfg.critic_warmup:
         callbacks.append(CriticWarmup(cfg.critic_warmup))
@@ -611,6 +648,8 @@ def train_deep_irl(cfg: IRLConfig) -> dict:
         aux_losses.append(reg.loss)
     res = train_ppo(
         cfg.ppo_config(cfg.task),
+        policy=start,
+        critic_lr=FINETUNE_CRITIC_LR if start is not None else None,
         env_kwargs=demos.env_kwargs,
         reward=player,
         callbacks=callbacks,
