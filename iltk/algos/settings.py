@@ -654,7 +654,7 @@ class RewardPlayerSettings:
     inputs: list[int] | None = None
     """Indices of the observation values the reward reads (default: all; each task's
     module docstring lists its values in order, e.g. `python -m pydoc iltk.envs.reach`).
-    E.g. only goal-relative values (Reach-v1: 3 4 5 9 10 11): a reward that cannot
+    E.g. only goal-relative values (Reach-v1's target - eef: 9 10 11): a reward that cannot
     see where a layout's goal is cannot tell the demonstrations' layouts from new ones,
     so it can be learned and used on fresh starts."""
     starts: Literal["demos", "fresh"] = "demos"
