@@ -418,6 +418,17 @@ def _gradient_penalty(net: RewardNet, expert, policy, gen) -> torch.Tensor:
     return (norm - 1).square().mean()
 
 
+def ppo_inputs(ppo, states: np.ndarray) -> np.ndarray:
+    """States as PPO's actor reads them: through PPO's running normalization, clipped as
+    the policy clips (unchanged where PPO does not normalize, e.g. a fine-tuned BC
+    policy that keeps its own)."""
+    if ppo.obs_rms is None:
+        return states
+    z = (states - ppo.obs_rms.mean) / np.sqrt(ppo.obs_rms.var + 1e-8)
+    clip = ppo.policy.config.obs_clip
+    return np.clip(z, -clip, clip)
+
+
 class BCWarmStart(Callback):
     """The policy player starts as behaviour cloning of the same demonstrations: before the
     first rollout, PPO's actor is fitted to the demos' (state, action) pairs by MSE on the
@@ -449,10 +460,7 @@ class BCWarmStart(Callback):
         if ppo.obs_rms is not None:
             ppo.obs_rms.mean, ppo.obs_rms.var = s.mean(0), s.var(0)
             ppo.obs_rms.count = float(len(s))
-            z = (s - ppo.obs_rms.mean) / np.sqrt(ppo.obs_rms.var + 1e-8)
-            z = np.clip(z, -policy.config.obs_clip, policy.config.obs_clip)
-        else:
-            z = s
+        z = ppo_inputs(ppo, s)
         device = next(policy.parameters()).device
         z_t = torch.as_tensor(z, dtype=torch.float32, device=device)
         a_t = torch.as_tensor(a, device=device)
@@ -507,11 +515,9 @@ class BCRegularizer(Callback):
         if ppo is None or w <= 0:
             return torch.zeros((), device=mean.device)
         i = self.gen.integers(len(self.states), size=min(self.batch, len(self.states)))
-        s = self.states[i]
-        if ppo.obs_rms is not None:
-            clip = ppo.policy.config.obs_clip
-            s = np.clip((s - ppo.obs_rms.mean) / np.sqrt(ppo.obs_rms.var + 1e-8), -clip, clip)
-        z = torch.as_tensor(s, dtype=torch.float32, device=mean.device)
+        z = torch.as_tensor(
+            ppo_inputs(ppo, self.states[i]), dtype=torch.float32, device=mean.device
+        )
         a = torch.as_tensor(self.actions[i], device=mean.device)
         bc = (ppo.policy.actor(z) - a).square().mean()
         self.sums.append(bc.detach())
