@@ -76,6 +76,7 @@ def train_config(algo: str, args, dataset: Path, out: Path, seed: int) -> TrainC
             algo="diffusion",
             steps=args.steps_diffusion,
             batch_size=args.batch_diffusion,
+            lr=args.lr_diffusion,
             diffusion=DiffusionConfig(
                 objective=algo,
                 down_dims=args.diffusion_dims,
@@ -116,6 +117,9 @@ def main():
     parser.add_argument("--act-dim", type=int, default=256)
     parser.add_argument("--steps-diffusion", type=int, default=3000)
     parser.add_argument("--batch-diffusion", type=int, default=64)
+    parser.add_argument(
+        "--lr-diffusion", type=float, default=None, help="peak lr (default: the policy's)"
+    )
     parser.add_argument(
         "--diffusion-dims", type=int, nargs="+", default=[32, 64, 128], help="U-Net widths"
     )
