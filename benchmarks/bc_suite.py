@@ -80,6 +80,7 @@ def train_config(algo: str, args, dataset: Path, out: Path, seed: int) -> TrainC
             diffusion=DiffusionConfig(
                 objective=algo,
                 down_dims=args.diffusion_dims,
+                n_action_steps=args.diffusion_action_steps,
                 rtc_steps=args.rtc_steps,
                 prefix_training=args.prefix_training,
             ),
@@ -117,6 +118,12 @@ def main():
     parser.add_argument("--act-dim", type=int, default=256)
     parser.add_argument("--steps-diffusion", type=int, default=3000)
     parser.add_argument("--batch-diffusion", type=int, default=64)
+    parser.add_argument(
+        "--diffusion-action-steps",
+        type=int,
+        default=8,
+        help="diffusion/flow: actions executed per chunk (receding horizon)",
+    )
     parser.add_argument(
         "--lr-diffusion", type=float, default=None, help="peak lr (default: the policy's)"
     )
