@@ -26,10 +26,10 @@ SHAPES = [(32, 32, 16), (64, 64, 8), (128, 128, 4), (256, 128, 8), (128, 64, 8),
 def conv_im2col(x, w, b):
     """The same convolution as ``F.conv1d(x, w, b, padding=K // 2)`` (odd K)."""
     B, C, T = x.shape
-    O, _, K = w.shape
+    out, _, K = w.shape
     cols = F.pad(x, (K // 2, K // 2)).unfold(2, K, 1)  # B, C, T, K
     cols = cols.permute(0, 2, 1, 3).reshape(B * T, C * K)
-    return (cols @ w.reshape(O, C * K).t() + b).reshape(B, T, O).permute(0, 2, 1)
+    return (cols @ w.reshape(out, C * K).t() + b).reshape(B, T, out).permute(0, 2, 1)
 
 
 def time_ms(f, x, w, b, reps: int) -> float:
