@@ -152,6 +152,18 @@ def main():
         help="only report: merge the bc_suite.json of these run folders (parallel runs) into --out",
     )
     args = parser.parse_args()
+    if args.lr_diffusion is not None and not (0 < args.lr_diffusion < 1):
+        parser.error(f"--lr-diffusion must be in (0, 1), got {args.lr_diffusion}")
+    if any(a in ("diffusion", "flow", "regression") for a in args.algos):
+        try:  # a bad diffusion setting is refused before any demo is collected
+            DiffusionConfig(
+                down_dims=args.diffusion_dims,
+                n_action_steps=args.diffusion_action_steps,
+                rtc_steps=args.rtc_steps,
+                prefix_training=args.prefix_training,
+            )
+        except ValueError as e:
+            parser.error(str(e))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "bc_suite.json"
