@@ -688,10 +688,14 @@ class TabularIRLSettings:
     """Iteration limit (stops earlier when the visitations match)."""
     tolerance: float = 1e-3
     """Stop when max |visitation - expert visitation| is below this."""
+    lr_decay: float = 0.05
+    """Solver game: the reward player's step at move k is --reward.lr / (1 + lr_decay k),
+    so the two players settle on the equilibrium instead of circling it (0: constant)."""
 
     def __post_init__(self):
         _at_least_one(self, "max_iter")
         _positive(self, "tolerance")
+        _non_negative(self, "lr_decay")
         if not 0.0 < self.discount <= 1.0:
             raise ValueError(f"discount must be in (0, 1], got {self.discount}")
         if self.horizon is not None and self.horizon < 1:

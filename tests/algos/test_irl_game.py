@@ -10,7 +10,7 @@ import torch
 from iltk.algos.irl.deep import BCRegularizer, BCWarmStart, Demonstrations, RewardPlayer
 from iltk.algos.irl.game import soft_q, tabular_game
 from iltk.algos.irl.tabular import maxent_irl, soft_value_iteration, state_visitation
-from iltk.algos.settings import IRLConfig, RewardPlayerSettings
+from iltk.algos.settings import IRLConfig, RewardPlayerSettings, TabularIRLSettings
 from iltk.envs import make_env
 from iltk.rewards import RewardConfig, RewardNet, load_reward
 
@@ -220,6 +220,17 @@ def test_bad_bc_term_settings_are_refused():
         IRLConfig(task="iltk/Reach-v0", bc_weight=float("nan"))
     with pytest.raises(ValueError, match="bc_decay"):
         IRLConfig(task="iltk/Reach-v0", bc_decay=0.0)
+    with pytest.raises(ValueError, match="lr_decay must be a finite number >= 0"):
+        TabularIRLSettings(lr_decay=-0.1)
+    with pytest.raises(ValueError, match="lr_decay must be a finite number >= 0"):
+        tabular_game(
+            np.ones((1, 1, 1)),
+            np.ones((1, 1)),
+            np.ones(1),
+            np.ones((1, 1)),
+            horizon=1,
+            lr_decay=float("nan"),
+        )
 
 
 # ------------------------------------------------------------------ tabular games
@@ -307,7 +318,9 @@ def test_irl_command_plays_the_game_on_a_tabular_task(tmp_path, capsys):
         == 0
     )
     out = tmp_path / "irl"
-    args = ["irl", "--dataset", str(path), "--out", str(out), "--no-progress"]
+    # dual: each move of the reward meets the policy's best response, so the first round
+    # within tolerance is a fit, not a primal policy passing through on its way
+    args = ["irl", "--dataset", str(path), "--out", str(out), "--no-progress", "--game", "dual"]
     args += ["--tabular.solver", "game", "--tabular.tolerance", "0.3", "--tabular.max-iter", "200"]
     args += ["--reward.lr", "1e-2", "--reward.updates", "10", "--reward.grad-penalty", "0"]
     args += ["--reward.l2", "0", "--reward.hidden", "32", "32"]

@@ -80,6 +80,7 @@ def tabular_game(
     target: np.ndarray | None = None,
     tolerance: float = 0.0,
     progress=None,
+    lr_decay: float = 0.05,
 ) -> GameResult:
     """Play the IRL game on a tabular MDP.
 
@@ -101,9 +102,16 @@ def tabular_game(
             (target: (S,), default the states of ``expert_sa``; the finite horizon's
             demonstrations also count the state after the last action).
         progress: an object with ``update(n)`` and ``set_postfix`` (a tqdm bar).
+        lr_decay: the reward player's step at round k is ``lr / (1 + lr_decay * k)``, a
+            Robbins-Monro schedule. Adam normalises its steps, so as the visitations meet
+            and the gap's gradient shrinks its steps stay about ``lr`` in size: at a
+            constant lr the two players circle the equilibrium instead of settling on it
+            (0 keeps the lr constant).
     """
     if game not in ("dual", "primal"):
         raise ValueError(f"game must be dual or primal, got {game!r}")
+    if not (np.isfinite(lr_decay) and lr_decay >= 0):
+        raise ValueError(f"lr_decay must be a finite number >= 0, got {lr_decay!r}")
     st = settings or RewardPlayerSettings(updates=20, lr=1e-2, grad_penalty=0.0, l2=0.0)
     S, A, _ = P.shape
     torch.manual_seed(seed)
@@ -180,6 +188,8 @@ def tabular_game(
             history.append({"round": k, "gap": 0.0, "visitation_linf": linf})
             break
         w_p = row_weights(sa, s_visit)
+        for group in opt.param_groups:
+            group["lr"] = st.lr / (1.0 + lr_decay * k)
         for _ in range(st.updates):
             loss, gap = reward_player_loss(net, rows, rows, st, weights=(w_e, w_p))
             opt.zero_grad(set_to_none=True)

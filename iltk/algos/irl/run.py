@@ -169,6 +169,7 @@ def _tabular_game(cfg: IRLConfig, mdp, trajs, horizon: int, target: np.ndarray, 
         target=target,
         tolerance=cfg.tabular.tolerance,
         progress=bar,
+        lr_decay=cfg.tabular.lr_decay,
     )
     return IRLResult(
         reward=res.reward,
