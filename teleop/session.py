@@ -52,6 +52,7 @@ INSET_SIZE = (224, 168)  # the second camera view in the panel
 # shadows (most of a software frame), then render size (each size has its own renderer,
 # made when the session opens); back up when there is time again.
 DISPLAY_LEVELS = ((1.0, True), (1.0, False), (0.7, False), (0.5, False))
+DISPLAY_RETRY_S = 5.0  # seconds at a degraded level before the one above is tried again
 
 
 def _terminate_as_interrupt():
@@ -221,6 +222,7 @@ class TeleopSession:
         self.render_s = 0.0  # running estimate of one render + draw
         self.frames_skipped = 0
         self.display_level = 0  # index into DISPLAY_LEVELS
+        self.degraded_at = -float("inf")  # when the display level last changed
         self.current_step = 0  # the episode's step the panel last showed
         self.draws = 0
         self._inset: np.ndarray | None = None
@@ -419,12 +421,21 @@ class TeleopSession:
         if self.render_size is not None:
             return  # the person fixed the size
         period = 1.0 / self.control_freq
+        now = time.perf_counter()
         if self.render_s > 0.55 * period and self.display_level < len(DISPLAY_LEVELS) - 1:
             self.display_level += 1
             self.render_s *= 0.6  # re-measure at the new size
-        elif self.render_s < 0.2 * period and self.display_level > 0:
+            self.degraded_at = now
+        elif (
+            self.render_s < 0.2 * period
+            and self.display_level > 0
+            and now - self.degraded_at > DISPLAY_RETRY_S
+        ):
+            # the level above was measured too slow: try it again only now and then (the
+            # load may have gone), else the display would flap between the two levels
             self.display_level -= 1
             self.render_s *= 1.6
+            self.degraded_at = now
 
     def after_step(self, ev: StepEvent):
         if self.quit_while_waiting:
