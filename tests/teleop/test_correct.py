@@ -186,7 +186,7 @@ def test_idle_correction_sessions_save_and_retrain_nothing(tmp_path, reach_polic
     with no takeover (hg-dagger) keeps nothing, and no retraining runs on empty labels."""
     for mode, schedule in (
         # a touch of the stick starts the episode, then nothing until Reach's time limit
-        ("dagger", {0: [joy_axis(1, -1.0)], 2: [joy_axis(1, 0.0)], 250: [joy_button(7)]}),
+        ("dagger", {0: [joy_axis(1, -1.0)], 2: [joy_axis(1, 0.0)], 130: [joy_button(7)]}),
         # the stick moves but nobody takes over, then A (save), then idle
         (
             "hg-dagger",
@@ -194,7 +194,7 @@ def test_idle_correction_sessions_save_and_retrain_nothing(tmp_path, reach_polic
                 0: [joy_axis(0, -1.0)],
                 3: [joy_axis(0, 0.0)],
                 20: [joy_button(0)],
-                250: [joy_button(7)],
+                60: [joy_button(7)],
             },
         ),  # fmt: skip
     ):
