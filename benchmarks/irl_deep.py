@@ -18,8 +18,10 @@ A variant is tokens joined by ``+``: the game (``primal`` or ``dual``), then any
 (``--reward.lr X``), ``rep<N>`` (``--reward.replay N``), ``fresh``
 (``--reward.starts fresh``), ``bcw<X>`` (``--bc-weight X``), ``bcd<X>`` (``--bc-decay X``),
 ``in<i,j,..>`` (``--reward.inputs i j ..``), ``ft`` (``--init-policy`` the cell's BC
-policy: the game fine-tunes it; run with the ``bc`` method).
-E.g. ``dual+bc+shaped``.
+policy: the game fine-tunes it; run with the ``bc`` method), ``ir<variant>``
+(``--init-reward`` the cell's run of that variant, ``+`` written ``_``: list it first).
+E.g. ``dual+bc+shaped``, or ``primal+sa+rep1000 primal+sa+rep1000+ft+irprimal_sa_rep1000``
+(a scratch game, then its reward player against a BC-started policy player).
 
 Every policy is evaluated on the same ``--eval-episodes`` unseen starts (seeds 100000..).
 
@@ -75,6 +77,8 @@ def variant_config(spec: str, task: str, data: Path, out: Path, args, common: di
                 irl["bc_steps"] = int(t[2:])
         elif t == "ft":
             irl["init_policy"] = data.parent / "bc" / "last"
+        elif t.startswith("ir"):
+            irl["init_reward"] = out.parent / f"irl_{t[2:]}"
         elif t.startswith("in"):
             reward["inputs"] = [int(i) for i in t[2:].split(",")]
         elif t.startswith("bcw"):

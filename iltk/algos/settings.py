@@ -758,6 +758,12 @@ class IRLConfig(RunSettings):
     1e-3 warmed up for --critic-warmup rollouts, and, where --ppo.lr and
     --ppo.clip-range are left at their defaults, fine-tuning's 3e-5 and 0.05);
     --warm-start is then not used."""
+    init_reward: Path | None = None
+    """Start the reward player where an earlier `iltk irl` run on this task left it (that
+    run's folder: its network, optimizer and replay from OUT/last), e.g. the reward of a
+    game against a scratch policy, which has seen exploring rollouts, going on against a
+    policy player started from BC (--init-policy). --reward.kind, --reward.hidden and
+    --reward.inputs must be that run's."""
     bc_weight: float = 0.0
     """Weight of a behaviour-cloning term (squared error of the actor's mean on the
     demonstrations) in the policy player's loss, as GAIL + BC and DAPG add one (0: none)."""

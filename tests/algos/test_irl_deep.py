@@ -236,3 +236,58 @@ def test_the_policy_player_can_start_from_a_bc_checkpoint_and_keep_a_bc_term(
     # the fine-tuned result is no BC checkpoint to start from
     with pytest.raises(ValueError, match="starts from an MLP BC checkpoint"):
         start_policy(dataclasses.replace(cfg, init_policy=out / "policy"))
+
+
+def test_the_reward_player_goes_on_from_another_runs_state(reach_demos, reach_bc, tmp_path):
+    """--init-reward: a second game (here against a BC-started policy player) continues
+    the first one's reward player, its moves and replay included; a reward player of
+    another shape, a folder without one and a tabular task are refused in one line."""
+    from iltk.algos.irl.deep import start_reward, train_deep_irl
+    from iltk.algos.irl.run import train_irl
+    from iltk.rewards import load_reward
+
+    base = IRLConfig(
+        dataset=reach_demos,
+        task="iltk/Reach-v0",
+        out=tmp_path / "scratch",
+        total_timesteps=512,
+        warm_start="none",
+        critic_warmup=0,
+        eval_every=0,
+        eval_episodes=0,
+        progress=False,
+        reward=RewardPlayerSettings(updates=2, replay=10),
+        ppo=dataclasses.replace(IRLConfig().ppo, n_steps=256),
+    )
+    train_deep_irl(base)
+    first = start_reward(dataclasses.replace(base, init_reward=base.out))
+    assert first["updates"] == 2 and len(first["replay"]) == 2
+    then = dataclasses.replace(
+        base,
+        out=tmp_path / "then",
+        init_reward=base.out,
+        init_policy=reach_bc,
+        total_timesteps=256,
+    )
+    train_deep_irl(then)
+    assert json.loads((then.out / "reward" / "config.json").read_text())["extra"]["updates"] == 3
+    went_on = start_reward(dataclasses.replace(base, init_reward=then.out))
+    assert len(went_on["replay"]) == 3
+    for old, kept in zip(first["replay"], went_on["replay"][:2]):
+        assert all(np.array_equal(a, b) for a, b in zip(old, kept))
+    # one normalization for the whole game: the first run's, not refitted on BC's rollouts
+    a, b = load_reward(base.out / "reward"), load_reward(then.out / "reward")
+    assert torch.equal(a.obs_mean, b.obs_mean) and torch.equal(a.obs_std, b.obs_std)
+    refusals = [
+        (dict(reward=RewardPlayerSettings(updates=2, kind="sa")), "does not fit this one"),
+        (dict(init_reward=tmp_path / "nothing"), "that has saved a checkpoint"),
+        (dict(init_reward=reach_bc.parent), "holds no reward player"),
+    ]
+    for change, words in refusals:
+        cfg = dataclasses.replace(then, out=tmp_path / "refused", **change)
+        with pytest.raises(ValueError, match=words):
+            train_deep_irl(cfg)
+        assert not (tmp_path / "refused").exists()
+    with pytest.raises(ValueError, match="tabular IRL"):
+        train_irl(dataclasses.replace(then, task="iltk/ObjectWorld-v0"))
+    torch.set_num_threads(1)

@@ -164,9 +164,11 @@ class RewardPlayer(LearnedReward, Callback):
         demos: Demonstrations,
         device,
         horizon: int | None = None,
+        initial: dict | None = None,
     ):
         super().__init__(None)
         self.cfg, self.settings = cfg, cfg.reward
+        self.initial = initial  # another run's reward-player state (--init-reward)
         self.demos = demos
         self.horizon = horizon
         self.device = torch.device(device)
@@ -218,6 +220,18 @@ class RewardPlayer(LearnedReward, Callback):
         )
         self.net = RewardNet(config).to(self.device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=st.lr)
+        if self.initial is not None:
+            try:
+                self.load_state_dict(self.initial)
+            except (RuntimeError, ValueError, KeyError) as err:
+                first = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+                raise ValueError(
+                    f"--init-reward {self.cfg.init_reward}: its reward player does not fit "
+                    f"this one ({first[:160]}); pass that run's --reward.kind, "
+                    "--reward.hidden and --reward.inputs"
+                ) from None
+            for group in self.opt.param_groups:
+                group["lr"] = st.lr  # this run's step; the moments go on
         as_tensor = lambda x: torch.as_tensor(x, device=self.device)  # noqa: E731
         self.expert_s = as_tensor(self.demos.states)
         self.expert_a = as_tensor(self.demos.actions)
@@ -628,6 +642,39 @@ def start_policy(cfg: IRLConfig):
     )
 
 
+def start_reward(cfg: IRLConfig) -> dict:
+    """The reward player's state in the run folder ``--init-reward`` names (the training
+    state of its last checkpoint)."""
+    run = Path(cfg.init_reward)
+    path = run / "last" / "train_state.pt"
+    if not path.is_file():
+        raise ValueError(
+            f"--init-reward {run}: no {path}; pass the folder of an `iltk irl` run on a "
+            "MuJoCo task (its --out) that has saved a checkpoint"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # a damaged or foreign file: one line
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"--init-reward {run}: {path} is damaged ({first[:160]})") from None
+    found = [
+        s
+        for s in (state.get("callbacks") or [] if isinstance(state, dict) else [])
+        if isinstance(s, dict) and {"net", "opt", "replay"} <= s.keys()
+    ]
+    if not found:
+        raise ValueError(
+            f"--init-reward {run}: its checkpoint holds no reward player (a run of iltk ppo "
+            "or finetune?); pass the folder of an `iltk irl` run"
+        )
+    saved_cfg = run / "config.json"
+    if saved_cfg.is_file():
+        task = json.loads(saved_cfg.read_text()).get("task")
+        if task and task != cfg.task:
+            raise ValueError(f"--init-reward {run}: a run on {task}, not {cfg.task}")
+    return found[0]
+
+
 def train_deep_irl(cfg: IRLConfig) -> dict:
     from iltk.algos.ppo import train_ppo
     from iltk.policies import load_policy, resolve_device
@@ -641,7 +688,8 @@ def train_deep_irl(cfg: IRLConfig) -> dict:
         probe.close()
     demos = load_demonstrations(cfg.dataset, cfg.task, limit=cfg.demos, horizon=horizon)
     start = start_policy(cfg) if cfg.init_policy is not None else None
-    player = RewardPlayer(cfg, demos, resolve_device(cfg.device), horizon)
+    initial = start_reward(cfg) if cfg.init_reward is not None else None
+    player = RewardPlayer(cfg, demos, resolve_device(cfg.device), horizon, initial)
     callbacks: list[Callback] = [player]
     if cfg.warm_start == "bc" and start is None:
         callbacks.append(BCWarmStart(demos, cfg.bc_steps, seed=cfg.seed))
@@ -693,5 +741,6 @@ __all__ = [
     "load_demonstrations",
     "reward_heatmap",
     "reward_player_loss",
+    "start_reward",
     "train_deep_irl",
 ]

@@ -24,6 +24,11 @@ def train_irl(cfg: IRLConfig) -> dict:
     task = cfg.task or dataset_task(cfg.dataset)
     cfg = dataclasses.replace(cfg, task=task)
     if task in TABULAR_TASKS:
+        if cfg.init_reward is not None:
+            raise ValueError(
+                f"--init-reward: tabular IRL ({task}) plays its game in seconds from a fresh "
+                "reward; --init-reward continues a MuJoCo task's reward player"
+            )
         if cfg.resume:
             raise ValueError(
                 f"--resume: tabular IRL ({task}) keeps no checkpoint to resume from (it runs "
