@@ -279,7 +279,8 @@ def test_the_reward_player_goes_on_from_another_runs_state(reach_demos, reach_bc
     a, b = load_reward(base.out / "reward"), load_reward(then.out / "reward")
     assert torch.equal(a.obs_mean, b.obs_mean) and torch.equal(a.obs_std, b.obs_std)
     refusals = [
-        (dict(reward=RewardPlayerSettings(updates=2, kind="sa")), "does not fit this one"),
+        (dict(reward=RewardPlayerSettings(updates=2, kind="sa")), "--reward.kind s there, sa here"),
+        (dict(reward=RewardPlayerSettings(updates=2, replay=10, hidden=[8])), "hidden"),
         (dict(init_reward=tmp_path / "nothing"), "that has saved a checkpoint"),
         (dict(init_reward=reach_bc.parent), "holds no reward player"),
     ]

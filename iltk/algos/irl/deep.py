@@ -221,6 +221,18 @@ class RewardPlayer(LearnedReward, Callback):
         self.net = RewardNet(config).to(self.device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=st.lr)
         if self.initial is not None:
+            theirs = self.initial.get("config") or {}
+            ours = dataclasses.asdict(config)
+            differ = [
+                f"--reward.{k} {theirs[k]} there, {ours[k]} here"
+                for k in ("kind", "hidden", "inputs")
+                if k in theirs and theirs[k] != ours[k]
+            ]
+            if differ:
+                raise ValueError(
+                    f"--init-reward {self.cfg.init_reward}: another reward network "
+                    f"({'; '.join(differ)}); pass that run's settings"
+                )
             try:
                 self.load_state_dict(self.initial)
             except (RuntimeError, ValueError, KeyError) as err:
@@ -672,7 +684,9 @@ def start_reward(cfg: IRLConfig) -> dict:
         task = json.loads(saved_cfg.read_text()).get("task")
         if task and task != cfg.task:
             raise ValueError(f"--init-reward {run}: a run on {task}, not {cfg.task}")
-    return found[0]
+    network = run / "reward" / "config.json"  # the network's shape, to name a mismatch
+    config = json.loads(network.read_text()).get("config") if network.is_file() else None
+    return {**found[0], "config": config}
 
 
 def train_deep_irl(cfg: IRLConfig) -> dict:
