@@ -29,7 +29,8 @@ Every policy is evaluated on the same ``--eval-episodes`` unseen starts (seeds 1
         --variants primal dual dual+bc
 
 Writes OUT.json and OUT.png (``--out``, default runs/bench/irl_deep: success against demos
-per method); ``--merge`` adds the rows of other runs' JSONs to the table and the plot.
+per method); ``--merge`` adds the rows of other runs' JSONs to the table and the plot
+(``--tasks`` alone, with no task: only theirs).
 """
 
 from __future__ import annotations
@@ -221,7 +222,9 @@ def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--tasks", nargs="+", default=["iltk/Reach-v0"])
+    parser.add_argument(
+        "--tasks", nargs="*", default=["iltk/Reach-v0"], help="none: only report --merge's rows"
+    )
     parser.add_argument("--demos", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
