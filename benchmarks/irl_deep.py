@@ -19,7 +19,8 @@ A variant is tokens joined by ``+``: the game (``primal`` or ``dual``), then any
 (``--reward.starts fresh``), ``bcw<X>`` (``--bc-weight X``), ``bcd<X>`` (``--bc-decay X``),
 ``in<i,j,..>`` (``--reward.inputs i j ..``), ``ft`` (``--init-policy`` the cell's BC
 policy: the game fine-tunes it; run with the ``bc`` method), ``ir<variant>``
-(``--init-reward`` the cell's run of that variant, ``+`` written ``_``: list it first).
+(``--init-reward`` the cell's run of that variant, ``+`` written ``_``: list it first),
+``steps<N>`` (``--total-timesteps N`` instead of ``--irl-steps``).
 E.g. ``dual+bc+shaped``, or ``primal+sa+rep1000 primal+sa+rep1000+ft+irprimal_sa_rep1000``
 (a scratch game, then its reward player against a BC-started policy player).
 
@@ -78,6 +79,8 @@ def variant_config(spec: str, task: str, data: Path, out: Path, args, common: di
                 irl["bc_steps"] = int(t[2:])
         elif t == "ft":
             irl["init_policy"] = data.parent / "bc" / "last"
+        elif t.startswith("steps"):
+            irl["total_timesteps"] = int(t[5:])
         elif t.startswith("ir"):
             irl["init_reward"] = out.parent / f"irl_{t[2:]}"
         elif t.startswith("in"):
@@ -108,11 +111,11 @@ def variant_config(spec: str, task: str, data: Path, out: Path, args, common: di
             reward["starts"] = "fresh"
         else:
             raise SystemExit(f"variant {spec!r}: unknown token {t!r}")
+    irl.setdefault("total_timesteps", args.irl_steps)
     return IRLConfig(
         task=task,
         dataset=data,
         out=out,
-        total_timesteps=args.irl_steps,
         eval_every=0,
         eval_episodes=args.eval_episodes,
         reward=RewardPlayerSettings(**reward),
