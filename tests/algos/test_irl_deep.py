@@ -278,7 +278,13 @@ def test_the_reward_player_goes_on_from_another_runs_state(reach_demos, reach_bc
     # one normalization for the whole game: the first run's, not refitted on BC's rollouts
     a, b = load_reward(base.out / "reward"), load_reward(then.out / "reward")
     assert torch.equal(a.obs_mean, b.obs_mean) and torch.equal(a.obs_std, b.obs_std)
+    import shutil
+
+    shutil.copytree(base.out, tmp_path / "damaged")
+    state = tmp_path / "damaged" / "last" / "train_state.pt"
+    state.write_bytes(state.read_bytes()[:100])  # a copy cut short
     refusals = [
+        (dict(init_reward=tmp_path / "damaged"), "train_state.pt is damaged"),
         (dict(reward=RewardPlayerSettings(updates=2, kind="sa")), "--reward.kind s there, sa here"),
         (dict(reward=RewardPlayerSettings(updates=2, replay=10, hidden=[8])), "hidden"),
         (dict(init_reward=tmp_path / "nothing"), "that has saved a checkpoint"),

@@ -667,8 +667,11 @@ def start_reward(cfg: IRLConfig) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # a damaged or foreign file: one line
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"--init-reward {run}: {path} is damaged ({first[:160]})") from None
+        text = str(err).strip()
+        first = text.splitlines()[0].split(". ")[0] if text else type(err).__name__
+        raise ValueError(
+            f"--init-reward {run}: {path} is damaged ({first[:160]}); pass another run"
+        ) from None
     found = [
         s
         for s in (state.get("callbacks") or [] if isinstance(state, dict) else [])
@@ -676,8 +679,8 @@ def start_reward(cfg: IRLConfig) -> dict:
     ]
     if not found:
         raise ValueError(
-            f"--init-reward {run}: its checkpoint holds no reward player (a run of iltk ppo "
-            "or finetune?); pass the folder of an `iltk irl` run"
+            f"--init-reward {run}: its checkpoint holds no reward player (a run of another "
+            "command: train, ppo, finetune?); pass the folder of an `iltk irl` run"
         )
     saved_cfg = run / "config.json"
     if saved_cfg.is_file():
