@@ -10,13 +10,16 @@ trajectories, the same trajectories and the same env-step budget on both sides.
    return of its policy on Hopper-v5, as a fraction of the expert's;
 4. imitation's GAIL and AIRL in their own venv (``runs/bench/imitation-venv``: torch 2.13.0,
    imitation 1.0.1, gymnasium 0.29 with Hopper-v4, the closest version; made on first use)
-   on the npz for the same ``--steps``, with SB3's PPO as the generator and the settings of
-   imitation's own Hopper examples (8 envs, demo batch 1024 for GAIL and 2048 for AIRL,
-   replay of 512, 8 and 16 discriminator steps per round, a running-norm reward net); the
-   return of each learner on Hopper-v4.
+   on the npz for the same ``--steps``, with SB3's PPO as the generator and the tuned
+   settings of imitation's own Hopper benchmark (its benchmarking/ configs: 8 envs, the
+   rollout, PPO's and the discriminator's hyperparameters, running norms on the policy's
+   inputs and the reward's inputs and output); the return of each learner on Hopper-v4.
 
 Wall-clock of every learner. Writes OUT.json and OUT.png (``--out``, default
-runs/bench/irl_hopper).
+runs/bench/irl_hopper). The expert and its recorded trajectories are kept in OUT and reused
+(delete OUT/expert or OUT/demos.hdf5 to make them again), and each learner's result is kept
+in OUT/<learner>.json, so that the learners can run as separate processes, one per core,
+after one run has made the expert: OUT.json and the plot hold every learner found there.
 
     python benchmarks/irl_hopper.py                          # 1M expert steps, 2M each learner
     python benchmarks/irl_hopper.py --expert-steps 20000 --steps 8192 --eval-episodes 2  # smoke
@@ -52,11 +55,12 @@ IMITATION_SIDE = textwrap.dedent(
     import gymnasium as gym
     from stable_baselines3 import PPO
     from stable_baselines3.common.evaluation import evaluate_policy
-    from stable_baselines3.ppo import MlpPolicy
     from imitation.algorithms.adversarial.airl import AIRL
     from imitation.algorithms.adversarial.gail import GAIL
     from imitation.data.types import Trajectory
-    from imitation.rewards.reward_nets import BasicRewardNet, BasicShapedRewardNet
+    from imitation.policies.base import NormalizeFeaturesExtractor
+    from imitation.rewards.reward_nets import (BasicRewardNet, BasicShapedRewardNet,
+                                               NormalizedRewardNet)
     from imitation.util.networks import RunningNorm
     from imitation.util.util import make_vec_env
 
@@ -67,25 +71,36 @@ IMITATION_SIDE = textwrap.dedent(
     trajs = [Trajectory(obs=data[f"obs_{i}"], acts=data[f"acts_{i}"], infos=None,
                         terminal=bool(data[f"terminal_{i}"]))
              for i in range(int(data["n"]))]
+    # imitation's tuned Hopper settings (benchmarking/example_{gail,airl}_seals_hopper_best_
+    # hp_eval.json, the configs of its benchmark table): 8 envs, rl.batch_size the rollout
+    # (4096 GAIL, 8192 AIRL), PPO's tuned kwargs, a ReLU 64-64 policy on running-normalized
+    # observations, a reward net with a running norm on its inputs and on its output
+    tuned = {
+        "gail": dict(rollout=4096, demo_batch=128, replay=4096, disc=8, ent=0.001255299425412744,
+                     lr=4.3984856156897565e-5, net=BasicRewardNet),
+        "airl": dict(rollout=8192, demo_batch=2048, replay=8192, disc=16, ent=0.009709494745755033,
+                     lr=0.0005807211840258373, net=BasicShapedRewardNet),
+    }[algo]
+    n_envs = 8
     rng = np.random.default_rng(seed)
-    venv = make_vec_env(env_id, rng=rng, n_envs=8)
+    venv = make_vec_env(env_id, rng=rng, n_envs=n_envs)
     n_transitions = sum(len(t.acts) for t in trajs)  # a smoke run's few: the batch shrinks
-    learner = PPO(env=venv, policy=MlpPolicy, batch_size=64, ent_coef=0.0,
-                  learning_rate=0.0004, gamma=0.95, n_epochs=5, seed=seed)
-    if algo == "gail":
-        net = BasicRewardNet(venv.observation_space, venv.action_space,
-                             normalize_input_layer=RunningNorm)
-        trainer = GAIL(demonstrations=trajs, demo_batch_size=min(1024, n_transitions),
-                       gen_replay_buffer_capacity=512, n_disc_updates_per_round=8,
-                       venv=venv, gen_algo=learner, reward_net=net,
-                       allow_variable_horizon=True)
-    else:
-        net = BasicShapedRewardNet(venv.observation_space, venv.action_space,
-                                   normalize_input_layer=RunningNorm)
-        trainer = AIRL(demonstrations=trajs, demo_batch_size=min(2048, n_transitions),
-                       gen_replay_buffer_capacity=512, n_disc_updates_per_round=16,
-                       venv=venv, gen_algo=learner, reward_net=net,
-                       allow_variable_horizon=True)
+    policy_kwargs = dict(activation_fn=torch.nn.ReLU, net_arch=dict(pi=[64, 64], vf=[64, 64]),
+                         features_extractor_class=NormalizeFeaturesExtractor,
+                         features_extractor_kwargs=dict(normalize_class=RunningNorm))
+    learner = PPO(env=venv, policy="MlpPolicy", policy_kwargs=policy_kwargs,
+                  n_steps=tuned["rollout"] // n_envs, batch_size=512, clip_range=0.1,
+                  ent_coef=tuned["ent"], gae_lambda=0.98, gamma=0.995,
+                  learning_rate=tuned["lr"], max_grad_norm=0.9, n_epochs=20,
+                  vf_coef=0.20315938606555833, seed=seed)
+    base = tuned["net"](venv.observation_space, venv.action_space,
+                        normalize_input_layer=RunningNorm)
+    net = NormalizedRewardNet(base, normalize_output_layer=RunningNorm)
+    cls = GAIL if algo == "gail" else AIRL
+    trainer = cls(demonstrations=trajs, demo_batch_size=min(tuned["demo_batch"], n_transitions),
+                  gen_replay_buffer_capacity=tuned["replay"],
+                  n_disc_updates_per_round=tuned["disc"], venv=venv, gen_algo=learner,
+                  reward_net=net, allow_variable_horizon=True)
     t0 = time.perf_counter()
     trainer.train(steps)
     seconds = time.perf_counter() - t0
@@ -121,6 +136,11 @@ def main():
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--expert-steps", type=int, default=1_000_000)
+    parser.add_argument(
+        "--expert-checkpoint", choices=["best", "last"], default="best",
+        help="the expert's PPO checkpoint: best (chosen by its run's 5-episode evaluations; a "
+        "Hopper run's last policy can fall in a third of its episodes) or last",
+    )  # fmt: skip
     parser.add_argument("--trajectories", type=int, default=16)
     parser.add_argument("--steps", type=int, default=2_000_000, help="env steps of each learner")
     parser.add_argument("--learners", nargs="+", default=["iltk", "gail", "airl"])
@@ -147,15 +167,27 @@ def main():
                      "--overwrite", "--no-progress"])  # fmt: skip
         assert code == 0, "the expert's PPO run failed"
         results["expert_seconds"] = time.perf_counter() - t0
-    # the last policy (best/ is chosen by 5-episode evaluations: a noisy pick)
-    ev = evaluate_policy(load_policy(expert / "last"), "Hopper-v5", args.eval_episodes, seed=10_000)
+    # the expert's return is measured again here, on --eval-episodes unseen episodes
+    ev = evaluate_policy(load_policy(expert / args.expert_checkpoint), "Hopper-v5",
+                         args.eval_episodes, seed=10_000)  # fmt: skip
     results["expert_return"] = ev.mean_return
     print(f"expert: return {ev.mean_return:.0f} over {args.eval_episodes} episodes", flush=True)
     demos, npz = out / "demos.hdf5", out / "demos.npz"
-    code = iltk(["collect", "--policy", str(expert / "last"), "--episodes",
-                 str(args.trajectories), "--out", str(demos), "--overwrite"])  # fmt: skip
-    assert code == 0, "recording the expert's trajectories failed"
-    export_npz(demos, npz)
+    if not demos.exists():
+        tmp = demos.with_suffix(".partial.hdf5")  # a second process never reads half a file
+        code = iltk(["collect", "--policy", str(expert / args.expert_checkpoint), "--episodes",
+                     str(args.trajectories), "--out", str(tmp), "--overwrite"])  # fmt: skip
+        assert code == 0, "recording the expert's trajectories failed"
+        os.replace(tmp, demos)
+    from iltk.data import DemoFile
+
+    with DemoFile(demos) as f:
+        if len(f.demos) != args.trajectories:
+            raise SystemExit(f"{demos} holds {len(f.demos)} trajectories, not --trajectories "
+                             f"{args.trajectories}: delete it to record them again")  # fmt: skip
+    if not npz.exists():
+        export_npz(demos, npz.with_suffix(".partial.npz"))
+        os.replace(npz.with_suffix(".partial.npz"), npz)
     for learner in args.learners:
         if learner == "iltk":
             run = out / "iltk_irl"
@@ -167,7 +199,14 @@ def main():
             assert code == 0, "iltk irl failed"
             seconds = time.perf_counter() - t0
             ev = evaluate_policy(load_policy(run / "policy"), "Hopper-v5", args.eval_episodes)
-            res = {"seconds": seconds, "return": ev.mean_return, "env": "Hopper-v5"}
+            res = {
+                "seconds": seconds,
+                "return": ev.mean_return,
+                "env": "Hopper-v5",
+                "returns": [e["return"] for e in ev.per_episode],
+                "irl_args": args.irl_args,
+            }
+            (out / "iltk.json").write_text(json.dumps(res, indent=2))
         else:
             py = imitation_python()
             path = out / f"{learner}.json"
@@ -180,6 +219,12 @@ def main():
         results["learners"][learner] = res
         print(f"{learner}: return {res['return']:.0f} ({100 * res['fraction_of_expert']:.0f}% "
               f"of the expert's) on {res['env']} in {res['seconds']:.0f} s", flush=True)  # fmt: skip
+    for learner in ["iltk", "gail", "airl"]:  # those of other processes on this OUT
+        path = out / f"{learner}.json"
+        if learner not in results["learners"] and path.exists():
+            res = json.loads(path.read_text())
+            res["fraction_of_expert"] = res["return"] / results["expert_return"]
+            results["learners"][learner] = res
     stem = Path(args.out)
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2))
     import matplotlib
