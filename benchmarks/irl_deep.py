@@ -9,6 +9,10 @@ For each task and number of demonstrations (scripted expert, episode seeds 0..n-
 - PPO on each variant's learned reward (``iltk ppo --reward OUT/reward``) and PPO on the
   true dense reward, ``--ppo-steps`` each, from scratch: can the learned reward teach a
   fresh learner, and how close does it come to the reward it was never shown?
+- ``ft_learned``: the cell's BC policy fine-tuned on each variant's final learned reward
+  (``iltk finetune --reward OUT/reward``, ``--ft-steps``, ``--ft-kl`` its ``--kl-bc``): a
+  last best response of a BC-started policy player to the reward the game ended on, held
+  fixed. Its last policy is evaluated (best/ is picked by the env's success: never used).
 
 A variant is tokens joined by ``+``: the game (``primal`` or ``dual``), then any of ``bc``
 (``--warm-start bc``; ``bc<N>``: with ``--bc-steps N``), a reward class (``s``, ``sa``, ``ss``, ``shaped``), ``br<N>``
@@ -46,9 +50,11 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np  # noqa: E402
 
+from iltk.algos.finetune import finetune  # noqa: E402
 from iltk.algos.irl.run import train_irl  # noqa: E402
 from iltk.algos.ppo import train_ppo  # noqa: E402
 from iltk.algos.settings import (  # noqa: E402
+    FinetuneSettings,
     IRLConfig,
     PPOConfig,
     PPOSettings,
@@ -60,7 +66,13 @@ from iltk.collect import collect_demos  # noqa: E402
 from iltk.evaluate import evaluate_policy  # noqa: E402
 from iltk.policies import load_policy  # noqa: E402
 
-METHODS = ("bc", "irl", "ppo_learned", "ppo_true")  # irl and ppo_learned: one per variant
+METHODS = (
+    "bc",
+    "irl",
+    "ppo_learned",
+    "ft_learned",
+    "ppo_true",
+)  # all but bc, ppo_true: per variant
 
 
 def variant_config(spec: str, task: str, data: Path, out: Path, args, common: dict) -> IRLConfig:
@@ -171,7 +183,7 @@ def run_cell(task: str, demos: int, seed: int, args, root: Path) -> dict:
         run("bc", lambda: train(cfg), cell / "bc" / "last")
     for spec in args.variants:
         name = spec.replace("+", "_")
-        if "irl" in args.methods or "ppo_learned" in args.methods:
+        if {"irl", "ppo_learned", "ft_learned"} & set(args.methods):
             cfg = variant_config(spec, task, data, cell / f"irl_{name}", args, common)
             run(f"irl[{spec}]", lambda cfg=cfg: train_irl(cfg), cell / f"irl_{name}" / "policy")
         if "ppo_learned" in args.methods:
@@ -181,9 +193,27 @@ def run_cell(task: str, demos: int, seed: int, args, root: Path) -> dict:
                 ppo(dest, cell / f"irl_{name}" / "reward"),
                 dest / "last",
             )
+        if "ft_learned" in args.methods:
+            tag = "" if (args.ft_steps, args.ft_kl) == (100_000, 0.0) else ft_tag(args)
+            dest = cell / f"ft_learned{tag}_{name}"
+            ft = FinetuneSettings(
+                policy=cell / "bc" / "last",
+                reward=cell / f"irl_{name}" / "reward",
+                total_timesteps=args.ft_steps,
+                kl_bc=args.ft_kl,
+                out=dest,
+                eval_every=0,
+                eval_episodes=1,  # its start and end evaluations: logs only, not used here
+                **common,
+            )
+            run(f"ft_learned{tag}[{spec}]", lambda ft=ft: finetune(ft), dest / "last")
     if "ppo_true" in args.methods:
         run("ppo_true", ppo(cell / "ppo_true", None), cell / "ppo_true" / "last")
     return out
+
+
+def ft_tag(args) -> str:
+    return f"_s{args.ft_steps}" + (f"_kl{args.ft_kl:g}" if args.ft_kl else "")
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -233,6 +263,12 @@ def main():
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--irl-steps", type=int, default=300_000)
     parser.add_argument("--ppo-steps", type=int, default=200_000)
+    parser.add_argument(
+        "--ft-steps", type=int, default=100_000, help="ft_learned: env steps of the fine-tuning"
+    )
+    parser.add_argument(
+        "--ft-kl", type=float, default=0.0, help="ft_learned: its KL pull towards BC (--kl-bc)"
+    )
     parser.add_argument("--reward-updates", type=int, default=50)
     parser.add_argument("--reward-lr", type=float, default=1e-3)
     parser.add_argument(

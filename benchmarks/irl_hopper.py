@@ -28,6 +28,7 @@ after one run has made the expert: OUT.json and the plot hold every learner foun
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import shlex
@@ -64,8 +65,8 @@ IMITATION_SIDE = textwrap.dedent(
     from imitation.util.networks import RunningNorm
     from imitation.util.util import make_vec_env
 
-    algo, path_in, path_out, steps, seed, episodes, env_id = sys.argv[1:8]
-    steps, seed, episodes = int(steps), int(seed), int(episodes)
+    algo, path_in, path_out, steps, seed, episodes, env_id, curve_every = sys.argv[1:9]
+    steps, seed, episodes, curve_every = int(steps), int(seed), int(episodes), int(curve_every)
     torch.set_num_threads(1)
     data = np.load(path_in)
     trajs = [Trajectory(obs=data[f"obs_{i}"], acts=data[f"acts_{i}"], infos=None,
@@ -101,14 +102,22 @@ IMITATION_SIDE = textwrap.dedent(
                   gen_replay_buffer_capacity=tuned["replay"],
                   n_disc_updates_per_round=tuned["disc"], venv=venv, gen_algo=learner,
                   reward_net=net, allow_variable_horizon=True)
-    t0 = time.perf_counter()
-    trainer.train(steps)
-    seconds = time.perf_counter() - t0
     env = gym.make(env_id)
+    curve, next_eval = [], curve_every
+    def evaluate(round_num):  # the learning curve: 5 episodes every curve_every env steps
+        global next_eval
+        if curve_every and learner.num_timesteps >= next_eval:
+            rets, _ = evaluate_policy(learner, env, n_eval_episodes=5, return_episode_rewards=True)
+            curve.append([int(learner.num_timesteps), float(np.mean(rets)),
+                          time.perf_counter() - t0])
+            next_eval += curve_every
+    t0 = time.perf_counter()
+    trainer.train(steps, callback=evaluate)
+    seconds = time.perf_counter() - t0
     rets, _ = evaluate_policy(learner, env, n_eval_episodes=episodes, return_episode_rewards=True)
     json.dump({"algo": algo, "seconds": seconds, "return": float(np.mean(rets)),
                "returns": [float(r) for r in rets], "env": env_id,
-               "env_steps": int(learner.num_timesteps)}, open(path_out, "w"))
+               "env_steps": int(learner.num_timesteps), "curve": curve}, open(path_out, "w"))
     '''
 )
 
@@ -143,7 +152,15 @@ def main():
     )  # fmt: skip
     parser.add_argument("--trajectories", type=int, default=16)
     parser.add_argument("--steps", type=int, default=2_000_000, help="env steps of each learner")
-    parser.add_argument("--learners", nargs="+", default=["iltk", "gail", "airl"])
+    parser.add_argument(
+        "--learners", nargs="+", default=["iltk", "gail", "airl"],
+        help="iltk (or any name starting with iltk, e.g. iltk-8envs, for a run with other "
+        "--irl-args: its result is OUT/<name>.json), gail, airl",
+    )  # fmt: skip
+    parser.add_argument(
+        "--curve-every", type=int, default=100_000,
+        help="env steps between the learning curve's evaluations (5 episodes each; 0: none)",
+    )  # fmt: skip
     parser.add_argument(
         "--irl-args", default="", help='extra `iltk irl` flags, one string: "--game dual ..."'
     )
@@ -189,42 +206,57 @@ def main():
         export_npz(demos, npz.with_suffix(".partial.npz"))
         os.replace(npz.with_suffix(".partial.npz"), npz)
     for learner in args.learners:
-        if learner == "iltk":
-            run = out / "iltk_irl"
+        if learner.startswith("iltk"):
+            run = out / f"{learner}_irl"
             t0 = time.perf_counter()
             code = iltk(["irl", "--dataset", str(demos), "--out", str(run), "--total-timesteps",
-                         str(args.steps), "--seed", str(args.seed), "--eval-every", "0",
-                         "--eval-episodes", "5", "--overwrite", "--no-progress",
-                         *shlex.split(args.irl_args)])  # fmt: skip
+                         str(args.steps), "--seed", str(args.seed), "--eval-every",
+                         str(args.curve_every), "--eval-episodes", "5", "--overwrite",
+                         "--no-progress", *shlex.split(args.irl_args)])  # fmt: skip
             assert code == 0, "iltk irl failed"
             seconds = time.perf_counter() - t0
             ev = evaluate_policy(load_policy(run / "policy"), "Hopper-v5", args.eval_episodes)
+            with open(run / "metrics.csv") as f:
+                rows = [r for r in csv.DictReader(f) if r["kind"] == "eval"]
             res = {
                 "seconds": seconds,
                 "return": ev.mean_return,
                 "env": "Hopper-v5",
                 "returns": [e["return"] for e in ev.per_episode],
                 "irl_args": args.irl_args,
+                "curve": [
+                    [int(r["step"]), float(r["eval_return"]), float(r["time_s"])] for r in rows
+                ],
             }
-            (out / "iltk.json").write_text(json.dumps(res, indent=2))
-        else:
+            (out / f"{learner}.json").write_text(json.dumps(res, indent=2))
+        elif learner in ("gail", "airl"):
             py = imitation_python()
             path = out / f"{learner}.json"
             cmd = [str(py), "-c", IMITATION_SIDE, learner, str(npz), str(path), str(args.steps),
-                   str(args.seed), str(args.eval_episodes), "Hopper-v4"]  # fmt: skip
+                   str(args.seed), str(args.eval_episodes), "Hopper-v4",
+                   str(args.curve_every)]  # fmt: skip
             if subprocess.run(cmd).returncode != 0:
                 raise SystemExit(f"imitation's {learner} failed (its traceback is above)")
             res = json.loads(path.read_text())
+        else:
+            raise SystemExit(f"--learners: {learner!r} is not iltk[...], gail or airl")
+        print(f"{learner}: return {res['return']:.0f} "
+              f"({100 * res['return'] / results['expert_return']:.0f}% of the expert's) on "
+              f"{res['env']} in {res['seconds']:.0f} s", flush=True)  # fmt: skip
+    # every learner's result in OUT, this process's and other processes'
+    for path in sorted(out.glob("*.json")):
+        res = json.loads(path.read_text())
         res["fraction_of_expert"] = res["return"] / results["expert_return"]
-        results["learners"][learner] = res
-        print(f"{learner}: return {res['return']:.0f} ({100 * res['fraction_of_expert']:.0f}% "
-              f"of the expert's) on {res['env']} in {res['seconds']:.0f} s", flush=True)  # fmt: skip
-    for learner in ["iltk", "gail", "airl"]:  # those of other processes on this OUT
-        path = out / f"{learner}.json"
-        if learner not in results["learners"] and path.exists():
-            res = json.loads(path.read_text())
-            res["fraction_of_expert"] = res["return"] / results["expert_return"]
-            results["learners"][learner] = res
+        # the first point of the curve at 90% of the expert's return: env steps and seconds
+        hit = [c for c in res.get("curve", []) if c[1] >= 0.9 * results["expert_return"]]
+        res["to_90pct"] = {"env_steps": hit[0][0], "seconds": hit[0][2]} if hit else None
+        results["learners"][path.stem] = res
+    print(f"\n{'learner':14} {'return':>8} {'of expert':>10} {'seconds':>8} "
+          f"{'steps to 90%':>13} {'s to 90%':>9}")  # fmt: skip
+    for name, r in results["learners"].items():
+        hit = r["to_90pct"] or {"env_steps": "-", "seconds": float("nan")}
+        print(f"{name:14} {r['return']:8.0f} {100 * r['fraction_of_expert']:9.0f}% "
+              f"{r['seconds']:8.0f} {hit['env_steps']:>13} {hit['seconds']:9.0f}")  # fmt: skip
     stem = Path(args.out)
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2))
     import matplotlib
@@ -232,11 +264,24 @@ def main():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for i, (name, r) in enumerate(results["learners"].items()):
+        if r.get("curve"):
+            c = np.array(r["curve"])
+            ax.plot(c[:, 0], c[:, 1], marker=".", color=f"C{i}", label=f"{name} ({r['env']})")
+    ax.axhline(results["expert_return"], color="gray", ls="--", label="expert")
+    ax.axhline(0.9 * results["expert_return"], color="gray", ls=":", label="90% of it")
+    ax.set(xlabel="env steps", ylabel="return (5 episodes)", title="learning curves")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
     names = ["expert", *results["learners"]]
     values = [results["expert_return"], *(r["return"] for r in results["learners"].values())]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.bar(names, values, color=["gray"] + ["C0"] * (len(names) - 1))
-    ax.set(ylabel="return", title=f"Hopper, {args.trajectories} trajectories, {args.steps} steps")
+    bars = bx.bar(names, values, color=["gray"] + [f"C{i}" for i in range(len(names) - 1)])
+    for bar, r in zip(bars[1:], results["learners"].values()):
+        bx.annotate(f"{r['seconds']:.0f} s", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom", fontsize=8)  # fmt: skip
+    bx.set(ylabel=f"return ({args.eval_episodes} episodes)",
+           title=f"Hopper, {args.trajectories} trajectories, {args.steps} steps")  # fmt: skip
     fig.tight_layout()
     fig.savefig(stem.with_suffix(".png"), dpi=120)
     print(f"wrote {stem}.json and .png")
