@@ -297,3 +297,36 @@ def test_what_cannot_be_finetuned_is_refused(bc_reach, act_reach, tmp_path, caps
         finetune(FinetuneSettings(policy=act_reach, out=tmp_path / "o", mode="whole"))
     with pytest.raises(ValueError, match="min_log_std"):
         FinetuneSettings(log_std_init=0.0)
+
+
+def test_a_bc_policy_is_finetuned_on_a_learned_reward(bc_reach, tmp_path):
+    """`iltk finetune --reward DIR` (the last step of the IRL recipe: BC fine-tuned on the
+    reward a game ended on) trains on that reward, not on the task's: a saved reward of 1
+    per step is every rollout's learned reward, while the env's own returns are logged
+    beside it, and the start is BC's own actor."""
+    from iltk.rewards import RewardConfig, RewardNet
+
+    root, data = bc_reach
+    net = RewardNet(RewardConfig(obs_dim=9, hidden=[]))  # Reach-v0's 9 values
+    with torch.no_grad():
+        net.net[0].weight.zero_()
+        net.net[0].bias.fill_(1.0)
+    net.save(tmp_path / "reward")
+    out = tmp_path / "ft"
+    cfg = FinetuneSettings(
+        policy=root / "bc" / "last",
+        reward=tmp_path / "reward",
+        out=out,
+        total_timesteps=3 * 512,
+        ppo=_ppo(n_steps=512, normalize_reward=False),
+        critic_warmup_rollouts=1,
+        eval_every=0,
+        eval_episodes=2,
+        progress=False,
+    )
+    finetune(cfg)
+    rows = [r for r in csv.DictReader((out / "metrics.csv").open()) if r["kind"] == "train"]
+    assert [float(r["learned_reward"]) for r in rows] == [1.0, 1.0, 1.0]
+    assert all(float(r["ep_return"]) < 0 for r in rows if r["ep_return"])  # the env's
+    assert json.loads((out / "config.json").read_text())["reward"] == str(tmp_path / "reward")
+    assert type(load_policy(out / "last")).name == "finetune"  # what `iltk eval` loads
