@@ -18,8 +18,10 @@ trajectories, the same trajectories and the same env-step budget on both sides.
 Wall-clock of every learner. Writes OUT.json and OUT.png (``--out``, default
 runs/bench/irl_hopper). The expert and its recorded trajectories are kept in OUT and reused
 (delete OUT/expert or OUT/demos.hdf5 to make them again), and each learner's result is kept
-in OUT/<learner>.json, so that the learners can run as separate processes, one per core,
-after one run has made the expert: OUT.json and the plot hold every learner found there.
+in OUT/<learner>_s<seed>.json, so that the learners and seeds can run as separate processes,
+one per core, after one run has made the expert (``--seed`` is the learners'; the expert is
+the first run's): OUT.json, the table (mean over seeds) and the plot hold every result found
+there.
 
     python benchmarks/irl_hopper.py                          # 1M expert steps, 2M each learner
     python benchmarks/irl_hopper.py --expert-steps 20000 --steps 8192 --eval-episodes 2  # smoke
@@ -207,7 +209,7 @@ def main():
         os.replace(npz.with_suffix(".partial.npz"), npz)
     for learner in args.learners:
         if learner.startswith("iltk"):
-            run = out / f"{learner}_irl"
+            run = out / f"{learner}_s{args.seed}_irl"
             t0 = time.perf_counter()
             code = iltk(["irl", "--dataset", str(demos), "--out", str(run), "--total-timesteps",
                          str(args.steps), "--seed", str(args.seed), "--eval-every",
@@ -228,10 +230,10 @@ def main():
                     [int(r["step"]), float(r["eval_return"]), float(r["time_s"])] for r in rows
                 ],
             }
-            (out / f"{learner}.json").write_text(json.dumps(res, indent=2))
+            (out / f"{learner}_s{args.seed}.json").write_text(json.dumps(res, indent=2))
         elif learner in ("gail", "airl"):
             py = imitation_python()
-            path = out / f"{learner}.json"
+            path = out / f"{learner}_s{args.seed}.json"
             cmd = [str(py), "-c", IMITATION_SIDE, learner, str(npz), str(path), str(args.steps),
                    str(args.seed), str(args.eval_episodes), "Hopper-v4",
                    str(args.curve_every)]  # fmt: skip
@@ -243,20 +245,39 @@ def main():
         print(f"{learner}: return {res['return']:.0f} "
               f"({100 * res['return'] / results['expert_return']:.0f}% of the expert's) on "
               f"{res['env']} in {res['seconds']:.0f} s", flush=True)  # fmt: skip
-    # every learner's result in OUT, this process's and other processes'
-    for path in sorted(out.glob("*.json")):
+    # every learner's result in OUT (<learner>_s<seed>.json), this process's and others'
+    for path in sorted(out.glob("*_s*.json")):
         res = json.loads(path.read_text())
         res["fraction_of_expert"] = res["return"] / results["expert_return"]
         # the first point of the curve at 90% of the expert's return: env steps and seconds
         hit = [c for c in res.get("curve", []) if c[1] >= 0.9 * results["expert_return"]]
         res["to_90pct"] = {"env_steps": hit[0][0], "seconds": hit[0][2]} if hit else None
         results["learners"][path.stem] = res
-    print(f"\n{'learner':14} {'return':>8} {'of expert':>10} {'seconds':>8} "
-          f"{'steps to 90%':>13} {'s to 90%':>9}")  # fmt: skip
+    groups: dict = {}
     for name, r in results["learners"].items():
-        hit = r["to_90pct"] or {"env_steps": "-", "seconds": float("nan")}
-        print(f"{name:14} {r['return']:8.0f} {100 * r['fraction_of_expert']:9.0f}% "
-              f"{r['seconds']:8.0f} {hit['env_steps']:>13} {hit['seconds']:9.0f}")  # fmt: skip
+        groups.setdefault(name.rsplit("_s", 1)[0], []).append(r)
+    results["summary"] = {}
+    print(f"\n{'learner':14} {'seeds':>5} {'return':>14} {'of expert':>10} {'seconds':>8} "
+          f"{'steps to 90%':>13} {'s to 90%':>9}")  # fmt: skip
+    for learner, rs in groups.items():
+        rets = [r["return"] for r in rs]
+        hits = [r["to_90pct"] for r in rs if r["to_90pct"]]
+        row = {
+            "seeds": len(rs),
+            "return": float(np.mean(rets)),
+            "return_std": float(np.std(rets)),
+            "fraction_of_expert": float(np.mean(rets)) / results["expert_return"],
+            "seconds": float(np.mean([r["seconds"] for r in rs])),
+            "reached_90pct": len(hits),
+            "to_90pct_env_steps": float(np.mean([h["env_steps"] for h in hits])) if hits else None,
+            "to_90pct_seconds": float(np.mean([h["seconds"] for h in hits])) if hits else None,
+        }
+        results["summary"][learner] = row
+        steps90 = f"{row['to_90pct_env_steps']:.0f}" if hits else "-"
+        secs90 = f"{row['to_90pct_seconds']:.0f}" if hits else "-"
+        print(f"{learner:14} {len(rs):5d} {row['return']:8.0f} +- {row['return_std']:4.0f} "
+              f"{100 * row['fraction_of_expert']:9.0f}% {row['seconds']:8.0f} {steps90:>13} "
+              f"{secs90:>9}  ({len(hits)} of {len(rs)} reached 90%)")  # fmt: skip
     stem = Path(args.out)
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2))
     import matplotlib
@@ -265,22 +286,28 @@ def main():
     import matplotlib.pyplot as plt
 
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for i, (name, r) in enumerate(results["learners"].items()):
+    colors = {learner: f"C{i}" for i, learner in enumerate(groups)}
+    for name, r in results["learners"].items():
+        learner = name.rsplit("_s", 1)[0]
         if r.get("curve"):
             c = np.array(r["curve"])
-            ax.plot(c[:, 0], c[:, 1], marker=".", color=f"C{i}", label=f"{name} ({r['env']})")
+            first = name == next(n for n in results["learners"] if n.startswith(learner + "_s"))
+            ax.plot(c[:, 0], c[:, 1], marker=".", color=colors[learner], alpha=0.8,
+                    label=f"{learner} ({r['env']})" if first else None)  # fmt: skip
     ax.axhline(results["expert_return"], color="gray", ls="--", label="expert")
     ax.axhline(0.9 * results["expert_return"], color="gray", ls=":", label="90% of it")
-    ax.set(xlabel="env steps", ylabel="return (5 episodes)", title="learning curves")
+    ax.set(xlabel="env steps", ylabel="return (5 episodes)", title="learning curves, every seed")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    names = ["expert", *results["learners"]]
-    values = [results["expert_return"], *(r["return"] for r in results["learners"].values())]
-    bars = bx.bar(names, values, color=["gray"] + [f"C{i}" for i in range(len(names) - 1)])
-    for bar, r in zip(bars[1:], results["learners"].values()):
+    summary = results["summary"]
+    bars = bx.bar(["expert", *summary], [results["expert_return"],
+                  *(r["return"] for r in summary.values())],
+                  yerr=[0, *(r["return_std"] for r in summary.values())], capsize=3,
+                  color=["gray", *(colors[k] for k in summary)])  # fmt: skip
+    for bar, r in zip(bars[1:], summary.values()):
         bx.annotate(f"{r['seconds']:.0f} s", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                     ha="center", va="bottom", fontsize=8)  # fmt: skip
-    bx.set(ylabel=f"return ({args.eval_episodes} episodes)",
+    bx.set(ylabel=f"return ({args.eval_episodes} episodes), mean over seeds",
            title=f"Hopper, {args.trajectories} trajectories, {args.steps} steps")  # fmt: skip
     fig.tight_layout()
     fig.savefig(stem.with_suffix(".png"), dpi=120)
