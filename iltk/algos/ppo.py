@@ -74,7 +74,12 @@ def _check_task(envs: gym.vector.VectorEnv, task: str) -> None:
 
 
 def _state_keys(envs) -> list[str]:
-    space = envs.single_observation_space
+    return state_keys(envs.single_observation_space)
+
+
+def state_keys(space: gym.Space) -> list[str]:
+    """The observation keys PPO reads, in the order it concatenates them: a dict's
+    non-image entries, or ``state``."""
     if isinstance(space, gym.spaces.Dict):
         keys = [k for k, s in space.spaces.items() if s.dtype != np.uint8]
         if not keys:

@@ -298,3 +298,38 @@ def test_the_reward_player_goes_on_from_another_runs_state(reach_demos, reach_bc
     with pytest.raises(ValueError, match="tabular IRL"):
         train_irl(dataclasses.replace(then, task="iltk/ObjectWorld-v0"))
     torch.set_num_threads(1)
+
+
+def test_irl_learns_from_a_dict_of_observations(tmp_path):
+    """A Panda task observes a dict of arrays: the demonstrations' steps are those values
+    side by side in PPO's order, so the reward player, PPO and `iltk ppo --reward` all see
+    the same 19 numbers."""
+    from iltk.algos.ppo import state_keys
+    from iltk.collect import collect_demos
+    from iltk.data import DemoFile
+    from iltk.policies import load_policy
+    from iltk.rewards import load_reward
+
+    task, path = "iltk/PandaLift-v0", tmp_path / "lift.hdf5"
+    collect_demos(task, path, 2, progress=False)
+    env = make_env(task)
+    keys = state_keys(env.observation_space)
+    env.close()
+    assert keys == ["object", "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos"]
+    demos = load_demonstrations(path, task, keys=keys)
+    with DemoFile(path) as f:
+        first = f.demos[0]
+        want = np.concatenate([f.read(first, f"obs/{k}") for k in keys], axis=1)
+        nxt = np.concatenate([f.read(first, f"next_obs/{k}") for k in keys], axis=1)
+    assert demos.states.shape[1] == 19
+    np.testing.assert_array_equal(demos.episodes[0], want)
+    np.testing.assert_array_equal(demos.next_states[: len(want)], nxt)
+    with pytest.raises(DatasetError, match="has no obs/state"):
+        load_demonstrations(path, task)  # a flat-state task's key, named as missing
+    out = tmp_path / "irl"
+    args = ["irl", "--dataset", str(path), "--out", str(out), "--no-progress"]
+    args += ["--total-timesteps", "512", "--ppo.n-steps", "256", "--eval-episodes", "1"]
+    args += ["--reward.updates", "2", "--bc-steps", "20", "--reward.kind", "sa"]
+    assert cli_main(args) == 0
+    assert load_reward(out / "reward").config.obs_dim == 19
+    assert load_policy(out / "policy").config.state_dim == 19

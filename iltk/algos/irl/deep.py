@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from iltk.algos.ppo import state_keys
 from iltk.algos.settings import IRLConfig, RewardPlayerSettings
 from iltk.data import DatasetError, DemoFile
 from iltk.envs import make_env
@@ -82,11 +83,18 @@ def dataset_task(path: Path) -> str:
 
 
 def load_demonstrations(
-    path: Path, task: str, *, limit: int = 0, horizon: int | None = None, key: str = "state"
+    path: Path,
+    task: str,
+    *,
+    limit: int = 0,
+    horizon: int | None = None,
+    keys: tuple[str, ...] | list[str] = ("state",),
 ) -> Demonstrations:
-    """The first ``limit`` episodes (0: all) of ``path``. Episodes that ended before
-    ``horizon`` are padded with their final state (the one after their last action) up to
-    it: an ended episode is its final state held, as the policy's are in the game."""
+    """The first ``limit`` episodes (0: all) of ``path``, each step's observation the values
+    of ``keys`` flattened and concatenated in that order (PPO's order for a task with a
+    dict of observations, e.g. the Panda tasks'). Episodes that ended before ``horizon``
+    are padded with their final state (the one after their last action) up to it: an ended
+    episode is its final state held, as the policy's are in the game."""
     with DemoFile(path) as f:
         if f.env_name and f.env_name != task:
             raise DatasetError(
@@ -100,19 +108,19 @@ def load_demonstrations(
         env_kwargs = dict(f.env_args.get("env_kwargs") or {})
         states, actions, nexts, acted, episodes, seeds, padded = [], [], [], [], [], [], 0
         for name in names:
-            try:
-                obs = f.read(name, f"obs/{key}").astype(np.float32)
-                nxt = f.read(name, f"next_obs/{key}").astype(np.float32)
-                final = nxt[-1:]
-            except KeyError:
+            missing = [k for k in keys if k not in f.obs_keys(name)]
+            if missing:
                 raise DatasetError(
-                    path, f"has no obs/{key}: IRL here learns from state observations", demo=name
-                ) from None
+                    path,
+                    f"has no obs/{', obs/'.join(missing)}: IRL here learns from the task's "
+                    f"state observations ({', '.join(keys)})",
+                    demo=name,
+                )
+            obs = _concat([f.read(name, f"obs/{k}") for k in keys])
+            nxt = _concat([f.read(name, f"next_obs/{k}") for k in keys])
+            final = nxt[-1:]
             act = f.read(name, "actions").astype(np.float32).reshape(len(obs), -1)
             attrs = f.demo_attrs(name)
-            obs = obs.reshape(len(obs), -1)
-            nxt = nxt.reshape(len(nxt), -1)
-            final = final.reshape(1, -1)
             real = np.ones(len(obs), bool)
             # an episode shorter than the time limit ended in the MDP (by success, or a
             # fall): its final state is held to the horizon (recordings cut short by a
@@ -140,6 +148,11 @@ def load_demonstrations(
         np.concatenate(nexts),
         np.concatenate(acted),
     )
+
+
+def _concat(parts: list[np.ndarray]) -> np.ndarray:
+    """Per-step values of several observation keys, flattened and side by side."""
+    return np.concatenate([p.reshape(len(p), -1) for p in parts], axis=1).astype(np.float32)
 
 
 # ---------------------------------------------------------------------- the reward player
@@ -701,9 +714,10 @@ def train_deep_irl(cfg: IRLConfig) -> dict:
     probe = make_env(cfg.task, **file_kwargs)
     try:
         horizon = probe.spec.max_episode_steps if probe.spec is not None else None
+        keys = state_keys(probe.observation_space)  # what PPO reads, in its order
     finally:
         probe.close()
-    demos = load_demonstrations(cfg.dataset, cfg.task, limit=cfg.demos, horizon=horizon)
+    demos = load_demonstrations(cfg.dataset, cfg.task, limit=cfg.demos, horizon=horizon, keys=keys)
     start = start_policy(cfg) if cfg.init_policy is not None else None
     initial = start_reward(cfg) if cfg.init_reward is not None else None
     player = RewardPlayer(cfg, demos, resolve_device(cfg.device), horizon, initial)
