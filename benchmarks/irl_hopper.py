@@ -8,7 +8,9 @@ trajectories, the same trajectories and the same env-step budget on both sides.
    after the last action, actions, one row per episode);
 3. `iltk irl` on them for ``--steps`` env steps (its defaults unless ``--irl-args``): the
    return of its policy on Hopper-v5, as a fraction of the expert's;
-4. imitation's GAIL and AIRL in their own venv (``runs/bench/imitation-venv``: torch 2.13.0,
+4. BC (`iltk train --algo bc` at its defaults) on the same trajectories, for scale: no env
+   steps at all;
+5. imitation's GAIL and AIRL in their own venv (``runs/bench/imitation-venv``: torch 2.13.0,
    imitation 1.0.1, gymnasium 0.29 with Hopper-v4, the closest version; made on first use)
    on the npz for the same ``--steps``, with SB3's PPO as the generator and the tuned
    settings of imitation's own Hopper benchmark (its benchmarking/ configs: 8 envs, the
@@ -155,9 +157,11 @@ def main():
     parser.add_argument("--trajectories", type=int, default=16)
     parser.add_argument("--steps", type=int, default=2_000_000, help="env steps of each learner")
     parser.add_argument(
-        "--learners", nargs="+", default=["iltk", "gail", "airl"],
+        "--learners", nargs="*", default=["iltk", "bc", "gail", "airl"],
         help="iltk (or any name starting with iltk, e.g. iltk-8envs, for a run with other "
-        "--irl-args: its result is OUT/<name>.json), gail, airl",
+        "--irl-args: its result is OUT/<name>_s<seed>.json), bc (iltk's, no env steps), gail, "
+        "airl; none: only the "
+        "table and plot of the results already in OUT",
     )  # fmt: skip
     parser.add_argument(
         "--curve-every", type=int, default=100_000,
@@ -231,6 +235,22 @@ def main():
                 ],
             }
             (out / f"{learner}_s{args.seed}.json").write_text(json.dumps(res, indent=2))
+        elif learner == "bc":  # iltk's BC at its defaults on the same trajectories
+            run = out / f"bc_s{args.seed}"
+            t0 = time.perf_counter()
+            code = iltk(["train", "--algo", "bc", "--dataset", str(demos), "--out", str(run),
+                         "--seed", str(args.seed), "--eval-episodes", "0", "--overwrite",
+                         "--no-progress"])  # fmt: skip
+            assert code == 0, "iltk train --algo bc failed"
+            seconds = time.perf_counter() - t0
+            ev = evaluate_policy(load_policy(run / "last"), "Hopper-v5", args.eval_episodes)
+            res = {
+                "seconds": seconds,
+                "return": ev.mean_return,
+                "env": "Hopper-v5",
+                "returns": [e["return"] for e in ev.per_episode],
+            }
+            (out / f"bc_s{args.seed}.json").write_text(json.dumps(res, indent=2))
         elif learner in ("gail", "airl"):
             py = imitation_python()
             path = out / f"{learner}_s{args.seed}.json"
@@ -241,7 +261,7 @@ def main():
                 raise SystemExit(f"imitation's {learner} failed (its traceback is above)")
             res = json.loads(path.read_text())
         else:
-            raise SystemExit(f"--learners: {learner!r} is not iltk[...], gail or airl")
+            raise SystemExit(f"--learners: {learner!r} is not iltk[...], bc, gail or airl")
         print(f"{learner}: return {res['return']:.0f} "
               f"({100 * res['return'] / results['expert_return']:.0f}% of the expert's) on "
               f"{res['env']} in {res['seconds']:.0f} s", flush=True)  # fmt: skip
