@@ -297,7 +297,8 @@ def main():
         secs90 = f"{row['to_90pct_seconds']:.0f}" if hits else "-"
         print(f"{learner:14} {len(rs):5d} {row['return']:8.0f} +- {row['return_std']:4.0f} "
               f"{100 * row['fraction_of_expert']:9.0f}% {row['seconds']:8.0f} {steps90:>13} "
-              f"{secs90:>9}  ({len(hits)} of {len(rs)} reached 90%)")  # fmt: skip
+              f"{secs90:>9}  " + (f"({len(hits)} of {len(rs)} reached 90%)" if any(
+                  r.get("curve") for r in rs) else "(no env steps)"))  # fmt: skip
     stem = Path(args.out)
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2))
     import matplotlib
